@@ -1,0 +1,193 @@
+"""Reading and writing renderer weights.
+
+Formats, detected from the file:
+- ours: ``.safetensors`` whose metadata holds ``format = lact-nvs`` and the JSON ``config``;
+- the published LaCT checkpoints: a torch ``.pt`` holding ``{"model": state_dict, ...}`` (or a bare
+  state dict) with the official key names, also accepted as ``.safetensors`` with those keys.
+Nothing here unpickles code: safetensors, or ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import Tensor
+
+from nvs.models.config import ModelConfig
+from nvs.models.full_attention import FullAttentionRenderer
+from nvs.models.lact import LaCTRenderer
+
+FORMAT_TAG = "lact-nvs"
+Renderer = LaCTRenderer | FullAttentionRenderer
+
+# official name inside a block -> ours (module 0: attention, 1: LaCT layer, 2: MLP)
+_OFFICIAL_BLOCK_KEYS = {
+    "module_list.0.ln.weight": "attn_norm.weight",
+    "module_list.0.f.to_qkv.weight": "attn.qkv.weight",
+    "module_list.0.f.c_proj.weight": "attn.proj.weight",
+    "module_list.0.f.q_norm.weight": "attn.q_norm.weight",
+    "module_list.0.f.k_norm.weight": "attn.k_norm.weight",
+    "module_list.1.ln.weight": "ttt_norm.weight",
+    "module_list.1.f.w0": "ttt.w0",
+    "module_list.1.f.w1": "ttt.w1",
+    "module_list.1.f.w2": "ttt.w2",
+    "module_list.1.f.to_qkv.weight": "ttt.qkv.weight",
+    "module_list.1.f.c_proj.weight": "ttt.proj.weight",
+    "module_list.1.f.lr_fc.weight": "ttt.lr_proj.weight",
+    "module_list.1.f.lr_fc.bias": "ttt.lr_proj.bias",
+    "module_list.1.f.o_norm.weight": "ttt.out_norm.weight",
+    "module_list.2.ln.weight": "mlp_norm.weight",
+    "module_list.2.f.c_fc.weight": "mlp.fc.weight",
+    "module_list.2.f.c_proj.weight": "mlp.proj.weight",
+}
+_OFFICIAL_TOP_KEYS = {
+    "input_linear.weight": "tokenizer.embed.weight",
+    "input_layernorm.weight": "tokenizer.norm.weight",
+    "image_token_decoder.0.weight": "head.norm.weight",
+    "image_token_decoder.1.weight": "head.proj.weight",
+}
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read as a renderer; the message names the file and the reason."""
+
+
+def build_renderer(config: ModelConfig) -> Renderer:
+    return LaCTRenderer(config) if config.arch == "lact" else FullAttentionRenderer(config)
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_renderer(model: Renderer, path: str | Path, metadata: Mapping[str, str] | None = None) -> Path:
+    """Write weights + config as .safetensors, atomically (temporary file, then rename)."""
+    path = Path(path)
+    meta = {"format": FORMAT_TAG, "config": json.dumps(model.config.to_dict())}
+    meta.update({k: str(v) for k, v in (metadata or {}).items()})
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return path
+
+
+def official_to_ours(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename an official LaCT state dict; unknown keys raise a CheckpointError that lists them."""
+    out, unknown = {}, []
+    for key, value in state.items():
+        name = key
+        while name.startswith(_WRAPPER_PREFIXES):
+            name = name.split(".", 1)[1]
+        if name in _OFFICIAL_TOP_KEYS:
+            out[_OFFICIAL_TOP_KEYS[name]] = value
+            continue
+        m = re.fullmatch(r"blocks\.(\d+)\.(.+)", name)
+        if m and m.group(2) in _OFFICIAL_BLOCK_KEYS:
+            out[f"blocks.{m.group(1)}.{_OFFICIAL_BLOCK_KEYS[m.group(2)]}"] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(f"unknown keys in the official state dict: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+    return out
+
+
+def infer_official_config(state: Mapping[str, Tensor]) -> ModelConfig:
+    """Model sizes from tensor shapes (base_lr and Newton-Schulz steps take the published 0.01 / 5)."""
+    try:
+        dim, in_features = state["tokenizer.embed.weight"].shape
+        patch = int(round((in_features / 12) ** 0.5))
+        layers = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+        heads, head_dim, hidden = state["blocks.0.ttt.w0"].shape
+        attn_head_dim = state["blocks.0.attn.q_norm.weight"].shape[0]
+        mlp_hidden = state["blocks.0.mlp.fc.weight"].shape[0]
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"cannot infer the model size from the state dict (missing {exc})") from exc
+    return ModelConfig(
+        arch="lact", patch_size=patch, dim=dim, layers=layers, attn_head_dim=attn_head_dim,
+        ttt_head_dim=head_dim, ttt_inter_multi=hidden / head_dim, mlp_inter_multi=mlp_hidden / dim,
+    )
+
+
+def _load_weights(model: Renderer, state: Mapping[str, Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: checkpoint does not fit the model: missing {missing[:10]}, unexpected {unexpected[:10]}")
+    bad = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape]
+    if bad:
+        raise CheckpointError(f"{path}: tensor shapes do not fit the config: {bad[:5]}")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+
+
+def _read_pt(path: Path) -> dict[str, Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (weights only): {exc}") from exc
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state dict of tensors (or {{'model': state_dict}})")
+    return obj
+
+
+def load_renderer(
+    path: str | Path, config: ModelConfig | str | Path | None = None, device: str | torch.device = "cpu"
+) -> Renderer:
+    """Load a renderer from our .safetensors or a published LaCT checkpoint, in eval mode.
+
+    ``config`` (a ModelConfig or a YAML path, ours or the official layout) is needed only for
+    official checkpoints whose sizes cannot be read from the tensors; by default it is inferred.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if isinstance(config, (str, Path)):
+        config = ModelConfig.from_yaml(config)
+    metadata: dict[str, str] = {}
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), "pt") as f:
+                metadata = f.metadata() or {}
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from exc
+    elif path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
+        state = _read_pt(path)
+    else:
+        raise CheckpointError(f"{path}: unknown checkpoint format (expected .safetensors or a torch .pt)")
+
+    if metadata.get("format") == FORMAT_TAG:
+        try:
+            cfg = ModelConfig.from_dict(json.loads(metadata["config"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: corrupt config in metadata: {exc}") from exc
+    else:
+        official = {k: v for k, v in state.items() if not k.startswith(("input.", "target.", "output.", "state."))}
+        try:
+            state = official_to_ours(official)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from exc
+        cfg = config if config is not None else infer_official_config(state)
+    model = build_renderer(cfg)
+    _load_weights(model, state, path)
+    return model.to(device).eval()

@@ -1,0 +1,94 @@
+"""Model configuration: a typed dataclass, read from our YAML files or the official LaCT layout."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ARCHITECTURES = ("lact", "full_attention")
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of a renderer. Defaults are the published LaCT model (dim 768, 24 layers, ttt 2x)."""
+
+    arch: str = "lact"
+    patch_size: int = 8
+    dim: int = 768
+    layers: int = 24
+    attn_head_dim: int = 64
+    qk_norm: bool = True
+    mlp_inter_multi: float = 4.0
+    # LaCT fast-weight layer (ignored by the full-attention baseline)
+    ttt_head_dim: int = 768
+    ttt_inter_multi: float = 2.0
+    ttt_base_lr: float = 0.01
+    muon_steps: int = 5
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        for name, head in (("attn_head_dim", self.attn_head_dim), ("ttt_head_dim", self.ttt_head_dim)):
+            if self.dim % head:
+                raise ValueError(f"dim {self.dim} is not divisible by {name} {head}")
+        if self.patch_size <= 0 or self.layers <= 0:
+            raise ValueError("patch_size and layers must be positive")
+
+    @property
+    def ttt_heads(self) -> int:
+        return self.dim // self.ttt_head_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown}; valid keys are {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "ModelConfig":
+        """Our YAML (keys of this class, optionally under ``model:``) or the official layout."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"{path}: cannot read model config: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a model config must be a YAML mapping")
+        if "block_config" in data:
+            return cls.from_official(data)
+        data = data.get("model", data)
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+
+    @classmethod
+    def from_official(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Parse the official LaCT layout: patch_size, dim, layers, block_config (attn, ttt, mlp)."""
+        kinds = [b.get("type", "").rsplit(".", 1)[-1] for b in data["block_config"]]
+        expected = ["SelfAttention", "FastWeightGluMLPMultihead", "MLP"]
+        if kinds != expected:
+            raise ValueError(f"unsupported official block_config {kinds}; expected {expected}")
+        attn, ttt, mlp = (b.get("params", {}) for b in data["block_config"])
+        return cls(
+            arch="lact",
+            patch_size=int(data["patch_size"]),
+            dim=int(data["dim"]),
+            layers=int(data["layers"]),
+            attn_head_dim=int(attn["head_dim"]),
+            qk_norm=bool(attn.get("use_qk_norm", True)),
+            ttt_head_dim=int(ttt["head_dim"]),
+            ttt_inter_multi=float(ttt.get("inter_multi", 1)),
+            ttt_base_lr=float(ttt.get("base_lr", 0.01)),
+            muon_steps=int(ttt.get("muon_update_steps", 0)),
+            mlp_inter_multi=float(mlp.get("inter_multi", 4)),
+        )

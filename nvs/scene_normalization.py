@@ -1,0 +1,66 @@
+"""Scene normalisation: re-express cameras in the frame of the mean camera, then rescale.
+
+LVSM/LaCT scene data is normalised so that networks see a canonical frame: the average input
+camera sits at the origin looking down +z, and translations are divided by ``1.35 * max|t|``
+so the farthest camera lies at distance 1/1.35.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nvs.cameras import invert_rigid
+
+LVSM_SCALE_MARGIN = 1.35
+
+
+def mean_camera(c2w: Tensor) -> Tensor:
+    """Average pose of [..., V, 4, 4] cameras -> [..., 4, 4].
+
+    Position: mean centre. Orientation: mean forward (z) and down (y) axes, re-orthonormalised.
+    """
+    center = c2w[..., :3, 3].mean(-2)
+    forward = torch.nn.functional.normalize(c2w[..., :3, 2].mean(-2), dim=-1)
+    down = c2w[..., :3, 1].mean(-2)
+    right = torch.nn.functional.normalize(torch.linalg.cross(down, forward), dim=-1)
+    down = torch.linalg.cross(forward, right)
+    out = torch.zeros(*c2w.shape[:-3], 4, 4, dtype=c2w.dtype, device=c2w.device)
+    out[..., :3, 0], out[..., :3, 1], out[..., :3, 2], out[..., :3, 3] = right, down, forward, center
+    out[..., 3, 3] = 1.0
+    return out
+
+
+@dataclass
+class SceneNormalization:
+    """world_normalised = scale * inverse(frame) @ world.
+
+    frame: [..., 4, 4] the mean camera's c2w; scale: [...] positive factor.
+    """
+
+    frame: Tensor
+    scale: Tensor
+
+    @classmethod
+    def fit(cls, c2w: Tensor, margin: float = LVSM_SCALE_MARGIN) -> "SceneNormalization":
+        """Fit to reference cameras [..., V, 4, 4] (normally the input views)."""
+        frame = mean_camera(c2w)
+        local = invert_rigid(frame)[..., None, :, :] @ c2w
+        extent = local[..., :3, 3].norm(dim=-1).amax(-1)
+        scale = 1.0 / (margin * extent.clamp_min(1e-8))
+        return cls(frame, scale)
+
+    def apply(self, c2w: Tensor) -> Tensor:
+        """Map cameras [..., V, 4, 4] into the normalised frame."""
+        out = invert_rigid(self.frame)[..., None, :, :] @ c2w
+        out = out.clone()
+        out[..., :3, 3] = out[..., :3, 3] * self.scale[..., None, None]
+        return out
+
+    def apply_points(self, points: Tensor) -> Tensor:
+        """Map world points [..., N, 3] into the normalised frame."""
+        w2f = invert_rigid(self.frame)
+        local = points @ w2f[..., :3, :3].transpose(-1, -2) + w2f[..., None, :3, 3]
+        return local * self.scale[..., None, None]
