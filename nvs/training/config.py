@@ -1,0 +1,173 @@
+"""Training recipes: YAML -> typed dataclasses, with dotted ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nvs.models.config import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    kind: str = "procedural"  # procedural | lact | lvsm
+    scene: str = "object"  # procedural scenes: object | room
+    path: str | None = None  # data set root or index file for the file formats
+    num_scenes: int = 1_000_000  # procedural: distinct training scenes (seeds seed .. seed + n - 1)
+    input_views: int = 4
+    target_views: int = 2
+    height: int = 64
+    width: int = 64
+    seed: int = 0
+    val_scenes: int = 8
+    val_seed: int = 50_000_000  # procedural validation scenes use seeds from here on
+    workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.05  # only on tensors with 2+ dims
+    warmup_steps: int = 4000
+    steps: int = 100_000
+    batch_size: int = 8  # per process, per micro-batch
+    grad_accum: int = 1
+    clip_grad_norm: float = 1.0
+    skip_grad_norm: float = 4.0  # skip steps whose gradient norm is above this, or non-finite
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    lpips_weight: float = 0.0
+    lpips_start: int = 5000
+    lpips_net: str = "vgg"
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs/default"
+    seed: int = 0
+    mixed_precision: str = "no"  # no | bf16 (bf16 autocast on GPU, optional on CPU)
+    grad_checkpointing: bool = False
+    compile: bool = False
+    log_every: int = 10
+    image_every: int = 500
+    val_every: int = 1000
+    ckpt_every: int = 1000
+    keep_last: int = 3
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _all_keys(cls, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.type) or (isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory)):
+            keys += _all_keys(f.default_factory, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _coerce(value: Any, type_name: str, key: str) -> Any:
+    """Convert a YAML value to the field's declared type ('3e-3' is a string in YAML 1.1)."""
+    try:
+        if value is None and "None" in type_name:
+            return None
+        if type_name.startswith("float"):
+            return float(value)
+        if type_name.startswith("int"):
+            number = float(value)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        if type_name == "bool":
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if type_name.startswith("tuple"):
+            return tuple(float(v) for v in value)
+        if type_name.startswith("str"):
+            return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config key '{key}' expects {type_name}, got {value!r}") from None
+    return value
+
+
+def _fill(cls, data: dict[str, Any], where: str):
+    valid = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean '{where}{close[0]}'?" if close else ""
+            raise ValueError(f"unknown config key '{where}{key}'{hint}")
+        factory = valid[key].default_factory
+        if isinstance(factory, type) and dataclasses.is_dataclass(factory):
+            if not isinstance(value, dict):
+                raise ValueError(f"config key '{where}{key}' must be a mapping")
+            kwargs[key] = _fill(factory, value, f"{where}{key}.")
+        else:
+            kwargs[key] = _coerce(value, str(valid[key].type), where + key)
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings (values parsed as YAML) to a nested dict; unknown keys raise
+    with the closest valid key."""
+    known = _all_keys(TrainConfig)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"unknown config key '{key}'{hint}")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a recipe. ``model`` may be a mapping or the path of a model YAML (relative paths are
+    resolved against the recipe's folder)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: training config not found")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a training config must be a YAML mapping")
+    model = data.get("model", {})
+    if isinstance(model, str):
+        model_path = Path(model)
+        if not model_path.is_absolute() and path is not None and not model_path.exists():
+            model_path = Path(path).parent / model_path
+        data["model"] = ModelConfig.from_yaml(model_path).to_dict()
+    data = apply_overrides(data, list(overrides))
+    model_cfg = ModelConfig.from_dict(data.pop("model", {}))
+    cfg = _fill(TrainConfig, data, "")
+    cfg.model = model_cfg
+    return cfg

@@ -1,0 +1,220 @@
+"""`nvs train`: one loop from a 2-core CPU to multi-node GPUs (accelerate: DDP over gloo or NCCL)."""
+
+from __future__ import annotations
+
+import json
+import math
+from contextlib import nullcontext
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from nvs.datasets.views import ProceduralViews, batch_cameras
+from nvs.media import image_grid
+from nvs.metrics import psnr
+from nvs.models import build_renderer
+from nvs.training.checkpoints import latest_readable_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from nvs.training.config import TrainConfig
+from nvs.training.sampling import StepSampler
+
+DATA_KINDS = ("procedural",)
+
+
+def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset:
+    d = cfg.data
+    if d.kind not in DATA_KINDS:
+        raise ValueError(f"data.kind {d.kind!r} is not supported by training yet; supported: {DATA_KINDS}")
+    if validation:
+        return ProceduralViews(d.scene, d.val_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.val_seed)
+    return ProceduralViews(d.scene, d.num_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.seed)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on tensors with 2+ dims only (matrices and fast-weight initial states)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_lambda(warmup: int, total: int, min_ratio: float):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class Losses:
+    """MSE, plus LPIPS (weight and switch-on step from the config) once it is switched on."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg = cfg.loss
+        self._lpips = None
+        self.device = device
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        mse = torch.nn.functional.mse_loss(pred.float(), target.float())
+        logs = {"mse": mse.item()}
+        loss = mse
+        if self.cfg.lpips_weight > 0 and step >= self.cfg.lpips_start:
+            if self._lpips is None:
+                from nvs.lpips import LPIPS
+
+                self._lpips = LPIPS(self.cfg.lpips_net).to(self.device).eval().requires_grad_(False)
+            perceptual = self._lpips(pred.flatten(0, 1).float(), target.flatten(0, 1).float()).mean()
+            loss = loss + self.cfg.lpips_weight * perceptual
+            logs["lpips"] = perceptual.item()
+        return loss, logs
+
+
+@torch.no_grad()
+def validate(model, cfg: TrainConfig, device: torch.device) -> float:
+    data = build_dataset(cfg, validation=True)
+    model.eval()
+    scores = []
+    for i in range(len(data)):
+        batch = {k: v[None].to(device) for k, v in data[i].items()}
+        pred = model(batch["inputs"], batch_cameras(batch, "input"), batch_cameras(batch, "target"))
+        scores.append(psnr(pred, batch["targets"]).mean().item())
+    model.train()
+    return sum(scores) / max(1, len(scores))
+
+
+def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
+
+
+def train(
+    cfg: TrainConfig, resume: str | None = "auto", max_steps: int | None = None, dataset: Dataset | None = None
+) -> dict[str, Any]:
+    """Run (or continue) training. ``resume``: 'auto' (latest readable checkpoint of the run
+    folder, if any), a checkpoint folder, or None (start fresh). ``max_steps`` stops early
+    (the schedule still spans optim.steps), as a crash would. ``dataset`` replaces the one the
+    recipe describes (items as in nvs.datasets.views). Returns the summary dict."""
+    # cpu=True on GPU-less machines lets torchrun-launched processes form a gloo group (MULTI_CPU)
+    accelerator = Accelerator(mixed_precision=cfg.run.mixed_precision, cpu=not torch.cuda.is_available())
+    run_dir = Path(cfg.run.out_dir)
+    device = accelerator.device
+    set_seed(cfg.run.seed)
+
+    model = build_renderer(cfg.model)
+    model.grad_checkpointing = cfg.run.grad_checkpointing
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim.warmup_steps, cfg.optim.steps, cfg.optim.min_lr_ratio))
+
+    start_step, skipped, found = 0, 0, None
+    if resume == "auto":
+        found = latest_readable_checkpoint(run_dir)
+    elif resume:
+        found = (Path(resume), *load_checkpoint(Path(resume)))
+    if found is not None:
+        path, loaded, state = found
+        if loaded.config != cfg.model:
+            raise ValueError(f"{path}: checkpoint model config differs from the recipe's; refusing to resume")
+        model.load_state_dict(loaded.state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start_step, skipped = int(state["step"]), int(state["skipped"])
+        if accelerator.is_main_process:
+            print(f"resuming from {path} at step {start_step}")
+    if accelerator.is_main_process:
+        _write_config(run_dir, cfg)
+
+    if cfg.run.compile:
+        model = torch.compile(model)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw_model = accelerator.unwrap_model(model)
+    losses = Losses(cfg, device)
+
+    dataset = build_dataset(cfg) if dataset is None else dataset
+    accum = cfg.optim.grad_accum
+    end_step = cfg.optim.steps if max_steps is None else min(cfg.optim.steps, max_steps)
+    sampler = StepSampler(len(dataset), cfg.optim.batch_size * accum, start_step, end_step,
+                          accelerator.process_index, accelerator.num_processes, cfg.data.seed)
+    loader = DataLoader(dataset, batch_size=cfg.optim.batch_size, sampler=sampler, num_workers=cfg.data.workers)
+    batches = iter(loader)
+
+    writer = None
+    if accelerator.is_main_process:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+    bar = tqdm(total=end_step, initial=start_step, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
+    t0, last_val = time.time(), None
+    history: list[dict[str, float]] = []
+    model.train()
+    for step in range(start_step, end_step):
+        logs_sum: dict[str, float] = {}
+        for micro in range(accum):
+            batch = {k: v.to(device) for k, v in next(batches).items()}
+            sync = accelerator.no_sync(model) if micro < accum - 1 else nullcontext()
+            with sync, accelerator.autocast():
+                pred = model(batch["inputs"], batch_cameras(batch, "input"), batch_cameras(batch, "target"))
+                loss, logs = losses(pred, batch["targets"], step)
+                accelerator.backward(loss / accum)
+            for k, v in logs.items():
+                logs_sum[k] = logs_sum.get(k, 0.0) + v / accum
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad_norm)
+        grad_norm = float(grad_norm)
+        if math.isfinite(grad_norm) and grad_norm <= cfg.optim.skip_grad_norm:
+            optimizer.step()
+        else:
+            skipped += 1
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        done = step + 1
+
+        train_psnr = -10 * math.log10(max(logs_sum["mse"], 1e-10)) if math.isfinite(logs_sum["mse"]) else float("nan")
+        history.append({"step": done, "loss": logs_sum["mse"], "psnr": train_psnr, "grad_norm": grad_norm})
+        if accelerator.is_main_process:
+            rate = (done - start_step) / max(time.time() - t0, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs_sum['mse']:.4f}", psnr=f"{train_psnr:.2f}", it_s=f"{rate:.2f}", skipped=skipped)
+            if done % cfg.run.log_every == 0:
+                for k, v in logs_sum.items():
+                    writer.add_scalar(f"train/{k}", v, done)
+                writer.add_scalar("train/psnr", train_psnr, done)
+                writer.add_scalar("train/grad_norm", grad_norm, done)
+                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], done)
+                writer.add_scalar("train/skipped_steps", skipped, done)
+            if done % cfg.run.image_every == 0:
+                rows = [[*batch["inputs"][0][:3]], [*batch["targets"][0][:3]], [*pred[0][:3].detach().float()]]
+                writer.add_image("train/inputs|target|prediction", image_grid(rows), done)
+        if done % cfg.run.val_every == 0 or done == cfg.optim.steps:
+            if accelerator.is_main_process:
+                last_val = validate(raw_model, cfg, device)
+                writer.add_scalar("val/psnr", last_val, done)
+                bar.write(f"step {done}: validation PSNR {last_val:.2f} dB")
+            accelerator.wait_for_everyone()
+        if done % cfg.run.ckpt_every == 0 or done == end_step:
+            if accelerator.is_main_process:
+                trainer_state = {"step": done, "skipped": skipped, "optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict(), "rng": rng_state()}
+                save_checkpoint(run_dir, done, raw_model, trainer_state, cfg.run.keep_last)
+            accelerator.wait_for_everyone()
+    bar.close()
+    # every rank reports a checksum of its parameters: DDP ranks must agree exactly
+    checksum = torch.tensor([sum(float(p.detach().double().sum()) for p in raw_model.parameters())], dtype=torch.float64, device=device)
+    checksums = accelerator.gather(checksum).tolist()
+    summary = {
+        "steps": end_step, "start_step": start_step, "skipped_steps": skipped, "seconds": round(time.time() - t0, 2),
+        "final_loss": history[-1]["loss"] if history else None, "val_psnr": last_val,
+        "processes": accelerator.num_processes, "param_checksums": checksums,
+        "ranks_in_sync": len(set(checksums)) == 1, "history": history,
+    }
+    if accelerator.is_main_process:
+        writer.close()
+        (run_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
+    accelerator.end_training()
+    return summary

@@ -1,0 +1,117 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nvs.datasets.views import ProceduralViews
+from nvs.training.config import load_train_config
+from nvs.training.loop import train
+
+TINY = [
+    "model.dim=32", "model.layers=2", "model.attn_head_dim=16", "model.ttt_head_dim=16",
+    "data.height=32", "data.width=32", "data.input_views=3", "data.target_views=2",
+    "data.val_scenes=1", "optim.batch_size=2", "optim.warmup_steps=5", "optim.lr=2e-3",
+    "run.log_every=1", "run.image_every=5", "run.val_every=1000", "run.keep_last=3",
+]
+
+
+def _cfg(tmp_path, *extra):
+    return load_train_config(None, [*TINY, f"run.out_dir={tmp_path / 'run'}", *extra])
+
+
+def test_overfits_one_scene_by_8_db(tmp_path):
+    cfg = _cfg(tmp_path, "data.num_scenes=1", "data.input_views=4", "data.target_views=4", "model.dim=64",
+               "model.ttt_head_dim=32", "optim.steps=200", "optim.lr=3e-3", "optim.warmup_steps=10",
+               "optim.batch_size=1", "run.ckpt_every=1000", "optim.skip_grad_norm=1e9")
+    data = ProceduralViews("object", 1, 4, 4, 32, 32, seed=3)
+    summary = train(cfg, resume=None, dataset=data)
+    first = sum(h["psnr"] for h in summary["history"][:5]) / 5
+    last = sum(h["psnr"] for h in summary["history"][-5:]) / 5
+    assert last - first >= 8.0, (first, last)
+
+
+def test_nan_batch_is_skipped_and_counted(tmp_path):
+    class Poisoned(ProceduralViews):
+        def __getitem__(self, index):
+            item = super().__getitem__(index)
+            if index == 1:
+                item["targets"] = torch.full_like(item["targets"], float("nan"))
+            return item
+
+    cfg = _cfg(tmp_path, "data.num_scenes=4", "optim.steps=4", "optim.batch_size=1", "run.ckpt_every=100")
+    summary = train(cfg, resume=None, dataset=Poisoned("object", 4, 3, 2, 32, 32))
+    assert summary["skipped_steps"] >= 1 and summary["steps"] == 4
+    state = load_file(next((tmp_path / "run" / "checkpoints").iterdir()) / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in state.values())
+
+
+def test_unknown_key_names_the_closest(tmp_path):
+    with pytest.raises(ValueError, match="did you mean 'optim.lr'"):
+        load_train_config(None, ["optim.lrr=1"])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("optim:\n  warmup: 3\n")
+    with pytest.raises(ValueError, match="optim.warmup_steps"):
+        load_train_config(recipe)
+    with pytest.raises(ValueError, match="not found"):
+        load_train_config(tmp_path / "missing.yaml")
+
+
+def test_unsupported_data_kind_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="data.kind"):
+        train(_cfg(tmp_path, "data.kind=nope", "optim.steps=1"), resume=None)
+
+
+def _nvs(*args):
+    return [sys.executable, "-m", "nvs.cli", *args]
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    common = [*TINY, "data.num_scenes=50", "optim.steps=12", "run.ckpt_every=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(_nvs("train", "configs/train-demo-object.yaml", *common, f"run.out_dir={straight}"),
+                   check=True, env=env, capture_output=True, cwd=Path(__file__).parents[1])
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_nvs("train", "configs/train-demo-object.yaml", *common, f"run.out_dir={killed}"),
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1])
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((killed / "checkpoints").glob("step-000000[3-9]")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # lands at any point, often while a checkpoint is written
+    proc.wait()
+    ckpts = sorted((killed / "checkpoints").glob("step-*"))
+    assert ckpts and int(ckpts[-1].name.split("-")[1]) < 12, "the run was not interrupted"
+    # a half-written checkpoint and a corrupt newest one must both be ignored
+    (killed / "checkpoints" / ".tmp-step-0000099").mkdir()
+    corrupt = killed / "checkpoints" / "step-0000011"
+    corrupt.mkdir(exist_ok=True)
+    (corrupt / "model.safetensors").write_bytes(b"truncated")
+    out = subprocess.run(_nvs("train", "configs/train-demo-object.yaml", *common, f"run.out_dir={killed}"),
+                         check=True, env=env, capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert "resuming from" in out.stdout and "step-0000011" not in out.stdout.split("resuming from")[1].split("\n")[0]
+    a = load_file(straight / "checkpoints" / "step-0000012" / "model.safetensors")
+    b = load_file(killed / "checkpoints" / "step-0000012" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not (killed / "checkpoints" / ".tmp-step-0000099").exists()
+
+
+def test_accelerate_two_cpu_processes_stay_in_sync(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "ddp"
+    # torchrun route: on a GPU-less machine the trainer asks accelerate for CPU, so the two
+    # processes form a gloo group (accelerate's own --cpu launcher starts several only under MPI)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
+           "-m", "nvs.cli", "train", "configs/train-demo-object.yaml", *TINY, "data.num_scenes=20",
+           "optim.steps=3", "run.ckpt_every=3", f"run.out_dir={run}"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["processes"] == 2 and len(summary["param_checksums"]) == 2 and summary["ranks_in_sync"]
