@@ -53,11 +53,115 @@ class ProceduralViews(Dataset):
         return self.num_scenes
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        if not 0 <= index < self.num_scenes:
+        """index = epoch * len + item (see nvs.training.sampling); the scene depends on the item only."""
+        if index < 0:
             raise IndexError(index)
+        index %= self.num_scenes
         views = self.input_views + self.target_views
         s = generate_scene(self.scene, self.seed + index, views, self.height, self.width)
         if self.scene == "room":
             order = spread_order(views, self.input_views)
             return make_sample(s.images[order], s.cameras[order], self.input_views, normalize=True)
         return make_sample(s.images, s.cameras, self.input_views, normalize=False)
+
+
+SELECTIONS = ("random", "first", "spread")
+
+
+def select_views(num_views: int, n_inputs: int, n_targets: int, selection: str, generator: torch.Generator | None = None,
+                 where: str = "scene") -> tuple[list[int], list[int]]:
+    """Input and target view indices. random: a random subset; first: the first n_inputs as inputs,
+    the rest as targets; spread: inputs evenly spaced over the views, the others targets.
+    n_targets = 0 means all remaining views."""
+    if num_views < n_inputs + 1:
+        raise ValueError(f"{where}: {num_views} views, need at least {n_inputs + 1} ({n_inputs} inputs + 1 target)")
+    if selection == "random":
+        perm = torch.randperm(num_views, generator=generator).tolist()
+        inputs, rest = perm[:n_inputs], perm[n_inputs:]
+    elif selection == "first":
+        inputs, rest = list(range(n_inputs)), list(range(n_inputs, num_views))
+    elif selection == "spread":
+        order = spread_order(num_views, n_inputs).tolist()
+        inputs, rest = order[:n_inputs], order[n_inputs:]
+    else:
+        raise ValueError(f"unknown view selection {selection!r}; choose one of {SELECTIONS}")
+    return inputs, rest[:n_targets] if n_targets else rest
+
+
+def read_eval_index(path) -> dict[str, dict[str, list[int]]]:
+    """The pixelSplat evaluation index: {scene: {"context": [i, j], "target": [...]}} (null = skip)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable evaluation index ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: an evaluation index maps scene names to {{context, target}}")
+    out = {}
+    for scene, entry in data.items():
+        if entry is None:
+            continue
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), list) for k in ("context", "target")):
+            raise ValueError(f"{path}: scene '{scene}' needs 'context' and 'target' lists")
+        out[scene] = {"context": [int(i) for i in entry["context"]], "target": [int(i) for i in entry["target"]]}
+    return out
+
+
+class FileViews(Dataset):
+    """Scenes of a data set on disk (formats of nvs.datasets.formats) as samples.
+
+    Items are addressed as epoch * len + item (see nvs.training.sampling); random selection is
+    seeded by (seed, item, epoch): deterministic, and other views each epoch. ``index``
+    (pixelSplat evaluation JSON) fixes inputs and targets per scene.
+    ``normalize`` re-expresses cameras in the mean input camera's frame (scene-level data).
+    """
+
+    def __init__(self, root, input_views: int, target_views: int, height: int, width: int, selection: str = "random",
+                 seed: int = 0, index=None, normalize: bool = False):
+        from nvs.datasets.formats import list_scenes
+
+        self.format, self.scene_files = list_scenes(root)
+        self.input_views, self.target_views, self.height, self.width = input_views, target_views, height, width
+        self.selection, self.seed, self.normalize = selection, seed, normalize
+        self.index = read_eval_index(index) if index is not None else None
+        if self.index is not None:
+            names = {self._name(p): p for p in self.scene_files}
+            missing = sorted(set(self.index) - set(names))
+            if missing:
+                raise ValueError(f"{index}: names scenes that are not in {root}: {missing[:10]}")
+            self.scene_files = [names[n] for n in self.index]
+
+    def _name(self, path) -> str:
+        return path.parent.name if self.format == "lact" else path.stem
+
+    def __len__(self) -> int:
+        return len(self.scene_files)
+
+    def record(self, i: int):
+        from nvs.datasets.formats import read_scene
+
+        return read_scene(self.format, self.scene_files[i])
+
+    def views(self, i: int, rec, epoch: int = 0) -> tuple[list[int], list[int]]:
+        """(input, target) view indices of item i, whose record is ``rec``."""
+        n = rec.cameras.shape[0]
+        if self.index is not None:
+            entry = self.index[rec.name] if rec.name in self.index else self.index[self._name(self.scene_files[i])]
+            bad = [v for v in entry["context"] + entry["target"] if not 0 <= v < n]
+            if bad:
+                raise ValueError(f"scene '{rec.name}': index names views {bad} but the scene has {n}")
+            return entry["context"], entry["target"]
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + i * 7919 + epoch)
+        return select_views(n, self.input_views, self.target_views, self.selection, g, f"scene '{rec.name}'")
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        from nvs.datasets.formats import load_views
+
+        epoch, i = divmod(index, len(self))
+        rec = self.record(i)
+        inputs, targets = self.views(i, rec, epoch)
+        images, cams = load_views(rec, inputs + targets, self.height, self.width)
+        return make_sample(images, cams, len(inputs), self.normalize)

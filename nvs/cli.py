@@ -35,6 +35,77 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics(args: argparse.Namespace) -> int:
+    import json
+
+    from nvs.media import read_image
+    from nvs.metrics import all_metrics
+
+    a, b = read_image(args.image_a), read_image(args.image_b)
+    if a.shape != b.shape:
+        raise ValueError(f"{args.image_a} is {tuple(a.shape[1:])} pixels but {args.image_b} is {tuple(b.shape[1:])}")
+    values = all_metrics(a[None], b[None], lpips_net=args.lpips_net)
+    print(json.dumps({k: round(float(v[0]), 6) for k, v in values.items()}))
+    return 0
+
+
+def _data_synth(args: argparse.Namespace) -> int:
+    from nvs.data_cli import synth
+
+    summary = synth(args.kind, args.scenes, args.views, args.size[0], args.size[1], args.format, Path(args.out), args.seed)
+    print(f"wrote {summary['scenes']} {args.kind} scenes x {args.views} views ({args.format}) to {args.out}: {summary['index']}")
+    return 0
+
+
+def _data_info(args: argparse.Namespace) -> int:
+    import json
+
+    from nvs.data_cli import info
+
+    report = info(Path(args.path))
+    print(json.dumps(report, indent=2))
+    return 0 if report["invalid_scenes"] == 0 else 1
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from nvs.cameras import Cameras
+    from nvs.datasets.views import FileViews
+    from nvs.evaluate import EvalScene, evaluate
+    from nvs.models import load_renderer
+
+    model = load_renderer(args.checkpoint)
+    data = FileViews(args.data, args.views, args.targets, args.size[0], args.size[1], selection=args.selection,
+                     index=args.index, normalize=args.normalize)
+    h, w = args.size
+
+    def scenes():
+        for i in range(len(data)):
+            sample = data[i]
+            yield EvalScene(data.record(i).name, sample["inputs"], Cameras(sample["input_intrinsics"], sample["input_c2w"], h, w),
+                            sample["targets"], Cameras(sample["target_intrinsics"], sample["target_c2w"], h, w))
+
+    protocol = {"selection": "index" if args.index else args.selection, "input_views": args.views,
+                "target_views": args.targets or "all remaining", "size": [h, w], "normalized": args.normalize}
+    meta = {"checkpoint": str(args.checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol}
+    summary = evaluate(model, scenes(), Path(args.out), meta, lpips_net=args.lpips_net,
+                       save_images=not args.no_images, total=len(data))
+    print(f"{summary['scenes']} scenes, {summary['views']} views: PSNR {summary['psnr']['mean']:.2f} "
+          f"SSIM {summary['ssim']['mean']:.4f} LPIPS({args.lpips_net}) {summary['lpips']['mean']:.4f}; "
+          f"memorise {summary['seconds_per_scene_memorize']:.3f} s/scene, render {summary['seconds_per_view_render']:.4f} s/view")
+    print(f"wrote {args.out}/summary.json, per_view.csv" + ("" if args.no_images else ", images/"))
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from nvs.render_cli import render_path
+
+    s = render_path(Path(args.checkpoint), Path(args.scene), args.path, args.frames, args.fps, Path(args.out),
+                    args.views, tuple(args.size), args.scene_index)
+    print(f"rendered {s['frames']} frames of scene {s['scene']} at {s['fps']} fps to {args.out} "
+          f"(memorise {s['memorize_s']:.2f} s, {s['render_s_per_frame'] * 1000:.1f} ms/frame); summary {args.out}.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nvs", description="LaCT novel view synthesis")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +114,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="outputs/demo", help="output folder")
     p.add_argument("--seconds", type=float, default=45.0, help="fitting time budget")
     p.set_defaults(func=_demo)
+
+    data = sub.add_parser("data", help="write procedural data sets, inspect data sets").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("synth", help="generate a procedural data set in a real format")
+    p.add_argument("--kind", choices=["object", "room"], default="object")
+    p.add_argument("--scenes", type=int, default=10)
+    p.add_argument("--views", type=int, default=12)
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[128, 128])
+    p.add_argument("--format", choices=["lact", "lvsm"], default="lact")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_data_synth)
+    p = data.add_parser("info", help="validate a data set and print what it holds (exit 1 if any scene is invalid)")
+    p.add_argument("path", help="data set folder or its index file")
+    p.set_defaults(func=_data_info)
+
+    p = sub.add_parser("eval", help="PSNR / SSIM / LPIPS of a renderer on a data set")
+    p.add_argument("--checkpoint", required=True, help="ours (.safetensors) or a published LaCT .pt")
+    p.add_argument("--data", required=True, help="data set folder or index (lact / lvsm layout)")
+    p.add_argument("--index", help="pixelSplat evaluation index JSON {scene: {context, target}}")
+    p.add_argument("--views", type=int, default=4, help="input views per scene")
+    p.add_argument("--targets", type=int, default=0, help="target views per scene (0: all remaining)")
+    p.add_argument("--selection", choices=["first", "spread"], default="first",
+                   help="first K views as inputs, or K evenly spaced ones; the rest are targets")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[256, 256], help="resize + centre-crop")
+    p.add_argument("--normalize", action="store_true", help="normalise scenes to the mean input camera (scene-level data)")
+    p.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg")
+    p.add_argument("--no-images", action="store_true", help="skip writing GT | prediction images")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("render", help="render a video along a camera path")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--scene", required=True, help="data set folder/index, opencv_cameras.json, or an LVSM scene JSON")
+    p.add_argument("--scene-index", type=int, default=0, help="which scene of a data set")
+    p.add_argument("--path", default="orbit", help="orbit | spiral | interpolate | nerfstudio camera_path.json")
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--fps", type=float, help="default: the path file's fps, else 24")
+    p.add_argument("--views", type=int, default=8, help="input views (evenly spaced over the scene)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[256, 256])
+    p.add_argument("--out", required=True, help="video.mp4, video.gif, or a folder for PNG frames")
+    p.set_defaults(func=_render)
+
+    p = sub.add_parser("metrics", help="PSNR / SSIM / LPIPS of two images of the same size, as JSON")
+    p.add_argument("image_a")
+    p.add_argument("image_b")
+    p.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg")
+    p.set_defaults(func=_metrics)
 
     p = sub.add_parser("train", help="train a renderer from a YAML recipe (CPU, GPU, or `accelerate launch`)")
     p.add_argument("config", help="recipe, e.g. configs/train-demo-object.yaml")

@@ -61,3 +61,37 @@ def _write_mp4(path: Path, data: np.ndarray, fps: float) -> None:
     with iio2.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=1) as writer:
         for frame in data:
             writer.append_data(frame)
+
+
+def read_image(path: str | Path) -> Tensor:
+    """An image file -> [3, H, W] float in [0, 1]. Grayscale is repeated, RGBA is composited on
+    white, 16-bit is rescaled. Unreadable or non-image files raise ValueError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: image file not found")
+    try:
+        data = iio.imread(path)
+    except Exception as exc:  # imageio raises many types for corrupt or unknown files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: not a readable image ({reason})") from exc
+    if data.ndim == 4:  # animated formats: first frame
+        data = data[0]
+    if data.dtype == np.uint16:
+        img = torch.from_numpy(data.astype(np.float32) / 65535.0)
+    elif data.dtype == np.uint8:
+        img = torch.from_numpy(data.astype(np.float32) / 255.0)
+    elif np.issubdtype(data.dtype, np.floating):
+        img = torch.from_numpy(data.astype(np.float32)).clamp(0, 1)
+    else:
+        raise ValueError(f"{path}: unsupported pixel type {data.dtype}")
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"{path}: unsupported image layout {tuple(data.shape)}")
+    channels = img.shape[-1]
+    if channels in (2, 4):  # with alpha: composite on white
+        alpha = img[..., -1:]
+        img = img[..., :-1] * alpha + (1 - alpha)
+    if img.shape[-1] == 1:
+        img = img.expand(*img.shape[:2], 3)
+    return img.permute(2, 0, 1).contiguous()

@@ -24,6 +24,8 @@ class DataConfig:
     height: int = 64
     width: int = 64
     seed: int = 0
+    normalize: bool = False  # file data: re-express each sample in its mean input camera's frame
+    val_path: str | None = None  # file data: held-out data set for validation (default: none)
     val_scenes: int = 8
     val_seed: int = 50_000_000  # procedural validation scenes use seeds from here on
     workers: int = 0

@@ -16,7 +16,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from nvs.datasets.views import ProceduralViews, batch_cameras
+from nvs.datasets.views import FileViews, ProceduralViews, batch_cameras
 from nvs.media import image_grid
 from nvs.metrics import psnr
 from nvs.models import build_renderer
@@ -24,16 +24,28 @@ from nvs.training.checkpoints import latest_readable_checkpoint, load_checkpoint
 from nvs.training.config import TrainConfig
 from nvs.training.sampling import StepSampler
 
-DATA_KINDS = ("procedural",)
+DATA_KINDS = ("procedural", "lact", "lvsm")
 
 
-def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset:
+def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset | None:
+    """The recipe's data (None: no validation data configured)."""
     d = cfg.data
     if d.kind not in DATA_KINDS:
-        raise ValueError(f"data.kind {d.kind!r} is not supported by training yet; supported: {DATA_KINDS}")
-    if validation:
-        return ProceduralViews(d.scene, d.val_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.val_seed)
-    return ProceduralViews(d.scene, d.num_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.seed)
+        raise ValueError(f"data.kind {d.kind!r} is not supported; choose one of {DATA_KINDS}")
+    if d.kind == "procedural":
+        if validation:
+            return ProceduralViews(d.scene, d.val_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.val_seed)
+        return ProceduralViews(d.scene, d.num_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.seed)
+    path = d.val_path if validation else d.path
+    if path is None:
+        if validation:
+            return None
+        raise ValueError(f"data.kind {d.kind!r} needs data.path (a data set folder or index file)")
+    data = FileViews(path, d.input_views, d.target_views, d.height, d.width, "first" if validation else "random",
+                     seed=d.seed, normalize=d.normalize)
+    if data.format != d.kind:
+        raise ValueError(f"{path}: holds {data.format} data, the recipe says data.kind={d.kind}")
+    return data
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -79,6 +91,8 @@ class Losses:
 @torch.no_grad()
 def validate(model, cfg: TrainConfig, device: torch.device) -> float:
     data = build_dataset(cfg, validation=True)
+    if data is None:
+        return float("nan")
     model.eval()
     scores = []
     for i in range(len(data)):

@@ -31,7 +31,10 @@ def sample_index(position: int, num_items: int, seed: int) -> int:
 
 
 class StepSampler(Sampler[int]):
-    """Indices for one process: positions (step * world + rank) * batch + i for steps >= start."""
+    """Indices for one process: positions (step * world + rank) * batch + i for steps >= start.
+
+    Yields ``epoch * num_items + item``: data sets take the item modulo their length and may use
+    the epoch (e.g. to draw other views of a scene), which survives DataLoader workers."""
 
     def __init__(self, num_items: int, batch: int, start_step: int, total_steps: int, rank: int, world: int, seed: int):
         self.num_items, self.batch, self.start, self.total = num_items, batch, start_step, total_steps
@@ -41,7 +44,8 @@ class StepSampler(Sampler[int]):
         for step in range(self.start, self.total):
             base = (step * self.world + self.rank) * self.batch
             for i in range(self.batch):
-                yield sample_index(base + i, self.num_items, self.seed)
+                position = base + i
+                yield (position // self.num_items) * self.num_items + sample_index(position, self.num_items, self.seed)
 
     def __len__(self) -> int:
         return max(0, self.total - self.start) * self.batch
