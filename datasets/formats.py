@@ -5,6 +5,10 @@
   ``{w, h, fx, fy, cx, cy, w2c (4x4, OpenCV), file_path}`` with paths relative to that file.
 - ``lvsm``: LVSM's RealEstate10K layout. ``full_list.txt`` lists per-scene JSON files (relative to
   the list), each ``{"scene_name", "frames": [{image_path, fxfycxcy (pixels), w2c 4x4}]}``.
+- ``pixelsplat``: pixelSplat's RealEstate10K chunks. ``index.json`` maps scene keys to ``*.torch``
+  chunk files; a chunk is a list of ``{key, url, timestamps [N], cameras [N, 18], images: [JPEG
+  bytes as uint8 tensors]}``; a camera row is fx, fy, cx, cy divided by width/height, two unused
+  numbers, then the 3x4 world-to-camera matrix row by row. Chunks load with weights_only=True.
 
 Every reader returns :class:`SceneRecord` (paths + cameras at the stored image size) and checks
 what it reads: a problem raises ValueError naming the file and the scene.
@@ -15,25 +19,28 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from nvs.cameras import Cameras, invert_rigid
-from nvs.media import read_image, save_image
+from nvs.cameras import Cameras, normalized_to_pixel_intrinsics, pixel_to_normalized_intrinsics
+from nvs.media import decode_image, read_image, save_image
 
-FORMATS = ("lact", "lvsm")
-INDEX_FILES = {"lact": "index.json", "lvsm": "full_list.txt"}
+FORMATS = ("lact", "lvsm", "pixelsplat")
+INDEX_FILES = {"lact": "index.json", "lvsm": "full_list.txt", "pixelsplat": "index.json"}
 
 
 @dataclass
 class SceneRecord:
-    """One scene on disk: image paths [V] and their cameras [V] (intrinsics in stored pixels)."""
+    """One scene: per view an image file or encoded image bytes, and cameras [V] (pixels of the
+    stored images). ``where`` names the file the scene came from, for error messages."""
 
     name: str
-    image_paths: list[Path]
+    sources: list[Path | bytes]
     cameras: Cameras
+    where: str = ""
 
 
 def _finite_matrix(value, where: str) -> Tensor:
@@ -95,7 +102,7 @@ def read_lact_scene(cameras_json: Path, name: str | None = None) -> SceneRecord:
         if "file_path" not in f:
             raise ValueError(f"{where}: missing 'file_path'")
         paths.append(_check_image(cameras_json.parent / f["file_path"], where))
-    return SceneRecord(name, paths, _cameras(intr, w2c, sizes, f"{cameras_json} (scene '{name}')"))
+    return SceneRecord(name, paths, _cameras(intr, w2c, sizes, f"{cameras_json} (scene '{name}')"), str(cameras_json))
 
 
 def write_lact_scene(root: Path, name: str, images: Tensor, cams: Cameras) -> Path:
@@ -131,16 +138,16 @@ def read_lvsm_scene(scene_json: Path) -> SceneRecord:
         path = _check_image(scene_json.parent / f.get("image_path", ""), where)
         paths.append(path)
         sizes.add(_image_size(path, where))
-    return SceneRecord(name, paths, _cameras(intr, w2c, sizes, f"{scene_json} (scene '{name}')"))
+    return SceneRecord(name, paths, _cameras(intr, w2c, sizes, f"{scene_json} (scene '{name}')"), str(scene_json))
 
 
-def _image_size(path: Path, where: str) -> tuple[int, int]:
+def _image_size(source: Path | bytes, where: str) -> tuple[int, int]:
     import imageio.v3 as iio
 
     try:
-        props = iio.improps(path)
+        props = iio.improps(source, extension=".jpg") if isinstance(source, bytes) else iio.improps(source)
     except Exception as exc:
-        raise ValueError(f"{where}: {path} is not a readable image") from exc
+        raise ValueError(f"{where}: {'the encoded image' if isinstance(source, bytes) else source} is not a readable image") from exc
     return int(props.shape[0]), int(props.shape[1])
 
 
@@ -157,38 +164,110 @@ def write_lvsm_scene(root: Path, name: str, images: Tensor, cams: Cameras) -> Pa
     return path
 
 
+# ----- pixelSplat chunks ----------------------------------------------------------------------
+@lru_cache(maxsize=2)
+def _load_chunk(path: Path) -> list:
+    try:
+        chunk = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable pixelSplat chunk ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(chunk, list):
+        raise ValueError(f"{path}: a pixelSplat chunk must be a list of scenes")
+    return chunk
+
+
+def read_pixelsplat_scene(chunk_path: Path, key: str) -> SceneRecord:
+    where = f"{chunk_path} (scene '{key}')"
+    found = [e for e in _load_chunk(chunk_path) if isinstance(e, dict) and e.get("key") == key]
+    if len(found) != 1:
+        raise ValueError(f"{where}: the scene is not in the chunk the index names")
+    example = found[0]
+    cams, images = example.get("cameras"), example.get("images")
+    if not isinstance(cams, Tensor) or cams.ndim != 2 or cams.shape[1] != 18:
+        shape = tuple(cams.shape) if isinstance(cams, Tensor) else type(cams).__name__
+        raise ValueError(f"{where}: camera rows must have 18 numbers, got {shape}")
+    if not isinstance(images, list) or len(images) != cams.shape[0]:
+        raise ValueError(f"{where}: expected one image per camera row ({cams.shape[0]})")
+    if not torch.isfinite(cams).all():
+        raise ValueError(f"{where}: cameras contain NaN or inf")
+    data = [bytes(img.numpy().tobytes()) for img in images]
+    sizes = {_image_size(d, f"{where}, frame {i}") for i, d in enumerate(data)}
+    if len(sizes) != 1:
+        raise ValueError(f"{where}: images of mixed resolutions {sorted(sizes)}; a scene must have one size")
+    (h, w), = sizes
+    intr = normalized_to_pixel_intrinsics(cams[:, :4].float(), h, w)
+    w2c = cams[:, 6:].reshape(-1, 3, 4).double()
+    return SceneRecord(key, data, Cameras.from_w2c(intr, w2c.float(), h, w).validate(where), str(chunk_path))
+
+
+def write_pixelsplat(root: Path, scenes: list[tuple[str, Tensor, Cameras]], per_chunk: int = 8, quality: int = 95) -> Path:
+    import imageio.v3 as iio
+
+    from nvs.media import to_uint8
+
+    root.mkdir(parents=True, exist_ok=True)
+    index = {}
+    for c in range(0, len(scenes), per_chunk):
+        chunk, name = [], f"{c // per_chunk:06d}.torch"
+        for key, images, cams in scenes[c : c + per_chunk]:
+            norm = pixel_to_normalized_intrinsics(cams.intrinsics.double(), cams.height, cams.width)
+            rows = torch.cat([norm, torch.zeros(len(cams), 2, dtype=torch.float64), cams.w2c.double()[:, :3].reshape(-1, 12)], 1)
+            jpegs = [torch.frombuffer(bytearray(iio.imwrite("<bytes>", to_uint8(img), extension=".jpg", quality=quality)), dtype=torch.uint8)
+                     for img in images]
+            chunk.append({"key": key, "url": "", "timestamps": torch.arange(len(cams)), "cameras": rows.float(), "images": jpegs})
+            index[key] = name
+        torch.save(chunk, root / name)
+    (root / "index.json").write_text(json.dumps(index, indent=1))
+    return root / "index.json"
+
+
 # ----- whole data sets ------------------------------------------------------------------------
+SceneRef = Path | tuple[Path, str]
+
+
 def detect_format(root: Path) -> str:
-    for fmt, index in INDEX_FILES.items():
-        if (root / index).is_file():
-            return fmt
-    raise ValueError(f"{root}: no data set found (expected {' or '.join(INDEX_FILES.values())})")
+    if (root / "full_list.txt").is_file():
+        return "lvsm"
+    if (root / "index.json").is_file():
+        return "pixelsplat" if isinstance(_load_json(root / "index.json", "scene index"), dict) else "lact"
+    raise ValueError(f"{root}: no data set found (expected index.json or full_list.txt)")
 
 
-def list_scenes(root: str | Path) -> tuple[str, list[Path]]:
-    """(format, per-scene files) of a data set folder (or its index file)."""
+def list_scenes(root: str | Path) -> tuple[str, list[SceneRef]]:
+    """(format, scene references) of a data set folder (or its index file)."""
     root = Path(root)
     if root.is_file():
-        index, root = root, root.parent
-        fmt = next((f for f, name in INDEX_FILES.items() if name == index.name), "lact" if index.suffix == ".json" else "lvsm")
-    else:
-        if not root.exists():
-            raise ValueError(f"{root}: data set path does not exist")
-        fmt = detect_format(root)
-        index = root / INDEX_FILES[fmt]
-    if fmt == "lact":
+        root = root.parent
+    if not root.exists():
+        raise ValueError(f"{root}: data set path does not exist")
+    fmt = detect_format(root)
+    index = root / INDEX_FILES[fmt]
+    if fmt == "pixelsplat":
         entries = _load_json(index, "scene index")
-        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        refs: list[SceneRef] = [(root / chunk, key) for key, chunk in entries.items()]
+    elif fmt == "lact":
+        entries = _load_json(index, "scene index")
+        if not all(isinstance(e, str) for e in entries):
             raise ValueError(f"{index}: must be a JSON list of opencv_cameras.json paths")
+        refs = [root / e for e in entries]
     else:
-        entries = [line.strip() for line in index.read_text().splitlines() if line.strip()]
-    if not entries:
+        refs = [root / line.strip() for line in index.read_text().splitlines() if line.strip()]
+    if not refs:
         raise ValueError(f"{index}: the data set lists no scenes")
-    return fmt, [root / e for e in entries]
+    return fmt, refs
 
 
-def read_scene(fmt: str, path: Path) -> SceneRecord:
-    return read_lact_scene(path) if fmt == "lact" else read_lvsm_scene(path)
+def scene_name(fmt: str, ref: SceneRef) -> str:
+    """The name of a scene from its reference, without reading it."""
+    if fmt == "pixelsplat":
+        return ref[1]
+    return ref.parent.name if fmt == "lact" else ref.stem
+
+
+def read_scene(fmt: str, ref: SceneRef) -> SceneRecord:
+    if fmt == "pixelsplat":
+        return read_pixelsplat_scene(*ref)
+    return read_lact_scene(ref) if fmt == "lact" else read_lvsm_scene(ref)
 
 
 def write_dataset(root: str | Path, fmt: str, scenes: list[tuple[str, Tensor, Cameras]]) -> Path:
@@ -196,6 +275,8 @@ def write_dataset(root: str | Path, fmt: str, scenes: list[tuple[str, Tensor, Ca
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     root = Path(root)
+    if fmt == "pixelsplat":
+        return write_pixelsplat(root, scenes)
     writer = write_lact_scene if fmt == "lact" else write_lvsm_scene
     rels = [str(writer(root, name, images, cams).relative_to(root)) for name, images, cams in scenes]
     index = root / INDEX_FILES[fmt]
@@ -210,9 +291,11 @@ def load_views(record: SceneRecord, indices: list[int], height: int | None = Non
 
     images, cams = [], record.cameras[torch.tensor(indices)]
     for i in indices:
-        img = read_image(record.image_paths[i])
+        source = record.sources[i]
+        label = f"{record.where} (scene '{record.name}', frame {i})" if isinstance(source, bytes) else str(source)
+        img = decode_image(source, label) if isinstance(source, bytes) else read_image(source)
         if tuple(img.shape[1:]) != (record.cameras.height, record.cameras.width):
-            raise ValueError(f"{record.image_paths[i]} (scene '{record.name}'): image is {tuple(img.shape[1:])} pixels, "
+            raise ValueError(f"{label} (scene '{record.name}'): image is {tuple(img.shape[1:])} pixels, "
                              f"its camera says {(record.cameras.height, record.cameras.width)}")
         images.append(img)
     stack = torch.stack(images)

@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from nvs.cameras import Cameras
+from nvs.datasets.formats import list_scenes, load_views, read_scene, scene_name
 from nvs.datasets.procedural import generate_scene
 from nvs.scene_normalization import SceneNormalization
 
@@ -121,35 +122,28 @@ class FileViews(Dataset):
 
     def __init__(self, root, input_views: int, target_views: int, height: int, width: int, selection: str = "random",
                  seed: int = 0, index=None, normalize: bool = False):
-        from nvs.datasets.formats import list_scenes
-
         self.format, self.scene_files = list_scenes(root)
         self.input_views, self.target_views, self.height, self.width = input_views, target_views, height, width
         self.selection, self.seed, self.normalize = selection, seed, normalize
         self.index = read_eval_index(index) if index is not None else None
         if self.index is not None:
-            names = {self._name(p): p for p in self.scene_files}
+            names = {scene_name(self.format, p): p for p in self.scene_files}
             missing = sorted(set(self.index) - set(names))
             if missing:
                 raise ValueError(f"{index}: names scenes that are not in {root}: {missing[:10]}")
             self.scene_files = [names[n] for n in self.index]
 
-    def _name(self, path) -> str:
-        return path.parent.name if self.format == "lact" else path.stem
-
     def __len__(self) -> int:
         return len(self.scene_files)
 
     def record(self, i: int):
-        from nvs.datasets.formats import read_scene
-
         return read_scene(self.format, self.scene_files[i])
 
     def views(self, i: int, rec, epoch: int = 0) -> tuple[list[int], list[int]]:
         """(input, target) view indices of item i, whose record is ``rec``."""
         n = rec.cameras.shape[0]
         if self.index is not None:
-            entry = self.index[rec.name] if rec.name in self.index else self.index[self._name(self.scene_files[i])]
+            entry = self.index[rec.name] if rec.name in self.index else self.index[scene_name(self.format, self.scene_files[i])]
             bad = [v for v in entry["context"] + entry["target"] if not 0 <= v < n]
             if bad:
                 raise ValueError(f"scene '{rec.name}': index names views {bad} but the scene has {n}")
@@ -158,8 +152,6 @@ class FileViews(Dataset):
         return select_views(n, self.input_views, self.target_views, self.selection, g, f"scene '{rec.name}'")
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        from nvs.datasets.formats import load_views
-
         epoch, i = divmod(index, len(self))
         rec = self.record(i)
         inputs, targets = self.views(i, rec, epoch)

@@ -11,11 +11,14 @@ from pathlib import Path
 def _demo(args: argparse.Namespace) -> int:
     from nvs.demo import run_demo
 
-    m = run_demo(Path(args.out), seconds=args.seconds)
-    print(f"\n{m['what']}")
-    print(f"held-out views, PSNR: model {m['model']['psnr']:.2f} dB | nearest input view "
-          f"{m['nearest_view']['psnr']:.2f} dB | untrained {m['untrained']['psnr']:.2f} dB")
-    print(f"wrote {args.out}/grid.png (inputs | held-out truth | renders), orbit.mp4, metrics.json")
+    m = run_demo(Path(args.out), scenes=args.scenes)
+    print(f"\n{m['scenes']} held-out procedural scenes, {m['input_views']} input views, {m['target_views']} novel views each "
+          f"({m['size'][0]}x{m['size'][1]}), {m['seconds']:.1f} s")
+    print(f"{'':16}{'PSNR':>8}{'SSIM':>8}{'LPIPS':>8}")
+    for name in ("model", "nearest_view", "untrained"):
+        r = m[name]
+        print(f"{name:16}{r['psnr']:8.2f}{r['ssim']:8.3f}{r['lpips']:8.3f}")
+    print(f"wrote {args.out}/grid.png (rows per scene: inputs | truth | renders), orbit.mp4, metrics.json")
     return 0
 
 
@@ -92,6 +95,8 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"{summary['scenes']} scenes, {summary['views']} views: PSNR {summary['psnr']['mean']:.2f} "
           f"SSIM {summary['ssim']['mean']:.4f} LPIPS({args.lpips_net}) {summary['lpips']['mean']:.4f}; "
           f"memorise {summary['seconds_per_scene_memorize']:.3f} s/scene, render {summary['seconds_per_view_render']:.4f} s/view")
+    ref = summary["nearest_view"]
+    print(f"nearest input view (reference): PSNR {ref['psnr']:.2f} SSIM {ref['ssim']:.4f} LPIPS({args.lpips_net}) {ref['lpips']:.4f}")
     print(f"wrote {args.out}/summary.json, per_view.csv" + ("" if args.no_images else ", images/"))
     return 0
 
@@ -106,13 +111,20 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from nvs.bench import bench_generator
+
+    bench_generator(Path(args.out), size=args.size, scenes=args.scenes)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nvs", description="LaCT novel view synthesis")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="run the main job on built-in procedural data (no downloads)")
     p.add_argument("--out", default="outputs/demo", help="output folder")
-    p.add_argument("--seconds", type=float, default=45.0, help="fitting time budget")
+    p.add_argument("--scenes", type=int, default=8, help="held-out scenes to render")
     p.set_defaults(func=_demo)
 
     data = sub.add_parser("data", help="write procedural data sets, inspect data sets").add_subparsers(dest="data_command", required=True)
@@ -121,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenes", type=int, default=10)
     p.add_argument("--views", type=int, default=12)
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[128, 128])
-    p.add_argument("--format", choices=["lact", "lvsm"], default="lact")
+    p.add_argument("--format", choices=["lact", "lvsm", "pixelsplat"], default="lact")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_data_synth)
@@ -155,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[256, 256])
     p.add_argument("--out", required=True, help="video.mp4, video.gif, or a folder for PNG frames")
     p.set_defaults(func=_render)
+
+    bench = sub.add_parser("bench", help="benchmarks (print a table, write DIR/<name>.json)").add_subparsers(dest="bench_command", required=True)
+    p = bench.add_parser("generator", help="procedural scene generator throughput (views/s)")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--scenes", type=int, default=10)
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("metrics", help="PSNR / SSIM / LPIPS of two images of the same size, as JSON")
     p.add_argument("image_a")

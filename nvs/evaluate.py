@@ -22,6 +22,12 @@ from nvs.media import image_grid, save_image
 from nvs.metrics import all_metrics
 
 
+def nearest_view(inputs: torch.Tensor, in_cams: Cameras, tg_cams: Cameras) -> torch.Tensor:
+    """For each target camera, the input image whose camera centre is closest. [T, 3, H, W]."""
+    idx = torch.cdist(tg_cams.centers.float(), in_cams.centers.float()).argmin(-1)
+    return inputs[idx]
+
+
 @dataclass
 class EvalScene:
     """One scene to evaluate: inputs [V, 3, H, W] with cameras [V], targets [T, 3, H, W] with cameras [T]."""
@@ -54,8 +60,10 @@ def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_ne
         rendered += pred.shape[0]
         scene_count += 1
         scores = all_metrics(pred, scene.targets, lpips_net)
+        reference = all_metrics(nearest_view(scene.inputs, scene.input_cams, scene.target_cams), scene.targets, lpips_net)
         for i in range(pred.shape[0]):
-            rows.append({"scene": scene.name, "view": i, **{k: float(v[i]) for k, v in scores.items()}})
+            rows.append({"scene": scene.name, "view": i, **{k: float(v[i]) for k, v in scores.items()},
+                         **{f"nearest_{k}": float(v[i]) for k, v in reference.items()}})
             if save_images:
                 save_image(image_grid([[scene.targets[i], pred[i]]]), out / "images" / scene.name / f"{i:03d}.png")
     if not rows:
@@ -68,6 +76,8 @@ def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_ne
     for key in ("psnr", "ssim", "lpips"):
         values = [r[key] for r in rows]
         summary[key] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values)}
+    # reference: the input view whose camera is nearest each target, scored the same way
+    summary["nearest_view"] = {key: statistics.fmean(r[f"nearest_{key}"] for r in rows) for key in ("psnr", "ssim", "lpips")}
     summary["lpips_net"] = lpips_net
     summary["seconds_per_scene_memorize"] = memorize_s / scene_count
     summary["seconds_per_view_render"] = render_s / rendered

@@ -69,11 +69,20 @@ def read_image(path: str | Path) -> Tensor:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: image file not found")
+    return _decode(path, str(path))
+
+
+def decode_image(data: bytes, where: str) -> Tensor:
+    """Encoded image bytes (JPEG, PNG, ...) -> [3, H, W] float in [0, 1]; ``where`` names the source."""
+    return _decode(data, where)
+
+
+def _decode(source: Path | bytes, where: str) -> Tensor:
     try:
-        data = iio.imread(path)
+        data = iio.imread(source, extension=".jpg") if isinstance(source, bytes) else iio.imread(source)
     except Exception as exc:  # imageio raises many types for corrupt or unknown files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path}: not a readable image ({reason})") from exc
+        raise ValueError(f"{where}: not a readable image ({reason})") from exc
     if data.ndim == 4:  # animated formats: first frame
         data = data[0]
     if data.dtype == np.uint16:
@@ -83,11 +92,11 @@ def read_image(path: str | Path) -> Tensor:
     elif np.issubdtype(data.dtype, np.floating):
         img = torch.from_numpy(data.astype(np.float32)).clamp(0, 1)
     else:
-        raise ValueError(f"{path}: unsupported pixel type {data.dtype}")
+        raise ValueError(f"{where}: unsupported pixel type {data.dtype}")
     if img.ndim == 2:
         img = img[..., None]
     if img.ndim != 3 or img.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(f"{path}: unsupported image layout {tuple(data.shape)}")
+        raise ValueError(f"{where}: unsupported image layout {tuple(data.shape)}")
     channels = img.shape[-1]
     if channels in (2, 4):  # with alpha: composite on white
         alpha = img[..., -1:]

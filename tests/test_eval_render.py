@@ -39,7 +39,8 @@ def test_eval_writes_summary_csv_and_images(workspace):
     assert 3 < summary["psnr"]["mean"] < 40 and 0 <= summary["ssim"]["mean"] <= 1 and 0 <= summary["lpips"]["mean"] <= 1
     assert summary["protocol"]["input_views"] == 3 and summary["renders_per_second"] > 0
     rows = list(csv.DictReader(open(root / "ev" / "per_view.csv")))
-    assert len(rows) == 4 and set(rows[0]) == {"scene", "view", "psnr", "ssim", "lpips"}
+    assert len(rows) == 4 and {"scene", "view", "psnr", "ssim", "lpips", "nearest_psnr"} <= set(rows[0])
+    assert set(summary["nearest_view"]) == {"psnr", "ssim", "lpips"}
     images = sorted((root / "ev" / "images").rglob("*.png"))
     assert len(images) == 4 and iio2.imread(images[0]).shape == (32, 66, 3)  # GT | prediction, 2 px gap
 

@@ -115,3 +115,27 @@ def test_accelerate_two_cpu_processes_stay_in_sync(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["processes"] == 2 and len(summary["param_checksums"]) == 2 and summary["ranks_in_sync"]
+
+
+def test_lpips_loss_switches_on(tmp_path):
+    cfg = _cfg(tmp_path, "data.num_scenes=4", "optim.steps=3", "optim.batch_size=1", "run.ckpt_every=100",
+               "loss.lpips_weight=0.5", "loss.lpips_start=2", "data.height=32", "data.width=32")
+    summary = train(cfg, resume=None)
+    assert summary["steps"] == 3 and summary["skipped_steps"] == 0
+
+
+def test_missing_data_path_is_named(tmp_path):
+    with pytest.raises(ValueError, match="nowhere.*does not exist"):
+        train(_cfg(tmp_path, "data.kind=lact", f"data.path={tmp_path / 'nowhere'}", "optim.steps=1"), resume=None)
+    with pytest.raises(ValueError, match="needs data.path"):
+        train(_cfg(tmp_path, "data.kind=lvsm", "optim.steps=1"), resume=None)
+
+
+def test_trains_on_a_data_set_written_by_nvs_data_synth(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "nvs.cli", "data", "synth", "--scenes", "3", "--views", "6", "--size", "32", "32",
+                          "--format", "lvsm", "--out", str(tmp_path / "data")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    cfg = _cfg(tmp_path, "data.kind=lvsm", f"data.path={tmp_path / 'data'}", f"data.val_path={tmp_path / 'data'}",
+               "optim.steps=3", "optim.batch_size=2", "run.ckpt_every=3", "run.val_every=3")
+    summary = train(cfg, resume=None)
+    assert summary["steps"] == 3 and summary["val_psnr"] > 3

@@ -24,7 +24,7 @@ from nvs.training.checkpoints import latest_readable_checkpoint, load_checkpoint
 from nvs.training.config import TrainConfig
 from nvs.training.sampling import StepSampler
 
-DATA_KINDS = ("procedural", "lact", "lvsm")
+DATA_KINDS = ("procedural", "lact", "lvsm", "pixelsplat")
 
 
 def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset | None:
