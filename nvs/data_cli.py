@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from nvs.datasets.formats import FORMATS, list_scenes, read_scene, write_dataset

@@ -11,8 +11,6 @@ All functions take images [..., 3, H, W] in [0, 1] and return one value per imag
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -81,7 +79,3 @@ def lpips(pred: Tensor, target: Tensor, net: str = "vgg") -> Tensor:
 
 def all_metrics(pred: Tensor, target: Tensor, lpips_net: str = "vgg") -> dict[str, Tensor]:
     return {"psnr": psnr(pred, target), "ssim": ssim(pred, target), "lpips": lpips(pred, target, lpips_net)}
-
-
-def psnr_of_mse(mse: float) -> float:
-    return -10.0 * math.log10(mse)

@@ -1,6 +1,5 @@
 import csv
 import json
-import math
 import subprocess
 import sys
 
