@@ -143,7 +143,3 @@ def test_missing_data_set(tmp_path):
         list_scenes(tmp_path / "nothing")
     with pytest.raises(ValueError, match="no data set found"):
         list_scenes(tmp_path)
-
-
-def test_cameras_from_written_intrinsics_are_valid(scene):
-    assert isinstance(scene.cameras.validate(), Cameras)
