@@ -139,11 +139,15 @@ class FileViews(Dataset):
     def record(self, i: int):
         return read_scene(self.format, self.scene_files[i])
 
+    def name(self, i: int) -> str:
+        """Scene name of item i, from its file reference (no reading)."""
+        return scene_name(self.format, self.scene_files[i])
+
     def views(self, i: int, rec, epoch: int = 0) -> tuple[list[int], list[int]]:
         """(input, target) view indices of item i, whose record is ``rec``."""
         n = rec.cameras.shape[0]
         if self.index is not None:
-            entry = self.index[rec.name] if rec.name in self.index else self.index[scene_name(self.format, self.scene_files[i])]
+            entry = self.index[self.name(i)]
             bad = [v for v in entry["context"] + entry["target"] if not 0 <= v < n]
             if bad:
                 raise ValueError(f"scene '{rec.name}': index names views {bad} but the scene has {n}")

@@ -84,7 +84,7 @@ def _eval(args: argparse.Namespace) -> int:
     def scenes():
         for i in range(len(data)):
             sample = data[i]
-            yield EvalScene(data.record(i).name, sample["inputs"], Cameras(sample["input_intrinsics"], sample["input_c2w"], h, w),
+            yield EvalScene(data.name(i), sample["inputs"], Cameras(sample["input_intrinsics"], sample["input_c2w"], h, w),
                             sample["targets"], Cameras(sample["target_intrinsics"], sample["target_c2w"], h, w))
 
     protocol = {"selection": "index" if args.index else args.selection, "input_views": args.views,

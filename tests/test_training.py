@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -139,3 +140,10 @@ def test_trains_on_a_data_set_written_by_nvs_data_synth(tmp_path):
                "optim.steps=3", "optim.batch_size=2", "run.ckpt_every=3", "run.val_every=3")
     summary = train(cfg, resume=None)
     assert summary["steps"] == 3 and summary["val_psnr"] > 3
+
+
+def test_bf16_autocast_on_cpu_trains(tmp_path):
+    cfg = _cfg(tmp_path, "data.num_scenes=4", "optim.steps=2", "optim.batch_size=1", "run.ckpt_every=100",
+               "run.mixed_precision=bf16")
+    summary = train(cfg, resume=None)
+    assert summary["steps"] == 2 and summary["skipped_steps"] == 0 and math.isfinite(summary["final_loss"])

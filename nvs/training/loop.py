@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import nullcontext
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -79,9 +80,9 @@ class Losses:
         loss = mse
         if self.cfg.lpips_weight > 0 and step >= self.cfg.lpips_start:
             if self._lpips is None:
-                from nvs.lpips import LPIPS
+                from nvs.lpips import lpips_model
 
-                self._lpips = LPIPS(self.cfg.lpips_net).to(self.device).eval().requires_grad_(False)
+                self._lpips = lpips_model(self.cfg.lpips_net).to(self.device)
             perceptual = self._lpips(pred.flatten(0, 1).float(), target.flatten(0, 1).float()).mean()
             loss = loss + self.cfg.lpips_weight * perceptual
             logs["lpips"] = perceptual.item()
@@ -89,8 +90,8 @@ class Losses:
 
 
 @torch.no_grad()
-def validate(model, cfg: TrainConfig, device: torch.device) -> float:
-    data = build_dataset(cfg, validation=True)
+def validate(model, data: Dataset | None, device: torch.device) -> float:
+    """Mean target-view PSNR over the validation scenes (NaN when there are none)."""
     if data is None:
         return float("nan")
     model.eval()
@@ -152,6 +153,7 @@ def train(
     losses = Losses(cfg, device)
 
     dataset = build_dataset(cfg) if dataset is None else dataset
+    val_data = build_dataset(cfg, validation=True) if accelerator.is_main_process else None
     accum = cfg.optim.grad_accum
     end_step = cfg.optim.steps if max_steps is None else min(cfg.optim.steps, max_steps)
     sampler = StepSampler(len(dataset), cfg.optim.batch_size * accum, start_step, end_step,
@@ -207,7 +209,7 @@ def train(
                 writer.add_image("train/inputs|target|prediction", image_grid(rows), done)
         if done % cfg.run.val_every == 0 or done == cfg.optim.steps:
             if accelerator.is_main_process:
-                last_val = validate(raw_model, cfg, device)
+                last_val = validate(raw_model, val_data, device)
                 writer.add_scalar("val/psnr", last_val, done)
                 bar.write(f"step {done}: validation PSNR {last_val:.2f} dB")
             accelerator.wait_for_everyone()
@@ -231,4 +233,7 @@ def train(
         writer.close()
         (run_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
     accelerator.end_training()
+    # accelerate keeps mixed precision in a process-wide singleton; clear it (not the process
+    # group) so a later train() in the same process may use other settings
+    AcceleratorState._reset_state()
     return summary
