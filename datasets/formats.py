@@ -9,6 +9,8 @@
   chunk files; a chunk is a list of ``{key, url, timestamps [N], cameras [N, 18], images: [JPEG
   bytes as uint8 tensors]}``; a camera row is fx, fy, cx, cy divided by width/height, two unused
   numbers, then the 3x4 world-to-camera matrix row by row. Chunks load with weights_only=True.
+- ``nerfstudio`` (:mod:`nvs.datasets.nerfstudio`) and ``colmap`` (:mod:`nvs.datasets.colmap`): no
+  index; a scene folder, or a folder of scene folders (directly or under ``scenes/``).
 
 Every reader returns :class:`SceneRecord` (paths + cameras at the stored image size) and checks
 what it reads: a problem raises ValueError naming the file and the scene.
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,69 +27,19 @@ import torch
 from torch import Tensor
 
 from nvs.cameras import Cameras, normalized_to_pixel_intrinsics, pixel_to_normalized_intrinsics
+from nvs.datasets.records import SceneRecord, cameras_from_w2c, check_image, finite_matrix, image_size, load_json, number
+from nvs.datasets.colmap import is_colmap_scene, read_colmap_scene, write_colmap_scene
+from nvs.datasets.nerfstudio import read_nerfstudio_scene, write_nerfstudio_scene
 from nvs.media import decode_image, read_image, save_image
 
-FORMATS = ("lact", "lvsm", "pixelsplat")
+FORMATS = ("lact", "lvsm", "pixelsplat", "nerfstudio", "colmap")
 INDEX_FILES = {"lact": "index.json", "lvsm": "full_list.txt", "pixelsplat": "index.json"}
-
-
-@dataclass
-class SceneRecord:
-    """One scene: per view an image file or encoded image bytes, and cameras [V] (pixels of the
-    stored images). ``where`` names the file the scene came from, for error messages."""
-
-    name: str
-    sources: list[Path | bytes]
-    cameras: Cameras
-    where: str = ""
-
-
-def _finite_matrix(value, where: str) -> Tensor:
-    try:
-        m = torch.tensor(value, dtype=torch.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: w2c is not a 4x4 matrix of numbers") from exc
-    if m.shape != (4, 4):
-        raise ValueError(f"{where}: w2c must be 4x4, got shape {tuple(m.shape)}")
-    if not torch.isfinite(m).all():
-        raise ValueError(f"{where}: w2c contains NaN or inf")
-    return m
-
-
-def _number(frame: dict, key: str, where: str) -> float:
-    value = frame.get(key)
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where}: '{key}' must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _cameras(intr: list[list[float]], w2c: list[Tensor], sizes: set[tuple[int, int]], where: str) -> Cameras:
-    if len(sizes) != 1:
-        raise ValueError(f"{where}: images of mixed resolutions {sorted(sizes)}; a scene must have one size")
-    (h, w), = sizes
-    cams = Cameras.from_w2c(torch.tensor(intr, dtype=torch.float32), torch.stack(w2c).float(), h, w)
-    return cams.validate(where)
-
-
-def _load_json(path: Path, what: str):
-    if not path.is_file():
-        raise ValueError(f"{path}: {what} not found")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: {what} is not valid JSON ({exc})") from exc
-
-
-def _check_image(path: Path, where: str) -> Path:
-    if not path.is_file():
-        raise ValueError(f"{where}: image file {path} is missing")
-    return path
 
 
 # ----- LaCT / GS-LRM ---------------------------------------------------------------------------
 def read_lact_scene(cameras_json: Path, name: str | None = None) -> SceneRecord:
     name = name or cameras_json.parent.name
-    frames = _load_json(cameras_json, f"cameras of scene '{name}'")
+    frames = load_json(cameras_json, f"cameras of scene '{name}'")
     if not isinstance(frames, list) or not frames:
         raise ValueError(f"{cameras_json}: scene '{name}' must be a non-empty list of frames")
     intr, w2c, paths, sizes = [], [], [], set()
@@ -96,13 +47,13 @@ def read_lact_scene(cameras_json: Path, name: str | None = None) -> SceneRecord:
         where = f"{cameras_json} (scene '{name}', frame {i})"
         if not isinstance(f, dict):
             raise ValueError(f"{where}: a frame must be an object")
-        intr.append([_number(f, k, where) for k in ("fx", "fy", "cx", "cy")])
-        sizes.add((int(_number(f, "h", where)), int(_number(f, "w", where))))
-        w2c.append(_finite_matrix(f.get("w2c"), where))
+        intr.append([number(f, k, where) for k in ("fx", "fy", "cx", "cy")])
+        sizes.add((int(number(f, "h", where)), int(number(f, "w", where))))
+        w2c.append(finite_matrix(f.get("w2c"), where))
         if "file_path" not in f:
             raise ValueError(f"{where}: missing 'file_path'")
-        paths.append(_check_image(cameras_json.parent / f["file_path"], where))
-    return SceneRecord(name, paths, _cameras(intr, w2c, sizes, f"{cameras_json} (scene '{name}')"), str(cameras_json))
+        paths.append(check_image(cameras_json.parent / f["file_path"], where))
+    return SceneRecord(name, paths, cameras_from_w2c(intr, w2c, sizes, f"{cameras_json} (scene '{name}')"), str(cameras_json))
 
 
 def write_lact_scene(root: Path, name: str, images: Tensor, cams: Cameras) -> Path:
@@ -122,7 +73,7 @@ def write_lact_scene(root: Path, name: str, images: Tensor, cams: Cameras) -> Pa
 
 # ----- LVSM RealEstate10K JSON -------------------------------------------------------------------
 def read_lvsm_scene(scene_json: Path) -> SceneRecord:
-    data = _load_json(scene_json, "scene file")
+    data = load_json(scene_json, "scene file")
     name = data.get("scene_name", scene_json.stem) if isinstance(data, dict) else scene_json.stem
     frames = data.get("frames") if isinstance(data, dict) else None
     if not isinstance(frames, list) or not frames:
@@ -134,21 +85,11 @@ def read_lvsm_scene(scene_json: Path) -> SceneRecord:
         if not isinstance(k, list) or len(k) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in k):
             raise ValueError(f"{where}: 'fxfycxcy' must be 4 finite numbers, got {k!r}")
         intr.append([float(v) for v in k])
-        w2c.append(_finite_matrix(f.get("w2c"), where))
-        path = _check_image(scene_json.parent / f.get("image_path", ""), where)
+        w2c.append(finite_matrix(f.get("w2c"), where))
+        path = check_image(scene_json.parent / f.get("image_path", ""), where)
         paths.append(path)
-        sizes.add(_image_size(path, where))
-    return SceneRecord(name, paths, _cameras(intr, w2c, sizes, f"{scene_json} (scene '{name}')"), str(scene_json))
-
-
-def _image_size(source: Path | bytes, where: str) -> tuple[int, int]:
-    import imageio.v3 as iio
-
-    try:
-        props = iio.improps(source, extension=".jpg") if isinstance(source, bytes) else iio.improps(source)
-    except Exception as exc:
-        raise ValueError(f"{where}: {'the encoded image' if isinstance(source, bytes) else source} is not a readable image") from exc
-    return int(props.shape[0]), int(props.shape[1])
+        sizes.add(image_size(path, where))
+    return SceneRecord(name, paths, cameras_from_w2c(intr, w2c, sizes, f"{scene_json} (scene '{name}')"), str(scene_json))
 
 
 def write_lvsm_scene(root: Path, name: str, images: Tensor, cams: Cameras) -> Path:
@@ -191,7 +132,7 @@ def read_pixelsplat_scene(chunk_path: Path, key: str) -> SceneRecord:
     if not torch.isfinite(cams).all():
         raise ValueError(f"{where}: cameras contain NaN or inf")
     data = [bytes(img.numpy().tobytes()) for img in images]
-    sizes = {_image_size(d, f"{where}, frame {i}") for i, d in enumerate(data)}
+    sizes = {image_size(d, f"{where}, frame {i}") for i, d in enumerate(data)}
     if len(sizes) != 1:
         raise ValueError(f"{where}: images of mixed resolutions {sorted(sizes)}; a scene must have one size")
     (h, w), = sizes
@@ -225,12 +166,21 @@ def write_pixelsplat(root: Path, scenes: list[tuple[str, Tensor, Cameras]], per_
 SceneRef = Path | tuple[Path, str]
 
 
-def detect_format(root: Path) -> str:
-    if (root / "full_list.txt").is_file():
-        return "lvsm"
-    if (root / "index.json").is_file():
-        return "pixelsplat" if isinstance(_load_json(root / "index.json", "scene index"), dict) else "lact"
-    raise ValueError(f"{root}: no data set found (expected index.json or full_list.txt)")
+def _scene_folders(root: Path) -> tuple[str, list[Path]] | None:
+    """nerfstudio / COLMAP data sets have no index: a scene folder, or a folder of scene folders
+    (directly or under ``scenes/``)."""
+    if (root / "transforms.json").is_file():
+        return "nerfstudio", [root / "transforms.json"]
+    if is_colmap_scene(root):
+        return "colmap", [root]
+    for parent in (root, root / "scenes"):
+        nerf = sorted(parent.glob("*/transforms.json"))
+        colmap = sorted(p for p in parent.glob("*") if p.is_dir() and is_colmap_scene(p))
+        if nerf and colmap:
+            raise ValueError(f"{parent}: holds both nerfstudio and COLMAP scenes; keep one format per data set")
+        if nerf or colmap:
+            return ("nerfstudio", nerf) if nerf else ("colmap", colmap)
+    return None
 
 
 def list_scenes(root: str | Path) -> tuple[str, list[SceneRef]]:
@@ -240,13 +190,22 @@ def list_scenes(root: str | Path) -> tuple[str, list[SceneRef]]:
         root = root.parent
     if not root.exists():
         raise ValueError(f"{root}: data set path does not exist")
-    fmt = detect_format(root)
+    if (root / "full_list.txt").is_file():
+        fmt = "lvsm"
+    elif (root / "index.json").is_file():
+        fmt = "pixelsplat" if isinstance(load_json(root / "index.json", "scene index"), dict) else "lact"
+    else:
+        found = _scene_folders(root)
+        if found is None:
+            raise ValueError(f"{root}: no data set found (expected index.json, full_list.txt, transforms.json "
+                             "or a COLMAP scene with images/ and sparse/)")
+        return found
     index = root / INDEX_FILES[fmt]
     if fmt == "pixelsplat":
-        entries = _load_json(index, "scene index")
+        entries = load_json(index, "scene index")
         refs: list[SceneRef] = [(root / chunk, key) for key, chunk in entries.items()]
     elif fmt == "lact":
-        entries = _load_json(index, "scene index")
+        entries = load_json(index, "scene index")
         if not all(isinstance(e, str) for e in entries):
             raise ValueError(f"{index}: must be a JSON list of opencv_cameras.json paths")
         refs = [root / e for e in entries]
@@ -261,24 +220,32 @@ def scene_name(fmt: str, ref: SceneRef) -> str:
     """The name of a scene from its reference, without reading it."""
     if fmt == "pixelsplat":
         return ref[1]
-    return ref.parent.name if fmt == "lact" else ref.stem
+    if fmt == "colmap":
+        return ref.name
+    return ref.parent.name if fmt in ("lact", "nerfstudio") else ref.stem
+
+
+READERS = {"lact": read_lact_scene, "lvsm": read_lvsm_scene, "nerfstudio": read_nerfstudio_scene, "colmap": read_colmap_scene}
+WRITERS = {"lact": write_lact_scene, "lvsm": write_lvsm_scene, "nerfstudio": write_nerfstudio_scene, "colmap": write_colmap_scene}
 
 
 def read_scene(fmt: str, ref: SceneRef) -> SceneRecord:
     if fmt == "pixelsplat":
         return read_pixelsplat_scene(*ref)
-    return read_lact_scene(ref) if fmt == "lact" else read_lvsm_scene(ref)
+    return READERS[fmt](ref)
 
 
 def write_dataset(root: str | Path, fmt: str, scenes: list[tuple[str, Tensor, Cameras]]) -> Path:
-    """Write scenes [(name, images [V, 3, H, W], cams [V])] in ``fmt``; returns the index file."""
+    """Write scenes [(name, images [V, 3, H, W], cams [V])] in ``fmt``; returns the index file, or
+    the data set folder for the formats without one (nerfstudio, colmap)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     root = Path(root)
     if fmt == "pixelsplat":
         return write_pixelsplat(root, scenes)
-    writer = write_lact_scene if fmt == "lact" else write_lvsm_scene
-    rels = [str(writer(root, name, images, cams).relative_to(root)) for name, images, cams in scenes]
+    rels = [str(WRITERS[fmt](root, name, images, cams).relative_to(root)) for name, images, cams in scenes]
+    if fmt not in INDEX_FILES:
+        return root
     index = root / INDEX_FILES[fmt]
     index.write_text(json.dumps(rels, indent=1) if fmt == "lact" else "\n".join(rels) + "\n")
     return index
@@ -287,7 +254,7 @@ def write_dataset(root: str | Path, fmt: str, scenes: list[tuple[str, Tensor, Ca
 def load_views(record: SceneRecord, indices: list[int], height: int | None = None, width: int | None = None) -> tuple[Tensor, Cameras]:
     """Images [K, 3, H, W] and cameras [K] of selected views, resized to cover (height, width)
     and centre-cropped, intrinsics updated in the same step."""
-    from nvs.image_ops import resize_and_center_crop
+    from nvs.image_ops import resize_and_center_crop, undistort_image
 
     images, cams = [], record.cameras[torch.tensor(indices)]
     for i in indices:
@@ -297,6 +264,8 @@ def load_views(record: SceneRecord, indices: list[int], height: int | None = Non
         if tuple(img.shape[1:]) != (record.cameras.height, record.cameras.width):
             raise ValueError(f"{label} (scene '{record.name}'): image is {tuple(img.shape[1:])} pixels, "
                              f"its camera says {(record.cameras.height, record.cameras.width)}")
+        if record.distortion is not None:
+            img = undistort_image(img, record.cameras.intrinsics[i], record.distortion[i])
         images.append(img)
     stack = torch.stack(images)
     if height is not None and width is not None:

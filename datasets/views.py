@@ -66,17 +66,36 @@ class ProceduralViews(Dataset):
         return make_sample(s.images, s.cameras, self.input_views, normalize=False)
 
 
-SELECTIONS = ("random", "first", "spread")
+SELECTIONS = ("random", "first", "spread", "gap")
+
+
+def _gap_window(num_views: int, n_inputs: int, n_targets: int, frame_gap: tuple[int, int], generator) -> tuple[list[int], list[int]]:
+    """Video data (LVSM's RealEstate10K sampling): a window of ``gap`` frames, gap drawn from
+    frame_gap (clamped to the sequence); the first and last frames of the window are inputs, the
+    other inputs and the targets are drawn from inside it."""
+    lo, hi = frame_gap
+    if not 1 <= lo <= hi:
+        raise ValueError(f"frame_gap must be 1 <= min <= max, got {frame_gap}")
+    hi = min(hi, num_views - 1)
+    lo = min(max(lo, n_inputs + (n_targets or 1) - 1), hi)
+    gap = int(torch.randint(lo, hi + 1, (1,), generator=generator))
+    start = int(torch.randint(0, num_views - gap, (1,), generator=generator))
+    inner = (start + 1 + torch.randperm(gap - 1, generator=generator)).tolist()
+    inputs = sorted([start, start + gap] + inner[: n_inputs - 2]) if n_inputs >= 2 else [start]
+    rest = [i for i in inner if i not in inputs] if n_inputs >= 2 else [start + gap] + inner
+    return inputs, rest
 
 
 def select_views(num_views: int, n_inputs: int, n_targets: int, selection: str, generator: torch.Generator | None = None,
-                 where: str = "scene") -> tuple[list[int], list[int]]:
+                 where: str = "scene", frame_gap: tuple[int, int] = (25, 192)) -> tuple[list[int], list[int]]:
     """Input and target view indices. random: a random subset; first: the first n_inputs as inputs,
-    the rest as targets; spread: inputs evenly spaced over the views, the others targets.
-    n_targets = 0 means all remaining views."""
+    the rest as targets; spread: inputs evenly spaced over the views, the others targets; gap: a
+    window of frame_gap frames of a video (see _gap_window). n_targets = 0 means all remaining views."""
     if num_views < n_inputs + 1:
         raise ValueError(f"{where}: {num_views} views, need at least {n_inputs + 1} ({n_inputs} inputs + 1 target)")
-    if selection == "random":
+    if selection == "gap":
+        inputs, rest = _gap_window(num_views, n_inputs, n_targets, frame_gap, generator)
+    elif selection == "random":
         perm = torch.randperm(num_views, generator=generator).tolist()
         inputs, rest = perm[:n_inputs], perm[n_inputs:]
     elif selection == "first":
@@ -117,12 +136,14 @@ class FileViews(Dataset):
     Items are addressed as epoch * len + item (see nvs.training.sampling); random selection is
     seeded by (seed, item, epoch): deterministic, and other views each epoch. ``index``
     (pixelSplat evaluation JSON) fixes inputs and targets per scene.
-    ``normalize`` re-expresses cameras in the mean input camera's frame (scene-level data).
+    ``normalize`` re-expresses cameras in the mean input camera's frame (scene-level data);
+    ``selection="gap"`` samples windows of ``frame_gap`` frames (video data).
     """
 
     def __init__(self, root, input_views: int, target_views: int, height: int, width: int, selection: str = "random",
-                 seed: int = 0, index=None, normalize: bool = False):
+                 seed: int = 0, index=None, normalize: bool = False, frame_gap: tuple[int, int] = (25, 192)):
         self.format, self.scene_files = list_scenes(root)
+        self.frame_gap = tuple(frame_gap)
         self.input_views, self.target_views, self.height, self.width = input_views, target_views, height, width
         self.selection, self.seed, self.normalize = selection, seed, normalize
         self.index = read_eval_index(index) if index is not None else None
@@ -153,7 +174,7 @@ class FileViews(Dataset):
                 raise ValueError(f"scene '{rec.name}': index names views {bad} but the scene has {n}")
             return entry["context"], entry["target"]
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i * 7919 + epoch)
-        return select_views(n, self.input_views, self.target_views, self.selection, g, f"scene '{rec.name}'")
+        return select_views(n, self.input_views, self.target_views, self.selection, g, f"scene '{rec.name}'", self.frame_gap)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         epoch, i = divmod(index, len(self))

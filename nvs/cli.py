@@ -119,6 +119,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from nvs.datasets.formats import FORMATS
+
     parser = argparse.ArgumentParser(prog="nvs", description="LaCT novel view synthesis")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenes", type=int, default=10)
     p.add_argument("--views", type=int, default=12)
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[128, 128])
-    p.add_argument("--format", choices=["lact", "lvsm", "pixelsplat"], default="lact")
+    p.add_argument("--format", choices=list(FORMATS), default="lact")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_data_synth)

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from nvs.camera_paths import make_path
 from nvs.datasets.formats import SceneRecord, list_scenes, load_views, read_lact_scene, read_lvsm_scene, read_scene
+from nvs.datasets.nerfstudio import read_nerfstudio_scene
 from nvs.datasets.views import spread_order
 from nvs.media import save_video
 from nvs.models import load_renderer
@@ -20,6 +21,8 @@ def read_any_scene(path: Path, scene_index: int = 0) -> SceneRecord:
     """A scene from a data set folder/index (``scene_index``-th scene) or a single scene file."""
     if path.is_file() and path.name == "opencv_cameras.json":
         return read_lact_scene(path)
+    if path.is_file() and path.name == "transforms.json":
+        return read_nerfstudio_scene(path)
     if path.is_file() and path.suffix == ".json" and path.name != "index.json":
         return read_lvsm_scene(path)
     fmt, files = list_scenes(path)

@@ -143,3 +143,20 @@ def test_missing_data_set(tmp_path):
         list_scenes(tmp_path / "nothing")
     with pytest.raises(ValueError, match="no data set found"):
         list_scenes(tmp_path)
+
+
+def test_frame_gap_windows_for_video_data():
+    g = torch.Generator().manual_seed(0)
+    gaps = []
+    for _ in range(200):
+        inputs, targets = select_views(300, 2, 6, "gap", g, frame_gap=(25, 192))
+        lo, hi = min(inputs), max(inputs)
+        gaps.append(hi - lo)
+        assert 25 <= hi - lo <= 192 and len(targets) == 6
+        assert all(lo < t < hi for t in targets) and not set(targets) & set(inputs)
+    assert min(gaps) < 60 and max(gaps) > 150  # the whole range is used
+    # a sequence shorter than the minimum gap uses the longest window it has
+    inputs, targets = select_views(10, 2, 3, "gap", g, frame_gap=(25, 192))
+    assert inputs == [0, 9] and len(targets) == 3
+    with pytest.raises(ValueError, match="frame_gap"):
+        select_views(100, 2, 3, "gap", g, frame_gap=(30, 20))

@@ -15,7 +15,7 @@ from nvs.models.config import ModelConfig
 
 @dataclass
 class DataConfig:
-    kind: str = "procedural"  # procedural | lact | lvsm
+    kind: str = "procedural"  # procedural | lact | lvsm | pixelsplat | nerfstudio | colmap
     scene: str = "object"  # procedural scenes: object | room
     path: str | None = None  # data set root or index file for the file formats
     num_scenes: int = 1_000_000  # procedural: distinct training scenes (seeds seed .. seed + n - 1)
@@ -25,6 +25,8 @@ class DataConfig:
     width: int = 64
     seed: int = 0
     normalize: bool = False  # file data: re-express each sample in its mean input camera's frame
+    selection: str = "random"  # file data: random | gap (video windows of frame_gap frames) | spread | first
+    frame_gap: tuple[int, int] = (25, 192)  # selection=gap: min and max frames between the outer inputs
     val_path: str | None = None  # file data: held-out data set for validation (default: none)
     val_scenes: int = 8
     val_seed: int = 50_000_000  # procedural validation scenes use seeds from here on
@@ -105,7 +107,8 @@ def _coerce(value: Any, type_name: str, key: str) -> Any:
                 raise ValueError
             return value
         if type_name.startswith("tuple"):
-            return tuple(float(v) for v in value)
+            item = type_name[len("tuple["):].split(",")[0].strip()
+            return tuple(_coerce(v, item, key) for v in value)
         if type_name.startswith("str"):
             return str(value)
     except (TypeError, ValueError):

@@ -25,7 +25,7 @@ from nvs.training.checkpoints import latest_readable_checkpoint, load_checkpoint
 from nvs.training.config import TrainConfig
 from nvs.training.sampling import StepSampler
 
-DATA_KINDS = ("procedural", "lact", "lvsm", "pixelsplat")
+DATA_KINDS = ("procedural", "lact", "lvsm", "pixelsplat", "nerfstudio", "colmap")
 
 
 def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset | None:
@@ -42,8 +42,8 @@ def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset | None:
         if validation:
             return None
         raise ValueError(f"data.kind {d.kind!r} needs data.path (a data set folder or index file)")
-    data = FileViews(path, d.input_views, d.target_views, d.height, d.width, "first" if validation else "random",
-                     seed=d.seed, normalize=d.normalize)
+    data = FileViews(path, d.input_views, d.target_views, d.height, d.width, "first" if validation else d.selection,
+                     seed=d.seed, normalize=d.normalize, frame_gap=d.frame_gap)
     if data.format != d.kind:
         raise ValueError(f"{path}: holds {data.format} data, the recipe says data.kind={d.kind}")
     return data
