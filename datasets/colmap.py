@@ -21,7 +21,7 @@ from nvs.media import save_image
 MODEL_FILES = ("cameras.bin", "cameras.txt")
 
 
-def _params(model: str, p: list[float], where: str) -> tuple[list[float], list[float]]:
+def intrinsics_and_distortion(model: str, p: list[float], where: str) -> tuple[list[float], list[float]]:
     """(fx fy cx cy, k1 k2 p1 p2 k3) of a COLMAP camera model's parameter list."""
     if model == "SIMPLE_PINHOLE":
         return [p[0], p[0], p[1], p[2]], [0.0] * 5
@@ -74,7 +74,7 @@ def read_colmap_scene(scene: Path, name: str | None = None) -> SceneRecord:
     for im in images:
         where = f"{folder} (scene '{name}', image {im.name})"
         cam = im.camera
-        k, d = _params(cam.model.name, [float(v) for v in cam.params], where)
+        k, d = intrinsics_and_distortion(cam.model.name, [float(v) for v in cam.params], where)
         path = check_image(scene / "images" / im.name, where)
         stored = image_size(path, where)
         if stored != (cam.height, cam.width):

@@ -109,6 +109,32 @@ def object_cameras(g: torch.Generator, views: int, height: int, width: int, elev
     return Cameras(intr, c2w, height, width)
 
 
+def detail_waves(g: torch.Generator, waves: int = 24, freq=(8.0, 120.0)) -> Tensor:
+    """Parameters [3, waves, 6] of the detail texture: per channel, plane waves with random unit
+    directions, log-uniform angular frequencies (rad per scene unit), random phases, and amplitudes
+    falling as 1/sqrt(frequency), normalised to unit energy."""
+    dirs = torch.nn.functional.normalize(torch.randn(3, waves, 3, generator=g), dim=-1)
+    f = torch.exp(_uniform(g, math.log(freq[0]), math.log(freq[1]), 3, waves))
+    phase = _uniform(g, 0, 2 * math.pi, 3, waves)
+    amp = f.rsqrt()
+    amp = amp / amp.square().sum(-1, keepdim=True).sqrt()
+    return torch.cat([dirs, f[..., None], phase[..., None], amp[..., None]], -1)
+
+
+def _force_texture(prims: list[Primitive], texture: str | None, seed: int) -> None:
+    """Give every primitive ``texture`` (None: keep the random ones). Detail waves come from their
+    own generator so the rest of the scene is the same as without it."""
+    if texture is None:
+        return
+    if texture not in (*TEXTURES, "detail"):
+        raise ValueError(f"unknown texture {texture!r}; choose one of {(*TEXTURES, 'detail')}")
+    g = _rng(seed * 7 + 3)
+    for prim in prims:
+        prim.texture = texture
+        if texture == "detail":
+            prim.detail = detail_waves(g, freq=(10.0, 200.0) if prim.kind == "room" else (20.0, 250.0))
+
+
 def object_primitives(g: torch.Generator) -> list[Primitive]:
     count = int(torch.randint(2, 7, (1,), generator=g))
     prims = []
@@ -119,10 +145,13 @@ def object_primitives(g: torch.Generator) -> list[Primitive]:
     return prims
 
 
-def object_scene(seed: int, views: int, height: int = 128, width: int = 128, cameras: Cameras | None = None) -> Scene:
-    """An Objaverse/GSO-like object scene; ``cameras`` overrides the random sphere cameras."""
+def object_scene(seed: int, views: int, height: int = 128, width: int = 128, cameras: Cameras | None = None,
+                 texture: str | None = None) -> Scene:
+    """An Objaverse/GSO-like object scene; ``cameras`` overrides the random sphere cameras;
+    ``texture`` gives every primitive one texture ("detail": dense colour noise, for SfM)."""
     g = _rng(seed)
     prims = object_primitives(g)
+    _force_texture(prims, texture, seed)
     light = torch.nn.functional.normalize(torch.randn(3, generator=g) + torch.tensor([0.0, 0.0, 1.5]), dim=0)
     cams = object_cameras(g, views, height, width) if cameras is None else cameras
     images, depth = render_primitives(prims, cams, light, background=torch.ones(3))
@@ -168,10 +197,12 @@ def room_cameras(g: torch.Generator, views: int, height: int, width: int, ext: T
     return Cameras(intr, c2w, height, width)
 
 
-def room_scene(seed: int, views: int, height: int = 144, width: int = 256, cameras: Cameras | None = None) -> Scene:
-    """A RealEstate10K-like indoor sequence (frames in trajectory order)."""
+def room_scene(seed: int, views: int, height: int = 144, width: int = 256, cameras: Cameras | None = None,
+               texture: str | None = None) -> Scene:
+    """A RealEstate10K-like indoor sequence (frames in trajectory order); ``texture`` as in object_scene."""
     g = _rng(seed)
     prims, ext = room_layout(g)
+    _force_texture(prims, texture, seed)
     light = torch.nn.functional.normalize(torch.tensor([0.3, -0.2, 1.0]) + 0.3 * torch.randn(3, generator=g), dim=0)
     cams = room_cameras(g, views, height, width, ext) if cameras is None else cameras
     images, depth = render_primitives(prims, cams, light, background=None)

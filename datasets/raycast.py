@@ -156,6 +156,7 @@ class Primitive:
     texture: str
     frequency: float
     phases: Tensor  # [4, 4]: random directions + phase for the noise texture
+    detail: Tensor | None = None  # [3, K, 6] for the detail texture: per channel K waves (unit direction, frequency, phase, amplitude)
 
 
 def texture_color(prim: Primitive, p_local: Tensor) -> Tensor:
@@ -167,6 +168,10 @@ def texture_color(prim: Primitive, p_local: Tensor) -> Tensor:
         mix = (torch.floor(p_local * f).sum(-1) % 2).abs()
     elif prim.texture == "stripes":
         mix = (torch.sin(p_local[:, 2] * f * math.pi) > 0).to(p_local.dtype)
+    elif prim.texture == "detail":  # dense non-repeating colour noise: sums of random plane waves per channel
+        d = prim.detail
+        waves = torch.sin(torch.einsum("rx,ckx->rck", p_local, d[..., :3]) * d[..., 3] + d[..., 4])  # [R, 3, K]
+        return 0.5 + 0.45 * torch.tanh(2 * (waves * d[..., 5]).sum(-1))
     elif prim.texture == "noise":
         waves = torch.sin(p_local @ prim.phases[:, :3].T * f + prim.phases[:, 3])  # [R, 4]
         mix = (waves.mean(-1) * 1.5 + 0.5).clamp(0, 1)

@@ -28,9 +28,43 @@ def bench_generator(out: Path, kinds=("object", "room"), views: int = 8, size: i
     return rows
 
 
+def bench_reconstruct(out: Path, view_counts=(20, 50), width: int = 640) -> list[dict]:
+    """Seconds per SfM stage on a procedural room walk (detail texture) at width x 9/16 width."""
+    import shutil
+    import tempfile
+
+    from nvs.datasets.procedural import room_scene
+    from nvs.media import save_image
+    from nvs.reconstruct import reconstruct
+
+    rows = []
+    height = width * 9 // 16
+    for views in view_counts:
+        scene = room_scene(1, views, height, width, texture="detail")
+        work = Path(tempfile.mkdtemp(prefix="nvs-bench-sfm-"))
+        try:
+            for i, image in enumerate(scene.images):
+                save_image(image, work / "photos" / f"{i:03d}.png")
+            result = reconstruct(work / "photos", work / "scene")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        times = result.report["timings_s"]
+        rows.append({"views": views, "height": height, "width": width, "registered": result.report["images_registered"],
+                     **{k: times.get(k, 0.0) for k in ("load_s", "features_s", "matching_s", "mapping_s", "refine_s", "write_s", "total_s")}})
+    _report("reconstruct", rows, out)
+    return rows
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"
+
+
 def _report(name: str, rows: list[dict], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps({"machine": platform.processor() or platform.machine(), "rows": rows}, indent=2))
+    (out / f"{name}.json").write_text(json.dumps(rows, indent=2))
+    print(f"machine: {machine()}")
     keys = list(rows[0])
     print(" | ".join(keys))
     for r in rows:

@@ -111,10 +111,29 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from nvs.bench import bench_generator
+def _reconstruct(args: argparse.Namespace) -> int:
+    from nvs.reconstruct import ReconstructOptions, StageProgress, reconstruct
 
-    bench_generator(Path(args.out), size=args.size, scenes=args.scenes)
+    options = ReconstructOptions(max_size=args.max_size, camera_model=args.camera_model, single_camera=not args.per_image_camera,
+                                 matcher=args.matcher, frames=args.frames, retry=not args.no_retry, seed=args.seed)
+    with StageProgress() as progress:
+        scene = reconstruct([Path(p) for p in args.inputs], Path(args.out), options, progress)
+    r = scene.report
+    print(f"registered {r['images_registered']} of {r['photos_loaded']} photos ({r['files_given']} files given) in "
+          f"{r['timings_s']['total_s']:.1f} s; mean reprojection error {r['mean_reprojection_error_px']:.2f} px")
+    for item in r["skipped_inputs"] + r["left_out"]:
+        print(f"  left out {item['file']}: {item['reason']}")
+    print(f"wrote {args.out}/opencv_cameras.json, images/, report.json, colmap/ (render it: nvs render --scene {args.out} ...)")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from nvs import bench
+
+    if args.bench_command == "generator":
+        bench.bench_generator(Path(args.out), size=args.size, scenes=args.scenes)
+    elif args.bench_command == "reconstruct":
+        bench.bench_reconstruct(Path(args.out), view_counts=tuple(args.views), width=args.width)
     return 0
 
 
@@ -170,10 +189,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="video.mp4, video.gif, or a folder for PNG frames")
     p.set_defaults(func=_render)
 
+    p = sub.add_parser("reconstruct", help="pose a photo set, zip or video with COLMAP (SfM) into a scene folder")
+    p.add_argument("inputs", nargs="+", help="a folder of photos, photo files, a zip, or one video")
+    p.add_argument("--out", required=True, help="scene folder to write (opencv_cameras.json, images/, report.json)")
+    p.add_argument("--max-size", type=int, default=1024, help="long side of the photos used for matching and written out")
+    p.add_argument("--camera-model", default="SIMPLE_RADIAL", help="SIMPLE_PINHOLE | PINHOLE | SIMPLE_RADIAL | RADIAL | OPENCV")
+    p.add_argument("--per-image-camera", action="store_true", help="one camera per photo (mixed devices or zoom)")
+    p.add_argument("--matcher", default="auto", help="auto (sequential for videos) | exhaustive | sequential")
+    p.add_argument("--frames", type=int, default=40, help="frames sampled evenly from a video")
+    p.add_argument("--no-retry", action="store_true", help="do not retry with relaxed settings when photos are left out")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_reconstruct)
+
     bench = sub.add_parser("bench", help="benchmarks (print a table, write DIR/<name>.json)").add_subparsers(dest="bench_command", required=True)
     p = bench.add_parser("generator", help="procedural scene generator throughput (views/s)")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--scenes", type=int, default=10)
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=_bench)
+    p = bench.add_parser("reconstruct", help="seconds per SfM stage for procedural photo sets")
+    p.add_argument("--views", type=int, nargs="+", default=[20, 50])
+    p.add_argument("--width", type=int, default=640)
     p.add_argument("--out", default="outputs/bench")
     p.set_defaults(func=_bench)
 

@@ -1,0 +1,427 @@
+"""Structure from motion with COLMAP (pycolmap): a plain photo set or a video -> a posed scene.
+
+Stages: load and check photos -> SIFT features -> matching (exhaustive, or sequential for video)
+-> incremental mapping (retried with relaxed settings when photos are left out) -> undistortion
+to pinhole -> ``SCENE_DIR/{opencv_cameras.json, images/, index.json, report.json, colmap/}``.
+The scene is in the LaCT/GS-LRM layout, so ``nvs render`` and ``nvs eval`` read it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from nvs.cameras import Cameras
+from nvs.photo_inputs import PhotoSet, gather_files, load_photos
+
+CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+MATCHERS = ("auto", "exhaustive", "sequential")
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class ReconstructOptions:
+    max_size: int = 1024  # long side of the photos used for matching and written out
+    camera_model: str = "SIMPLE_RADIAL"
+    single_camera: bool = True  # one shared camera (a single device); off for mixed sources
+    matcher: str = "auto"  # auto: sequential for videos, exhaustive otherwise
+    frames: int = 40  # frames sampled evenly from a video
+    retry: bool = True  # relaxed settings when mapping leaves photos out
+    refine_principal_point: bool = True  # in the final bundle adjustment, for a shared camera and 8+ photos
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.camera_model not in CAMERA_MODELS:
+            raise ValueError(f"camera model {self.camera_model!r} is not supported; choose one of {CAMERA_MODELS}")
+        if self.matcher not in MATCHERS:
+            raise ValueError(f"matcher {self.matcher!r} is not supported; choose one of {MATCHERS}")
+        if self.max_size < 64 or self.frames < 2:
+            raise ValueError("max_size must be at least 64 and frames at least 2")
+
+
+@dataclass
+class PosedScene:
+    """A reconstructed scene: images (undistorted, one size) and their pinhole cameras [V]."""
+
+    folder: Path
+    names: list[str]
+    image_paths: list[Path]
+    cameras: Cameras
+    report: dict = field(default_factory=dict)
+
+    def images(self) -> torch.Tensor:
+        """[V, 3, H, W] in [0, 1]."""
+        from nvs.media import read_image
+
+        return torch.stack([read_image(p) for p in self.image_paths])
+
+
+@dataclass
+class _Attempt:
+    label: str
+    max_features: int
+    peak_threshold: float
+    relaxed: bool
+    use_exif_focal: bool
+    new_features: bool = True  # False: map again from the previous attempt's features and matches
+
+
+ATTEMPTS = (
+    _Attempt("COLMAP defaults", 8192, 0.02 / 3, relaxed=False, use_exif_focal=False),
+    _Attempt("relaxed mapping thresholds", 8192, 0.02 / 3, relaxed=True, use_exif_focal=False, new_features=False),
+    _Attempt("more features, relaxed matching and mapping, EXIF focal", 16384, 0.004, relaxed=True, use_exif_focal=True),
+)
+
+
+def _exif_focal_px(photos: PhotoSet) -> float | None:
+    """Focal length in pixels of the working images from EXIF FocalLengthIn35mmFilm (the median)."""
+    values = [p.focal_35mm / 36.0 * max(p.pixels.shape[:2]) for p in photos.photos if p.focal_35mm]
+    return float(np.median(values)) if values else None
+
+
+def _camera_params(model: str, focal: float, h: int, w: int) -> str:
+    cx, cy = w / 2, h / 2
+    return {"SIMPLE_PINHOLE": f"{focal},{cx},{cy}", "PINHOLE": f"{focal},{focal},{cx},{cy}",
+            "SIMPLE_RADIAL": f"{focal},{cx},{cy},0", "RADIAL": f"{focal},{cx},{cy},0,0",
+            "OPENCV": f"{focal},{focal},{cx},{cy},0,0,0,0"}[model]
+
+
+def _run_sfm(work: Path, names: list[str], photos: PhotoSet, opts: ReconstructOptions, attempt: _Attempt,
+             sequential: bool, single: bool, timings: dict, progress: Progress, known_camera=None, previous_db=None):
+    import pycolmap
+
+    pycolmap.set_random_seed(opts.seed)
+    work.mkdir(parents=True, exist_ok=True)
+    image_dir = work.parent / "images"
+    if attempt.new_features or previous_db is None:
+        db = _features_and_matches(work, names, photos, opts, attempt, sequential, single, timings, progress, known_camera)
+    else:
+        db = work / "database.db"
+        shutil.copy(previous_db, db)
+        if known_camera is not None and single:
+            database = pycolmap.Database.open(db)
+            for camera in database.read_all_cameras():
+                camera.params = known_camera.params
+                database.update_camera(camera)
+            database.close()
+    return _map(db, image_dir, work, opts, attempt, single, timings, progress, known_camera), db
+
+
+def _features_and_matches(work: Path, names: list[str], photos: PhotoSet, opts: ReconstructOptions, attempt: _Attempt,
+                          sequential: bool, single: bool, timings: dict, progress: Progress, known_camera) -> Path:
+    import pycolmap
+
+    db = work / "database.db"
+    db.unlink(missing_ok=True)
+    image_dir = work.parent / "images"
+    reader = pycolmap.ImageReaderOptions(camera_model=opts.camera_model)
+    focal = _exif_focal_px(photos) if attempt.use_exif_focal else None
+    if known_camera is not None and single:
+        reader.camera_params = ",".join(str(float(v)) for v in known_camera.params)
+    elif focal is not None and single:
+        h, w = photos.photos[0].pixels.shape[:2]
+        reader.camera_params = _camera_params(opts.camera_model, focal, h, w)
+    extraction = pycolmap.FeatureExtractionOptions(max_image_size=opts.max_size)
+    extraction.sift.max_num_features = attempt.max_features
+    extraction.sift.peak_threshold = attempt.peak_threshold
+    mode = pycolmap.CameraMode.SINGLE if single else pycolmap.CameraMode.PER_IMAGE
+
+    progress(f"features ({attempt.label})", 0.0)
+    t0 = time.perf_counter()
+    pycolmap.extract_features(db, image_dir, image_names=names, camera_mode=mode, reader_options=reader,
+                              extraction_options=extraction, device=pycolmap.Device.cpu)
+    timings["features_s"] = timings.get("features_s", 0.0) + time.perf_counter() - t0
+
+    progress(f"matching ({'sequential' if sequential else 'exhaustive'})", 0.0)
+    t0 = time.perf_counter()
+    verification = pycolmap.TwoViewGeometryOptions()
+    if attempt.relaxed:
+        verification.min_num_inliers = 10
+        verification.ransac.max_error = 6.0
+    if sequential:
+        pycolmap.match_sequential(db, verification_options=verification, device=pycolmap.Device.cpu)
+    else:
+        pycolmap.match_exhaustive(db, verification_options=verification, device=pycolmap.Device.cpu)
+    timings["matching_s"] = timings.get("matching_s", 0.0) + time.perf_counter() - t0
+    return db
+
+
+def _map(db: Path, image_dir: Path, work: Path, opts: ReconstructOptions, attempt: _Attempt, single: bool,
+         timings: dict, progress: Progress, known_camera) -> dict:
+    import pycolmap
+
+    progress(f"mapping ({attempt.label})", 0.0)
+    t0 = time.perf_counter()
+    pipeline = pycolmap.IncrementalPipelineOptions()
+    pipeline.min_model_size = 2
+    pipeline.random_seed = opts.seed
+    pipeline.mapper.random_seed = opts.seed
+    if attempt.relaxed:
+        pipeline.min_num_matches = 10
+        pipeline.init_num_trials = 400
+        pipeline.mapper.init_min_num_inliers = 30
+        pipeline.mapper.init_min_tri_angle = 4.0
+        pipeline.mapper.abs_pose_min_num_inliers = 12
+        pipeline.mapper.abs_pose_min_inlier_ratio = 0.1
+        pipeline.mapper.max_reg_trials = 6
+        pipeline.triangulation.ignore_two_view_tracks = False
+    if known_camera is not None and single:
+        pipeline.ba_refine_focal_length = False
+        pipeline.ba_refine_extra_params = False
+        pipeline.mapper.abs_pose_refine_focal_length = False
+        pipeline.mapper.abs_pose_refine_extra_params = False
+    models = pycolmap.incremental_mapping(db, image_dir, work / "sparse", pipeline)
+    timings["mapping_s"] = timings.get("mapping_s", 0.0) + time.perf_counter() - t0
+    return models
+
+
+def _final_refinement(recon, refine_principal_point: bool) -> dict:
+    """A last global bundle adjustment with a robust (Cauchy) loss. The principal point is freed
+    when asked (the mapper keeps it at the image centre, which costs real cameras up to a degree
+    of rotation accuracy); distortion stays where the mapper put it, because on narrow rings it
+    trades off against the focal length. A principal point that wanders more than 10% of the
+    image from the centre means the problem was too weak: that result is dropped."""
+    import pycolmap
+
+    def adjust(model, free_pp: bool):
+        options = pycolmap.BundleAdjustmentOptions()
+        options.print_summary = False
+        options.refine_principal_point = free_pp
+        options.refine_extra_params = False
+        options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
+        pycolmap.bundle_adjustment(model, options)
+
+    if refine_principal_point:
+        trial = pycolmap.Reconstruction(recon)
+        adjust(trial, True)
+        cam = next(iter(trial.cameras.values()))
+        offset = np.abs(np.array([cam.principal_point_x, cam.principal_point_y]) - [cam.width / 2, cam.height / 2]) / [cam.width, cam.height]
+        if offset.max() <= 0.1:
+            return {"principal_point_refined": True, "model": trial}
+    adjust(recon, False)
+    return {"principal_point_refined": False, "model": recon}
+
+
+def _match_stats(db_path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Per image name: SIFT keypoints, and the number of other images it has verified matches with."""
+    import pycolmap
+
+    db = pycolmap.Database.open(db_path)
+    try:
+        images = {im.image_id: im.name for im in db.read_all_images()}
+        keypoints = {name: db.num_keypoints_for_image(i) for i, name in images.items()}
+        partners = Counter()
+        for pair_id, inliers in zip(*db.read_two_view_geometry_num_inliers()):
+            if inliers >= 15:
+                a, b = pycolmap.pair_id_to_image_pair(pair_id)
+                partners[images[a]] += 1
+                partners[images[b]] += 1
+    finally:
+        db.close()
+    return keypoints, {name: partners.get(name, 0) for name in images.values()}
+
+
+def _why_left_out(name: str, keypoints: dict, partners: dict, other_models: set[str]) -> str:
+    if keypoints.get(name, 0) < 64:
+        return f"only {keypoints.get(name, 0)} SIFT features: too little texture, too dark or too blurry"
+    if partners.get(name, 0) == 0:
+        return "shares no reliable matches with any other photo (does it show the same scene?)"
+    if name in other_models:
+        return "belongs to a separate group of photos that does not connect to the main one"
+    return f"matched {partners[name]} other photo(s), but its pose could not be estimated from them"
+
+
+def _reprojection_errors(recon) -> dict[str, float]:
+    """Mean reprojection error (pixels) of each registered image's triangulated points."""
+    out = {}
+    for im in recon.images.values():
+        if not im.has_pose:
+            continue
+        errs = []
+        for p in im.points2D:
+            if p.has_point3D():
+                proj = im.project_point(recon.points3D[p.point3D_id].xyz)
+                if proj is not None:
+                    errs.append(float(np.linalg.norm(np.asarray(proj) - np.asarray(p.xy))))
+        out[im.name] = round(float(np.mean(errs)), 4) if errs else float("nan")
+    return out
+
+
+def _write_scene(out: Path, recon, photos: PhotoSet) -> tuple[list[str], list[Path], Cameras]:
+    """Undistort registered images to pinhole, bring them to one size, write the LaCT layout."""
+    from nvs.datasets.colmap import intrinsics_and_distortion
+    from nvs.datasets.formats import write_lact_scene
+    from nvs.image_ops import resize_and_center_crop, undistort_image
+
+    pixels = {p.name: p.pixels for p in photos.photos}
+    registered = sorted((im for im in recon.images.values() if im.has_pose), key=lambda im: im.name)
+    size = Counter(pixels[im.name].shape[:2] for im in registered).most_common(1)[0][0]
+    images, cams = [], []
+    for im in registered:
+        intr, dist = intrinsics_and_distortion(im.camera.model.name, [float(v) for v in im.camera.params], f"camera of {im.name}")
+        img = torch.from_numpy(pixels[im.name].copy()).permute(2, 0, 1).float() / 255
+        intr_t = torch.tensor(intr, dtype=torch.float32)
+        if any(dist):
+            img = undistort_image(img, intr_t, torch.tensor(dist, dtype=torch.float64))
+        w2c = torch.eye(4, dtype=torch.float64)
+        w2c[:3] = torch.from_numpy(im.cam_from_world().matrix())
+        cam = Cameras.from_w2c(intr_t[None], w2c[None].float(), img.shape[1], img.shape[2])
+        if tuple(img.shape[1:]) != tuple(size):
+            img, cam = resize_and_center_crop(img[None], cam, *size)
+            img = img[0]
+        images.append(img)
+        cams.append(cam)
+    cameras = Cameras.cat(cams)
+    # write_lact_scene writes root/scenes/<name>/; write to a staging folder and move the files up
+    staging = out / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    cams_json = write_lact_scene(staging, "scene", torch.stack(images), cameras)
+    names = [im.name for im in registered]
+    frames = json.loads(cams_json.read_text())
+    shutil.rmtree(out / "images", ignore_errors=True)
+    (out / "images").mkdir(parents=True)
+    paths = []
+    for frame, name in zip(frames, names):
+        target = out / "images" / name
+        shutil.move(str(cams_json.parent / frame["file_path"]), target)
+        frame["file_path"] = f"images/{name}"
+        paths.append(target)
+    (out / "opencv_cameras.json").write_text(json.dumps(frames, indent=1))
+    (out / "index.json").write_text(json.dumps(["opencv_cameras.json"]))
+    shutil.rmtree(staging)
+    return names, paths, cameras
+
+
+def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOptions | None = None,
+                progress: Progress | None = None) -> PosedScene:
+    """Pose a photo set (folders, files, zips) or one video with COLMAP; write the scene to ``out``.
+
+    Raises ValueError with a plain message when the photos cannot be reconstructed.
+    """
+    import imageio.v3 as iio
+
+    import pycolmap
+
+    pycolmap.logging.minloglevel = 2  # COLMAP's per-step INFO/WARNING lines; our report says what matters
+    opts = options or ReconstructOptions()
+    opts.check()
+    progress = progress or (lambda stage, fraction: None)
+    inputs = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
+    out = Path(out)
+    work = out / "colmap"
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    progress("loading photos", 0.0)
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    files, is_video = gather_files(inputs, work / "input", opts.frames)
+    photos = load_photos(files, opts.max_size, is_video)
+    if len(photos.photos) < 2:
+        reasons = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in photos.skipped[:5])
+        raise ValueError(f"{', '.join(map(str, inputs))}: need at least 2 readable photos of the scene, found "
+                         f"{len(photos.photos)}" + (f" ({reasons})" if reasons else ""))
+    image_dir = work / "images"
+    shutil.rmtree(image_dir, ignore_errors=True)
+    image_dir.mkdir(parents=True)
+    for i, p in enumerate(photos.photos):
+        iio.imwrite(image_dir / p.name, p.pixels)
+        progress("loading photos", (i + 1) / len(photos.photos))
+    names = [p.name for p in photos.photos]
+    sizes = Counter(p.pixels.shape[:2] for p in photos.photos)
+    single = opts.single_camera and len(sizes) == 1
+    timings["load_s"] = time.perf_counter() - t0
+
+    sequential = opts.matcher == "sequential" or (opts.matcher == "auto" and is_video)
+    attempts, best, db = [], None, None
+    for k, attempt in enumerate(ATTEMPTS if opts.retry else ATTEMPTS[:1]):
+        # a first model that holds most photos fixes the intrinsics: weakly constrained extra photos
+        # must not drag the focal length away
+        known = next(iter(best[1].cameras.values())) if best is not None and best[0] >= max(3, len(names) // 2) else None
+        models, db = _run_sfm(work / f"attempt{k}", names, photos, opts, attempt, sequential, single, timings, progress,
+                              known, db if k else None)
+        largest = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+        registered = largest.num_reg_images() if largest is not None else 0
+        attempts.append({"settings": attempt.label, "registered": registered, "models": len(models)})
+        if best is None or registered > best[0]:
+            best = (registered, largest, models, db)
+        if registered == len(names):
+            break
+    registered, recon, models, db = best
+    if recon is None or registered < 2:
+        raise ValueError(f"{', '.join(map(str, inputs))}: COLMAP could not reconstruct these {len(names)} photos: "
+                         "no two of them overlap enough (they need to show the same scene from nearby viewpoints)")
+
+    progress("final bundle adjustment", 0.0)
+    t0 = time.perf_counter()
+    refined = _final_refinement(recon, opts.refine_principal_point and single and registered >= 8)
+    recon = refined["model"]
+    timings["refine_s"] = time.perf_counter() - t0
+
+    progress("undistorting and writing", 0.0)
+    t0 = time.perf_counter()
+    final = work / "sparse" / "0"
+    shutil.rmtree(work / "sparse", ignore_errors=True)
+    final.mkdir(parents=True)
+    recon.write(final)
+    kept, paths, cameras = _write_scene(out, recon, photos)
+    timings["write_s"] = time.perf_counter() - t0
+
+    keypoints, partners = _match_stats(db)
+    in_other = {im.name for r in models.values() if r is not best[1] for im in r.images.values() if im.has_pose}
+    left_out = [{"file": n, "reason": _why_left_out(n, keypoints, partners, in_other)} for n in names if n not in set(kept)]
+    timings["total_s"] = time.perf_counter() - t_start
+    camera = next(iter(recon.cameras.values()))
+    report = {
+        "inputs": [str(p) for p in inputs], "video": is_video, "files_given": len(files), "photos_loaded": len(names),
+        "images_registered": len(kept), "skipped_inputs": photos.skipped, "left_out": left_out,
+        "image_size": [cameras.height, cameras.width], "mixed_input_sizes": len(sizes) > 1,
+        "camera": {"model": camera.model.name, "params": [round(float(v), 4) for v in camera.params], "shared": single,
+                   "principal_point_refined": refined["principal_point_refined"]},
+        "points3D": recon.num_points3D(), "mean_reprojection_error_px": round(float(recon.compute_mean_reprojection_error()), 4),
+        "reprojection_error_px": _reprojection_errors(recon), "attempts": attempts,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()}, "options": asdict(opts),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    progress("done", 1.0)
+    return PosedScene(out, kept, paths, cameras, report)
+
+
+class StageProgress:
+    """A progress bar per stage on the terminal (tqdm), usable as the ``progress`` callback."""
+
+    def __init__(self):
+        self.stage, self.bar, self.t0 = None, None, time.perf_counter()
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        from tqdm import tqdm
+
+        if stage == "done":
+            self.close()
+            return
+        if stage != self.stage:
+            self.close()
+            self.stage, self.t0 = stage, time.perf_counter()
+            self.bar = tqdm(total=100, desc=stage, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}", leave=True)
+        self.bar.n = round(100 * fraction)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.n = 100
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> "StageProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
