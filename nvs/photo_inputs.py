@@ -33,7 +33,6 @@ class Photo:
 class PhotoSet:
     photos: list[Photo]
     skipped: list[dict] = field(default_factory=list)  # {"file", "reason"}
-    is_video: bool = False
 
 
 def _safe_members(archive: zipfile.ZipFile, where: Path) -> list[zipfile.ZipInfo]:
@@ -160,7 +159,7 @@ def load_photo(path: Path, max_size: int) -> tuple[Photo | None, str]:
     return Photo(path.name, path, np.asarray(img), original, focal), ""
 
 
-def load_photos(files: list[Path], max_size: int, is_video: bool = False) -> PhotoSet:
+def load_photos(files: list[Path], max_size: int) -> PhotoSet:
     """Decode and check every file; unreadable files and exact duplicates are skipped with a reason."""
     photos, skipped, seen, names = [], [], {}, set()
     for path in files:
@@ -181,4 +180,4 @@ def load_photos(files: list[Path], max_size: int, is_video: bool = False) -> Pho
         names.add(name)
         photo.name = name
         photos.append(photo)
-    return PhotoSet(photos, skipped, is_video)
+    return PhotoSet(photos, skipped)

@@ -324,7 +324,7 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     files, is_video = gather_files(inputs, work / "input", opts.frames)
-    photos = load_photos(files, opts.max_size, is_video)
+    photos = load_photos(files, opts.max_size)
     if len(photos.photos) < 2:
         reasons = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in photos.skipped[:5])
         raise ValueError(f"{', '.join(map(str, inputs))}: need at least 2 readable photos of the scene, found "
