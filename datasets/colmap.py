@@ -37,6 +37,15 @@ def intrinsics_and_distortion(model: str, p: list[float], where: str) -> tuple[l
                      "undistort the images first, e.g. with `colmap image_undistorter`")
 
 
+def image_camera(image, where: str) -> tuple[list[float], list[float], Tensor]:
+    """(fx fy cx cy, k1 k2 p1 p2 k3, w2c [4, 4] float64) of a registered pycolmap image."""
+    cam = image.camera
+    intr, dist = intrinsics_and_distortion(cam.model.name, [float(v) for v in cam.params], where)
+    w2c = torch.eye(4, dtype=torch.float64)
+    w2c[:3] = torch.from_numpy(image.cam_from_world().matrix())
+    return intr, dist, w2c
+
+
 def is_model_folder(path: Path) -> bool:
     return any((path / f).is_file() for f in MODEL_FILES)
 
@@ -73,16 +82,13 @@ def read_colmap_scene(scene: Path, name: str | None = None) -> SceneRecord:
     intr, w2c, paths, sizes, dist = [], [], [], set(), []
     for im in images:
         where = f"{folder} (scene '{name}', image {im.name})"
-        cam = im.camera
-        k, d = intrinsics_and_distortion(cam.model.name, [float(v) for v in cam.params], where)
+        k, d, pose = image_camera(im, where)
         path = check_image(scene / "images" / im.name, where)
         stored = image_size(path, where)
-        if stored != (cam.height, cam.width):
-            raise ValueError(f"{where}: image is {stored} pixels, its COLMAP camera says {(cam.height, cam.width)}")
+        if stored != (im.camera.height, im.camera.width):
+            raise ValueError(f"{where}: image is {stored} pixels, its COLMAP camera says {(im.camera.height, im.camera.width)}")
         intr.append(k)
         dist.append(d)
-        pose = torch.eye(4, dtype=torch.float64)
-        pose[:3] = torch.from_numpy(im.cam_from_world().matrix())
         w2c.append(pose)
         paths.append(path)
         sizes.add(stored)

@@ -56,19 +56,23 @@ def read_lact_scene(cameras_json: Path, name: str | None = None) -> SceneRecord:
     return SceneRecord(name, paths, cameras_from_w2c(intr, w2c, sizes, f"{cameras_json} (scene '{name}')"), str(cameras_json))
 
 
-def write_lact_scene(root: Path, name: str, images: Tensor, cams: Cameras) -> Path:
-    """images [V, 3, H, W] -> root/scenes/<name>/{images/*.png, opencv_cameras.json}."""
-    folder = root / "scenes" / name
+def write_lact_frames(folder: Path, images: Tensor, cams: Cameras, file_names: list[str] | None = None) -> Path:
+    """images [V, 3, H, W] -> folder/{images/<file name>, opencv_cameras.json} (names default to 000.png ...)."""
     frames = []
     w2c = cams.w2c.double()
     for i in range(images.shape[0]):
-        rel = f"images/{i:03d}.png"
+        rel = f"images/{file_names[i] if file_names else f'{i:03d}.png'}"
         save_image(images[i], folder / rel)
         fx, fy, cx, cy = (float(v) for v in cams.intrinsics[i])
         frames.append({"w": cams.width, "h": cams.height, "fx": fx, "fy": fy, "cx": cx, "cy": cy,
                        "w2c": w2c[i].tolist(), "file_path": rel})
     (folder / "opencv_cameras.json").write_text(json.dumps(frames, indent=1))
     return folder / "opencv_cameras.json"
+
+
+def write_lact_scene(root: Path, name: str, images: Tensor, cams: Cameras) -> Path:
+    """images [V, 3, H, W] -> root/scenes/<name>/{images/*.png, opencv_cameras.json}."""
+    return write_lact_frames(root / "scenes" / name, images, cams)
 
 
 # ----- LVSM RealEstate10K JSON -------------------------------------------------------------------

@@ -57,12 +57,6 @@ class PosedScene:
     cameras: Cameras
     report: dict = field(default_factory=dict)
 
-    def images(self) -> torch.Tensor:
-        """[V, 3, H, W] in [0, 1]."""
-        from nvs.media import read_image
-
-        return torch.stack([read_image(p) for p in self.image_paths])
-
 
 @dataclass
 class _Attempt:
@@ -95,14 +89,15 @@ def _camera_params(model: str, focal: float, h: int, w: int) -> str:
 
 
 def _run_sfm(work: Path, names: list[str], photos: PhotoSet, opts: ReconstructOptions, attempt: _Attempt,
-             sequential: bool, single: bool, timings: dict, progress: Progress, known_camera=None, previous_db=None):
+             sequential: bool, single: bool, timings: dict, progress: Progress, image_dir: Path, known_camera=None,
+             previous_db=None):
     import pycolmap
 
     pycolmap.set_random_seed(opts.seed)
     work.mkdir(parents=True, exist_ok=True)
-    image_dir = work.parent / "images"
     if attempt.new_features or previous_db is None:
-        db = _features_and_matches(work, names, photos, opts, attempt, sequential, single, timings, progress, known_camera)
+        db = _features_and_matches(work, image_dir, names, photos, opts, attempt, sequential, single, timings, progress,
+                                   known_camera)
     else:
         db = work / "database.db"
         shutil.copy(previous_db, db)
@@ -115,13 +110,13 @@ def _run_sfm(work: Path, names: list[str], photos: PhotoSet, opts: ReconstructOp
     return _map(db, image_dir, work, opts, attempt, single, timings, progress, known_camera), db
 
 
-def _features_and_matches(work: Path, names: list[str], photos: PhotoSet, opts: ReconstructOptions, attempt: _Attempt,
-                          sequential: bool, single: bool, timings: dict, progress: Progress, known_camera) -> Path:
+def _features_and_matches(work: Path, image_dir: Path, names: list[str], photos: PhotoSet, opts: ReconstructOptions,
+                          attempt: _Attempt, sequential: bool, single: bool, timings: dict, progress: Progress,
+                          known_camera) -> Path:
     import pycolmap
 
     db = work / "database.db"
     db.unlink(missing_ok=True)
-    image_dir = work.parent / "images"
     reader = pycolmap.ImageReaderOptions(camera_model=opts.camera_model)
     focal = _exif_focal_px(photos) if attempt.use_exif_focal else None
     if known_camera is not None and single:
@@ -183,7 +178,7 @@ def _map(db: Path, image_dir: Path, work: Path, opts: ReconstructOptions, attemp
     return models
 
 
-def _final_refinement(recon, refine_principal_point: bool) -> dict:
+def _final_refinement(recon, refine_principal_point: bool) -> tuple:
     """A last global bundle adjustment with a robust (Cauchy) loss. The principal point is freed
     when asked (the mapper keeps it at the image centre, which costs real cameras up to a degree
     of rotation accuracy); distortion stays where the mapper put it, because on narrow rings it
@@ -205,9 +200,9 @@ def _final_refinement(recon, refine_principal_point: bool) -> dict:
         cam = next(iter(trial.cameras.values()))
         offset = np.abs(np.array([cam.principal_point_x, cam.principal_point_y]) - [cam.width / 2, cam.height / 2]) / [cam.width, cam.height]
         if offset.max() <= 0.1:
-            return {"principal_point_refined": True, "model": trial}
+            return trial, True
     adjust(recon, False)
-    return {"principal_point_refined": False, "model": recon}
+    return recon, False
 
 
 def _match_stats(db_path: Path) -> tuple[dict[str, int], dict[str, int]]:
@@ -257,8 +252,8 @@ def _reprojection_errors(recon) -> dict[str, float]:
 
 def _write_scene(out: Path, recon, photos: PhotoSet) -> tuple[list[str], list[Path], Cameras]:
     """Undistort registered images to pinhole, bring them to one size, write the LaCT layout."""
-    from nvs.datasets.colmap import intrinsics_and_distortion
-    from nvs.datasets.formats import write_lact_scene
+    from nvs.datasets.colmap import image_camera
+    from nvs.datasets.formats import write_lact_frames
     from nvs.image_ops import resize_and_center_crop, undistort_image
 
     pixels = {p.name: p.pixels for p in photos.photos}
@@ -266,13 +261,11 @@ def _write_scene(out: Path, recon, photos: PhotoSet) -> tuple[list[str], list[Pa
     size = Counter(pixels[im.name].shape[:2] for im in registered).most_common(1)[0][0]
     images, cams = [], []
     for im in registered:
-        intr, dist = intrinsics_and_distortion(im.camera.model.name, [float(v) for v in im.camera.params], f"camera of {im.name}")
+        intr, dist, w2c = image_camera(im, f"camera of {im.name}")
         img = torch.from_numpy(pixels[im.name].copy()).permute(2, 0, 1).float() / 255
         intr_t = torch.tensor(intr, dtype=torch.float32)
         if any(dist):
             img = undistort_image(img, intr_t, torch.tensor(dist, dtype=torch.float64))
-        w2c = torch.eye(4, dtype=torch.float64)
-        w2c[:3] = torch.from_numpy(im.cam_from_world().matrix())
         cam = Cameras.from_w2c(intr_t[None], w2c[None].float(), img.shape[1], img.shape[2])
         if tuple(img.shape[1:]) != tuple(size):
             img, cam = resize_and_center_crop(img[None], cam, *size)
@@ -280,24 +273,11 @@ def _write_scene(out: Path, recon, photos: PhotoSet) -> tuple[list[str], list[Pa
         images.append(img)
         cams.append(cam)
     cameras = Cameras.cat(cams)
-    # write_lact_scene writes root/scenes/<name>/; write to a staging folder and move the files up
-    staging = out / ".staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    cams_json = write_lact_scene(staging, "scene", torch.stack(images), cameras)
     names = [im.name for im in registered]
-    frames = json.loads(cams_json.read_text())
     shutil.rmtree(out / "images", ignore_errors=True)
-    (out / "images").mkdir(parents=True)
-    paths = []
-    for frame, name in zip(frames, names):
-        target = out / "images" / name
-        shutil.move(str(cams_json.parent / frame["file_path"]), target)
-        frame["file_path"] = f"images/{name}"
-        paths.append(target)
-    (out / "opencv_cameras.json").write_text(json.dumps(frames, indent=1))
+    write_lact_frames(out, torch.stack(images), cameras, names)
     (out / "index.json").write_text(json.dumps(["opencv_cameras.json"]))
-    shutil.rmtree(staging)
-    return names, paths, cameras
+    return names, [out / "images" / n for n in names], cameras
 
 
 def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOptions | None = None,
@@ -347,7 +327,7 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
         # must not drag the focal length away
         known = next(iter(best[1].cameras.values())) if best is not None and best[0] >= max(3, len(names) // 2) else None
         models, db = _run_sfm(work / f"attempt{k}", names, photos, opts, attempt, sequential, single, timings, progress,
-                              known, db if k else None)
+                              image_dir, known, db if k else None)
         largest = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
         registered = largest.num_reg_images() if largest is not None else 0
         attempts.append({"settings": attempt.label, "registered": registered, "models": len(models)})
@@ -362,8 +342,7 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
 
     progress("final bundle adjustment", 0.0)
     t0 = time.perf_counter()
-    refined = _final_refinement(recon, opts.refine_principal_point and single and registered >= 8)
-    recon = refined["model"]
+    recon, pp_refined = _final_refinement(recon, opts.refine_principal_point and single and registered >= 8)
     timings["refine_s"] = time.perf_counter() - t0
 
     progress("undistorting and writing", 0.0)
@@ -385,7 +364,7 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
         "images_registered": len(kept), "skipped_inputs": photos.skipped, "left_out": left_out,
         "image_size": [cameras.height, cameras.width], "mixed_input_sizes": len(sizes) > 1,
         "camera": {"model": camera.model.name, "params": [round(float(v), 4) for v in camera.params], "shared": single,
-                   "principal_point_refined": refined["principal_point_refined"]},
+                   "principal_point_refined": pp_refined},
         "points3D": recon.num_points3D(), "mean_reprojection_error_px": round(float(recon.compute_mean_reprojection_error()), 4),
         "reprojection_error_px": _reprojection_errors(recon), "attempts": attempts,
         "timings_s": {k: round(v, 3) for k, v in timings.items()}, "options": asdict(opts),
@@ -399,7 +378,7 @@ class StageProgress:
     """A progress bar per stage on the terminal (tqdm), usable as the ``progress`` callback."""
 
     def __init__(self):
-        self.stage, self.bar, self.t0 = None, None, time.perf_counter()
+        self.stage, self.bar = None, None
 
     def __call__(self, stage: str, fraction: float) -> None:
         from tqdm import tqdm
@@ -409,7 +388,7 @@ class StageProgress:
             return
         if stage != self.stage:
             self.close()
-            self.stage, self.t0 = stage, time.perf_counter()
+            self.stage = stage
             self.bar = tqdm(total=100, desc=stage, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}", leave=True)
         self.bar.n = round(100 * fraction)
         self.bar.refresh()

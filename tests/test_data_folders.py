@@ -48,7 +48,8 @@ def test_nerf_blender_layout_with_camera_angle(tmp_path, scene):
     fx = float(scene.cameras.intrinsics[0, 0])
     angle = 2 * math.atan(0.5 * 64 / fx)
     (tmp_path / "transforms.json").write_text(json.dumps({"camera_angle_x": angle, "frames": frames}))
-    record = read_scene(*[(k, r[0]) for k, r in [list_scenes(tmp_path)]][0])
+    kind, refs = list_scenes(tmp_path)
+    record = read_scene(kind, refs[0])
     images, cams = load_views(record, [0, 1])
     assert torch.allclose(cams.intrinsics[0], torch.tensor([fx, fx, 32.0, 24.0]), atol=1e-3)
     assert (cams.c2w - scene.cameras.c2w[:2]).abs().max() < 1e-6
