@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser app clean
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,20 @@ $(STAMP): pyproject.toml requirements.txt
 
 install: $(STAMP)
 
+# Debian's chromium for the browser tests of the app (they skip, saying so, where it is absent)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not installed and no root apt-get: the browser tests will be skipped"; fi; }
+
+app: $(STAMP)
+	$(VENV)/bin/nvs app
+
 demo: $(STAMP)
 	$(VENV)/bin/nvs demo --out outputs/demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 clean:

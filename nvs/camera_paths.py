@@ -21,13 +21,18 @@ PATH_KINDS = ("orbit", "spiral", "interpolate")
 def estimate_scene_frame(cams: Cameras) -> tuple[Tensor, Tensor, float]:
     """(centre [3], up [3], radius) of a scene seen by cams [V].
 
-    Up is the mean of the cameras' up vectors (OpenCV -y). The centre is the point closest, in
-    least squares, to all optical axes; for near-parallel axes (forward-facing captures) it falls
-    back to a point in front of the mean camera.
+    Up is the direction most orthogonal to every camera's x axis (exact for cameras without roll,
+    as photos are taken), oriented along the cameras' mean up vector (OpenCV -y); when the x axes
+    do not span a plane (cameras all turned the same way) it is that mean up vector. The centre
+    is the point closest, in least squares, to all optical axes; for near-parallel axes
+    (forward-facing captures) it falls back to a point in front of the mean camera.
     """
     c2w = cams.c2w.double()
-    centers, forward = c2w[:, :3, 3], c2w[:, :3, 2]
+    centers, forward, right = c2w[:, :3, 3], c2w[:, :3, 2], c2w[:, :3, 0]
     up = torch.nn.functional.normalize(-c2w[:, :3, 1].mean(0), dim=0)
+    evals, evecs = torch.linalg.eigh(right.T @ right)
+    if float(evals[1]) > 0.05 * len(cams):  # the x axes span a plane: its normal is up
+        up = evecs[:, 0] * torch.sign(evecs[:, 0] @ up)
     eye3 = torch.eye(3, dtype=c2w.dtype)
     proj = eye3 - forward[:, :, None] * forward[:, None, :]  # [V, 3, 3] projectors orthogonal to each axis
     a, b = proj.sum(0), (proj @ centers[:, :, None]).sum(0)[:, 0]

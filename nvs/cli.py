@@ -22,6 +22,13 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _app(args: argparse.Namespace) -> int:
+    from nvs.app import launch
+
+    launch(args.checkpoint, port=args.port, share=args.share, size=args.size, host=args.host)
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from nvs.training.config import load_train_config
     from nvs.training.loop import train
@@ -147,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="outputs/demo", help="output folder")
     p.add_argument("--scenes", type=int, default=8, help="held-out scenes to render")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("app", help="the Gradio viewer: upload photos (or pick an example), move the camera")
+    p.add_argument("--checkpoint", default=None, help="renderer: ours (.safetensors) or a published LaCT .pt (default: the demo model)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for the local network)")
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    p.add_argument("--size", type=int, default=128, help="square image size the renderer works at")
+    p.set_defaults(func=_app)
 
     data = sub.add_parser("data", help="write procedural data sets, inspect data sets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", help="generate a procedural data set in a real format")

@@ -49,9 +49,10 @@ def _safe_members(archive: zipfile.ZipFile, where: Path) -> list[zipfile.ZipInfo
     return members
 
 
-def extract_zip(path: Path, dest: Path) -> list[Path]:
-    """Extract a zip's files into ``dest`` (flattened, names made unique); refuse entries that
-    escape the folder (absolute paths, '..', symlinks) before writing anything."""
+def extract_zip(path: Path, dest: Path, keep_folders: bool = False) -> list[Path]:
+    """Extract a zip's files into ``dest`` (flattened with unique names, or with their folders
+    when ``keep_folders``); refuse entries that escape the folder (absolute paths, '..',
+    symlinks) before writing anything."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -61,7 +62,9 @@ def extract_zip(path: Path, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)
         out = []
         for i, info in enumerate(sorted(members, key=lambda m: m.filename)):
-            target = dest / f"{i:04d}_{PurePosixPath(info.filename).name}"
+            inner = PurePosixPath(info.filename.replace("\\", "/"))
+            target = dest / inner if keep_folders else dest / f"{i:04d}_{inner.name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 target.write_bytes(archive.read(info))
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
@@ -116,6 +119,8 @@ def gather_files(inputs: list[Path], work: Path, frames: int = 40) -> tuple[list
             is_video = True
         else:
             files.append(item)
+    if not is_video:  # uploads arrive in any order; SfM's choices (first pair, retries) should not depend on it
+        files.sort(key=lambda p: (p.name, str(p)))
     return files, is_video
 
 

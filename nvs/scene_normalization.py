@@ -64,3 +64,26 @@ class SceneNormalization:
         w2f = invert_rigid(self.frame)
         local = points @ w2f[..., :3, :3].transpose(-1, -2) + w2f[..., None, :3, 3]
         return local * self.scale[..., None, None]
+
+
+def rotation_between(a: Tensor, b: Tensor) -> Tensor:
+    """The smallest rotation [3, 3] taking unit vector a [3] to unit vector b [3]."""
+    v, c = torch.linalg.cross(a, b), float(a @ b)
+    if c < -1 + 1e-9:  # opposite: half a turn about any axis orthogonal to a
+        axis = torch.linalg.cross(a, torch.tensor([1.0, 0.0, 0.0], dtype=a.dtype))
+        if axis.norm() < 1e-6:
+            axis = torch.linalg.cross(a, torch.tensor([0.0, 1.0, 0.0], dtype=a.dtype))
+        axis = torch.nn.functional.normalize(axis, dim=0)
+        return 2 * torch.outer(axis, axis) - torch.eye(3, dtype=a.dtype)
+    vx = torch.tensor([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]], dtype=a.dtype)
+    return torch.eye(3, dtype=a.dtype) + vx + vx @ vx / (1 + c)
+
+
+def object_frame(c2w: Tensor, center: Tensor, up: Tensor, radius: float, target_radius: float) -> Tensor:
+    """Cameras [..., 4, 4] re-expressed so that ``center`` is the origin, ``up`` is +z and a
+    distance ``radius`` becomes ``target_radius``: the frame object renderers are trained in."""
+    rot = rotation_between(torch.nn.functional.normalize(up.double(), dim=0), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+    out = c2w.double().clone()
+    out[..., :3, :3] = rot @ out[..., :3, :3]
+    out[..., :3, 3] = (out[..., :3, 3] - center.double()) @ rot.T * (target_radius / radius)
+    return out.to(c2w.dtype)

@@ -1,14 +1,12 @@
 """Structure from motion: procedural scenes with known poses, the real Middlebury temple, bad input."""
 
 import json
-import math
 import zipfile
 
 import numpy as np
 import pytest
 import torch
 
-from nvs.cameras import Cameras, fov_to_focal, look_at
 from nvs.datasets.formats import list_scenes, read_scene
 from nvs.datasets.procedural import object_scene, room_scene
 from nvs.media import save_image
@@ -17,17 +15,7 @@ from nvs.pose_metrics import aligned_pose_errors, relative_rotation_errors
 from nvs.reconstruct import ReconstructOptions, reconstruct
 
 from .conftest import shared_path
-
-
-def _ring_cameras(views: int, size: int) -> Cameras:
-    """Two interleaved rings (20 and 45 deg elevation) around the object, as a turntable capture."""
-    i = torch.arange(views)
-    az = (i // 2) * (4 * math.pi / views) + (i % 2) * (2 * math.pi / views)
-    el = torch.deg2rad(torch.where(i % 2 == 0, 20.0, 45.0))
-    eye = 2.7 * torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
-    c2w = look_at(eye, torch.zeros_like(eye), torch.tensor([0.0, 0.0, 1.0]).expand_as(eye))
-    f = fov_to_focal(math.radians(50), size)
-    return Cameras(torch.tensor([f, f, size / 2, size / 2]).expand(views, 4).clone(), c2w, size, size)
+from .helpers import turntable_cameras
 
 
 def _write(images, folder):
@@ -44,7 +32,7 @@ def _check_poses(scene, truth):
 
 
 def test_pose_errors_are_invariant_to_a_similarity():
-    truth = _ring_cameras(12, 64).c2w.double()
+    truth = turntable_cameras(12, 64).c2w.double()
     g = torch.Generator().manual_seed(0)
     q = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))[0]
     q = q * torch.sign(torch.det(q))
@@ -61,7 +49,7 @@ def test_pose_errors_are_invariant_to_a_similarity():
 
 
 def test_textured_object_ring_is_fully_registered(tmp_path):
-    truth = object_scene(2, 30, 320, 320, cameras=_ring_cameras(30, 320), texture="detail")
+    truth = object_scene(2, 30, 320, 320, cameras=turntable_cameras(30, 320), texture="detail")
     folder = _write(truth.images, tmp_path / "photos")
     # a corrupt file, a non-image and an exact duplicate among the good photos
     (folder / "broken.png").write_bytes((folder / "view_000.png").read_bytes()[:200])
@@ -174,7 +162,7 @@ def test_photo_loading_converts_and_downscales(tmp_path):
 def test_cli_reconstruct_then_render(tmp_path, capsys):
     from nvs.cli import main
 
-    truth = object_scene(2, 24, 256, 256, cameras=_ring_cameras(24, 256), texture="detail")
+    truth = object_scene(2, 24, 256, 256, cameras=turntable_cameras(24, 256), texture="detail")
     folder = _write(truth.images, tmp_path / "photos")
     assert main(["reconstruct", str(folder), "--out", str(tmp_path / "scene"), "--max-size", "256"]) == 0
     assert "registered 24 of 24 photos" in capsys.readouterr().out

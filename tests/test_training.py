@@ -147,3 +147,33 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
                "run.mixed_precision=bf16")
     summary = train(cfg, resume=None)
     assert summary["steps"] == 2 and summary["skipped_steps"] == 0 and math.isfinite(summary["final_loss"])
+
+
+def test_init_from_carries_weights_to_larger_patches(tmp_path):
+    """A p8 model at 32 px becomes a p16 model at 64 px that renders the same picture, and a run
+    starts from it (not resumes: fresh optimiser and step 0)."""
+    from nvs.datasets.procedural import object_scene
+    from nvs.models import build_renderer, save_renderer
+    from nvs.models.patch_resize import resize_patches
+
+    from .helpers import tiny_config
+
+    small = build_renderer(tiny_config()).eval()
+    with torch.no_grad():  # a trained-looking head: outputs away from the sigmoid's flat middle
+        small.head.proj.weight.normal_(0, 0.5)
+    big = resize_patches(small, 16).eval()
+    lo, hi = object_scene(4, 5, 32, 32), object_scene(4, 5, 64, 64)
+    with torch.no_grad():
+        a = small(lo.images[None, :4], lo.cameras[None, :4], lo.cameras[None, 4:])
+        b = big(hi.images[None, :4], hi.cameras[None, :4], hi.cameras[None, 4:])
+    upsampled = a.repeat_interleave(2, -1).repeat_interleave(2, -2)
+    assert (b - upsampled).abs().mean() < 0.01 and (b - upsampled).abs().max() < 0.1
+    with pytest.raises(ValueError, match="not a multiple"):
+        resize_patches(small, 12)
+
+    path = save_renderer(small, tmp_path / "small.safetensors")
+    summary = train(_cfg(tmp_path, "model.patch_size=16", "data.height=64", "data.width=64", "optim.steps=1",
+                         f"run.init_from={path}", "run.ckpt_every=1"), resume="auto")
+    assert summary["start_step"] == 0 and summary["steps"] == 1
+    with pytest.raises(ValueError, match="differs from the recipe"):
+        train(_cfg(tmp_path / "other", "model.dim=64", "optim.steps=1", f"run.init_from={path}"), resume=None)

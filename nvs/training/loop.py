@@ -21,6 +21,9 @@ from nvs.datasets.views import FileViews, ProceduralViews, batch_cameras
 from nvs.media import image_grid
 from nvs.metrics import psnr
 from nvs.models import build_renderer
+from nvs.models.checkpoint import Renderer, load_renderer
+from nvs.models.config import ModelConfig
+from nvs.models.patch_resize import resize_patches
 from nvs.training.checkpoints import latest_readable_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nvs.training.config import TrainConfig
 from nvs.training.sampling import StepSampler
@@ -104,6 +107,16 @@ def validate(model, data: Dataset | None, device: torch.device) -> float:
     return sum(scores) / max(1, len(scores))
 
 
+def initial_weights(config: ModelConfig, path: str) -> Renderer:
+    """The renderer ``config`` describes, with the weights of ``path`` (patches resized if needed)."""
+    loaded = load_renderer(path)
+    if loaded.config.patch_size != config.patch_size:
+        loaded = resize_patches(loaded, config.patch_size)
+    if loaded.config != config:
+        raise ValueError(f"{path}: its model config {loaded.config} differs from the recipe's {config}")
+    return loaded.train()
+
+
 def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
@@ -143,6 +156,10 @@ def train(
         start_step, skipped = int(state["step"]), int(state["skipped"])
         if accelerator.is_main_process:
             print(f"resuming from {path} at step {start_step}")
+    elif cfg.run.init_from:
+        model.load_state_dict(initial_weights(cfg.model, cfg.run.init_from).state_dict())
+        if accelerator.is_main_process:
+            print(f"starting from the weights of {cfg.run.init_from}")
     if accelerator.is_main_process:
         _write_config(run_dir, cfg)
 
