@@ -141,6 +141,18 @@ def _bench(args: argparse.Namespace) -> int:
         bench.bench_generator(Path(args.out), size=args.size, scenes=args.scenes)
     elif args.bench_command == "reconstruct":
         bench.bench_reconstruct(Path(args.out), view_counts=tuple(args.views), width=args.width)
+    else:
+        from nvs import perf_bench
+
+        if args.bench_command == "peak":
+            perf_bench.bench_peak(Path(args.out), dtypes=tuple(args.dtypes))
+        elif args.bench_command == "lact-layer":
+            chunks = tuple(None if c == "full" else int(c) for c in args.chunks)
+            perf_bench.bench_lact_layer(Path(args.out), tuple(args.tokens), chunks, args.dim, args.hidden, args.dtype)
+        elif args.bench_command == "views":
+            perf_bench.bench_views(Path(args.out), tuple(args.views), args.size)
+        elif args.bench_command == "train-step":
+            perf_bench.bench_train_step(Path(args.out), args.recipe)
     return 0
 
 
@@ -225,6 +237,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench.add_parser("reconstruct", help="seconds per SfM stage for procedural photo sets")
     p.add_argument("--views", type=int, nargs="+", default=[20, 50])
     p.add_argument("--width", type=int, default=640)
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=_bench)
+    p = bench.add_parser("peak", help="dense matmul GFLOP/s of this machine (the reference for utilisation)")
+    p.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=_bench)
+    p = bench.add_parser("lact-layer", help="fast-weight update + apply: one large chunk vs online minibatches")
+    p.add_argument("--tokens", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
+    p.add_argument("--chunks", nargs="+", default=["full", "16", "64", "256"], help="'full' and/or minibatch sizes")
+    p.add_argument("--dim", type=int, default=768, help="fast-weight input width (published: 768)")
+    p.add_argument("--hidden", type=int, default=1536, help="fast-weight hidden width (published ttt2x: 1536)")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=_bench)
+    p = bench.add_parser("views", help="memorise / render-per-view time and memory vs input views, LaCT vs full attention")
+    p.add_argument("--views", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64])
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=_bench)
+    p = bench.add_parser("train-step", help="tokens/s of a training step of a recipe")
+    p.add_argument("--recipe", default="configs/train-demo-object.yaml")
     p.add_argument("--out", default="outputs/bench")
     p.set_defaults(func=_bench)
 
