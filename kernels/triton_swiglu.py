@@ -21,6 +21,13 @@ BLOCK_L, BLOCK_H, BLOCK_D = 32, 32, 32
 
 
 @triton.jit
+def _tile(base, rows, cols, srow, scol, nrows, ncols):
+    """A [len(rows), len(cols)] tile of a matrix at ``base`` with strides (srow, scol), zero outside it."""
+    return tl.load(base + rows[:, None] * srow + cols[None, :] * scol,
+                   mask=(rows[:, None] < nrows) & (cols[None, :] < ncols), other=0.0)
+
+
+@triton.jit
 def _swiglu_hidden(x_ptr, w0_ptr, w2_ptr, h_ptr, L, D, H,
                    sxn, sxl, sxd, swn, swd, swh, shn, shl, shh,
                    BL: tl.constexpr, BH: tl.constexpr, BD: tl.constexpr):
@@ -31,13 +38,9 @@ def _swiglu_hidden(x_ptr, w0_ptr, w2_ptr, h_ptr, L, D, H,
     up = tl.zeros((BL, BH), dtype=tl.float32)
     for d0 in range(0, D, BD):
         ds = d0 + tl.arange(0, BD)
-        x = tl.load(x_ptr + n * sxn + rows[:, None] * sxl + ds[None, :] * sxd,
-                    mask=(rows[:, None] < L) & (ds[None, :] < D), other=0.0)
-        wmask = (ds[:, None] < D) & (cols[None, :] < H)
-        w0 = tl.load(w0_ptr + n * swn + ds[:, None] * swd + cols[None, :] * swh, mask=wmask, other=0.0)
-        w2 = tl.load(w2_ptr + n * swn + ds[:, None] * swd + cols[None, :] * swh, mask=wmask, other=0.0)
-        gate += tl.dot(x, w0, input_precision="ieee")
-        up += tl.dot(x, w2, input_precision="ieee")
+        x = _tile(x_ptr + n * sxn, rows, ds, sxl, sxd, L, D)
+        gate += tl.dot(x, _tile(w0_ptr + n * swn, ds, cols, swd, swh, D, H), input_precision="ieee")
+        up += tl.dot(x, _tile(w2_ptr + n * swn, ds, cols, swd, swh, D, H), input_precision="ieee")
     h = gate * tl.sigmoid(gate) * up
     tl.store(h_ptr + n * shn + rows[:, None] * shl + cols[None, :] * shh, h,
              mask=(rows[:, None] < L) & (cols[None, :] < H))
@@ -55,15 +58,11 @@ def _update_rhs(k_ptr, v_ptr, w0_ptr, w2_ptr, w1_ptr, lr0_ptr, lr1_ptr, lr2_ptr,
     d_hidden = tl.zeros((BL, BH), dtype=tl.float32)
     for d0 in range(0, D, BD):
         ds = d0 + tl.arange(0, BD)
-        xmask = (rows[:, None] < L) & (ds[None, :] < D)
-        k = tl.load(k_ptr + n * skn + rows[:, None] * skl + ds[None, :] * skd, mask=xmask, other=0.0)
-        v = tl.load(v_ptr + n * skn + rows[:, None] * skl + ds[None, :] * skd, mask=xmask, other=0.0)
-        wmask = (ds[:, None] < D) & (cols[None, :] < H)
-        w0 = tl.load(w0_ptr + n * swn + ds[:, None] * swd + cols[None, :] * swh, mask=wmask, other=0.0)
-        w2 = tl.load(w2_ptr + n * swn + ds[:, None] * swd + cols[None, :] * swh, mask=wmask, other=0.0)
-        w1t = tl.load(w1_ptr + n * s1n + cols[None, :] * s1h + ds[:, None] * s1d, mask=wmask, other=0.0)  # W1^T tile
-        gate += tl.dot(k, w0, input_precision="ieee")
-        up += tl.dot(k, w2, input_precision="ieee")
+        k = _tile(k_ptr + n * skn, rows, ds, skl, skd, L, D)
+        v = _tile(v_ptr + n * skn, rows, ds, skl, skd, L, D)
+        w1t = _tile(w1_ptr + n * s1n, ds, cols, s1d, s1h, D, H)  # a tile of W1^T
+        gate += tl.dot(k, _tile(w0_ptr + n * swn, ds, cols, swd, swh, D, H), input_precision="ieee")
+        up += tl.dot(k, _tile(w2_ptr + n * swn, ds, cols, swd, swh, D, H), input_precision="ieee")
         d_hidden += tl.dot(v, w1t, input_precision="ieee")
     rmask = rows < L
     lr0 = tl.load(lr0_ptr + n * srn + rows * srl, mask=rmask, other=0.0)[:, None]
