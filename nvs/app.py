@@ -69,6 +69,9 @@ class ViewerApp:
 
         self.checkpoint = Path(checkpoint)
         self.model = load_renderer(self.checkpoint)
+        patch = self.model.config.patch_size
+        if size <= 0 or size % patch:
+            raise ValueError(f"--size {size} is not a positive multiple of {self.checkpoint.name}'s patch size {patch}")
         self.size = size
         self.input_views = input_views
         self.root = Path(tempfile.mkdtemp(prefix="nvs-app-"))
