@@ -20,6 +20,7 @@ import gradio as gr
 from nvs import viewer
 from nvs.camera_plot import camera_figure
 from nvs.demo import DEMO_CHECKPOINT
+from nvs.media import to_uint8
 
 log = logging.getLogger("nvs.app")
 MAX_UPLOAD = "200mb"  # per file
@@ -87,8 +88,8 @@ class ViewerApp:
         pose = viewer.initial_pose(scene)
         image, figure, timing = self._render(session, pose)
         pred, scores, note = viewer.score_heldout(self.model, state, scene)
-        pairs = [(img, f"truth {i}") for i, img in enumerate(viewer.to_uint8_list(scene.heldout_images))]
-        pairs += [(img, f"rendered {i}") for i, img in enumerate(viewer.to_uint8_list(pred))]
+        pairs = [(img, f"truth {i}") for i, img in enumerate(to_uint8(scene.heldout_images))]
+        pairs += [(img, f"rendered {i}") for i, img in enumerate(to_uint8(pred))]
         if scores:
             metrics = "**Held-out views:** " + " · ".join(f"{k.upper()} {v:.3f}" for k, v in scores.items()) + f" ({note})"
         else:
@@ -96,7 +97,7 @@ class ViewerApp:
         status = f"**{scene.name}**: {scene.images.shape[0]} input views at {self.size}×{self.size} · {_timings(scene)} · {timing}"
         if scene.notes:
             status += "\n\n" + "\n".join(f"- {n}" for n in scene.notes)
-        gallery = [(img, f"input {i}") for i, img in enumerate(viewer.to_uint8_list(scene.images))]
+        gallery = [(img, f"input {i}") for i, img in enumerate(to_uint8(scene.images))]
         return (session, status, gallery, pose.azimuth, pose.elevation, pose.distance, pose.fov,
                 image, figure, pairs, metrics)
 
@@ -108,7 +109,7 @@ class ViewerApp:
         groups = [("inputs", session.scene.cameras, "tab:blue"), ("held out", session.scene.heldout_cameras, "tab:green"),
                   ("virtual camera", cam, "tab:red")]
         figure = camera_figure(groups, "cameras (scene frame)")
-        return viewer.to_uint8_list(image[None])[0], figure, f"render {seconds * 1000:.0f} ms/view"
+        return to_uint8(image), figure, f"render {seconds * 1000:.0f} ms/view"
 
     @readable_errors
     def load_example(self, seed, views, session, progress=gr.Progress()):

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -229,8 +228,3 @@ def score_heldout(model, state, scene: ViewerScene, lpips_net: str = "vgg") -> t
     except FileNotFoundError as exc:
         note += f"; LPIPS unavailable ({exc})"
     return pred, scores, note
-
-
-def to_uint8_list(images: Tensor) -> list[np.ndarray]:
-    """[N, 3, H, W] in [0, 1] -> N arrays [H, W, 3] uint8 for the page."""
-    return [(img.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for img in images]
