@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import tempfile
 import time
 import traceback
@@ -52,6 +53,11 @@ def readable_errors(fn):
             raise gr.Error(f"internal error ({type(exc).__name__}): {exc}", print_exception=False) from exc
 
     return wrapper
+
+
+def _drop_session(session: Session | None) -> None:
+    if session is not None:
+        shutil.rmtree(session.work, ignore_errors=True)
 
 
 def _progress_callback(progress: gr.Progress):
@@ -152,8 +158,10 @@ class ViewerApp:
         return str(out)
 
     def build(self) -> gr.Blocks:
-        with gr.Blocks(title="LaCT-NVS viewer") as demo:
-            session = gr.State(None)
+        # gradio's upload cache: files older than two hours are removed every hour
+        with gr.Blocks(title="LaCT-NVS viewer", delete_cache=(3600, 7200)) as demo:
+            # a closed session's scene and work folder (uploads, reconstruction, videos) are dropped
+            session = gr.State(None, delete_callback=_drop_session)
             gr.Markdown(f"# LaCT-NVS viewer\nRenderer: `{self.checkpoint.name}`. Load a scene, then move the camera: "
                         "the scene is memorised once (fast weights), each new view only renders.")
             with gr.Row():

@@ -140,5 +140,10 @@ def test_app_handlers_run_a_published_layout_checkpoint():
         app.render_view(0, 0, 1, 50, None)
     with pytest.raises(gr.Error, match="unknown trajectory"):
         app.render_video("zigzag", 8, 12, session)
+    from nvs.app import _drop_session
+
+    assert session.work.is_dir()
+    _drop_session(session)  # what gradio calls when the browser session ends
+    assert not session.work.exists()
     with pytest.raises(ValueError, match="not a positive multiple of two_heads.safetensors's patch size 8"):
         ViewerApp(Path(__file__).parent / "fixtures" / "two_heads.safetensors", size=60)
