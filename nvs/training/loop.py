@@ -249,8 +249,8 @@ def train(
     if accelerator.is_main_process:
         writer.close()
         (run_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
-    # ranks leave together: a rank that tears down its process group while another still writes
-    # has been seen to abort the other ("terminate called without an active exception")
+    # ranks leave together, so none tears down its process group while another still writes; one
+    # CI run under heavy load saw rank 0 abort at exit ("terminate called without an active exception")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     # accelerate keeps mixed precision in a process-wide singleton; clear it (not the process
