@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display: figures are only rendered to images
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from nvs.cameras import Cameras  # noqa: E402
+from nvs.cameras import Cameras
 
 
 def frustum_lines(cams: Cameras, depth: float) -> torch.Tensor:
@@ -27,8 +24,11 @@ def frustum_lines(cams: Cameras, depth: float) -> torch.Tensor:
 
 
 def camera_figure(groups: list[tuple[str, Cameras, str]], title: str = ""):
-    """A figure of labelled camera groups [(label, cams [N], colour)], equal axes, z up."""
-    fig = plt.figure(figsize=(5, 5), dpi=80)
+    """A figure of labelled camera groups [(label, cams [N], colour)], equal axes, z up.
+
+    A bare Figure, not pyplot's: nothing keeps it alive after the page has drawn it (the viewer
+    makes one per rendered view)."""
+    fig = Figure(figsize=(5, 5), dpi=80)
     ax = fig.add_subplot(projection="3d")
     points = [torch.zeros(1, 3)]
     extent = max(float(c.centers.norm(dim=-1).max()) for _, c, _ in groups if c.shape[0]) if groups else 1.0

@@ -3,7 +3,8 @@ render orbit views, camera paths and held-out views with metrics. The Gradio app
 and its API are thin wrappers around these functions.
 
 Scenes are brought into the frame object renderers are trained in: the point the cameras look
-at is the origin, their mean up direction is +z, and they sit at the training radius.
+at is the origin, up (see nvs.camera_paths.estimate_scene_frame) is +z, and the inputs sit at
+the training radius.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from nvs.camera_paths import estimate_scene_frame, make_path
+from nvs.camera_paths import PATH_KINDS, estimate_scene_frame, make_path
 from nvs.cameras import Cameras, fov_to_focal, look_at
 from nvs.datasets.formats import load_views, read_lact_scene
-from nvs.datasets.nerfstudio import read_nerfstudio_scene
 from nvs.datasets.procedural import OBJECT_RADIUS, object_scene
 from nvs.datasets.views import spread_order
 from nvs.media import save_video
 from nvs.metrics import psnr, ssim
 from nvs.photo_inputs import VIDEO_SUFFIXES, extract_zip
 from nvs.reconstruct import ReconstructOptions, reconstruct
+from nvs.render_cli import read_any_scene
 from nvs.scene_normalization import object_frame
 
 Progress = Callable[[str, float], None]
@@ -112,28 +113,19 @@ def find_posed_scene(folder: Path) -> Path | None:
 
 def posed_zip_scene(zip_path: Path, work: Path, input_views: int = 8, size: int = 128) -> ViewerScene:
     """A zip holding opencv_cameras.json or transforms.json with its images (folders kept)."""
-    import zipfile
-
     t0 = time.perf_counter()
+    zip_path = Path(zip_path)
     dest = work / "posed"
     shutil.rmtree(dest, ignore_errors=True)
     try:
-        with zipfile.ZipFile(zip_path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ValueError(f"{Path(zip_path).name}: not a readable zip archive ({exc})") from exc
-    if not any(Path(n).name in POSED_FILES for n in names):
-        raise ValueError(f"{Path(zip_path).name}: no opencv_cameras.json or transforms.json inside; "
-                         "upload the photos instead to pose them with COLMAP")
-    try:
         extract_zip(zip_path, dest, keep_folders=True)
     except ValueError as exc:
-        raise _by_file_name(exc, [Path(zip_path)], work) from exc
+        raise _by_file_name(exc, [zip_path], work) from exc
     found = find_posed_scene(dest)
     if found is None:
-        raise ValueError(f"{Path(zip_path).name}: its camera file lies in a hidden or skipped folder")
-    record = read_lact_scene(found) if found.name == "opencv_cameras.json" else read_nerfstudio_scene(found)
-    return _split_views(record, input_views, size, f"{Path(zip_path).name}", {"read": time.perf_counter() - t0}, [])
+        raise ValueError(f"{zip_path.name}: no opencv_cameras.json or transforms.json inside; "
+                         "upload the photos instead to pose them with COLMAP")
+    return _split_views(read_any_scene(found), input_views, size, zip_path.name, {"read": time.perf_counter() - t0}, [])
 
 
 def photo_scene(files: list[Path], work: Path, input_views: int = 8, size: int = 128, progress: Progress = _no_progress,
@@ -205,8 +197,8 @@ def render_views(model, state, cams: Cameras, chunk: int = 8, progress: Progress
 def render_path_video(model, state, scene: ViewerScene, kind: str, frames: int, fps: float, out: Path,
                       progress: Progress = _no_progress) -> Path:
     """An mp4 along an orbit, spiral or interpolation through the input cameras."""
-    if kind not in ("orbit", "spiral", "interpolate"):
-        raise ValueError(f"unknown trajectory {kind!r}: orbit, spiral or interpolate")
+    if kind not in PATH_KINDS:
+        raise ValueError(f"unknown trajectory {kind!r}: one of {', '.join(PATH_KINDS)}")
     if not 2 <= frames <= 600 or not 1 <= fps <= 60:
         raise ValueError("a video needs 2-600 frames at 1-60 fps")
     cams, _ = make_path(kind, scene.cameras, int(frames))
