@@ -1,5 +1,6 @@
 """Fast-weight kernels, chosen per call: the fused Triton kernels for CUDA tensors when Triton is
-installed (NVS_KERNELS=torch forces the reference), the plain-torch reference everywhere else.
+installed, the plain-torch reference everywhere else. NVS_KERNELS=torch forces the reference;
+NVS_KERNELS=triton makes a call on tensors Triton cannot take an error instead of a fallback.
 
 The update's fused pass has no backward, so it is used only when no gradient flows through the
 update (memorising for rendering); training on CUDA runs the fused apply (which has one) and the
@@ -20,8 +21,29 @@ from nvs.kernels.reference import newton_schulz, renormalize_columns
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
 
 
+KERNEL_CHOICES = ("auto", "torch", "triton")
+
+
+def kernel_choice() -> str:
+    choice = os.environ.get("NVS_KERNELS", "auto")
+    if choice not in KERNEL_CHOICES:
+        raise ValueError(f"NVS_KERNELS={choice!r}: choose one of {KERNEL_CHOICES}")
+    return choice
+
+
+def triton_available(device: torch.device | str) -> bool:
+    """Whether the Triton kernels can run on ``device``."""
+    return HAVE_TRITON and torch.device(device).type == "cuda"
+
+
 def use_triton(*tensors: Tensor) -> bool:
-    return HAVE_TRITON and os.environ.get("NVS_KERNELS", "auto") != "torch" and all(t.is_cuda for t in tensors)
+    choice = kernel_choice()
+    if choice == "torch":
+        return False
+    runnable = HAVE_TRITON and all(t.is_cuda for t in tensors)
+    if choice == "triton" and not runnable:
+        raise RuntimeError("NVS_KERNELS=triton, but the Triton kernels need CUDA tensors and the triton package")
+    return runnable
 
 
 def swiglu_apply(w0: Tensor, w1: Tensor, w2: Tensor, x: Tensor) -> Tensor:
@@ -42,4 +64,4 @@ def swiglu_update_grads(w0: Tensor, w1: Tensor, w2: Tensor, k: Tensor, v: Tensor
     return reference.swiglu_update_grads(*tensors)
 
 
-__all__ = ["HAVE_TRITON", "newton_schulz", "renormalize_columns", "swiglu_apply", "swiglu_update_grads", "use_triton"]
+__all__ = ["HAVE_TRITON", "KERNEL_CHOICES", "kernel_choice", "newton_schulz", "renormalize_columns", "swiglu_apply", "swiglu_update_grads", "triton_available", "use_triton"]

@@ -32,7 +32,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
-        for name, head in (("attn_head_dim", self.attn_head_dim), ("ttt_head_dim", self.ttt_head_dim)):
+        heads = [("attn_head_dim", self.attn_head_dim)] + [("ttt_head_dim", self.ttt_head_dim)] * (self.arch == "lact")
+        for name, head in heads:
             if self.dim % head:
                 raise ValueError(f"dim {self.dim} is not divisible by {name} {head}")
         if self.patch_size <= 0 or self.layers <= 0:

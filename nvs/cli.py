@@ -148,7 +148,8 @@ def _bench(args: argparse.Namespace) -> int:
             perf_bench.bench_peak(Path(args.out), dtypes=tuple(args.dtypes))
         elif args.bench_command == "lact-layer":
             chunks = tuple(None if c == "full" else int(c) for c in args.chunks)
-            perf_bench.bench_lact_layer(Path(args.out), tuple(args.tokens), chunks, args.dim, args.hidden, args.dtype)
+            perf_bench.bench_lact_layer(Path(args.out), tuple(args.tokens), chunks, args.dim, args.hidden, args.dtype,
+                                        kernels=tuple(args.kernels))
         elif args.bench_command == "views":
             perf_bench.bench_views(Path(args.out), tuple(args.views), args.size)
         elif args.bench_command == "train-step":
@@ -249,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=int, default=768, help="fast-weight input width (published: 768)")
     p.add_argument("--hidden", type=int, default=1536, help="fast-weight hidden width (published ttt2x: 1536)")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--kernels", nargs="+", choices=["auto", "torch", "triton"], default=["auto"],
+                   help="auto: Triton on a CUDA GPU, else torch; triton: the Triton kernels (GPU only); torch: the reference")
     p.add_argument("--out", default="outputs/bench")
     p.set_defaults(func=_bench)
     p = bench.add_parser("views", help="memorise / render-per-view time and memory vs input views, LaCT vs full attention")

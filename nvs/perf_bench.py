@@ -7,14 +7,17 @@ FLOPs count multiply-adds as two and only the matrix products (elementwise work 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from nvs.bench import _report
+from nvs.kernels import KERNEL_CHOICES, triton_available
 from nvs.models.fast_weight import TTTOp, run_fast_weight_ops
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -113,49 +116,102 @@ def lact_layer_case(tokens: int, chunk: int | None, d: int = 768, dh: int = 1536
             "gflops": round(flops / seconds / 1e9, 1)}
 
 
+@contextmanager
+def kernels_selected(choice: str):
+    """Run the fast-weight layer with NVS_KERNELS=choice (auto | torch | triton) inside the block."""
+    before = os.environ.get("NVS_KERNELS")
+    os.environ["NVS_KERNELS"] = choice
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("NVS_KERNELS", None)
+        else:
+            os.environ["NVS_KERNELS"] = before
+
+
 def bench_lact_layer(out: Path, token_counts=(1024, 4096, 16384, 65536), chunks=(None, 16, 64, 256),
-                     d: int = 768, dh: int = 1536, dtype: str = "fp32", device: str | None = None) -> list[dict]:
-    """The fast-weight update + apply of one LaCT head at the published size (768 -> 1536), large chunk vs minibatches."""
+                     d: int = 768, dh: int = 1536, dtype: str = "fp32", device: str | None = None,
+                     kernels=("auto",)) -> list[dict]:
+    """The fast-weight update + apply of one LaCT head at the published size (768 -> 1536), large
+    chunk vs minibatches, with each of ``kernels`` (auto: Triton on CUDA, torch: the reference)."""
+    dev = _device(device)
+    if "triton" in kernels and not triton_available(dev):
+        raise ValueError(f"--kernels triton times the Triton kernels on a CUDA GPU; this machine runs on {dev.type} "
+                         "(use --kernels torch or auto)")
     peak = peak_gflops(dtype, device)
     rows = []
-    for tokens in token_counts:
-        for chunk in chunks:
-            if chunk is not None and chunk >= tokens:
-                continue
-            row = lact_layer_case(tokens, chunk, d, dh, dtype=dtype, device=device)
-            row["percent_of_peak"] = round(100 * row["gflops"] / peak, 1)
-            rows.append(row)
+    for choice in kernels:
+        with kernels_selected(choice):
+            for tokens in token_counts:
+                for chunk in chunks:
+                    if chunk is not None and chunk >= tokens:
+                        continue
+                    row = lact_layer_case(tokens, chunk, d, dh, dtype=dtype, device=device)
+                    used = "triton" if choice != "torch" and triton_available(dev) else "torch"
+                    row = {**row, "kernels": used, "percent_of_peak": round(100 * row["gflops"] / peak, 1)}
+                    rows.append(row)
     _report("lact-layer", rows, out)
     print(f"peak ({dtype}): {peak} GFLOP/s")
     series = {}
     for r in rows:
-        series.setdefault(f"chunk {r['chunk']}", []).append((r["tokens"], r["tokens_per_s"]))
+        series.setdefault(f"chunk {r['chunk']}" + (f" ({r['kernels']})" if len(kernels) > 1 else ""), []).append(
+            (r["tokens"], r["tokens_per_s"]))
     _plot_lines(out / "lact-layer.png", series, "tokens", "tokens / s (update + apply)",
                 f"LaCT fast-weight layer, d={d}, dh={dh}, {dtype} (peak {peak:.0f} GFLOP/s)", logy=True)
     return rows
 
 
 # ----- renderers ----------------------------------------------------------------------------------
-def _views_case(arch: str, views: int, size: int, reps: int, conn) -> None:
-    """In a child process, so that its peak memory is its own."""
-    from nvs.datasets.procedural import object_scene
+def _views_model(arch: str):
+    from nvs.demo import DEMO_CHECKPOINT
     from nvs.models import build_renderer
     from nvs.models.checkpoint import load_renderer
     from nvs.models.config import ModelConfig
-    from nvs.demo import DEMO_CHECKPOINT
 
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # the same weights in every child process
     base = load_renderer(DEMO_CHECKPOINT).config
-    model = build_renderer(ModelConfig(**{**base.to_dict(), "arch": arch})).eval()
+    return build_renderer(ModelConfig(**{**base.to_dict(), "arch": arch})).eval()
+
+
+def _memorize_case(arch: str, views: int, size: int, reps: int, conn) -> None:
+    """Child process 1: memorise the inputs; report time and peak memory, and send the state on."""
+    from nvs.datasets.procedural import object_scene
+
+    model = _views_model(arch)
     scene = object_scene(1, views + 1, size, size)
-    images, cams, target = scene.images[None, :views], scene.cameras[None, :views], scene.cameras[None, views:]
+    images, cams = scene.images[None, :views], scene.cameras[None, :views]
     rss_start = _rss_mb()
     with torch.no_grad():
         memorize_s = best_time(lambda: model.memorize(images, cams), repeats=reps)
         state = model.memorize(images, cams)
-        render_s = best_time(lambda: model.render(state, target), repeats=reps * 4)
-    conn.send({"memorize_s": memorize_s, "render_s_per_view": render_s, "peak_mem_mb": _peak_rss_mb() - rss_start})
+    conn.send({"memorize_s": memorize_s, "peak_mem_mb": _peak_rss_mb() - rss_start, "state": state,
+               "target": scene.cameras[None, views:]})
+    conn.recv()  # tensors travel as shared memory: stay alive until the parent holds them
     conn.close()
+
+
+def _render_case(arch: str, state, target, reps: int, conn) -> None:
+    """Child process 2: render from a received state, in a process whose heap memorising never grew,
+    so that the timing and memory are those of rendering alone."""
+    model = _views_model(arch)
+    rss_start = _rss_mb()
+    with torch.no_grad():
+        render_s = best_time(lambda: model.render(state, target), repeats=reps)
+    conn.send({"render_s_per_view": render_s, "render_peak_mem_mb": _peak_rss_mb() - rss_start})
+    conn.recv()
+    conn.close()
+
+
+def _in_child(target: Callable, *args) -> dict:
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(*args, child))
+    proc.start()
+    result = parent.recv()
+    parent.send("received")
+    proc.join()
+    return result
 
 
 def _rss_mb() -> float:
@@ -169,18 +225,15 @@ def _peak_rss_mb() -> float:
 
 def bench_views(out: Path, view_counts=(2, 4, 8, 16, 32, 64), size: int = 64, reps: int = 3) -> list[dict]:
     """Memorise and per-view render time as inputs grow: LaCT vs full attention of the demo model's width and depth."""
-    ctx = multiprocessing.get_context("fork")
     rows = []
     for arch, name in (("lact", "LaCT"), ("full_attention", "full attention")):
         for views in view_counts:
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_views_case, args=(arch, views, size, reps, child))
-            proc.start()
-            result = parent.recv()
-            proc.join()
-            rows.append({"model": name, "views": views, "memorize_s": round(result["memorize_s"], 4),
-                         "render_s_per_view": round(result["render_s_per_view"], 5),
-                         "peak_mem_mb": round(result["peak_mem_mb"], 1)})
+            memorized = _in_child(_memorize_case, arch, views, size, reps)
+            rendered = _in_child(_render_case, arch, memorized["state"], memorized["target"], reps * 8)
+            rows.append({"model": name, "views": views, "memorize_s": round(memorized["memorize_s"], 4),
+                         "render_s_per_view": round(rendered["render_s_per_view"], 5),
+                         "peak_mem_mb": round(memorized["peak_mem_mb"], 1),
+                         "render_peak_mem_mb": round(rendered["render_peak_mem_mb"], 1)})
     _report("views", rows, out)
     series = {}
     for r in rows:

@@ -11,9 +11,15 @@ import torch
 from nvs import kernels
 
 
-def test_cpu_tensors_use_the_reference():
+def test_cpu_tensors_use_the_reference(monkeypatch):
     t = torch.zeros(1, 2, 2)
     assert not kernels.use_triton(t)
+    monkeypatch.setenv("NVS_KERNELS", "triton")  # asked for explicitly: an error, not a silent fallback
+    with pytest.raises(RuntimeError, match="NVS_KERNELS=triton"):
+        kernels.use_triton(t)
+    monkeypatch.setenv("NVS_KERNELS", "cuda")
+    with pytest.raises(ValueError, match="choose one of"):
+        kernels.use_triton(t)
 
 
 def test_triton_kernels_match_the_reference_in_the_interpreter():

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -217,3 +219,10 @@ def test_config_rejects_unknown_keys(tmp_path):
     cfg.write_text("model:\n  dim: 64\n  layerz: 2\n")
     with pytest.raises(ValueError, match="layerz"):
         ModelConfig.from_yaml(cfg)
+
+
+def test_fast_weight_sizes_are_checked_only_where_they_exist():
+    with pytest.raises(ValueError, match="ttt_head_dim"):
+        ModelConfig(dim=128, ttt_head_dim=96)
+    assert ModelConfig(arch="full_attention", dim=128, attn_head_dim=32).arch == "full_attention"  # ttt sizes unused
+    assert ModelConfig.from_yaml(Path(__file__).parents[1] / "configs" / "full-attention-demo.yaml").dim == 128

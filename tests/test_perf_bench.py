@@ -35,12 +35,14 @@ def test_bench_commands_write_rows_and_plots(tmp_path):
     stdout = _bench(tmp_path, "lact-layer", "--tokens", "256", "--chunks", "full", "64", "--dim", "64", "--hidden", "128")
     rows = json.loads((tmp_path / "lact-layer.json").read_text())
     assert [r["chunk"] for r in rows] == ["full", 64] and "peak (fp32)" in stdout
-    assert set(rows[0]) == {"tokens", "chunk", "dtype", "tokens_timed", "seconds", "tokens_per_s", "gflops", "percent_of_peak"}
+    assert set(rows[0]) == {"tokens", "chunk", "dtype", "tokens_timed", "seconds", "tokens_per_s", "gflops", "kernels",
+                            "percent_of_peak"}
     assert all(r["gflops"] > 0 and 0 < r["percent_of_peak"] for r in rows)
+    assert {r["kernels"] for r in rows} == {"triton" if torch.cuda.is_available() else "torch"}
     _bench(tmp_path, "views", "--views", "2", "4", "--size", "32")
     rows = json.loads((tmp_path / "views.json").read_text())
     assert [(r["model"], r["views"]) for r in rows] == [("LaCT", 2), ("LaCT", 4), ("full attention", 2), ("full attention", 4)]
-    assert all(r["render_s_per_view"] > 0 and r["peak_mem_mb"] >= 0 for r in rows)
+    assert all(r["render_s_per_view"] > 0 and r["peak_mem_mb"] >= 0 and r["render_peak_mem_mb"] >= 0 for r in rows)
     _bench(tmp_path, "peak", "--dtypes", "fp32")
     assert {r["n"] for r in json.loads((tmp_path / "peak.json").read_text())} == {1024, 2048, 3072}
     _bench(tmp_path, "train-step")
@@ -48,3 +50,15 @@ def test_bench_commands_write_rows_and_plots(tmp_path):
     assert row["tokens_per_step"] == 4 * 12 * 64 and row["tokens_per_s"] > 0
     for name in ("lact-layer", "views", "peak", "train-step"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_triton_kernels_without_a_gpu_are_refused_by_name(tmp_path):
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("this machine has a GPU: --kernels triton runs there")
+    out = subprocess.run([sys.executable, "-m", "nvs.cli", "bench", "lact-layer", "--tokens", "64", "--dim", "32",
+                          "--hidden", "64", "--kernels", "triton", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+    assert out.returncode != 0 and "--kernels triton" in out.stderr and "CUDA GPU" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "lact-layer.json").exists()

@@ -177,3 +177,24 @@ def test_init_from_carries_weights_to_larger_patches(tmp_path):
     assert summary["start_step"] == 0 and summary["steps"] == 1
     with pytest.raises(ValueError, match="differs from the recipe"):
         train(_cfg(tmp_path / "other", "model.dim=64", "optim.steps=1", f"run.init_from={path}"), resume=None)
+
+
+def test_time_budget_stops_the_run_and_decays_over_time(tmp_path):
+    from nvs.training.config import OptimConfig
+    from nvs.training.loop import Schedule
+
+    schedule = Schedule(OptimConfig(lr=1.0, warmup_steps=2, steps=10, time_budget_s=100.0, min_lr_ratio=0.1))
+    assert schedule.factor(0, 0.0) == 0.5  # warm-up counts steps
+    assert schedule.factor(2, 20.0) == pytest.approx(1.0)  # warm-up ended at 20 s: the cosine starts there
+    assert schedule.factor(3, 60.0) == pytest.approx(0.55)  # half of the remaining 80 s
+    assert schedule.factor(4, 100.0) == pytest.approx(0.1)
+
+    cfg = _cfg(tmp_path, "data.num_scenes=8", "optim.steps=100000", "optim.batch_size=1", "optim.warmup_steps=1",
+               "optim.time_budget_s=4", "run.ckpt_every=100000", "run.val_every=100000")
+    summary = train(cfg, resume=None)
+    steps = summary["steps"]
+    assert 1 <= steps < 100000 and summary["val_psnr"] > 3  # stopped by time, validated at the end
+    assert 4 <= summary["train_seconds_total"] < 30
+    assert (tmp_path / "run" / "checkpoints" / f"step-{steps:07d}").is_dir()
+    again = train(cfg, resume="auto")  # the budget is spent: resuming trains no further step
+    assert again["start_step"] == steps and again["steps"] == steps

@@ -1,7 +1,7 @@
 """Training checkpoints: written atomically, found again after any crash.
 
 Layout: ``RUN/checkpoints/step-0001000/`` holding ``model.safetensors`` (loadable by
-``load_renderer``) and ``trainer.pt`` (optimizer, scheduler, RNG, counters; tensors and plain
+``load_renderer``) and ``trainer.pt`` (optimizer, RNG, counters, elapsed time; tensors and plain
 containers only, read back with ``weights_only=True``). A checkpoint is written into a hidden
 temporary folder and renamed into place, so a folder named ``step-*`` is always complete; a
 killed writer leaves only a ``.tmp-*`` folder that is ignored and cleaned up.

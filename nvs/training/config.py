@@ -45,6 +45,9 @@ class OptimConfig:
     clip_grad_norm: float = 1.0
     skip_grad_norm: float = 4.0  # skip steps whose gradient norm is above this, or non-finite
     min_lr_ratio: float = 0.0
+    # > 0: train for this many wall-clock seconds (steps becomes a cap) and decay the learning
+    # rate over time instead of steps, so runs of different speed get the same budget
+    time_budget_s: float = 0.0
 
 
 @dataclass

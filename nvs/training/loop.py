@@ -13,7 +13,7 @@ import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast, set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -25,7 +25,7 @@ from nvs.models.checkpoint import Renderer, load_renderer
 from nvs.models.config import ModelConfig
 from nvs.models.patch_resize import resize_patches
 from nvs.training.checkpoints import latest_readable_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from nvs.training.config import TrainConfig
+from nvs.training.config import OptimConfig, TrainConfig
 from nvs.training.sampling import StepSampler
 
 DATA_KINDS = ("procedural", "lact", "lvsm", "pixelsplat", "nerfstudio", "colmap")
@@ -59,14 +59,32 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def lr_lambda(warmup: int, total: int, min_ratio: float):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+def lr_factor(step: int, progress: float, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_ratio`` as ``progress``
+    (the finished fraction of the run, by steps or by time) goes from 0 to 1."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, max(0.0, progress))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    return factor
+
+class Schedule:
+    """The learning-rate factor at a step. Without a time budget, progress counts the steps
+    after warm-up; with one, it is the share of the budget spent after warm-up ended."""
+
+    def __init__(self, cfg: OptimConfig):
+        self.cfg = cfg
+        self.warmup_end_s: float | None = None  # elapsed seconds when warm-up ended (time budgets)
+
+    def factor(self, step: int, elapsed_s: float) -> float:
+        c = self.cfg
+        if c.time_budget_s <= 0:
+            return lr_factor(step, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps), c.warmup_steps, c.min_lr_ratio)
+        if step >= c.warmup_steps and self.warmup_end_s is None:
+            self.warmup_end_s = elapsed_s
+        start = self.warmup_end_s or 0.0
+        progress = (elapsed_s - start) / max(1e-9, c.time_budget_s - start)
+        return lr_factor(step, progress, c.warmup_steps, c.min_lr_ratio)
 
 
 class Losses:
@@ -117,6 +135,14 @@ def initial_weights(config: ModelConfig, path: str) -> Renderer:
     return loaded.train()
 
 
+def _elapsed_on_rank0(seconds: float, device: torch.device) -> float:
+    """Rank 0's clock, so every rank takes the same learning rate and stops at the same step."""
+    if AcceleratorState().num_processes == 1:
+        return seconds
+    value = torch.tensor([seconds], dtype=torch.float64, device=device)
+    return float(broadcast(value, from_process=0))
+
+
 def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
@@ -138,9 +164,9 @@ def train(
     model = build_renderer(cfg.model)
     model.grad_checkpointing = cfg.run.grad_checkpointing
     optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim.warmup_steps, cfg.optim.steps, cfg.optim.min_lr_ratio))
+    schedule = Schedule(cfg.optim)
 
-    start_step, skipped, found = 0, 0, None
+    start_step, skipped, elapsed_before, found = 0, 0, 0.0, None
     if resume == "auto":
         found = latest_readable_checkpoint(run_dir)
     elif resume:
@@ -151,9 +177,10 @@ def train(
             raise ValueError(f"{path}: checkpoint model config differs from the recipe's; refusing to resume")
         model.load_state_dict(loaded.state_dict())
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         start_step, skipped = int(state["step"]), int(state["skipped"])
+        elapsed_before = float(state.get("elapsed_s", 0.0))
+        schedule.warmup_end_s = state.get("warmup_end_s")
         if accelerator.is_main_process:
             print(f"resuming from {path} at step {start_step}")
     elif cfg.run.init_from:
@@ -183,11 +210,20 @@ def train(
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tensorboard"))
-    bar = tqdm(total=end_step, initial=start_step, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
+    budget = cfg.optim.time_budget_s
+    bar = tqdm(total=None if budget > 0 else end_step, initial=start_step, desc="train", dynamic_ncols=True,
+               disable=not accelerator.is_main_process)
     t0, last_val = time.time(), None
     history: list[dict[str, float]] = []
     model.train()
+    done = start_step
     for step in range(start_step, end_step):
+        elapsed = _elapsed_on_rank0(elapsed_before + time.time() - t0, device) if budget > 0 else 0.0
+        if budget > 0 and elapsed >= budget:
+            break
+        lr = cfg.optim.lr * schedule.factor(step, elapsed)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         logs_sum: dict[str, float] = {}
         for micro in range(accum):
             batch = {k: v.to(device) for k, v in next(batches).items()}
@@ -205,43 +241,47 @@ def train(
         else:
             skipped += 1
         optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
         done = step + 1
+        last = done == end_step or (budget > 0 and _elapsed_on_rank0(elapsed_before + time.time() - t0, device) >= budget)
 
         train_psnr = -10 * math.log10(max(logs_sum["mse"], 1e-10)) if math.isfinite(logs_sum["mse"]) else float("nan")
         history.append({"step": done, "loss": logs_sum["mse"], "psnr": train_psnr, "grad_norm": grad_norm})
         if accelerator.is_main_process:
             rate = (done - start_step) / max(time.time() - t0, 1e-9)
             bar.update(1)
-            bar.set_postfix(loss=f"{logs_sum['mse']:.4f}", psnr=f"{train_psnr:.2f}", it_s=f"{rate:.2f}", skipped=skipped)
+            left = {"min_left": f"{max(0.0, budget - elapsed_before - time.time() + t0) / 60:.1f}"} if budget > 0 else {}
+            bar.set_postfix(loss=f"{logs_sum['mse']:.4f}", psnr=f"{train_psnr:.2f}", it_s=f"{rate:.2f}", skipped=skipped, **left)
             if done % cfg.run.log_every == 0:
                 for k, v in logs_sum.items():
                     writer.add_scalar(f"train/{k}", v, done)
                 writer.add_scalar("train/psnr", train_psnr, done)
                 writer.add_scalar("train/grad_norm", grad_norm, done)
-                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], done)
+                writer.add_scalar("train/lr", lr, done)
                 writer.add_scalar("train/skipped_steps", skipped, done)
             if done % cfg.run.image_every == 0:
                 rows = [[*batch["inputs"][0][:3]], [*batch["targets"][0][:3]], [*pred[0][:3].detach().float()]]
                 writer.add_image("train/inputs|target|prediction", image_grid(rows), done)
-        if done % cfg.run.val_every == 0 or done == cfg.optim.steps:
+        if done % cfg.run.val_every == 0 or done == cfg.optim.steps or (last and budget > 0):
             if accelerator.is_main_process:
                 last_val = validate(raw_model, val_data, device)
                 writer.add_scalar("val/psnr", last_val, done)
                 bar.write(f"step {done}: validation PSNR {last_val:.2f} dB")
             accelerator.wait_for_everyone()
-        if done % cfg.run.ckpt_every == 0 or done == end_step:
+        if done % cfg.run.ckpt_every == 0 or last:
             if accelerator.is_main_process:
-                trainer_state = {"step": done, "skipped": skipped, "optimizer": optimizer.state_dict(),
-                                 "scheduler": scheduler.state_dict(), "rng": rng_state()}
+                trainer_state = {"step": done, "skipped": skipped, "optimizer": optimizer.state_dict(), "rng": rng_state(),
+                                 "elapsed_s": elapsed_before + time.time() - t0, "warmup_end_s": schedule.warmup_end_s}
                 save_checkpoint(run_dir, done, raw_model, trainer_state, cfg.run.keep_last)
             accelerator.wait_for_everyone()
+        if last:
+            break
     bar.close()
     # every rank reports a checksum of its parameters: DDP ranks must agree exactly
     checksum = torch.tensor([sum(float(p.detach().double().sum()) for p in raw_model.parameters())], dtype=torch.float64, device=device)
     checksums = accelerator.gather(checksum).tolist()
     summary = {
-        "steps": end_step, "start_step": start_step, "skipped_steps": skipped, "seconds": round(time.time() - t0, 2),
+        "steps": done, "start_step": start_step, "skipped_steps": skipped, "seconds": round(time.time() - t0, 2),
+        "train_seconds_total": round(elapsed_before + time.time() - t0, 2),
         "final_loss": history[-1]["loss"] if history else None, "val_psnr": last_val,
         "processes": accelerator.num_processes, "param_checksums": checksums,
         "ranks_in_sync": len(set(checksums)) == 1, "history": history,
