@@ -109,6 +109,18 @@ def object_cameras(g: torch.Generator, views: int, height: int, width: int, elev
     return Cameras(intr, c2w, height, width)
 
 
+def turntable_cameras(views: int, height: int, width: int | None = None) -> Cameras:
+    """Two interleaved rings (20 and 45 deg elevation) around the object, as a turntable capture."""
+    width = height if width is None else width
+    i = torch.arange(views)
+    az = (i // 2) * (4 * math.pi / views) + (i % 2) * (2 * math.pi / views)
+    el = torch.deg2rad(torch.where(i % 2 == 0, 20.0, 45.0))
+    eye = OBJECT_RADIUS * torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
+    c2w = look_at(eye, torch.zeros_like(eye), torch.tensor([0.0, 0.0, 1.0]).expand_as(eye))
+    focal = fov_to_focal(math.radians(OBJECT_FOV_DEG), width)
+    return Cameras(torch.tensor([focal, focal, width / 2, height / 2]).expand(views, 4).clone(), c2w, height, width)
+
+
 def detail_waves(g: torch.Generator, waves: int = 24, freq=(8.0, 120.0)) -> Tensor:
     """Parameters [3, waves, 6] of the detail texture: per channel, plane waves with random unit
     directions, log-uniform angular frequencies (rad per scene unit), random phases, and amplitudes

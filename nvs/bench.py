@@ -28,19 +28,23 @@ def bench_generator(out: Path, kinds=("object", "room"), views: int = 8, size: i
     return rows
 
 
-def bench_reconstruct(out: Path, view_counts=(20, 50), width: int = 640) -> list[dict]:
-    """Seconds per SfM stage on a procedural room walk (detail texture) at width x 9/16 width."""
+def bench_reconstruct(out: Path, view_counts=(20, 50), width: int = 640, scene_kind: str = "room") -> list[dict]:
+    """Seconds per SfM stage on a procedural photo set (detail texture) at width x 9/16 width:
+    a room walk (frames in path order) or a turntable around an object (two rings)."""
     import shutil
     import tempfile
 
-    from nvs.datasets.procedural import room_scene
+    from nvs.datasets.procedural import object_scene, room_scene, turntable_cameras
     from nvs.media import save_image
     from nvs.reconstruct import reconstruct
 
     rows = []
     height = width * 9 // 16
     for views in view_counts:
-        scene = room_scene(1, views, height, width, texture="detail")
+        if scene_kind == "room":
+            scene = room_scene(1, views, height, width, texture="detail")
+        else:
+            scene = object_scene(2, views, height, width, cameras=turntable_cameras(views, height, width), texture="detail")
         work = Path(tempfile.mkdtemp(prefix="nvs-bench-sfm-"))
         try:
             for i, image in enumerate(scene.images):
@@ -49,7 +53,9 @@ def bench_reconstruct(out: Path, view_counts=(20, 50), width: int = 640) -> list
         finally:
             shutil.rmtree(work, ignore_errors=True)
         times = result.report["timings_s"]
-        rows.append({"views": views, "height": height, "width": width, "registered": result.report["images_registered"],
+        rows.append({"scene": scene_kind, "views": views, "height": height, "width": width,
+                     "registered": result.report["images_registered"],
+                     "attempts": len(result.report["attempts"]),
                      **{k: times.get(k, 0.0) for k in ("load_s", "features_s", "matching_s", "mapping_s", "refine_s", "write_s", "total_s")}})
     _report("reconstruct", rows, out)
     return rows

@@ -326,11 +326,13 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
         # a first model that holds most photos fixes the intrinsics: weakly constrained extra photos
         # must not drag the focal length away
         known = next(iter(best[1].cameras.values())) if best is not None and best[0] >= max(3, len(names) // 2) else None
+        t_attempt = time.perf_counter()
         models, db = _run_sfm(work / f"attempt{k}", names, photos, opts, attempt, sequential, single, timings, progress,
                               image_dir, known, db if k else None)
         largest = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
         registered = largest.num_reg_images() if largest is not None else 0
-        attempts.append({"settings": attempt.label, "registered": registered, "models": len(models)})
+        attempts.append({"settings": attempt.label, "registered": registered, "models": len(models),
+                         "seconds": round(time.perf_counter() - t_attempt, 3)})
         if best is None or registered > best[0]:
             best = (registered, largest, models, db)
         if registered == len(names):

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from nvs.cameras import Cameras, fov_to_focal, look_at
+from nvs.cameras import Cameras, look_at
 from nvs.models import ModelConfig
 
 
@@ -26,12 +26,3 @@ def ring_cameras(batch: int, views: int, size: int = 32, radius: float = 2.0, of
     return Cameras(intr.expand(batch, views, 4).clone(), c2w.expand(batch, views, 4, 4).clone(), size, size)
 
 
-def turntable_cameras(views: int, size: int) -> Cameras:
-    """Two interleaved rings (20 and 45 deg elevation) around the object, as a turntable capture."""
-    i = torch.arange(views)
-    az = (i // 2) * (4 * math.pi / views) + (i % 2) * (2 * math.pi / views)
-    el = torch.deg2rad(torch.where(i % 2 == 0, 20.0, 45.0))
-    eye = 2.7 * torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
-    c2w = look_at(eye, torch.zeros_like(eye), torch.tensor([0.0, 0.0, 1.0]).expand_as(eye))
-    f = fov_to_focal(math.radians(50), size)
-    return Cameras(torch.tensor([f, f, size / 2, size / 2]).expand(views, 4).clone(), c2w, size, size)

@@ -12,10 +12,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from nvs.datasets.procedural import object_scene
+from nvs.datasets.procedural import object_scene, turntable_cameras
 from nvs.media import save_image
 
-from .helpers import turntable_cameras
 
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 # as root in a closed network: no sandbox, no background connections

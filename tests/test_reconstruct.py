@@ -8,14 +8,13 @@ import pytest
 import torch
 
 from nvs.datasets.formats import list_scenes, read_scene
-from nvs.datasets.procedural import object_scene, room_scene
+from nvs.datasets.procedural import object_scene, room_scene, turntable_cameras
 from nvs.media import save_image
 from nvs.photo_inputs import load_photo
 from nvs.pose_metrics import aligned_pose_errors, relative_rotation_errors
 from nvs.reconstruct import ReconstructOptions, reconstruct
 
 from .conftest import shared_path
-from .helpers import turntable_cameras
 
 
 def _write(images, folder):
