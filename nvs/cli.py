@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_bench)
     p = bench.add_parser("views", help="memorise / render-per-view time and memory vs input views, LaCT vs full attention")
     p.add_argument("--views", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64])
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--size", type=int, default=128, help="square image size (128: the project's standard)")
     p.add_argument("--out", default="outputs/bench")
     p.set_defaults(func=_bench)
     p = bench.add_parser("train-step", help="tokens/s of a training step of a recipe")

@@ -42,7 +42,7 @@ def test_bench_commands_write_rows_and_plots(tmp_path):
     _bench(tmp_path, "views", "--views", "2", "4", "--size", "32")
     rows = json.loads((tmp_path / "views.json").read_text())
     assert [(r["model"], r["views"]) for r in rows] == [("LaCT", 2), ("LaCT", 4), ("full attention", 2), ("full attention", 4)]
-    assert all(r["render_s_per_view"] > 0 and r["peak_mem_mb"] >= 0 and r["render_peak_mem_mb"] >= 0 for r in rows)
+    assert all(r["render_s_per_view"] > 0 and r["peak_mem_mb"] >= 0 and r["state_mb"] > 0 for r in rows)
     _bench(tmp_path, "peak", "--dtypes", "fp32")
     assert {r["n"] for r in json.loads((tmp_path / "peak.json").read_text())} == {1024, 2048, 3072}
     _bench(tmp_path, "train-step")
