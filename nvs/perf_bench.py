@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from nvs.bench import _report
-from nvs.kernels import KERNEL_CHOICES, triton_available
+from nvs.kernels import triton_available
 from nvs.models.fast_weight import TTTOp, run_fast_weight_ops
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
