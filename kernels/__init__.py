@@ -40,7 +40,7 @@ def use_triton(*tensors: Tensor) -> bool:
     choice = kernel_choice()
     if choice == "torch":
         return False
-    runnable = HAVE_TRITON and all(t.is_cuda for t in tensors)
+    runnable = all(triton_available(t.device) for t in tensors)
     if choice == "triton" and not runnable:
         raise RuntimeError("NVS_KERNELS=triton, but the Triton kernels need CUDA tensors and the triton package")
     return runnable

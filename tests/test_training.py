@@ -103,7 +103,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert not (killed / "checkpoints" / ".tmp-step-0000099").exists()
 
 
-def test_accelerate_two_cpu_processes_stay_in_sync(tmp_path):
+@pytest.mark.parametrize("budget", [[], ["optim.steps=100000", "optim.time_budget_s=6"]], ids=["steps", "time_budget"])
+def test_accelerate_two_cpu_processes_stay_in_sync(tmp_path, budget):
+    """With a time budget, rank 0's clock decides: both ranks take the same learning rates and
+    stop at the same step (a rank that stopped alone would hang the other in its all-reduce)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = tmp_path / "ddp"
     # torchrun route: on a GPU-less machine the trainer asks accelerate for CPU, so the two
@@ -111,11 +114,13 @@ def test_accelerate_two_cpu_processes_stay_in_sync(tmp_path):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
            "-m", "nvs.cli", "train", "configs/train-demo-object.yaml", *TINY, "data.num_scenes=20",
-           "optim.steps=3", "run.ckpt_every=3", f"run.out_dir={run}"]
+           "optim.steps=3", "run.ckpt_every=3", f"run.out_dir={run}", *budget]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["processes"] == 2 and len(summary["param_checksums"]) == 2 and summary["ranks_in_sync"]
+    if budget:
+        assert 1 <= summary["steps"] < 100000 and summary["train_seconds_total"] >= 6
 
 
 def test_lpips_loss_switches_on(tmp_path):

@@ -217,9 +217,9 @@ def train(
     history: list[dict[str, float]] = []
     model.train()
     done = start_step
+    elapsed = _elapsed_on_rank0(elapsed_before, device) if budget > 0 else 0.0  # read once per step below
     for step in range(start_step, end_step):
-        elapsed = _elapsed_on_rank0(elapsed_before + time.time() - t0, device) if budget > 0 else 0.0
-        if budget > 0 and elapsed >= budget:
+        if budget > 0 and elapsed >= budget:  # a resumed run whose budget is already spent
             break
         lr = cfg.optim.lr * schedule.factor(step, elapsed)
         for group in optimizer.param_groups:
@@ -242,14 +242,16 @@ def train(
             skipped += 1
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
-        last = done == end_step or (budget > 0 and _elapsed_on_rank0(elapsed_before + time.time() - t0, device) >= budget)
+        if budget > 0:
+            elapsed = _elapsed_on_rank0(elapsed_before + time.time() - t0, device)
+        last = done == end_step or (budget > 0 and elapsed >= budget)
 
         train_psnr = -10 * math.log10(max(logs_sum["mse"], 1e-10)) if math.isfinite(logs_sum["mse"]) else float("nan")
         history.append({"step": done, "loss": logs_sum["mse"], "psnr": train_psnr, "grad_norm": grad_norm})
         if accelerator.is_main_process:
             rate = (done - start_step) / max(time.time() - t0, 1e-9)
             bar.update(1)
-            left = {"min_left": f"{max(0.0, budget - elapsed_before - time.time() + t0) / 60:.1f}"} if budget > 0 else {}
+            left = {"min_left": f"{max(0.0, budget - elapsed) / 60:.1f}"} if budget > 0 else {}
             bar.set_postfix(loss=f"{logs_sum['mse']:.4f}", psnr=f"{train_psnr:.2f}", it_s=f"{rate:.2f}", skipped=skipped, **left)
             if done % cfg.run.log_every == 0:
                 for k, v in logs_sum.items():
