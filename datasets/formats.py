@@ -30,7 +30,7 @@ from nvs.cameras import Cameras, normalized_to_pixel_intrinsics, pixel_to_normal
 from nvs.datasets.records import SceneRecord, cameras_from_w2c, check_image, finite_matrix, image_size, load_json, number
 from nvs.datasets.colmap import is_colmap_scene, read_colmap_scene, write_colmap_scene
 from nvs.datasets.nerfstudio import read_nerfstudio_scene, write_nerfstudio_scene
-from nvs.media import decode_image, read_image, save_image
+from nvs.media import decode_image, read_image, save_images
 
 FORMATS = ("lact", "lvsm", "pixelsplat", "nerfstudio", "colmap")
 INDEX_FILES = {"lact": "index.json", "lvsm": "full_list.txt", "pixelsplat": "index.json"}
@@ -60,9 +60,9 @@ def write_lact_frames(folder: Path, images: Tensor, cams: Cameras, file_names: l
     """images [V, 3, H, W] -> folder/{images/<file name>, opencv_cameras.json} (names default to 000.png ...)."""
     frames = []
     w2c = cams.w2c.double()
-    for i in range(images.shape[0]):
-        rel = f"images/{file_names[i] if file_names else f'{i:03d}.png'}"
-        save_image(images[i], folder / rel)
+    rels = [f"images/{file_names[i] if file_names else f'{i:03d}.png'}" for i in range(images.shape[0])]
+    save_images(list(images), [folder / rel for rel in rels])
+    for i, rel in enumerate(rels):
         fx, fy, cx, cy = (float(v) for v in cams.intrinsics[i])
         frames.append({"w": cams.width, "h": cams.height, "fx": fx, "fy": fy, "cx": cx, "cy": cy,
                        "w2c": w2c[i].tolist(), "file_path": rel})
@@ -100,9 +100,9 @@ def write_lvsm_scene(root: Path, name: str, images: Tensor, cams: Cameras) -> Pa
     folder = root / "scenes" / name
     w2c = cams.w2c.double()
     frames = []
-    for i in range(images.shape[0]):
-        rel = f"images/{i:03d}.png"
-        save_image(images[i], folder / rel)
+    rels = [f"images/{i:03d}.png" for i in range(images.shape[0])]
+    save_images(list(images), [folder / rel for rel in rels])
+    for i, rel in enumerate(rels):
         frames.append({"image_path": rel, "fxfycxcy": [float(v) for v in cams.intrinsics[i]], "w2c": w2c[i].tolist()})
     path = folder / f"{name}.json"
     path.write_text(json.dumps({"scene_name": name, "frames": frames}, indent=1))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -15,11 +18,30 @@ def to_uint8(image: Tensor) -> np.ndarray:
     return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
 
 
-def save_image(image: Tensor, path: str | Path) -> Path:
+PNG_COMPRESS_LEVEL = 1  # zlib level 1 writes twice as fast as Pillow's default 6, for ~13% larger files
+
+
+def write_pixels(pixels: np.ndarray, path: str | Path) -> Path:
+    """uint8 [H, W, C] -> an image file (the format from the suffix)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, to_uint8(image))
+    iio.imwrite(path, pixels, **({"compress_level": PNG_COMPRESS_LEVEL} if path.suffix.lower() == ".png" else {}))
     return path
+
+
+def save_image(image: Tensor, path: str | Path) -> Path:
+    return write_pixels(to_uint8(image), path)
+
+
+def save_images(images: Sequence[Tensor | np.ndarray], paths: Sequence[str | Path]) -> list[Path]:
+    """Write many images at once: [3, H, W] tensors in [0, 1] or uint8 [H, W, 3] arrays.
+    The encoders release the GIL, so a thread per core writes them in parallel."""
+    def write(item):
+        image, path = item
+        return write_pixels(image if isinstance(image, np.ndarray) else to_uint8(image), path)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(paths), os.cpu_count() or 1))) as pool:
+        return list(pool.map(write, zip(images, paths)))
 
 
 def image_grid(rows: list[list[Tensor]], pad: int = 2) -> Tensor:

@@ -1,7 +1,8 @@
 """Structure from motion with COLMAP (pycolmap): a plain photo set or a video -> a posed scene.
 
 Stages: load and check photos -> SIFT features -> matching (exhaustive, or sequential for video)
--> incremental mapping (retried with relaxed settings when photos are left out) -> undistortion
+-> incremental mapping (models that share photos joined; retried with relaxed settings when photos
+are still left out) -> undistortion
 to pinhole -> ``SCENE_DIR/{opencv_cameras.json, images/, index.json, report.json, colmap/}``.
 The scene is in the LaCT/GS-LRM layout, so ``nvs render`` and ``nvs eval`` read it directly.
 """
@@ -20,10 +21,15 @@ import numpy as np
 import torch
 
 from nvs.cameras import Cameras
+from nvs.media import save_images
+from nvs.model_merging import join_into, triangulate_joined
 from nvs.photo_inputs import PhotoSet, gather_files, load_photos
+from nvs.weak_poses import drop_weakly_posed
 
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 MATCHERS = ("auto", "exhaustive", "sequential")
+MAX_BRIDGES = 3  # rounds of bridge models for photos the first model left out
+BRIDGE_ANCHORS = 2  # posed photos added to a bridge per partner of the left-out photos
 Progress = Callable[[str, float], None]
 
 
@@ -107,7 +113,7 @@ def _run_sfm(work: Path, names: list[str], photos: PhotoSet, opts: ReconstructOp
                 camera.params = known_camera.params
                 database.update_camera(camera)
             database.close()
-    return _map(db, image_dir, work, opts, attempt, single, timings, progress, known_camera), db
+    return _map(db, image_dir, work, names, opts, attempt, single, timings, progress, known_camera), db
 
 
 def _features_and_matches(work: Path, image_dir: Path, names: list[str], photos: PhotoSet, opts: ReconstructOptions,
@@ -149,17 +155,87 @@ def _features_and_matches(work: Path, image_dir: Path, names: list[str], photos:
     return db
 
 
-def _map(db: Path, image_dir: Path, work: Path, opts: ReconstructOptions, attempt: _Attempt, single: bool,
-         timings: dict, progress: Progress, known_camera) -> dict:
+@dataclass
+class _Mapped:
+    recon: object | None  # the model kept: the first one, with the models joined into it
+    others: list  # models that could not be joined (photos in them were left out)
+    first_model: int  # photos registered by the first model alone
+    joined: int  # models joined into it
+    weak: dict[str, str]  # photos taken out again because their pose was not pinned down -> why
+
+
+def _map(db: Path, image_dir: Path, work: Path, names: list[str], opts: ReconstructOptions, attempt: _Attempt,
+         single: bool, timings: dict, progress: Progress, known_camera) -> _Mapped:
+    """Incremental mapping of one model, then bridges for the photos it left out.
+
+    A bridge is a model of the left-out photos together with the registered photos they have
+    verified matches with (and those photos' best partners); when it shares two or more posed
+    photos with the model it is joined (nvs.model_merging), and the joined model is triangulated
+    again from all matches. Left-out photos with no posed partner are mapped on their own: an
+    unrelated set of photos may then make a bigger model than the first, and that one is kept.
+    """
     import pycolmap
 
     progress(f"mapping ({attempt.label})", 0.0)
     t0 = time.perf_counter()
+    pipeline = _pipeline_options(opts, attempt.relaxed, single, known_camera)
+    pipeline.multiple_models = False
+    first = pycolmap.incremental_mapping(db, image_dir, work / "sparse", pipeline)
+    base = max(first.values(), key=lambda r: r.num_reg_images(), default=None)
+    first_size = base.num_reg_images() if base is not None else 0
+    others, groups = [], []
+    pairs = _verified_pairs(db, pipeline.min_num_matches)
+    joined = pycolmap.Reconstruction(base) if base is not None else None
+    for round_ in range(MAX_BRIDGES):
+        posed = {im.name for im in joined.images.values() if im.has_pose} if joined is not None else set()
+        missing = set(names) - posed
+        partners = {n for pair in pairs for n in pair if set(pair) & missing and n in posed}
+        if not missing or joined is None or (not partners and len(missing) < 2):
+            break
+        # the partners' own best-matched posed photos give the bridge the parallax a spin lacks
+        anchors = {n for p in partners for n in _strongest_partners(pairs, p, posed, BRIDGE_ANCHORS)}
+        progress(f"mapping a bridge to {len(missing)} left-out photo(s)", 0.0)
+        pipeline = _pipeline_options(opts, True, single, known_camera)
+        pipeline.image_names = sorted(missing | partners | anchors)
+        bridge = pycolmap.incremental_mapping(db, image_dir, work / f"bridge{round_}", pipeline)
+        added = False
+        for model in sorted(bridge.values(), key=lambda r: r.num_reg_images(), reverse=True):
+            ids = join_into(joined, model)
+            if ids:
+                groups.append(ids)
+                added = True
+            elif {im.name for im in model.images.values() if im.has_pose} & missing:
+                others.append(model)
+        if not added:
+            break
+    timings["mapping_s"] = timings.get("mapping_s", 0.0) + time.perf_counter() - t0
+    recon = base
+    if groups:
+        progress("triangulating the joined model", 0.0)
+        t0 = time.perf_counter()
+        retriangulated = triangulate_joined(joined, groups, db, image_dir, work / "joined")
+        timings["joining_s"] = timings.get("joining_s", 0.0) + time.perf_counter() - t0
+        if retriangulated is not None:
+            recon = retriangulated
+        else:
+            groups = []
+    # photos of an unrelated scene can make a bigger model than the first one
+    largest_other = max(others, key=lambda r: r.num_reg_images(), default=None)
+    if largest_other is not None and (recon is None or largest_other.num_reg_images() > recon.num_reg_images()):
+        others = [r for r in others if r is not largest_other] + ([recon] if recon is not None else [])
+        recon = largest_other
+    weak = drop_weakly_posed(recon) if recon is not None else {}
+    return _Mapped(recon, others, first_size, len(groups), weak)
+
+
+def _pipeline_options(opts: ReconstructOptions, relaxed: bool, single: bool, known_camera):
+    import pycolmap
+
     pipeline = pycolmap.IncrementalPipelineOptions()
     pipeline.min_model_size = 2
     pipeline.random_seed = opts.seed
     pipeline.mapper.random_seed = opts.seed
-    if attempt.relaxed:
+    if relaxed:
         pipeline.min_num_matches = 10
         pipeline.init_num_trials = 400
         pipeline.mapper.init_min_num_inliers = 30
@@ -173,9 +249,31 @@ def _map(db: Path, image_dir: Path, work: Path, opts: ReconstructOptions, attemp
         pipeline.ba_refine_extra_params = False
         pipeline.mapper.abs_pose_refine_focal_length = False
         pipeline.mapper.abs_pose_refine_extra_params = False
-    models = pycolmap.incremental_mapping(db, image_dir, work / "sparse", pipeline)
-    timings["mapping_s"] = timings.get("mapping_s", 0.0) + time.perf_counter() - t0
-    return models
+    return pipeline
+
+
+def _strongest_partners(pairs: dict[tuple[str, str], int], name: str, among: set[str], k: int) -> list[str]:
+    """The ``k`` photos in ``among`` with the most verified matches with ``name``."""
+    scored = [(n, other) for (a, b), n in pairs.items() for other in ((b,) if a == name else (a,) if b == name else ())
+              if other in among]
+    return [other for _, other in sorted(scored, reverse=True)[:k]]
+
+
+def _verified_pairs(db_path: Path, min_inliers: int) -> dict[tuple[str, str], int]:
+    """Image-name pairs with at least ``min_inliers`` verified matches -> their inlier count."""
+    import pycolmap
+
+    db = pycolmap.Database.open(db_path)
+    try:
+        images = {im.image_id: im.name for im in db.read_all_images()}
+        pairs = {}
+        for pair_id, inliers in zip(*db.read_two_view_geometry_num_inliers()):
+            if inliers >= min_inliers:
+                a, b = pycolmap.pair_id_to_image_pair(pair_id)
+                pairs[(images[a], images[b])] = int(inliers)
+    finally:
+        db.close()
+    return pairs
 
 
 def _final_refinement(recon, refine_principal_point: bool) -> tuple:
@@ -192,6 +290,8 @@ def _final_refinement(recon, refine_principal_point: bool) -> tuple:
         options.refine_principal_point = free_pp
         options.refine_extra_params = False
         options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
+        # Ceres' own default; pycolmap's 0 runs ~4x the iterations for changes far below the pose accuracy
+        options.ceres.solver_options.function_tolerance = 1e-6
         pycolmap.bundle_adjustment(model, options)
 
     if refine_principal_point:
@@ -211,17 +311,11 @@ def _match_stats(db_path: Path) -> tuple[dict[str, int], dict[str, int]]:
 
     db = pycolmap.Database.open(db_path)
     try:
-        images = {im.image_id: im.name for im in db.read_all_images()}
-        keypoints = {name: db.num_keypoints_for_image(i) for i, name in images.items()}
-        partners = Counter()
-        for pair_id, inliers in zip(*db.read_two_view_geometry_num_inliers()):
-            if inliers >= 15:
-                a, b = pycolmap.pair_id_to_image_pair(pair_id)
-                partners[images[a]] += 1
-                partners[images[b]] += 1
+        keypoints = {im.name: db.num_keypoints_for_image(im.image_id) for im in db.read_all_images()}
     finally:
         db.close()
-    return keypoints, {name: partners.get(name, 0) for name in images.values()}
+    partners = Counter(name for pair in _verified_pairs(db_path, 15) for name in pair)
+    return keypoints, {name: partners.get(name, 0) for name in keypoints}
 
 
 def _why_left_out(name: str, keypoints: dict, partners: dict, other_models: set[str]) -> str:
@@ -286,8 +380,6 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
 
     Raises ValueError with a plain message when the photos cannot be reconstructed.
     """
-    import imageio.v3 as iio
-
     import pycolmap
 
     pycolmap.logging.minloglevel = 2  # COLMAP's per-step INFO/WARNING lines; our report says what matters
@@ -312,9 +404,8 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
     image_dir = work / "images"
     shutil.rmtree(image_dir, ignore_errors=True)
     image_dir.mkdir(parents=True)
-    for i, p in enumerate(photos.photos):
-        iio.imwrite(image_dir / p.name, p.pixels)
-        progress("loading photos", (i + 1) / len(photos.photos))
+    save_images([p.pixels for p in photos.photos], [image_dir / p.name for p in photos.photos])
+    progress("loading photos", 1.0)
     names = [p.name for p in photos.photos]
     sizes = Counter(p.pixels.shape[:2] for p in photos.photos)
     single = opts.single_camera and len(sizes) == 1
@@ -325,19 +416,20 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
     for k, attempt in enumerate(ATTEMPTS if opts.retry else ATTEMPTS[:1]):
         # a first model that holds most photos fixes the intrinsics: weakly constrained extra photos
         # must not drag the focal length away
-        known = next(iter(best[1].cameras.values())) if best is not None and best[0] >= max(3, len(names) // 2) else None
+        known = next(iter(best[1].recon.cameras.values())) if best is not None and best[0] >= max(3, len(names) // 2) else None
         t_attempt = time.perf_counter()
-        models, db = _run_sfm(work / f"attempt{k}", names, photos, opts, attempt, sequential, single, timings, progress,
+        mapped, db = _run_sfm(work / f"attempt{k}", names, photos, opts, attempt, sequential, single, timings, progress,
                               image_dir, known, db if k else None)
-        largest = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
-        registered = largest.num_reg_images() if largest is not None else 0
-        attempts.append({"settings": attempt.label, "registered": registered, "models": len(models),
+        registered = mapped.recon.num_reg_images() if mapped.recon is not None else 0
+        attempts.append({"settings": attempt.label, "registered": registered, "first_model": mapped.first_model,
+                         "models_joined": mapped.joined, "weakly_posed": sorted(mapped.weak),
                          "seconds": round(time.perf_counter() - t_attempt, 3)})
         if best is None or registered > best[0]:
-            best = (registered, largest, models, db)
+            best = (registered, mapped, db)
         if registered == len(names):
             break
-    registered, recon, models, db = best
+    registered, mapped, db = best
+    recon = mapped.recon
     if recon is None or registered < 2:
         raise ValueError(f"{', '.join(map(str, inputs))}: COLMAP could not reconstruct these {len(names)} photos: "
                          "no two of them overlap enough (they need to show the same scene from nearby viewpoints)")
@@ -357,8 +449,9 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
     timings["write_s"] = time.perf_counter() - t0
 
     keypoints, partners = _match_stats(db)
-    in_other = {im.name for r in models.values() if r is not best[1] for im in r.images.values() if im.has_pose}
-    left_out = [{"file": n, "reason": _why_left_out(n, keypoints, partners, in_other)} for n in names if n not in set(kept)]
+    in_other = {im.name for r in mapped.others for im in r.images.values() if im.has_pose}
+    left_out = [{"file": n, "reason": mapped.weak.get(n) or _why_left_out(n, keypoints, partners, in_other)}
+                for n in names if n not in set(kept)]
     timings["total_s"] = time.perf_counter() - t_start
     camera = next(iter(recon.cameras.values()))
     report = {

@@ -86,6 +86,17 @@ def test_room_video_is_posed_with_sequential_matching(tmp_path):
     assert float(err["rotation_deg"].median()) < 0.5 and float(err["centre_fraction"].median()) < 0.01
 
 
+def test_room_walk_that_spins_in_place_is_joined_into_one_model(tmp_path):
+    # frames 6-11 turn ~120 degrees on the spot: COLMAP's mapper poses the walk around them but
+    # cannot grow into the spin, whose photos link to it through two photos seen at little parallax
+    truth = room_scene(1, 20, 270, 480, texture="detail")
+    scene = reconstruct(_write(truth.images, tmp_path / "photos"), tmp_path / "scene")
+    first = scene.report["attempts"][0]
+    assert first["first_model"] < 20 and first["models_joined"] >= 1 and first["registered"] == 20
+    assert len(scene.report["attempts"]) == 1 and scene.report["images_registered"] == 20
+    _check_poses(scene, truth)
+
+
 def _temple_truth(root):
     truth = {}
     for line in (root / "templeSR_par.txt").read_text().splitlines()[1:]:
