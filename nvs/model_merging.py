@@ -1,7 +1,7 @@
 """Join COLMAP models that share registered photos into one.
 
 Incremental mapping splits a photo set where the photos that link two parts of it turn more than
-they move (a walk around a room corner): both parts register those photos, but with too little
+they move (a walk that turns on the spot): both parts register those photos, but with too little
 parallax between them to triangulate the region they share, so the mapper cannot grow one part
 into the other. Their poses, known in both models, still fix the similarity between the models.
 We place the second model's photos with it, triangulate every verified match again with the joined
@@ -15,35 +15,29 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from nvs.pose_metrics import fit_similarity, rotation_angle_deg
 
 MAX_ROTATION_DISAGREEMENT_DEG = 3.0  # shared photos' relative rotations must agree this well across models
 MIN_CROSS_TRACKS = 30  # 3D points seen from both sides of a join after triangulating again
 
 
-def _c2w(image) -> np.ndarray:
+def c2w_of(image) -> np.ndarray:
     """Camera-to-world [4, 4] of a registered pycolmap image."""
     w2c = np.eye(4)
     w2c[:3, :4] = image.cam_from_world().matrix()
     return np.linalg.inv(w2c)
 
 
-def similarity_from_shared_poses(c2w_target: np.ndarray, c2w_source: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, float]:
-    """The similarity x_t = s R x_s + t that carries source-model cameras onto target-model ones.
-
-    c2w_* [N, 4, 4] (N >= 2) are the same photos in the two models. R is the chordal mean of
-    R_t R_s^T; s and t fit the camera centres in least squares. Returns (s, R [3, 3], t [3], the
-    largest angle in degrees by which a photo's rotation disagrees with R).
-    """
-    rt, rs = c2w_target[:, :3, :3], c2w_source[:, :3, :3]
-    u, _, vt = np.linalg.svd((rt @ rs.transpose(0, 2, 1)).sum(0))
-    rot = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
-    residual = rt.transpose(0, 2, 1) @ rot @ rs
-    cos = np.clip((np.trace(residual, axis1=1, axis2=2) - 1) / 2, -1.0, 1.0)
-    ct, cs = c2w_target[:, :3, 3], c2w_source[:, :3, 3]
-    dt, ds = ct - ct.mean(0), (cs - cs.mean(0)) @ rot.T
-    scale = float((dt * ds).sum() / max(float((ds**2).sum()), 1e-300))
-    shift = ct.mean(0) - scale * rot @ cs.mean(0)
-    return scale, rot, shift, float(np.degrees(np.arccos(cos)).max())
+def _similarity(base, other, shared: list[tuple[int, int]]) -> tuple[float, np.ndarray, np.ndarray, float]:
+    """fit_similarity from ``other``'s cameras to ``base``'s over the shared photos, and the largest
+    angle (deg) by which a shared photo's rotation disagrees with it."""
+    dst = torch.from_numpy(np.stack([c2w_of(base.image(a)) for a, _ in shared]))
+    src = torch.from_numpy(np.stack([c2w_of(other.image(b)) for _, b in shared]))
+    scale, rot, shift = fit_similarity(src, dst)
+    disagreement = rotation_angle_deg(dst[:, :3, :3].transpose(-1, -2) @ rot @ src[:, :3, :3]).max()
+    return scale, rot.numpy(), shift.numpy(), float(disagreement)
 
 
 def join_into(base, other) -> set[int]:
@@ -54,8 +48,7 @@ def join_into(base, other) -> set[int]:
     shared = base.find_common_reg_image_ids(other)
     if len(shared) < 2:
         return set()
-    scale, rot, shift, disagreement = similarity_from_shared_poses(
-        np.stack([_c2w(base.image(a)) for a, _ in shared]), np.stack([_c2w(other.image(b)) for _, b in shared]))
+    scale, rot, shift, disagreement = _similarity(base, other, shared)
     if disagreement > MAX_ROTATION_DISAGREEMENT_DEG or not 1e-6 < scale < 1e6:
         return set()
     moved = pycolmap.Reconstruction(other)

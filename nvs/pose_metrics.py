@@ -20,20 +20,29 @@ def project_to_rotation(m: Tensor) -> Tensor:
     return u @ fix @ vt
 
 
-def aligned_pose_errors(c2w_est: Tensor, c2w_gt: Tensor) -> dict[str, Tensor]:
-    """Per-camera errors after aligning the estimate to ground truth with a similarity.
+def fit_similarity(c2w_src: Tensor, c2w_dst: Tensor) -> tuple[float, Tensor, Tensor]:
+    """The similarity x_dst = s R x_src + t that best carries cameras c2w_src onto c2w_dst.
 
-    The rotation of the alignment is the chordal mean of R_gt R_est^T over cameras (well defined
-    even when the centres are nearly collinear, as on a forward walk); scale and translation then
-    fit the centres. c2w_* [N, 4, 4] OpenCV. Returns rotation errors (deg) [N] and centre errors
-    [N] as fractions of the ground-truth scene size (largest distance of a centre from their mean).
+    R is the chordal mean of R_dst R_src^T over cameras (well defined even when the centres are
+    nearly collinear, as on a forward walk); s and t then fit the centres in least squares.
+    c2w_* [N, 4, 4] OpenCV, the same cameras in two frames. Returns (s, R [3, 3], t [3]) in float64.
+    """
+    src, dst = c2w_src.double(), c2w_dst.double()
+    rot = project_to_rotation((dst[:, :3, :3] @ src[:, :3, :3].transpose(-1, -2)).sum(0))
+    a = src[:, :3, 3] - src[:, :3, 3].mean(0)
+    b = dst[:, :3, 3] - dst[:, :3, 3].mean(0)
+    s = float(((a @ rot.T) * b).sum() / a.square().sum().clamp_min(1e-300))
+    return s, rot, dst[:, :3, 3].mean(0) - s * rot @ src[:, :3, 3].mean(0)
+
+
+def aligned_pose_errors(c2w_est: Tensor, c2w_gt: Tensor) -> dict[str, Tensor]:
+    """Per-camera errors after aligning the estimate to ground truth with a similarity (fit_similarity).
+
+    c2w_* [N, 4, 4] OpenCV. Returns rotation errors (deg) [N] and centre errors [N] as fractions
+    of the ground-truth scene size (largest distance of a centre from their mean).
     """
     est, gt = c2w_est.double(), c2w_gt.double()
-    rot = project_to_rotation((gt[:, :3, :3] @ est[:, :3, :3].transpose(-1, -2)).sum(0))
-    a = est[:, :3, 3] - est[:, :3, 3].mean(0)
-    b = gt[:, :3, 3] - gt[:, :3, 3].mean(0)
-    s = float(((a @ rot.T) * b).sum() / a.square().sum().clamp_min(1e-300))
-    t = gt[:, :3, 3].mean(0) - s * rot @ est[:, :3, 3].mean(0)
+    s, rot, t = fit_similarity(est, gt)
     centres = s * est[:, :3, 3] @ rot.T + t
     size = (gt[:, :3, 3] - gt[:, :3, 3].mean(0)).norm(dim=-1).max()
     rot_err = rotation_angle_deg(gt[:, :3, :3].transpose(-1, -2) @ rot @ est[:, :3, :3])

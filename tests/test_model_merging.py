@@ -3,9 +3,19 @@
 import numpy as np
 import pycolmap
 import pytest
+import torch
 
-from nvs.model_merging import similarity_from_shared_poses
+from nvs.model_merging import c2w_of, join_into
+from nvs.pose_metrics import fit_similarity
 from nvs.weak_poses import components, drop_weakly_posed, unpinned
+
+
+def _moved(c2w: np.ndarray, scale: float, rot: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Cameras [N, 4, 4] carried by x -> scale rot x + shift."""
+    out = c2w.copy()
+    out[:, :3, :3] = rot @ c2w[:, :3, :3]
+    out[:, :3, 3] = scale * c2w[:, :3, 3] @ rot.T + shift
+    return out
 
 
 def _random_poses(n: int, rng) -> np.ndarray:
@@ -18,21 +28,41 @@ def _random_poses(n: int, rng) -> np.ndarray:
 
 
 @pytest.mark.parametrize("shared", [2, 5])
-def test_similarity_from_shared_poses_recovers_a_known_similarity(shared):
+def test_fit_similarity_recovers_a_known_similarity(shared):
     rng = np.random.default_rng(shared)
     source = _random_poses(shared, rng)
-    rot = _random_poses(1, rng)[0, :3, :3]
-    scale, shift = 3.7, np.array([0.5, -2.0, 1.0])
-    target = source.copy()
-    target[:, :3, :3] = rot @ source[:, :3, :3]
-    target[:, :3, 3] = scale * source[:, :3, 3] @ rot.T + shift
-    s, r, t, disagreement = similarity_from_shared_poses(target, source)
+    rot, scale, shift = _random_poses(1, rng)[0, :3, :3], 3.7, np.array([0.5, -2.0, 1.0])
+    s, r, t = fit_similarity(torch.from_numpy(source), torch.from_numpy(_moved(source, scale, rot, shift)))
     assert abs(s - scale) < 1e-9 and np.allclose(r, rot, atol=1e-9) and np.allclose(t, shift, atol=1e-9)
-    assert disagreement < 1e-4
-    # a photo whose rotation differs between the models by 10 degrees is reported
+
+
+def _posed_model(c2w: dict[int, np.ndarray]):
+    """A pycolmap model with one camera and a photo "<id>.png" per camera-to-world pose."""
+    recon = pycolmap.Reconstruction()
+    recon.add_camera_with_trivial_rig(pycolmap.Camera(model="SIMPLE_PINHOLE", width=100, height=100,
+                                                      params=[100, 50, 50], camera_id=1))
+    for i, pose in c2w.items():
+        w2c = np.linalg.inv(pose)
+        image = pycolmap.Image(name=f"{i}.png", keypoints=np.zeros((10, 2)), camera_id=1, image_id=i)
+        recon.add_image_with_trivial_frame(image, pycolmap.Rigid3d(pycolmap.Rotation3d(w2c[:3, :3]), w2c[:3, 3]))
+    return recon
+
+
+def test_a_model_is_joined_through_two_shared_photos():
+    rng = np.random.default_rng(7)
+    truth = dict(enumerate(_random_poses(6, rng), start=1))
+    rot, scale, shift = _random_poses(1, rng)[0, :3, :3], 0.25, np.array([1.0, 2.0, 3.0])
+    base = _posed_model({i: truth[i] for i in (1, 2, 3, 4)})
+    other = {i: _moved(truth[i][None], scale, rot, shift)[0] for i in (3, 4, 5, 6)}  # the same photos, another frame
+    assert join_into(base, _posed_model(other)) == {5, 6}
+    for i in (5, 6):
+        assert np.allclose(c2w_of(base.image(i)), truth[i], atol=1e-6)
+    # the shared photos disagree about their relative rotation by 10 degrees: no join
     c, s10 = np.cos(np.radians(10)), np.sin(np.radians(10))
-    target[0, :3, :3] = target[0, :3, :3] @ np.array([[c, -s10, 0], [s10, c, 0], [0, 0, 1]])
-    assert similarity_from_shared_poses(target, source)[3] > 4
+    other[4] = other[4] @ np.array([[c, -s10, 0, 0], [s10, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    fresh = _posed_model({i: truth[i] for i in (1, 2, 3, 4)})
+    assert join_into(fresh, _posed_model(other)) == set() and fresh.num_reg_images() == 4
+    assert join_into(fresh, _posed_model({i: other[i] for i in (4, 5)})) == set()  # one shared photo is not enough
 
 
 def test_groups_hanging_on_one_photo_are_found():
