@@ -40,17 +40,18 @@ def _similarity(base, other, shared: list[tuple[int, int]]) -> tuple[float, np.n
     return scale, rot.numpy(), shift.numpy(), float(disagreement)
 
 
-def join_into(base, other) -> set[int]:
+def join_into(base, other) -> set[int] | None:
     """Add to ``base`` (in place) the photos of ``other`` it lacks, posed through the photos both
-    have registered (at least two, agreeing in rotation). Returns the image ids added."""
+    have registered (at least two, agreeing in rotation). Returns the image ids added, or None
+    when the two models cannot be joined."""
     import pycolmap
 
     shared = base.find_common_reg_image_ids(other)
     if len(shared) < 2:
-        return set()
+        return None
     scale, rot, shift, disagreement = _similarity(base, other, shared)
     if disagreement > MAX_ROTATION_DISAGREEMENT_DEG or not 1e-6 < scale < 1e6:
-        return set()
+        return None
     moved = pycolmap.Reconstruction(other)
     moved.transform(pycolmap.Sim3d(scale, pycolmap.Rotation3d(rot), shift))
     added = set()

@@ -183,7 +183,7 @@ def _map(db: Path, image_dir: Path, work: Path, names: list[str], opts: Reconstr
     first = pycolmap.incremental_mapping(db, image_dir, work / "sparse", pipeline)
     base = max(first.values(), key=lambda r: r.num_reg_images(), default=None)
     first_size = base.num_reg_images() if base is not None else 0
-    others, groups = [], []
+    others, groups = [], []  # groups: photos placed by a similarity, to confirm after triangulating
     pairs = _verified_pairs(db, pipeline.min_num_matches)
     joined = pycolmap.Reconstruction(base) if base is not None else None
     for round_ in range(MAX_BRIDGES):
@@ -200,16 +200,26 @@ def _map(db: Path, image_dir: Path, work: Path, names: list[str], opts: Reconstr
         bridge = pycolmap.incremental_mapping(db, image_dir, work / f"bridge{round_}", pipeline)
         added = False
         for model in sorted(bridge.values(), key=lambda r: r.num_reg_images(), reverse=True):
-            ids = join_into(joined, model)
-            if ids:
-                groups.append(ids)
-                added = True
-            elif {im.name for im in model.images.values() if im.has_pose} & missing:
+            if model.num_reg_images() > joined.num_reg_images():
+                # the bridge outgrew the model (whose first try may have stalled early): it becomes
+                # the model, and the photos only the old one posed are joined into it
+                bigger = pycolmap.Reconstruction(model)
+                ids = join_into(bigger, joined)
+                if ids is not None:
+                    base, joined, groups, added = model, bigger, [ids] if ids else [], True
+                    continue
+            else:
+                ids = join_into(joined, model)
+                if ids is not None:
+                    groups += [ids] if ids else []
+                    added = added or bool(ids)
+                    continue
+            if {im.name for im in model.images.values() if im.has_pose} & missing:
                 others.append(model)
         if not added:
             break
     timings["mapping_s"] = timings.get("mapping_s", 0.0) + time.perf_counter() - t0
-    recon = base
+    recon = joined if not groups else base  # base: the model before any photo was placed by a similarity
     if groups:
         progress("triangulating the joined model", 0.0)
         t0 = time.perf_counter()

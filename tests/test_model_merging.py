@@ -61,8 +61,10 @@ def test_a_model_is_joined_through_two_shared_photos():
     c, s10 = np.cos(np.radians(10)), np.sin(np.radians(10))
     other[4] = other[4] @ np.array([[c, -s10, 0, 0], [s10, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
     fresh = _posed_model({i: truth[i] for i in (1, 2, 3, 4)})
-    assert join_into(fresh, _posed_model(other)) == set() and fresh.num_reg_images() == 4
-    assert join_into(fresh, _posed_model({i: other[i] for i in (4, 5)})) == set()  # one shared photo is not enough
+    assert join_into(fresh, _posed_model(other)) is None and fresh.num_reg_images() == 4
+    assert join_into(fresh, _posed_model({i: other[i] for i in (4, 5)})) is None  # one shared photo is not enough
+    assert join_into(fresh, _posed_model({i: truth[i] for i in (1, 2)})) == set()  # joinable, nothing new
+    assert join_into(fresh, _posed_model({i: _moved(truth[i][None], scale, rot, shift)[0] for i in (2, 3, 5)})) == {5}
 
 
 def test_groups_hanging_on_one_photo_are_found():
