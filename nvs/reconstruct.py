@@ -157,7 +157,7 @@ def _features_and_matches(work: Path, image_dir: Path, names: list[str], photos:
 
 @dataclass
 class _Mapped:
-    recon: object | None  # the model kept: the first one, with the models joined into it
+    recon: object | None  # the model kept, with the models joined into it
     others: list  # models that could not be joined (photos in them were left out)
     first_model: int  # photos registered by the first model alone
     joined: int  # models joined into it
@@ -171,8 +171,10 @@ def _map(db: Path, image_dir: Path, work: Path, names: list[str], opts: Reconstr
     A bridge is a model of the left-out photos together with the registered photos they have
     verified matches with (and those photos' best partners); when it shares two or more posed
     photos with the model it is joined (nvs.model_merging), and the joined model is triangulated
-    again from all matches. Left-out photos with no posed partner are mapped on their own: an
-    unrelated set of photos may then make a bigger model than the first, and that one is kept.
+    again from all matches. A bridge bigger than the model (the first one can stall after a few
+    photos) becomes the model instead, and the old one is joined into it. Left-out photos with no
+    posed partner are mapped on their own: an unrelated set of photos may then make a bigger model
+    than the first, and that one is kept.
     """
     import pycolmap
 
