@@ -37,13 +37,18 @@ def intrinsics_and_distortion(model: str, p: list[float], where: str) -> tuple[l
                      "undistort the images first, e.g. with `colmap image_undistorter`")
 
 
+def image_w2c(image) -> Tensor:
+    """World-to-camera [4, 4] float64 of a registered pycolmap image."""
+    w2c = torch.eye(4, dtype=torch.float64)
+    w2c[:3] = torch.from_numpy(image.cam_from_world().matrix())
+    return w2c
+
+
 def image_camera(image, where: str) -> tuple[list[float], list[float], Tensor]:
     """(fx fy cx cy, k1 k2 p1 p2 k3, w2c [4, 4] float64) of a registered pycolmap image."""
     cam = image.camera
     intr, dist = intrinsics_and_distortion(cam.model.name, [float(v) for v in cam.params], where)
-    w2c = torch.eye(4, dtype=torch.float64)
-    w2c[:3] = torch.from_numpy(image.cam_from_world().matrix())
-    return intr, dist, w2c
+    return intr, dist, image_w2c(image)
 
 
 def is_model_folder(path: Path) -> bool:

@@ -17,24 +17,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nvs.datasets.colmap import image_w2c
 from nvs.pose_metrics import fit_similarity, rotation_angle_deg
 
 MAX_ROTATION_DISAGREEMENT_DEG = 3.0  # shared photos' relative rotations must agree this well across models
 MIN_CROSS_TRACKS = 30  # 3D points seen from both sides of a join after triangulating again
 
 
-def c2w_of(image) -> np.ndarray:
-    """Camera-to-world [4, 4] of a registered pycolmap image."""
-    w2c = np.eye(4)
-    w2c[:3, :4] = image.cam_from_world().matrix()
-    return np.linalg.inv(w2c)
-
-
 def _similarity(base, other, shared: list[tuple[int, int]]) -> tuple[float, np.ndarray, np.ndarray, float]:
     """fit_similarity from ``other``'s cameras to ``base``'s over the shared photos, and the largest
     angle (deg) by which a shared photo's rotation disagrees with it."""
-    dst = torch.from_numpy(np.stack([c2w_of(base.image(a)) for a, _ in shared]))
-    src = torch.from_numpy(np.stack([c2w_of(other.image(b)) for _, b in shared]))
+    dst = torch.linalg.inv(torch.stack([image_w2c(base.image(a)) for a, _ in shared]))
+    src = torch.linalg.inv(torch.stack([image_w2c(other.image(b)) for _, b in shared]))
     scale, rot, shift = fit_similarity(src, dst)
     disagreement = rotation_angle_deg(dst[:, :3, :3].transpose(-1, -2) @ rot @ src[:, :3, :3]).max()
     return scale, rot.numpy(), shift.numpy(), float(disagreement)

@@ -186,13 +186,16 @@ def _map(db: Path, image_dir: Path, work: Path, names: list[str], opts: Reconstr
     base = max(first.values(), key=lambda r: r.num_reg_images(), default=None)
     first_size = base.num_reg_images() if base is not None else 0
     others, groups = [], []  # groups: photos placed by a similarity, to confirm after triangulating
-    pairs = _verified_pairs(db, pipeline.min_num_matches)
+    pairs = None  # read from the database only when photos are left out
     joined = pycolmap.Reconstruction(base) if base is not None else None
     for round_ in range(MAX_BRIDGES):
         posed = {im.name for im in joined.images.values() if im.has_pose} if joined is not None else set()
         missing = set(names) - posed
+        if not missing or joined is None:
+            break
+        pairs = pairs if pairs is not None else _verified_pairs(db, pipeline.min_num_matches)
         partners = {n for pair in pairs for n in pair if set(pair) & missing and n in posed}
-        if not missing or joined is None or (not partners and len(missing) < 2):
+        if not partners and len(missing) < 2:
             break
         # the partners' own best-matched posed photos give the bridge the parallax a spin lacks
         anchors = {n for p in partners for n in _strongest_partners(pairs, p, posed, BRIDGE_ANCHORS)}

@@ -5,7 +5,8 @@ import pycolmap
 import pytest
 import torch
 
-from nvs.model_merging import c2w_of, join_into
+from nvs.datasets.colmap import image_w2c
+from nvs.model_merging import join_into
 from nvs.pose_metrics import fit_similarity
 from nvs.weak_poses import components, drop_weakly_posed, unpinned
 
@@ -56,7 +57,7 @@ def test_a_model_is_joined_through_two_shared_photos():
     other = {i: _moved(truth[i][None], scale, rot, shift)[0] for i in (3, 4, 5, 6)}  # the same photos, another frame
     assert join_into(base, _posed_model(other)) == {5, 6}
     for i in (5, 6):
-        assert np.allclose(c2w_of(base.image(i)), truth[i], atol=1e-6)
+        assert np.allclose(torch.linalg.inv(image_w2c(base.image(i))).numpy(), truth[i], atol=1e-6)
     # the shared photos disagree about their relative rotation by 10 degrees: no join
     c, s10 = np.cos(np.radians(10)), np.sin(np.radians(10))
     other[4] = other[4] @ np.array([[c, -s10, 0, 0], [s10, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
