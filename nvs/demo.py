@@ -24,14 +24,15 @@ from nvs.metrics import all_metrics
 from nvs.models import build_renderer, load_renderer
 
 DEMO_CHECKPOINT = Path(__file__).parent / "assets" / "demo_lact.safetensors"
-HELD_OUT_SEED = 900_000_000  # training used seeds 0 .. 1e6 and validation 5e7 .. 5e7 + 16
+HELD_OUT_SEED = 900_000_000  # training used seeds 0 .. 1e6 + 1 and validation 5e7 .. 5e7 + 16
+DEMO_SIZE = 128  # the shipped model's image size (16x16 patches: 8x8 tokens per view)
 
 
 def _mean(scores: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     return {k: float(torch.cat([s[k] for s in scores]).mean()) for k in scores[0]}
 
 
-def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int = 4, size: int = 64,
+def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int = 4, size: int = DEMO_SIZE,
              checkpoint: Path = DEMO_CHECKPOINT) -> dict:
     t_start = time.time()
     out.mkdir(parents=True, exist_ok=True)

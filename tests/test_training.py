@@ -154,6 +154,19 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
     assert summary["steps"] == 2 and summary["skipped_steps"] == 0 and math.isfinite(summary["final_loss"])
 
 
+def test_compiled_run_writes_checkpoints_that_load_and_resume(tmp_path):
+    """run.compile: the checkpoint holds the plain module's keys (no torch.compile prefix)."""
+    from nvs.models import build_renderer, load_renderer
+
+    cfg = _cfg(tmp_path, "data.num_scenes=4", "model.layers=1", "optim.steps=2", "optim.batch_size=1",
+               "run.ckpt_every=1", "run.compile=true")
+    train(cfg, resume=None, max_steps=1)
+    saved = load_renderer(tmp_path / "run" / "checkpoints" / "step-0000001" / "model.safetensors")
+    assert saved.state_dict().keys() == build_renderer(cfg.model).state_dict().keys()
+    summary = train(cfg, resume="auto")
+    assert summary["start_step"] == 1 and summary["steps"] == 2
+
+
 def test_init_from_carries_weights_to_larger_patches(tmp_path):
     """A p8 model at 32 px becomes a p16 model at 64 px that renders the same picture, and a run
     starts from it (not resumes: fresh optimiser and step 0)."""

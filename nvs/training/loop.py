@@ -190,10 +190,10 @@ def train(
     if accelerator.is_main_process:
         _write_config(run_dir, cfg)
 
+    raw_model = model  # validated and checkpointed: the plain module, whose keys carry no compile prefix
     if cfg.run.compile:
         model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
-    raw_model = accelerator.unwrap_model(model)
     losses = Losses(cfg, device)
 
     dataset = build_dataset(cfg) if dataset is None else dataset
