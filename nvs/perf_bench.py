@@ -236,9 +236,10 @@ def bench_views(out: Path, view_counts=(2, 4, 8, 16, 32, 64), size: int = 128, r
         memorized = [_in_child(_memorize_case, arch, views, size, reps) for views in view_counts]
         render_s = _in_child(_render_case, arch, [(m["state"], m["target"]) for m in memorized], reps * 4)
         for views, m, seconds in zip(view_counts, memorized, render_s):
-            rows.append({"model": name, "views": views, "memorize_s": round(m["memorize_s"], 4),
-                         "render_s_per_view": round(seconds, 5), "peak_mem_mb": round(m["peak_mem_mb"], 1),
-                         "state_mb": round(m["state"].nbytes() / 2**20, 2)})
+            # three significant figures: fixed decimals round small-image timings and states to 0
+            rows.append({"model": name, "views": views, "memorize_s": float(f"{m['memorize_s']:.3g}"),
+                         "render_s_per_view": float(f"{seconds:.3g}"), "peak_mem_mb": round(m["peak_mem_mb"], 1),
+                         "state_mb": float(f"{m['state'].nbytes() / 2**20:.3g}")})
     _report("views", rows, out)
     series = {}
     for r in rows:
