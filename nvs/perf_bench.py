@@ -229,6 +229,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _sig3(x: float) -> float:
+    """Three significant figures: fixed decimals would round small-image timings and states to 0."""
+    return float(f"{x:.3g}")
+
+
 def bench_views(out: Path, view_counts=(2, 4, 8, 16, 32, 64), size: int = 128, reps: int = 3) -> list[dict]:
     """Memorise and per-view render time as inputs grow: LaCT vs full attention of the demo model's width and depth."""
     rows = []
@@ -236,10 +241,9 @@ def bench_views(out: Path, view_counts=(2, 4, 8, 16, 32, 64), size: int = 128, r
         memorized = [_in_child(_memorize_case, arch, views, size, reps) for views in view_counts]
         render_s = _in_child(_render_case, arch, [(m["state"], m["target"]) for m in memorized], reps * 4)
         for views, m, seconds in zip(view_counts, memorized, render_s):
-            # three significant figures: fixed decimals round small-image timings and states to 0
-            rows.append({"model": name, "views": views, "memorize_s": float(f"{m['memorize_s']:.3g}"),
-                         "render_s_per_view": float(f"{seconds:.3g}"), "peak_mem_mb": round(m["peak_mem_mb"], 1),
-                         "state_mb": float(f"{m['state'].nbytes() / 2**20:.3g}")})
+            rows.append({"model": name, "views": views, "memorize_s": _sig3(m["memorize_s"]),
+                         "render_s_per_view": _sig3(seconds), "peak_mem_mb": round(m["peak_mem_mb"], 1),
+                         "state_mb": _sig3(m["state"].nbytes() / 2**20)})
     _report("views", rows, out)
     series = {}
     for r in rows:
