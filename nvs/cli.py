@@ -122,7 +122,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
     from nvs.reconstruct import ReconstructOptions, StageProgress, reconstruct
 
     options = ReconstructOptions(max_size=args.max_size, camera_model=args.camera_model, single_camera=not args.per_image_camera,
-                                 matcher=args.matcher, frames=args.frames, retry=not args.no_retry, seed=args.seed)
+                                 matcher=args.matcher, frames=args.frames, retry=not args.no_retry, seed=args.seed,
+                                 threads=args.threads)
     with StageProgress() as progress:
         scene = reconstruct([Path(p) for p in args.inputs], Path(args.out), options, progress)
     r = scene.report
@@ -227,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=40, help="frames sampled evenly from a video")
     p.add_argument("--no-retry", action="store_true", help="do not retry with relaxed settings when photos are left out")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="COLMAP threads: 1 (default) gives the same poses for the same seed; -1 uses every core, "
+                        "faster on large photo sets but varies from run to run")
     p.set_defaults(func=_reconstruct)
 
     bench = sub.add_parser("bench", help="benchmarks (print a table, write DIR/<name>.json)").add_subparsers(dest="bench_command", required=True)

@@ -70,17 +70,18 @@ def cross_tracks(recon, side: set[int]) -> int:
     return count
 
 
-def triangulate_joined(joined, groups: list[set[int]], database: Path, image_dir: Path, out: Path):
+def triangulate_joined(joined, groups: list[set[int]], database: Path, image_dir: Path, out: Path, options):
     """Triangulate every verified match in ``database`` again with the poses of ``joined``.
 
     Returns the new model, or None when some joined group of photos shares fewer than
     MIN_CROSS_TRACKS points with the rest (its placement is then not confirmed by the images).
+    ``options``: the mapper's pycolmap.IncrementalPipelineOptions (triangulation and threads).
     """
     import pycolmap
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    recon = pycolmap.triangulate_points(joined, database, image_dir, out, clear_points=True)
+    recon = pycolmap.triangulate_points(joined, database, image_dir, out, clear_points=True, options=options)
     if any(cross_tracks(recon, group) < MIN_CROSS_TRACKS for group in groups):
         return None
     return recon

@@ -43,12 +43,19 @@ class ReconstructOptions:
     retry: bool = True  # relaxed settings when mapping leaves photos out
     refine_principal_point: bool = True  # in the final bundle adjustment, for a shared camera and 8+ photos
     seed: int = 0
+    # COLMAP's threads. With several, the order in which photos enter its database and the order
+    # of its RANSAC and bundle adjustment work vary from run to run, and so do the poses (a photo
+    # near the registration threshold comes and goes); 1 gives the same result for the same seed.
+    # -1: every core, faster on large photo sets.
+    threads: int = 1
 
     def check(self) -> None:
         if self.camera_model not in CAMERA_MODELS:
             raise ValueError(f"camera model {self.camera_model!r} is not supported; choose one of {CAMERA_MODELS}")
         if self.matcher not in MATCHERS:
             raise ValueError(f"matcher {self.matcher!r} is not supported; choose one of {MATCHERS}")
+        if self.threads == 0 or self.threads < -1:
+            raise ValueError(f"threads must be a positive number, or -1 for every core; got {self.threads}")
         if self.max_size < 64 or self.frames < 2:
             raise ValueError("max_size must be at least 64 and frames at least 2")
 
@@ -131,6 +138,7 @@ def _features_and_matches(work: Path, image_dir: Path, names: list[str], photos:
         h, w = photos.photos[0].pixels.shape[:2]
         reader.camera_params = _camera_params(opts.camera_model, focal, h, w)
     extraction = pycolmap.FeatureExtractionOptions(max_image_size=opts.max_size)
+    extraction.num_threads = opts.threads
     extraction.sift.max_num_features = attempt.max_features
     extraction.sift.peak_threshold = attempt.peak_threshold
     mode = pycolmap.CameraMode.SINGLE if single else pycolmap.CameraMode.PER_IMAGE
@@ -144,13 +152,16 @@ def _features_and_matches(work: Path, image_dir: Path, names: list[str], photos:
     progress(f"matching ({'sequential' if sequential else 'exhaustive'})", 0.0)
     t0 = time.perf_counter()
     verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = opts.seed
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = opts.threads
     if attempt.relaxed:
         verification.min_num_inliers = 10
         verification.ransac.max_error = 6.0
     if sequential:
-        pycolmap.match_sequential(db, verification_options=verification, device=pycolmap.Device.cpu)
+        pycolmap.match_sequential(db, matching_options=matching, verification_options=verification, device=pycolmap.Device.cpu)
     else:
-        pycolmap.match_exhaustive(db, verification_options=verification, device=pycolmap.Device.cpu)
+        pycolmap.match_exhaustive(db, matching_options=matching, verification_options=verification, device=pycolmap.Device.cpu)
     timings["matching_s"] = timings.get("matching_s", 0.0) + time.perf_counter() - t0
     return db
 
@@ -228,7 +239,8 @@ def _map(db: Path, image_dir: Path, work: Path, names: list[str], opts: Reconstr
     if groups:
         progress("triangulating the joined model", 0.0)
         t0 = time.perf_counter()
-        retriangulated = triangulate_joined(joined, groups, db, image_dir, work / "joined")
+        retriangulated = triangulate_joined(joined, groups, db, image_dir, work / "joined",
+                                            _pipeline_options(opts, False, single, known_camera))
         timings["joining_s"] = timings.get("joining_s", 0.0) + time.perf_counter() - t0
         if retriangulated is not None:
             recon = retriangulated
@@ -250,6 +262,7 @@ def _pipeline_options(opts: ReconstructOptions, relaxed: bool, single: bool, kno
     pipeline.min_model_size = 2
     pipeline.random_seed = opts.seed
     pipeline.mapper.random_seed = opts.seed
+    pipeline.num_threads = pipeline.mapper.num_threads = opts.threads
     if relaxed:
         pipeline.min_num_matches = 10
         pipeline.init_num_trials = 400
@@ -291,7 +304,7 @@ def _verified_pairs(db_path: Path, min_inliers: int) -> dict[tuple[str, str], in
     return pairs
 
 
-def _final_refinement(recon, refine_principal_point: bool) -> tuple:
+def _final_refinement(recon, refine_principal_point: bool, threads: int) -> tuple:
     """A last global bundle adjustment with a robust (Cauchy) loss. The principal point is freed
     when asked (the mapper keeps it at the image centre, which costs real cameras up to a degree
     of rotation accuracy); distortion stays where the mapper put it, because on narrow rings it
@@ -307,6 +320,7 @@ def _final_refinement(recon, refine_principal_point: bool) -> tuple:
         options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
         # Ceres' own default; pycolmap's 0 runs ~4x the iterations for changes far below the pose accuracy
         options.ceres.solver_options.function_tolerance = 1e-6
+        options.ceres.solver_options.num_threads = threads
         pycolmap.bundle_adjustment(model, options)
 
     if refine_principal_point:
@@ -451,7 +465,7 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
 
     progress("final bundle adjustment", 0.0)
     t0 = time.perf_counter()
-    recon, pp_refined = _final_refinement(recon, opts.refine_principal_point and single and registered >= 8)
+    recon, pp_refined = _final_refinement(recon, opts.refine_principal_point and single and registered >= 8, opts.threads)
     timings["refine_s"] = time.perf_counter() - t0
 
     progress("undistorting and writing", 0.0)

@@ -84,6 +84,11 @@ def test_room_video_is_posed_with_sequential_matching(tmp_path):
     order = [int(n.split("_")[1].split(".")[0]) for n in scene.names]
     err = aligned_pose_errors(scene.cameras.c2w, truth.cameras.c2w[order])
     assert float(err["rotation_deg"].median()) < 0.5 and float(err["centre_fraction"].median()) < 0.01
+    # one COLMAP thread (the default): the same frames and seed give the same poses, photo for photo
+    again = reconstruct(video, tmp_path / "again", ReconstructOptions(frames=24))
+    settings = [(a["settings"], a["registered"], a["first_model"], a["weakly_posed"]) for a in report["attempts"]]
+    assert settings == [(a["settings"], a["registered"], a["first_model"], a["weakly_posed"]) for a in again.report["attempts"]]
+    assert again.names == scene.names and torch.equal(again.cameras.c2w, scene.cameras.c2w)
 
 
 def test_room_walk_that_spins_in_place_is_joined_into_one_model(tmp_path):
@@ -133,6 +138,8 @@ def test_too_few_or_unrelated_photos_fail_clearly(tmp_path):
         reconstruct(_write(unrelated, tmp_path / "unrelated"), tmp_path / "out2", ReconstructOptions(retry=False))
     with pytest.raises(ValueError, match="camera model 'FISHEYE'"):
         reconstruct(one, tmp_path / "out3", ReconstructOptions(camera_model="FISHEYE"))
+    with pytest.raises(ValueError, match="threads must be"):
+        reconstruct(one, tmp_path / "out4", ReconstructOptions(threads=0))
 
 
 def test_zip_escaping_its_folder_is_refused_and_nothing_is_written_outside(tmp_path):
@@ -174,7 +181,8 @@ def test_cli_reconstruct_then_render(tmp_path, capsys):
 
     truth = object_scene(2, 24, 256, 256, cameras=turntable_cameras(24, 256), texture="detail")
     folder = _write(truth.images, tmp_path / "photos")
-    assert main(["reconstruct", str(folder), "--out", str(tmp_path / "scene"), "--max-size", "256"]) == 0
+    assert main(["reconstruct", str(folder), "--out", str(tmp_path / "scene"), "--max-size", "256",
+                 "--threads", "-1"]) == 0
     assert "registered 24 of 24 photos" in capsys.readouterr().out
     from nvs.demo import DEMO_CHECKPOINT
 
