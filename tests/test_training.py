@@ -216,3 +216,16 @@ def test_time_budget_stops_the_run_and_decays_over_time(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / f"step-{steps:07d}").is_dir()
     again = train(cfg, resume="auto")  # the budget is spent: resuming trains no further step
     assert again["start_step"] == steps and again["steps"] == steps
+
+
+def test_resume_refuses_a_run_folder_trained_with_another_recipe(tmp_path):
+    cfg = _cfg(tmp_path, "data.num_scenes=4", "model.layers=1", "optim.steps=1", "optim.batch_size=1", "run.ckpt_every=1")
+    train(cfg, resume=None)
+    longer = _cfg(tmp_path, "data.num_scenes=4", "model.layers=1", "optim.steps=2", "optim.batch_size=1",
+                  "run.ckpt_every=1", "run.log_every=2")
+    assert train(longer, resume="auto")["start_step"] == 1  # a longer schedule and other logging resume
+    other = _cfg(tmp_path, "data.num_scenes=4", "model.layers=1", "optim.steps=3", "optim.batch_size=1",
+                 "run.ckpt_every=1", "optim.lr=5e-4", "data.seed=7")
+    with pytest.raises(ValueError, match=r"another recipe.*data\.seed: 0 -> 7; optim\.lr: 0\.002 -> 0\.0005"):
+        train(other, resume="auto")
+    assert train(other, resume=None)["start_step"] == 0

@@ -180,3 +180,24 @@ def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> Tra
     cfg = _fill(TrainConfig, data, "")
     cfg.model = model_cfg
     return cfg
+
+
+# may differ between a run and its resumption: how long it goes on, and how it logs and runs
+RESUMABLE_CHANGES = frozenset({
+    "optim.steps", "optim.time_budget_s", "data.workers", "run.out_dir", "run.log_every", "run.image_every",
+    "run.val_every", "run.ckpt_every", "run.keep_last", "run.compile", "run.grad_checkpointing",
+})
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: list(node) if isinstance(node, tuple) else node}
+
+
+def recipe_changes(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """``key: old -> new`` for each setting of ``cfg`` that differs from the recipe ``saved`` (a
+    run folder's config.yaml) other than those in RESUMABLE_CHANGES."""
+    old, new = _flat(saved), _flat(cfg.to_dict())
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
+            if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key)]

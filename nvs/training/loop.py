@@ -25,7 +25,7 @@ from nvs.models.checkpoint import Renderer, load_renderer
 from nvs.models.config import ModelConfig
 from nvs.models.patch_resize import resize_patches
 from nvs.training.checkpoints import latest_readable_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from nvs.training.config import OptimConfig, TrainConfig
+from nvs.training.config import OptimConfig, TrainConfig, recipe_changes
 from nvs.training.sampling import StepSampler
 
 DATA_KINDS = ("procedural", "lact", "lvsm", "pixelsplat", "nerfstudio", "colmap")
@@ -148,6 +148,20 @@ def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
 
 
+def _check_same_recipe(checkpoint: Path, cfg: TrainConfig) -> None:
+    """A checkpoint resumes only the recipe that wrote it (the config.yaml of its run folder):
+    resuming with other data, schedule or seed would silently train a mixture of both."""
+    saved_path = Path(checkpoint).parent.parent / "config.yaml"
+    if not saved_path.is_file():
+        return
+    changes = recipe_changes(yaml.safe_load(saved_path.read_text()) or {}, cfg)
+    if changes:
+        raise ValueError(
+            f"{checkpoint}: this checkpoint was trained with another recipe ({saved_path}); resuming would "
+            f"go on with different settings: {'; '.join(changes)}. Start a fresh run (--no-resume or a new "
+            "run.out_dir), or start from its weights with run.init_from")
+
+
 def train(
     cfg: TrainConfig, resume: str | None = "auto", max_steps: int | None = None, dataset: Dataset | None = None
 ) -> dict[str, Any]:
@@ -175,6 +189,7 @@ def train(
         path, loaded, state = found
         if loaded.config != cfg.model:
             raise ValueError(f"{path}: checkpoint model config differs from the recipe's; refusing to resume")
+        _check_same_recipe(path, cfg)
         model.load_state_dict(loaded.state_dict())
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
