@@ -28,17 +28,19 @@ def bench_generator(out: Path, kinds=("object", "room"), views: int = 8, size: i
     return rows
 
 
-def bench_reconstruct(out: Path, view_counts=(20, 50), width: int = 640, scene_kind: str = "room") -> list[dict]:
+def bench_reconstruct(out: Path, view_counts=(20, 50), width: int = 640, scene_kind: str = "room",
+                      threads: int = 1) -> list[dict]:
     """Seconds per SfM stage on a procedural photo set (detail texture) at width x 9/16 width:
     a room walk (frames in path order) or a turntable around an object (two rings), with the
-    median pose errors against the known cameras after a similarity alignment."""
+    median pose errors against the known cameras after a similarity alignment. ``threads``:
+    COLMAP's (ReconstructOptions.threads)."""
     import shutil
     import tempfile
 
     from nvs.datasets.procedural import object_scene, room_scene, turntable_cameras
     from nvs.media import save_images
     from nvs.pose_metrics import aligned_pose_errors
-    from nvs.reconstruct import reconstruct
+    from nvs.reconstruct import ReconstructOptions, reconstruct
 
     rows = []
     height = width * 9 // 16
@@ -50,13 +52,13 @@ def bench_reconstruct(out: Path, view_counts=(20, 50), width: int = 640, scene_k
         work = Path(tempfile.mkdtemp(prefix="nvs-bench-sfm-"))
         try:
             save_images(list(scene.images), [work / "photos" / f"{i:03d}.png" for i in range(len(scene.images))])
-            result = reconstruct(work / "photos", work / "scene")
+            result = reconstruct(work / "photos", work / "scene", ReconstructOptions(threads=threads))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         times = result.report["timings_s"]
         order = [int(Path(n).stem) for n in result.names]
         errors = aligned_pose_errors(result.cameras.c2w, scene.cameras.c2w[order])
-        rows.append({"scene": scene_kind, "views": views, "height": height, "width": width,
+        rows.append({"scene": scene_kind, "views": views, "height": height, "width": width, "colmap_threads": threads,
                      "registered": result.report["images_registered"],
                      "attempts": len(result.report["attempts"]),
                      "rotation_err_deg": round(float(errors["rotation_deg"].median()), 3),

@@ -141,7 +141,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.bench_command == "generator":
         bench.bench_generator(Path(args.out), size=args.size, scenes=args.scenes)
     elif args.bench_command == "reconstruct":
-        bench.bench_reconstruct(Path(args.out), view_counts=tuple(args.views), width=args.width, scene_kind=args.scene)
+        bench.bench_reconstruct(Path(args.out), view_counts=tuple(args.views), width=args.width, scene_kind=args.scene,
+                                 threads=args.threads)
     else:
         from nvs import perf_bench
 
@@ -242,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench.add_parser("reconstruct", help="seconds per SfM stage for procedural photo sets")
     p.add_argument("--views", type=int, nargs="+", default=[20, 50])
     p.add_argument("--width", type=int, default=640)
+    p.add_argument("--threads", type=int, default=1, help="COLMAP threads (-1: every core)")
     p.add_argument("--scene", choices=["room", "object"], default="room",
                    help="a walk through a procedural room, or a turntable around a procedural object")
     p.add_argument("--out", default="outputs/bench")

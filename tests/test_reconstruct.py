@@ -191,3 +191,13 @@ def test_cli_reconstruct_then_render(tmp_path, capsys):
     assert (tmp_path / "orbit.mp4").stat().st_size > 1000
     assert main(["reconstruct", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_bench_reconstruct_writes_stage_times_and_pose_errors(tmp_path):
+    from nvs.cli import main
+
+    assert main(["bench", "reconstruct", "--scene", "object", "--views", "12", "--width", "640", "--threads", "-1",
+                 "--out", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "reconstruct.json").read_text())
+    assert row["scene"] == "object" and row["views"] == 12 and row["colmap_threads"] == -1 and row["registered"] == 12
+    assert row["rotation_err_deg"] < 0.5 and row["centre_err_pct"] < 1 and row["total_s"] >= row["features_s"] > 0
