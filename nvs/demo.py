@@ -24,7 +24,7 @@ from nvs.metrics import all_metrics
 from nvs.models import build_renderer, load_renderer
 
 DEMO_CHECKPOINT = Path(__file__).parent / "assets" / "demo_lact.safetensors"
-HELD_OUT_SEED = 900_000_000  # training used seeds 0 .. 1e6 + 1 and validation 5e7 .. 5e7 + 16
+HELD_OUT_SEED = 900_000_000  # training used seeds 0 .. 1e6 + 3 and validation 5e7 .. 5e7 + 16
 DEMO_SIZE = 128  # the shipped model's image size (16x16 patches: 8x8 tokens per view)
 
 
