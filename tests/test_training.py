@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from nvs.datasets.views import ProceduralViews
@@ -229,3 +230,16 @@ def test_resume_refuses_a_run_folder_trained_with_another_recipe(tmp_path):
     with pytest.raises(ValueError, match=r"another recipe.*data\.seed: 0 -> 7; optim\.lr: 0\.002 -> 0\.0005"):
         train(other, resume="auto")
     assert train(other, resume=None)["start_step"] == 0
+
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+RECIPES = sorted(p for p in CONFIGS.glob("*.yaml") if "optim" in (yaml.safe_load(p.read_text()) or {}))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_loads_and_starts_from_another_recipes_run(recipe):
+    cfg = load_train_config(recipe)  # unknown keys and wrong types raise
+    if cfg.run.init_from:
+        out_dirs = {load_train_config(r).run.out_dir for r in RECIPES}
+        assert any(cfg.run.init_from.startswith(d + "/") for d in out_dirs), (
+            f"{recipe.name} starts from {cfg.run.init_from}, which no shipped recipe writes")
