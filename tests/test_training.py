@@ -236,6 +236,37 @@ CONFIGS = Path(__file__).parents[1] / "configs"
 RECIPES = sorted(p for p in CONFIGS.glob("*.yaml") if "optim" in (yaml.safe_load(p.read_text()) or {}))
 
 
+@pytest.mark.parametrize("arch", ["lact", "full_attention"])
+def test_init_from_appends_identity_blocks_that_learn(tmp_path, arch):
+    """A 2-block model grown to 4 renders exactly what it rendered; the new blocks' output
+    projections start at zero yet get gradient, and a run starts from the grown weights."""
+    from nvs.datasets.procedural import object_scene
+    from nvs.models import build_renderer, save_renderer
+    from nvs.models.grow_depth import add_identity_blocks
+
+    from .helpers import tiny_config
+
+    small = build_renderer(tiny_config(arch=arch)).eval()
+    deep = add_identity_blocks(small, 4)
+    assert deep.config.layers == 4 and len(deep.blocks) == 4
+    scene = object_scene(2, 5, 32, 32)
+    args = scene.images[None, :4], scene.cameras[None, :4], scene.cameras[None, 4:]
+    with torch.no_grad():
+        torch.testing.assert_close(deep(*args), small(*args), rtol=0, atol=1e-6)
+    new_projs = [p for n, p in deep.named_parameters() if n.startswith(("blocks.2.", "blocks.3.")) and n.endswith(".proj.weight")]
+    assert len(new_projs) == (6 if arch == "lact" else 4) and all(p.abs().sum() == 0 for p in new_projs)
+    deep.train()
+    deep(*args).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in new_projs)
+    with pytest.raises(ValueError, match="only grows deeper"):
+        add_identity_blocks(deep, 2)
+
+    if arch == "lact":
+        path = save_renderer(small, tmp_path / "small.safetensors")
+        summary = train(_cfg(tmp_path, "model.layers=4", "optim.steps=1", f"run.init_from={path}"), resume=None)
+        assert summary["start_step"] == 0 and summary["steps"] == 1
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_shipped_recipe_loads_and_starts_from_another_recipes_run(recipe):
     cfg = load_train_config(recipe)  # unknown keys and wrong types raise

@@ -60,7 +60,7 @@ class LossConfig:
 @dataclass
 class RunConfig:
     out_dir: str = "runs/default"
-    init_from: str | None = None  # start (not resume) from these weights; the patch may grow by an integer factor
+    init_from: str | None = None  # start (not resume) from these weights; the patch may grow by an integer factor, the depth may grow
     seed: int = 0
     mixed_precision: str = "no"  # no | bf16 (bf16 autocast on GPU, optional on CPU)
     grad_checkpointing: bool = False

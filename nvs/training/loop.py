@@ -23,6 +23,7 @@ from nvs.metrics import psnr
 from nvs.models import build_renderer
 from nvs.models.checkpoint import Renderer, load_renderer
 from nvs.models.config import ModelConfig
+from nvs.models.grow_depth import add_identity_blocks
 from nvs.models.patch_resize import resize_patches
 from nvs.training.checkpoints import latest_readable_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nvs.training.config import OptimConfig, TrainConfig, recipe_changes
@@ -126,10 +127,13 @@ def validate(model, data: Dataset | None, device: torch.device) -> float:
 
 
 def initial_weights(config: ModelConfig, path: str) -> Renderer:
-    """The renderer ``config`` describes, with the weights of ``path`` (patches resized if needed)."""
+    """The renderer ``config`` describes, with the weights of ``path`` (patches resized and identity
+    blocks appended if the recipe asks for larger patches or more blocks)."""
     loaded = load_renderer(path)
     if loaded.config.patch_size != config.patch_size:
         loaded = resize_patches(loaded, config.patch_size)
+    if loaded.config.layers < config.layers:
+        loaded = add_identity_blocks(loaded, config.layers)
     if loaded.config != config:
         raise ValueError(f"{path}: its model config {loaded.config} differs from the recipe's {config}")
     return loaded.train()
