@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from nvs.datasets.views import ProceduralViews
 from nvs.training.config import load_train_config
-from nvs.training.loop import train
+from nvs.training.loop import initial_weights, train
 
 TINY = [
     "model.dim=32", "model.layers=2", "model.attn_head_dim=16", "model.ttt_head_dim=16",
@@ -263,7 +263,10 @@ def test_init_from_appends_identity_blocks_that_learn(tmp_path, arch):
 
     if arch == "lact":
         path = save_renderer(small, tmp_path / "small.safetensors")
-        summary = train(_cfg(tmp_path, "model.layers=4", "optim.steps=1", f"run.init_from={path}"), resume=None)
+        cfg = _cfg(tmp_path, "model.layers=4", "optim.steps=1", f"run.init_from={path}")
+        with torch.no_grad():  # what a run starts from: the checkpoint grown, rendering as it did
+            torch.testing.assert_close(initial_weights(cfg.model, str(path)).eval()(*args), small(*args), rtol=0, atol=1e-6)
+        summary = train(cfg, resume=None)
         assert summary["start_step"] == 0 and summary["steps"] == 1
 
 
