@@ -65,6 +65,27 @@ def test_unknown_key_names_the_closest(tmp_path):
         load_train_config(tmp_path / "missing.yaml")
 
 
+def test_recipe_changes_what_it_names_of_its_base(tmp_path):
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "base.yaml").write_text(
+        "model: {layers: 3, patch_size: 4}\ndata: {seed: 4, height: 32, width: 32}\noptim: {lr: 1.0e-3, steps: 9}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("base: parts/base.yaml\nmodel: {layers: 5}\ndata: {seed: 5}\noptim: {lr: 2.0e-4}\n")
+    cfg = load_train_config(child, ["optim.steps=11"])
+    assert (cfg.model.layers, cfg.model.patch_size) == (5, 4)
+    assert (cfg.data.seed, cfg.data.height, cfg.optim.lr, cfg.optim.steps) == (5, 32, 2.0e-4, 11)
+
+    (tmp_path / "parts" / "base.yaml").write_text("base: ../child.yaml\n")
+    with pytest.raises(ValueError, match="name each other as base"):
+        load_train_config(child)
+    child.write_text("base: nowhere.yaml\n")
+    with pytest.raises(ValueError, match=r"nowhere\.yaml: training config not found \(the base of .*child\.yaml\)"):
+        load_train_config(child)
+    child.write_text("base: [a, b]\n")
+    with pytest.raises(ValueError, match="child.yaml: 'base' must be the path"):
+        load_train_config(child)
+
+
 def test_unsupported_data_kind_is_refused(tmp_path):
     with pytest.raises(ValueError, match="data.kind"):
         train(_cfg(tmp_path, "data.kind=nope", "optim.steps=1"), resume=None)
@@ -233,7 +254,7 @@ def test_resume_refuses_a_run_folder_trained_with_another_recipe(tmp_path):
 
 
 CONFIGS = Path(__file__).parents[1] / "configs"
-RECIPES = sorted(p for p in CONFIGS.glob("*.yaml") if "optim" in (yaml.safe_load(p.read_text()) or {}))
+RECIPES = sorted(p for p in CONFIGS.glob("*.yaml") if {"optim", "base"} & set(yaml.safe_load(p.read_text()) or {}))
 
 
 @pytest.mark.parametrize("arch", ["lact", "full_attention"])
@@ -274,6 +295,6 @@ def test_init_from_appends_identity_blocks_that_learn(tmp_path, arch):
 def test_every_shipped_recipe_loads_and_starts_from_another_recipes_run(recipe):
     cfg = load_train_config(recipe)  # unknown keys and wrong types raise
     if cfg.run.init_from:
-        out_dirs = {(yaml.safe_load(r.read_text()).get("run") or {}).get("out_dir") for r in RECIPES}
-        assert any(cfg.run.init_from.startswith(f"{d}/") for d in out_dirs if d), (
+        out_dirs = {load_train_config(r).run.out_dir for r in RECIPES}
+        assert any(cfg.run.init_from.startswith(f"{d}/") for d in out_dirs), (
             f"{recipe.name} starts from {cfg.run.init_from}, which no shipped recipe writes")

@@ -158,23 +158,49 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """Read a recipe. ``model`` may be a mapping or the path of a model YAML (relative paths are
-    resolved against the recipe's folder)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"{path}: training config not found")
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` laid over ``base``: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_recipe(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The recipe at ``path`` as a dict, its ``model`` path read into a mapping and its ``base``
+    recipe (a path relative to this recipe's folder) laid underneath it."""
+    if not path.is_file():
+        where = f" (the base of {chain[-1]})" if chain else ""
+        raise ValueError(f"{path}: training config not found{where}")
+    if path.resolve() in {p.resolve() for p in chain}:
+        raise ValueError(f"{path}: recipes name each other as base: {' -> '.join(map(str, chain + (path,)))}")
+    try:
         data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a training config must be a YAML mapping")
-    model = data.get("model", {})
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a training config must be a YAML mapping")
+    model = data.get("model")
     if isinstance(model, str):
         model_path = Path(model)
-        if not model_path.is_absolute() and path is not None and not model_path.exists():
-            model_path = Path(path).parent / model_path
+        if not model_path.is_absolute() and not model_path.exists():
+            model_path = path.parent / model_path
         data["model"] = ModelConfig.from_yaml(model_path).to_dict()
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: 'base' must be the path of another recipe")
+    return _merge(_read_recipe(path.parent / base, chain + (path,)), data)
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a recipe. ``model`` may be a mapping or the path of a model YAML (relative paths are
+    resolved against the recipe's folder); ``base`` names a recipe whose settings this one changes."""
+    data = _read_recipe(Path(path)) if path is not None else {}
     data = apply_overrides(data, list(overrides))
     model_cfg = ModelConfig.from_dict(data.pop("model", {}))
     cfg = _fill(TrainConfig, data, "")
