@@ -1,4 +1,5 @@
 import json
+import re
 import math
 import os
 import signal
@@ -298,3 +299,18 @@ def test_every_shipped_recipe_loads_and_starts_from_another_recipes_run(recipe):
         out_dirs = {load_train_config(r).run.out_dir for r in RECIPES}
         assert any(cfg.run.init_from.startswith(f"{d}/") for d in out_dirs), (
             f"{recipe.name} starts from {cfg.run.init_from}, which no shipped recipe writes")
+
+
+def test_model_card_stages_match_the_recipes_that_ran_them():
+    """Each row of MODEL_CARD.md's stage table gives the peak lr and budget its recipe resolves to
+    (base included), and each stage starts from the last checkpoint of the row before."""
+    card = (CONFIGS.parent / "MODEL_CARD.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| `(configs/[\w.-]+\.yaml)`.*? \| ([\d.e-]+) \| (\d+) s \| (\d+) \|", card, re.M)
+    assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1)) and len(rows) >= 13
+    previous = None
+    for stage, recipe, lr, budget, steps in rows:
+        cfg = load_train_config(CONFIGS.parent / recipe)
+        assert (cfg.optim.lr, cfg.optim.time_budget_s) == (float(lr), float(budget)), f"stage {stage}: {recipe}"
+        if previous is not None:
+            assert cfg.run.init_from == f"{previous[0]}/checkpoints/step-{previous[1]:07d}/model.safetensors", f"stage {stage}"
+        previous = (cfg.run.out_dir, int(steps))
