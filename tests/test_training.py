@@ -14,6 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from nvs.datasets.views import ProceduralViews
+from nvs.models import load_renderer
 from nvs.training.config import load_train_config
 from nvs.training.loop import initial_weights, train
 
@@ -179,7 +180,7 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
 
 def test_compiled_run_writes_checkpoints_that_load_and_resume(tmp_path):
     """run.compile: the checkpoint holds the plain module's keys (no torch.compile prefix)."""
-    from nvs.models import build_renderer, load_renderer
+    from nvs.models import build_renderer
 
     cfg = _cfg(tmp_path, "data.num_scenes=4", "model.layers=1", "optim.steps=2", "optim.batch_size=1",
                "run.ckpt_every=1", "run.compile=true")
@@ -303,7 +304,8 @@ def test_every_shipped_recipe_loads_and_starts_from_another_recipes_run(recipe):
 
 def test_model_card_stages_match_the_recipes_that_ran_them():
     """Each row of MODEL_CARD.md's stage table gives the peak lr and budget its recipe resolves to
-    (base included), and each stage starts from the last checkpoint of the row before."""
+    (base included), each stage starts from the last checkpoint of the row before, and the shipped
+    asset is the last row's."""
     card = (CONFIGS.parent / "MODEL_CARD.md").read_text()
     rows = re.findall(r"^\| (\d+) \| `(configs/[\w.-]+\.yaml)`.*? \| ([\d.e-]+) \| (\d+) s \| (\d+) \|", card, re.M)
     assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1)) and len(rows) >= 15
@@ -314,3 +316,6 @@ def test_model_card_stages_match_the_recipes_that_ran_them():
         if previous is not None:
             assert cfg.run.init_from == f"{previous[0]}/checkpoints/step-{previous[1]:07d}/model.safetensors", f"stage {stage}"
         previous = (cfg.run.out_dir, int(steps))
+    # the shipped asset is the last stage's final checkpoint (the card's cp line) with that recipe's architecture
+    assert f"cp {previous[0]}/checkpoints/step-{previous[1]:07d}/model.safetensors nvs/assets/demo_lact.safetensors" in card
+    assert load_renderer(CONFIGS.parent / "nvs/assets/demo_lact.safetensors").config == cfg.model
