@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from nvs.datasets.views import ProceduralViews
 from nvs.models import load_renderer
 from nvs.training.config import load_train_config
-from nvs.training.loop import initial_weights, train
+from nvs.training.loop import initial_weights, param_checksum, train
 
 TINY = [
     "model.dim=32", "model.layers=2", "model.attn_head_dim=16", "model.ttt_head_dim=16",
@@ -318,4 +318,9 @@ def test_model_card_stages_match_the_recipes_that_ran_them():
         previous = (cfg.run.out_dir, int(steps))
     # the shipped asset is the last stage's final checkpoint (the card's cp line) with that recipe's architecture
     assert f"cp {previous[0]}/checkpoints/step-{previous[1]:07d}/model.safetensors nvs/assets/demo_lact.safetensors" in card
-    assert load_renderer(CONFIGS.parent / "nvs/assets/demo_lact.safetensors").config == cfg.model
+    asset = load_renderer(CONFIGS.parent / "nvs/assets/demo_lact.safetensors")
+    assert asset.config == cfg.model
+    # and its weights are that run's final ones: the parameter sum its summary.json printed (the card quotes it)
+    recorded = float(re.search(r"`param_checksums: \[([\d.]+)\]`", card).group(1))
+    # approx only for the float64 reduction order, which may differ between machines; another run's weights differ by far more
+    assert param_checksum(asset) == pytest.approx(recorded, rel=1e-12)

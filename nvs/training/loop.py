@@ -60,6 +60,11 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def param_checksum(model: torch.nn.Module) -> float:
+    """The float64 sum of every parameter: what ``summary.json`` reports as ``param_checksums``."""
+    return sum(float(p.detach().double().sum()) for p in model.parameters())
+
+
 def lr_factor(step: int, progress: float, warmup: int, min_ratio: float) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_ratio`` as ``progress``
     (the finished fraction of the run, by steps or by time) goes from 0 to 1."""
@@ -298,7 +303,7 @@ def train(
             break
     bar.close()
     # every rank reports a checksum of its parameters: DDP ranks must agree exactly
-    checksum = torch.tensor([sum(float(p.detach().double().sum()) for p in raw_model.parameters())], dtype=torch.float64, device=device)
+    checksum = torch.tensor([param_checksum(raw_model)], dtype=torch.float64, device=device)
     checksums = accelerator.gather(checksum).tolist()
     summary = {
         "steps": done, "start_step": start_step, "skipped_steps": skipped, "seconds": round(time.time() - t0, 2),
