@@ -25,9 +25,7 @@ def _package_dirs(table: dict) -> dict[str, Path]:
         for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
             if folder.name == "__pycache__" or not any(f.is_file() for f in folder.iterdir()):
                 continue
-            parts = folder.relative_to(root).parts
-            dotted = ".".join((name, *parts))
-            found.setdefault(dotted, folder)
+            found[".".join((name, *folder.relative_to(root).parts))] = folder
     return found
 
 
@@ -44,7 +42,7 @@ def test_every_non_python_file_is_package_data():
     unshipped = []
     for dotted, folder in _package_dirs(table).items():
         for f in folder.iterdir():
-            if f.is_file() and f.suffix not in {".py", ".pyc"}:
+            if f.is_file() and f.suffix != ".py":
                 if not any(fnmatch.fnmatch(f.name, p) for p in patterns.get(dotted, [])):
                     unshipped.append(str(f.relative_to(ROOT)))
     assert not unshipped, f"not in [tool.setuptools.package-data]: {unshipped}"
