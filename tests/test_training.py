@@ -1,3 +1,4 @@
+import ast
 import json
 import math
 import os
@@ -324,3 +325,19 @@ def test_model_card_stages_match_the_recipes_that_ran_them():
     recorded = float(re.search(r"`param_checksums: \[([\d.]+)\]`", card).group(1))
     # approx only for the float64 reduction order, which may differ between machines; another run's weights differ by far more
     assert param_checksum(asset) == pytest.approx(recorded, rel=1e-12)
+
+
+def test_model_card_scene_count_is_what_its_script_prints_for_the_stage_table():
+    """The card's Data section claims no training scene was drawn twice, from a script whose
+    (data.seed, steps) list must be the stage table's; run it and compare with the quoted output."""
+    card = (CONFIGS.parent / "MODEL_CARD.md").read_text()
+    data = card[card.index("## Data"):card.index("## Training")]
+    script = re.search(r"```python\n(.*?)```", data, re.S).group(1)
+    rows = re.findall(r"^\| \d+ \| `(configs/[\w.-]+\.yaml)`.*? \| (\d+) s \| (\d+) \|", card, re.M)
+    table = [(load_train_config(CONFIGS.parent / recipe).data.seed, int(steps)) for recipe, _, steps in rows]
+    listed = re.search(r"stages = (\[.*?\])", script, re.S).group(1)
+    assert ast.literal_eval(listed) == table
+    claimed = re.search(r"printed `(\d+ samples, \d+ distinct scenes)`", data).group(1)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=CONFIGS.parent, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == claimed
