@@ -12,12 +12,22 @@ that cuBLAS already runs at peak. References: :mod:`nvs.kernels.reference`.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-BLOCK_L, BLOCK_H, BLOCK_D = 32, 32, 32
+
+def _tile_configs() -> list[triton.Config]:
+    """Tile shapes tried once per problem size (Hopper-sized tiles first); one small tile under
+    Triton's CPU interpreter, where every config would be interpreted."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return [triton.Config({"BL": 32, "BH": 32, "BD": 32})]
+    return [triton.Config({"BL": bl, "BH": bh, "BD": bd}, num_warps=warps, num_stages=stages)
+            for bl, bh, bd, warps, stages in ((128, 128, 32, 8, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3),
+                                              (64, 64, 64, 4, 3), (64, 64, 32, 4, 4), (32, 32, 32, 4, 2))]
 
 
 @triton.jit
@@ -27,6 +37,7 @@ def _tile(base, rows, cols, srow, scol, nrows, ncols):
                    mask=(rows[:, None] < nrows) & (cols[None, :] < ncols), other=0.0)
 
 
+@triton.autotune(configs=_tile_configs(), key=["L", "D", "H"])
 @triton.jit
 def _swiglu_hidden(x_ptr, w0_ptr, w2_ptr, h_ptr, L, D, H,
                    sxn, sxl, sxd, swn, swd, swh, shn, shl, shh,
@@ -46,6 +57,7 @@ def _swiglu_hidden(x_ptr, w0_ptr, w2_ptr, h_ptr, L, D, H,
              mask=(rows[:, None] < L) & (cols[None, :] < H))
 
 
+@triton.autotune(configs=_tile_configs(), key=["L", "D", "H"])
 @triton.jit
 def _update_rhs(k_ptr, v_ptr, w0_ptr, w2_ptr, w1_ptr, lr0_ptr, lr1_ptr, lr2_ptr, hid_ptr, dg_ptr, du_ptr, L, D, H,
                 skn, skl, skd, swn, swd, swh, s1n, s1h, s1d, srn, srl, son, sol, soh,
@@ -78,17 +90,23 @@ def _update_rhs(k_ptr, v_ptr, w0_ptr, w2_ptr, w1_ptr, lr0_ptr, lr1_ptr, lr2_ptr,
 
 
 def _grid(n: int, length: int, hidden: int):
-    return (triton.cdiv(length, BLOCK_L), triton.cdiv(hidden, BLOCK_H), n)
+    return lambda meta: (triton.cdiv(length, meta["BL"]), triton.cdiv(hidden, meta["BH"]), n)
+
+
+def _compute_dtype(*tensors: Tensor) -> torch.dtype:
+    """bfloat16 when every operand is (tensor-core products, float32 accumulation, as cuBLAS does
+    for the reference), else float32 with exact ("ieee") float32 products."""
+    return torch.bfloat16 if all(t.dtype == torch.bfloat16 for t in tensors) else torch.float32
 
 
 def swiglu_hidden(w0: Tensor, w2: Tensor, x: Tensor) -> Tensor:
-    """silu(x W0) * (x W2): x [N, L, d], W0/W2 [N, d, dh] -> [N, L, dh] float32."""
+    """silu(x W0) * (x W2): x [N, L, d], W0/W2 [N, d, dh] -> [N, L, dh] in the compute dtype."""
     n, length, d = x.shape
     hidden = w0.shape[-1]
-    x, w0, w2 = x.float().contiguous(), w0.float().contiguous(), w2.float().contiguous()
-    h = torch.empty(n, length, hidden, device=x.device, dtype=torch.float32)
-    _swiglu_hidden[_grid(n, length, hidden)](x, w0, w2, h, length, d, hidden, *x.stride(), *w0.stride(), *h.stride(),
-                                             BL=BLOCK_L, BH=BLOCK_H, BD=BLOCK_D)
+    dtype = _compute_dtype(w0, w2, x)
+    x, w0, w2 = (t.to(dtype).contiguous() for t in (x, w0, w2))
+    h = torch.empty(n, length, hidden, device=x.device, dtype=dtype)
+    _swiglu_hidden[_grid(n, length, hidden)](x, w0, w2, h, length, d, hidden, *x.stride(), *w0.stride(), *h.stride())
     return h
 
 
@@ -98,7 +116,8 @@ class _SwiGLUApply(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w0, w1, w2, x):
         ctx.save_for_backward(w0, w1, w2, x)
-        return swiglu_hidden(w0, w2, x) @ w1.float()
+        h = swiglu_hidden(w0, w2, x)
+        return h @ w1.to(h.dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -121,16 +140,15 @@ def swiglu_apply(w0: Tensor, w1: Tensor, w2: Tensor, x: Tensor) -> Tensor:
 
 def update_factors(w0: Tensor, w1: Tensor, w2: Tensor, k: Tensor, v: Tensor, lr0: Tensor, lr1: Tensor,
                    lr2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(hidden * lr1, d_gate * lr0, d_up * lr2), each [N, L, dh], in one fused pass."""
+    """(hidden * lr1, d_gate * lr0, d_up * lr2), each [N, L, dh] in the compute dtype, in one fused pass."""
     n, length, d = k.shape
     hidden = w0.shape[-1]
-    k, v = k.float().contiguous(), v.float().contiguous()
-    w0, w1, w2 = w0.float().contiguous(), w1.float().contiguous(), w2.float().contiguous()
+    dtype = _compute_dtype(w0, w1, w2, k, v)
+    k, v, w0, w1, w2 = (t.to(dtype).contiguous() for t in (k, v, w0, w1, w2))
     lr0, lr1, lr2 = (lr.float().reshape(n, length).contiguous() for lr in (lr0, lr1, lr2))
-    hid, d_gate, d_up = (torch.empty(n, length, hidden, device=k.device, dtype=torch.float32) for _ in range(3))
+    hid, d_gate, d_up = (torch.empty(n, length, hidden, device=k.device, dtype=dtype) for _ in range(3))
     _update_rhs[_grid(n, length, hidden)](k, v, w0, w2, w1, lr0, lr1, lr2, hid, d_gate, d_up, length, d, hidden,
-                                          *k.stride(), *w0.stride(), *w1.stride(), *lr0.stride(), *hid.stride(),
-                                          BL=BLOCK_L, BH=BLOCK_H, BD=BLOCK_D)
+                                          *k.stride(), *w0.stride(), *w1.stride(), *lr0.stride(), *hid.stride())
     return hid, d_gate, d_up
 
 
@@ -139,5 +157,5 @@ def swiglu_update_grads(w0: Tensor, w1: Tensor, w2: Tensor, k: Tensor, v: Tensor
     """Same contract as the reference; used where no gradient flows through the update (memorising
     for rendering), since the fused pass has no backward."""
     hid, d_gate, d_up = update_factors(w0, w1, w2, k, v, lr0, lr1, lr2)
-    kt = k.float().transpose(-1, -2)
-    return kt @ d_gate, hid.transpose(-1, -2) @ v.float(), kt @ d_up
+    kt = k.to(hid.dtype).transpose(-1, -2)
+    return kt @ d_gate, hid.transpose(-1, -2) @ v.to(hid.dtype), kt @ d_up

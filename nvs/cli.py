@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+DEVICE_HELP = "auto (the default: the CUDA GPU if torch sees one, else the CPU), cpu, cuda or cuda:N"
+
 
 def _demo(args: argparse.Namespace) -> int:
     from nvs.demo import run_demo
@@ -81,9 +83,11 @@ def _eval(args: argparse.Namespace) -> int:
     from nvs.cameras import Cameras
     from nvs.datasets.views import FileViews
     from nvs.evaluate import EvalScene, evaluate
+    from nvs.devices import resolve_device
     from nvs.models import load_renderer
 
-    model = load_renderer(args.checkpoint)
+    device = resolve_device(args.device)
+    model = load_renderer(args.checkpoint, device=device)
     data = FileViews(args.data, args.views, args.targets, args.size[0], args.size[1], selection=args.selection,
                      index=args.index, normalize=args.normalize)
     h, w = args.size
@@ -96,7 +100,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     protocol = {"selection": "index" if args.index else args.selection, "input_views": args.views,
                 "target_views": args.targets or "all remaining", "size": [h, w], "normalized": args.normalize}
-    meta = {"checkpoint": str(args.checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol}
+    meta = {"checkpoint": str(args.checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol,
+            "device": str(device)}
     summary = evaluate(model, scenes(), Path(args.out), meta, lpips_net=args.lpips_net,
                        save_images=not args.no_images, total=len(data))
     print(f"{summary['scenes']} scenes, {summary['views']} views: PSNR {summary['psnr']['mean']:.2f} "
@@ -112,7 +117,7 @@ def _render(args: argparse.Namespace) -> int:
     from nvs.render_cli import render_path
 
     s = render_path(Path(args.checkpoint), Path(args.scene), args.path, args.frames, args.fps, Path(args.out),
-                    args.views, tuple(args.size), args.scene_index)
+                    args.views, tuple(args.size), args.scene_index, device=args.device)
     print(f"rendered {s['frames']} frames of scene {s['scene']} at {s['fps']} fps to {args.out} "
           f"(memorise {s['memorize_s']:.2f} s, {s['render_s_per_frame'] * 1000:.1f} ms/frame); summary {args.out}.json")
     return 0
@@ -204,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize", action="store_true", help="normalise scenes to the mean input camera (scene-level data)")
     p.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg")
     p.add_argument("--no-images", action="store_true", help="skip writing GT | prediction images")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_eval)
 
@@ -216,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, help="default: the path file's fps, else 24")
     p.add_argument("--views", type=int, default=8, help="input views (evenly spaced over the scene)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[256, 256])
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--out", required=True, help="video.mp4, video.gif, or a folder for PNG frames")
     p.set_defaults(func=_render)
 
@@ -259,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=1536, help="fast-weight hidden width (published ttt2x: 1536)")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--kernels", nargs="+", choices=["auto", "torch", "triton"], default=["auto"],
-                   help="auto: Triton on a CUDA GPU, else torch; triton: the Triton kernels (GPU only); torch: the reference")
+                   help="auto: what the renderer runs by default (the torch reference, the faster where measured); "
+                        "torch: the reference; triton: the fused Triton kernels (CUDA GPU only)")
     p.add_argument("--out", default="outputs/bench")
     p.set_defaults(func=_bench)
     p = bench.add_parser("views", help="memorise / render-per-view time and memory vs input views, LaCT vs full attention")

@@ -17,39 +17,31 @@ from typing import Callable
 import torch
 
 from nvs.bench import _report
+from nvs.devices import resolve_device, synchronize
 from nvs.kernels import triton_available
 from nvs.models.fast_weight import TTTOp, run_fast_weight_ops
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def best_time(fn: Callable[[], object], repeats: int = 3, device: torch.device = torch.device("cpu")) -> float:
     """The fastest of ``repeats`` timed calls after one warm-up call (seconds)."""
     fn()
-    _sync(device)
+    synchronize(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return min(times)
-
-
-def _device(name: str | None) -> torch.device:
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 # ----- peak -------------------------------------------------------------------------------------
 def measure_peak(dtype: str = "fp32", sizes=None, device: str | None = None) -> list[dict]:
     """Square products of each size (default 1024-3072; 256-1024 for bf16 on CPUs without bf16
     units, where it runs at about 1 GFLOP/s)."""
-    dev = _device(device)
+    dev = resolve_device(device)
     if sizes is None:
         sizes = (256, 512, 1024) if dtype == "bf16" and dev.type == "cpu" else (1024, 2048, 3072)
     rows = []
@@ -90,7 +82,7 @@ def lact_layer_case(tokens: int, chunk: int | None, d: int = 768, dh: int = 1536
     """Update + apply over ``tokens`` tokens: one chunk (chunk None) or online minibatches of
     ``chunk`` tokens (each updated on, then applied to). Minibatch runs time only the first
     ``max_chunks`` minibatches: every minibatch costs the same, so the rate carries over."""
-    dev = _device(device)
+    dev = resolve_device(device)
     g = torch.Generator(device="cpu").manual_seed(0)
 
     def rand(*shape, scale=1.0):
@@ -134,8 +126,8 @@ def bench_lact_layer(out: Path, token_counts=(1024, 4096, 16384, 65536), chunks=
                      d: int = 768, dh: int = 1536, dtype: str = "fp32", device: str | None = None,
                      kernels=("auto",)) -> list[dict]:
     """The fast-weight update + apply of one LaCT head at the published size (768 -> 1536), large
-    chunk vs minibatches, with each of ``kernels`` (auto: Triton on CUDA, torch: the reference)."""
-    dev = _device(device)
+    chunk vs minibatches, with each of ``kernels`` (auto and torch: the reference; triton: the fused kernels)."""
+    dev = resolve_device(device)
     if "triton" in kernels and not triton_available(dev):
         raise ValueError(f"--kernels triton times the Triton kernels on a CUDA GPU; this machine runs on {dev.type} "
                          "(use --kernels torch or auto)")
@@ -148,8 +140,8 @@ def bench_lact_layer(out: Path, token_counts=(1024, 4096, 16384, 65536), chunks=
                     if chunk is not None and chunk >= tokens:
                         continue
                     row = lact_layer_case(tokens, chunk, d, dh, dtype=dtype, device=device)
-                    used = "triton" if choice != "torch" and triton_available(dev) else "torch"
-                    row = {**row, "kernels": used, "percent_of_peak": round(100 * row["gflops"] / peak, 1)}
+                    used = "triton" if choice == "triton" else "torch"
+                    row = {**row, "kernels": used, "percent_of_peak": _sig3(100 * row["gflops"] / peak)}
                     rows.append(row)
     _report("lact-layer", rows, out)
     print(f"peak ({dtype}): {peak} GFLOP/s")

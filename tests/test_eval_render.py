@@ -108,10 +108,31 @@ def test_bad_inputs_give_clear_errors(workspace, tmp_path):
           "--out", tmp_path / "v.mp4"), "not a valid nerfstudio camera path"),
         (("render", "--checkpoint", ckpt, "--scene", root / "data", "--path", "zigzag", "--size", "32", "32", "--out", tmp_path / "v.mp4"),
          "unknown camera path"),
+        (("eval", "--checkpoint", ckpt, "--data", root / "data", "--device", "tpu", "--out", tmp_path / "o"), "not a device name"),
     ]
+    if not torch.cuda.is_available():
+        cases.append((("render", "--checkpoint", ckpt, "--scene", root / "data", "--device", "cuda", "--out", tmp_path / "v.mp4"),
+                      "sees no CUDA GPU"))
     for args, message in cases:
         out = _run(*args)
         assert out.returncode == 2, (args, out.stderr)
         assert message in out.stderr and "Traceback" not in out.stderr, (message, out.stderr)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run where one is present)")
+def test_eval_and_render_on_the_gpu(workspace):
+    root, ckpt = workspace
+    scores = {}
+    for device in ("cpu", "cuda"):
+        out = _run("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "3", "--size", "32", "32", "--no-images",
+                   "--lpips-net", "alex", "--device", device, "--out", root / f"ev-{device}")
+        assert out.returncode == 0, out.stderr
+        summary = json.loads((root / f"ev-{device}" / "summary.json").read_text())
+        assert summary["device"] == device
+        scores[device] = summary["psnr"]["mean"]
+    assert abs(scores["cpu"] - scores["cuda"]) < 0.05, scores
+    out = _run("render", "--checkpoint", ckpt, "--scene", root / "data", "--views", "3", "--size", "32", "32", "--frames", "3",
+               "--device", "cuda", "--out", root / "frames-gpu")
+    assert out.returncode == 0, out.stderr
+    assert len(list((root / "frames-gpu").glob("*.png"))) == 3
+    assert json.loads((root / "frames-gpu.json").read_text())["device"] == "cuda"

@@ -26,7 +26,27 @@ def test_triton_kernels_match_the_reference_in_the_interpreter():
     if not kernels.HAVE_TRITON:
         pytest.skip("triton is not installed (requirements.txt installs it)")
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    out = subprocess.run([sys.executable, "-m", "tests.triton_interpreter_checks"], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "tests.triton_kernel_checks"], env=env, capture_output=True,
                          text=True, timeout=600, cwd=Path(__file__).parents[1])
     assert out.returncode == 0, out.stderr[-3000:]
     assert "match the reference" in out.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run where one is present)")
+@pytest.mark.parametrize("sizes", [dict(n=2, length=50, d=40, dh=72), dict(n=1, length=4096, d=768, dh=1536)],
+                         ids=["odd", "published"])
+def test_triton_kernels_match_the_reference_on_cuda(sizes, monkeypatch):
+    from tests.triton_kernel_checks import check
+
+    cuda = torch.zeros(1, device="cuda")
+    assert not kernels.use_triton(cuda)  # the default runs the reference, also on GPUs
+    monkeypatch.setenv("NVS_KERNELS", "triton")
+    assert kernels.use_triton(cuda)
+    check("cuda", **sizes)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run where one is present)")
+def test_triton_kernels_in_bf16_match_the_reference_on_cuda():
+    from tests.triton_kernel_checks import check_bf16
+
+    check_bf16("cuda")

@@ -226,3 +226,30 @@ def test_fast_weight_sizes_are_checked_only_where_they_exist():
         ModelConfig(dim=128, ttt_head_dim=96)
     assert ModelConfig(arch="full_attention", dim=128, attn_head_dim=32).arch == "full_attention"  # ttt sizes unused
     assert ModelConfig.from_yaml(Path(__file__).parents[1] / "configs" / "full-attention-demo.yaml").dim == 128
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run where one is present)")
+@pytest.mark.parametrize("kernels", ["torch", "triton"])
+def test_the_renderer_on_cuda_computes_what_it_computes_on_the_cpu(kernels, monkeypatch):
+    """Memorise / render and the training gradients on CUDA, with either kernel choice, against
+    the CPU reference. Newton-Schulz is off: its bf16 rounding differs between CPU and GPU GEMMs
+    and the update amplifies that (see the official-parity tests), which would hide a wrong kernel."""
+    torch.manual_seed(0)
+    images, cams = _scene(batch=2, views=4)
+    targets = ring_cameras(2, 2, offset=0.3)
+    results = {}
+    for device in ("cpu", "cuda"):
+        if device == "cuda":
+            monkeypatch.setenv("NVS_KERNELS", kernels)  # the CPU side always runs the reference
+        torch.manual_seed(0)
+        model = LaCTRenderer(tiny_config(muon_steps=0)).to(device)
+        ins, in_cams, tg_cams = images.to(device), cams.to(device), targets.to(device)
+        with torch.no_grad():
+            rendered = model.render(model.memorize(ins, in_cams), tg_cams)
+        assert rendered.device.type == device
+        model(ins, in_cams, tg_cams).square().mean().backward()
+        results[device] = rendered.cpu(), {name: p.grad.cpu() for name, p in model.named_parameters()}
+    (want, want_grads), (got, got_grads) = results["cpu"], results["cuda"]
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, atol=1e-5, rtol=1e-3, msg=name)
