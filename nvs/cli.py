@@ -27,7 +27,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _app(args: argparse.Namespace) -> int:
     from nvs.app import launch
 
-    launch(args.checkpoint, port=args.port, share=args.share, size=args.size, host=args.host)
+    launch(args.checkpoint, port=args.port, share=args.share, size=args.size, host=args.host, device=args.device)
     return 0
 
 
@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for the local network)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     p.add_argument("--size", type=int, default=128, help="square image size the renderer works at")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=_app)
 
     data = sub.add_parser("data", help="write procedural data sets, inspect data sets").add_subparsers(dest="data_command", required=True)

@@ -147,3 +147,29 @@ def test_app_handlers_run_a_published_layout_checkpoint():
     assert not session.work.exists()
     with pytest.raises(ValueError, match="not a positive multiple of two_heads.safetensors's patch size 8"):
         ViewerApp(Path(__file__).parent / "fixtures" / "two_heads.safetensors", size=60)
+
+
+def test_app_device_is_checked():
+    from nvs.app import ViewerApp
+
+    with pytest.raises(ValueError, match="not a device name"):
+        ViewerApp(DEMO_CHECKPOINT, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            ViewerApp(DEMO_CHECKPOINT, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run where one is present)")
+def test_viewer_renders_on_the_gpu():
+    """With the renderer on CUDA, scenes go to the GPU and images come back to the CPU, scoring
+    the held-out views as the CPU does."""
+    scene = viewer.example_scene()
+    scores = {}
+    for device in ("cpu", "cuda"):
+        model = load_renderer(DEMO_CHECKPOINT, device=device)
+        state = viewer.memorize(model, scene)
+        pose = viewer.initial_pose(scene)
+        image = viewer.render_views(model, state, viewer.virtual_camera(scene, pose))
+        assert image.device.type == "cpu" and image.shape == (1, 3, 128, 128)
+        pred, scores[device], _ = viewer.score_heldout(model, state, scene, lpips_net="alex")
+    assert abs(scores["cpu"]["psnr"] - scores["cuda"]["psnr"]) < 0.05, scores
