@@ -24,6 +24,11 @@ def resolve_device(name: str | None = "auto") -> torch.device:
     return device
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a renderer's parameters live (its inputs must go there)."""
+    return next(model.parameters()).device
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so that a wall-clock reading covers it."""
     if device.type == "cuda":

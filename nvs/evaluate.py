@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from nvs.cameras import Cameras
-from nvs.devices import synchronize
+from nvs.devices import model_device, synchronize
 from nvs.media import image_grid, save_image
 from nvs.metrics import all_metrics
 
@@ -45,7 +45,7 @@ def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_ne
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     memorize_s, render_s, rendered = 0.0, 0.0, 0
-    device = next(model.parameters()).device
+    device = model_device(model)
     scene_count = 0
     for scene in tqdm(scenes, total=total, desc="eval", unit="scene"):
         if scene.targets.shape[0] == 0:

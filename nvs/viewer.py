@@ -24,7 +24,7 @@ from nvs.cameras import Cameras, fov_to_focal, look_at
 from nvs.datasets.formats import load_views, read_lact_scene
 from nvs.datasets.procedural import OBJECT_RADIUS, object_scene
 from nvs.datasets.views import spread_order
-from nvs.devices import synchronize
+from nvs.devices import model_device, synchronize
 from nvs.media import save_video
 from nvs.metrics import psnr, ssim
 from nvs.photo_inputs import VIDEO_SUFFIXES, extract_zip
@@ -177,14 +177,10 @@ def initial_pose(scene: ViewerScene) -> ViewPose:
     return ViewPose(0.0, round(elevation, 1), 1.0, round(min(max(fov, 10.0), 120.0), 1))
 
 
-def _device_of(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def memorize(model, scene: ViewerScene):
     """The renderer's state for the scene's input views, on the renderer's device."""
-    device = _device_of(model)
+    device = model_device(model)
     t0 = time.perf_counter()
     state = model.memorize(scene.images[None].to(device), scene.cameras.unsqueeze(0).to(device))
     synchronize(device)
@@ -195,7 +191,7 @@ def memorize(model, scene: ViewerScene):
 @torch.no_grad()
 def render_views(model, state, cams: Cameras, chunk: int = 8, progress: Progress = _no_progress) -> Tensor:
     """Images [N, 3, H, W] (on the CPU) for cameras [N], ``chunk`` views per call."""
-    device = _device_of(model)
+    device = model_device(model)
     out = []
     for i in range(0, cams.shape[0], chunk):
         out.append(model.render(state, cams[i : i + chunk].unsqueeze(0).to(device))[0].cpu())
