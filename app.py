@@ -2,7 +2,7 @@
 
 import sys
 
-from nvs.cli import main
+from nvs.commands.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["app", *sys.argv[1:]]))

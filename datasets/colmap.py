@@ -16,7 +16,7 @@ from torch import Tensor
 
 from nvs.cameras import Cameras
 from nvs.datasets.records import SceneRecord, cameras_from_w2c, check_image, image_size
-from nvs.media import save_image
+from nvs.io.media import save_image
 
 MODEL_FILES = ("cameras.bin", "cameras.txt")
 

@@ -30,7 +30,7 @@ from nvs.cameras import Cameras, normalized_to_pixel_intrinsics, pixel_to_normal
 from nvs.datasets.records import SceneRecord, cameras_from_w2c, check_image, finite_matrix, image_size, load_json, number
 from nvs.datasets.colmap import is_colmap_scene, read_colmap_scene, write_colmap_scene
 from nvs.datasets.nerfstudio import read_nerfstudio_scene, write_nerfstudio_scene
-from nvs.media import decode_image, read_image, save_images
+from nvs.io.media import decode_image, read_image, save_images
 
 FORMATS = ("lact", "lvsm", "pixelsplat", "nerfstudio", "colmap")
 INDEX_FILES = {"lact": "index.json", "lvsm": "full_list.txt", "pixelsplat": "index.json"}
@@ -148,7 +148,7 @@ def read_pixelsplat_scene(chunk_path: Path, key: str) -> SceneRecord:
 def write_pixelsplat(root: Path, scenes: list[tuple[str, Tensor, Cameras]], per_chunk: int = 8, quality: int = 95) -> Path:
     import imageio.v3 as iio
 
-    from nvs.media import to_uint8
+    from nvs.io.media import to_uint8
 
     root.mkdir(parents=True, exist_ok=True)
     index = {}
@@ -258,7 +258,7 @@ def write_dataset(root: str | Path, fmt: str, scenes: list[tuple[str, Tensor, Ca
 def load_views(record: SceneRecord, indices: list[int], height: int | None = None, width: int | None = None) -> tuple[Tensor, Cameras]:
     """Images [K, 3, H, W] and cameras [K] of selected views, resized to cover (height, width)
     and centre-cropped, intrinsics updated in the same step."""
-    from nvs.image_ops import resize_and_center_crop, undistort_image
+    from nvs.geometry.image_ops import resize_and_center_crop, undistort_image
 
     images, cams = [], record.cameras[torch.tensor(indices)]
     for i in indices:
@@ -275,3 +275,17 @@ def load_views(record: SceneRecord, indices: list[int], height: int | None = Non
     if height is not None and width is not None:
         stack, cams = resize_and_center_crop(stack, cams, height, width)
     return stack, cams
+
+
+def read_any_scene(path: Path, scene_index: int = 0) -> SceneRecord:
+    """A scene from a data set folder/index (``scene_index``-th scene) or a single scene file."""
+    if path.is_file() and path.name == "opencv_cameras.json":
+        return read_lact_scene(path)
+    if path.is_file() and path.name == "transforms.json":
+        return read_nerfstudio_scene(path)
+    if path.is_file() and path.suffix == ".json" and path.name != "index.json":
+        return read_lvsm_scene(path)
+    fmt, files = list_scenes(path)
+    if not 0 <= scene_index < len(files):
+        raise ValueError(f"{path}: scene {scene_index} requested, the data set has {len(files)}")
+    return read_scene(fmt, files[scene_index])

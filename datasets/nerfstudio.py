@@ -19,7 +19,7 @@ from torch import Tensor
 
 from nvs.cameras import Cameras, opencv_to_opengl, opengl_to_opencv
 from nvs.datasets.records import SceneRecord, check_image, finite_matrix, image_size, load_json
-from nvs.media import save_image
+from nvs.io.media import save_image
 
 DISTORTION_KEYS = ("k1", "k2", "p1", "p2", "k3")  # OpenCV's order
 FISHEYE_MODELS = ("OPENCV_FISHEYE", "FISHEYE", "EQUIRECTANGULAR")

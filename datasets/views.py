@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from nvs.cameras import Cameras
 from nvs.datasets.formats import list_scenes, load_views, read_scene, scene_name
 from nvs.datasets.procedural import generate_scene
-from nvs.scene_normalization import SceneNormalization
+from nvs.geometry.scene_normalization import SceneNormalization
 
 
 def make_sample(images: Tensor, cams: Cameras, n_inputs: int, normalize: bool) -> dict[str, Tensor]:

@@ -1,5 +1,7 @@
-"""Fast-weight kernels, chosen per call by NVS_KERNELS: ``auto`` (the default) and ``torch`` run
-the plain-torch reference; ``triton`` runs the fused Triton kernels and makes a call on tensors
+"""Fused Triton kernels for the fast-weight SwiGLU, and the choice of when to run them.
+
+``NVS_KERNELS`` picks per call: ``auto`` (the default) and ``torch`` run the plain-torch reference
+in :mod:`nvs.models.fast_weight`; ``triton`` runs the fused kernels and makes a call on tensors
 they cannot take (not CUDA, or no triton package) an error instead of a fallback.
 
 The reference is the default on GPUs too because it was the faster on the one GPU measured
@@ -19,12 +21,7 @@ import os
 import torch
 from torch import Tensor
 
-from nvs.kernels import reference
-from nvs.kernels.reference import newton_schulz, renormalize_columns
-
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
-
-
 KERNEL_CHOICES = ("auto", "torch", "triton")
 
 
@@ -41,6 +38,7 @@ def triton_available(device: torch.device | str) -> bool:
 
 
 def use_triton(*tensors: Tensor) -> bool:
+    """True when NVS_KERNELS=triton (then every tensor must be on CUDA); False otherwise."""
     if kernel_choice() != "triton":
         return False
     if not all(triton_available(t.device) for t in tensors):
@@ -48,22 +46,18 @@ def use_triton(*tensors: Tensor) -> bool:
     return True
 
 
-def swiglu_apply(w0: Tensor, w1: Tensor, w2: Tensor, x: Tensor) -> Tensor:
-    if use_triton(w0, w1, w2, x):
-        from nvs.kernels import triton_swiglu
+def triton_swiglu_apply(w0: Tensor, w1: Tensor, w2: Tensor, x: Tensor) -> Tensor:
+    from nvs.kernels import triton_swiglu
 
-        return triton_swiglu.swiglu_apply(w0, w1, w2, x).to(x.dtype)
-    return reference.swiglu_apply(w0, w1, w2, x)
+    return triton_swiglu.swiglu_apply(w0, w1, w2, x).to(x.dtype)
 
 
-def swiglu_update_grads(w0: Tensor, w1: Tensor, w2: Tensor, k: Tensor, v: Tensor, lr0: Tensor, lr1: Tensor,
-                        lr2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    tensors = (w0, w1, w2, k, v, lr0, lr1, lr2)
-    if use_triton(*tensors) and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
-        from nvs.kernels import triton_swiglu
+def triton_swiglu_update_grads(*tensors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(w0, w1, w2, k, v, lr0, lr1, lr2) -> (g0, g1, g2), as :func:`nvs.models.fast_weight.swiglu_update_grads`."""
+    from nvs.kernels import triton_swiglu
 
-        return tuple(g.to(k.dtype) for g in triton_swiglu.swiglu_update_grads(*tensors))
-    return reference.swiglu_update_grads(*tensors)
+    return tuple(g.to(tensors[3].dtype) for g in triton_swiglu.swiglu_update_grads(*tensors))
 
 
-__all__ = ["HAVE_TRITON", "KERNEL_CHOICES", "kernel_choice", "newton_schulz", "renormalize_columns", "swiglu_apply", "swiglu_update_grads", "triton_available", "use_triton"]
+__all__ = ["HAVE_TRITON", "KERNEL_CHOICES", "kernel_choice", "triton_available", "triton_swiglu_apply",
+           "triton_swiglu_update_grads", "use_triton"]

@@ -7,7 +7,7 @@ written and re-read:
 - ``_update_rhs``: from k, v and the weights, the three per-token factors of the update's
   weight gradients (hidden * lr1, d_gate * lr0, d_up * lr2) in one pass over k and v.
 The remaining products (h W1 and the [d, L] x [L, dh] weight gradients) are single large GEMMs
-that cuBLAS already runs at peak. References: :mod:`nvs.kernels.reference`.
+that cuBLAS already runs at peak. The reference math they are tested against is in :mod:`nvs.models.fast_weight`.
 """
 
 from __future__ import annotations

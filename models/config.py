@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from nvs.models.fast_weight import NEWTON_SCHULZ_DTYPES
+
 ARCHITECTURES = ("lact", "full_attention")
 
 
@@ -28,6 +30,8 @@ class ModelConfig:
     ttt_inter_multi: float = 2.0
     ttt_base_lr: float = 0.01
     muon_steps: int = 5
+    # dtype of the Newton-Schulz products: "bfloat16" as published; see nvs.models.fast_weight
+    newton_schulz_dtype: str = "bfloat16"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -36,6 +40,8 @@ class ModelConfig:
         for name, head in heads:
             if self.dim % head:
                 raise ValueError(f"dim {self.dim} is not divisible by {name} {head}")
+        if self.newton_schulz_dtype not in NEWTON_SCHULZ_DTYPES:
+            raise ValueError(f"newton_schulz_dtype must be one of {NEWTON_SCHULZ_DTYPES}, got {self.newton_schulz_dtype!r}")
         if self.patch_size <= 0 or self.layers <= 0:
             raise ValueError("patch_size and layers must be positive")
 

@@ -1,15 +1,22 @@
-"""The LaCT fast-weight layer: a multi-head SwiGLU whose weights are trained at test time.
+"""The LaCT fast-weight layer and its math: a multi-head SwiGLU whose weights are trained at test time.
 
-One large chunk of tokens (all input views of a scene) updates the fast weights in a single
-step; any tokens can then be read out by applying the updated weights. Which tokens update and
-which apply is an explicit list of :class:`TTTOp` over token ranges, so the same layer serves
-joint training (update on inputs, apply on inputs + targets) and split inference (memorise, then
-render from the stored weights).
+Fast weights per head form a SwiGLU MLP  f(x) = (silu(x W0) * (x W2)) W1  with W0, W2 [N, d, dh]
+and W1 [N, dh, d], N = batch x heads. One large chunk of tokens (all input views of a scene)
+updates them in a single step: the gradient of  -sum_i lr_i f(k_i) . v_i  for each weight,
+orthogonalised by Newton-Schulz, added, and the columns renormalised. Any tokens can then be
+read out by applying the updated weights. Which tokens update and which apply is an explicit list
+of :class:`TTTOp` over token ranges, so the same layer serves joint training (update on inputs,
+apply on inputs + targets) and split inference (memorise, then render from stored weights).
+
+The functions here are the reference math; on CUDA, ``NVS_KERNELS=triton`` routes the apply and
+the update's gradients to the fused kernels of :mod:`nvs.kernels`, which are tested against them.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -18,6 +25,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nvs import kernels
+
+# Quintic Newton-Schulz coefficients of Muon (Keller Jordan et al.), as LaCT uses them.
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+# "bfloat16" is the published model; "bfloat16_emulated" takes float32 products rounded to bfloat16
+# (fast on CPUs without native bfloat16, not bit-equal to the published outputs); the others are
+# well-conditioned references.
+NEWTON_SCHULZ_DTYPES = ("bfloat16", "bfloat16_emulated", "float32", "float64")
 
 
 class TTTOp(NamedTuple):
@@ -52,6 +66,101 @@ def inverse_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
+# ----------------------------------------------------------------------------- the reference math
+
+def swiglu_apply(w0: Tensor, w1: Tensor, w2: Tensor, x: Tensor) -> Tensor:
+    """f(x) for x [N, L, d] -> [N, L, d]."""
+    if kernels.use_triton(w0, w1, w2, x):
+        return kernels.triton_swiglu_apply(w0, w1, w2, x)
+    return (F.silu(x @ w0) * (x @ w2)) @ w1
+
+
+def swiglu_update_grads(
+    w0: Tensor, w1: Tensor, w2: Tensor, k: Tensor, v: Tensor, lr0: Tensor, lr1: Tensor, lr2: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Descent directions of the loss  -sum_i lr_i * f(k_i) . v_i  for each fast weight.
+
+    k, v: [N, L, d]; lr0, lr1, lr2: [N, L, 1] (one learning rate per token and weight).
+    Returns (g0 [N, d, dh], g1 [N, dh, d], g2 [N, d, dh]): the negative gradients, written out by
+    hand so the whole chunk becomes three large matrix products (tested against autograd).
+    """
+    tensors = (w0, w1, w2, k, v, lr0, lr1, lr2)
+    if kernels.use_triton(*tensors) and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+        return kernels.triton_swiglu_update_grads(*tensors)
+    gate = k @ w0  # [N, L, dh]
+    up = k @ w2
+    gate_act = F.silu(gate)
+    hidden = gate_act * up
+    d_hidden = v @ w1.transpose(-1, -2)  # [N, L, dh]
+    d_up = d_hidden * gate_act
+    sig = torch.sigmoid(gate)
+    d_gate = d_hidden * up * sig * (1 + gate * (1 - sig))  # through silu
+    g1 = (hidden * lr1).transpose(-1, -2) @ v
+    g0 = (k * lr0).transpose(-1, -2) @ d_gate
+    g2 = (k * lr2).transpose(-1, -2) @ d_up
+    return g0, g1, g2
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX); ~100x faster then."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@functools.cache
+def _warn_emulated_bf16() -> None:
+    warnings.warn(
+        "this CPU has no native bfloat16 matrix products: Newton-Schulz emulates them (float32 products "
+        "rounded to bfloat16), so outputs differ slightly from the published model's; set "
+        "newton_schulz_dtype='bfloat16_emulated' to silence this, or 'float32' for a well-conditioned run",
+        stacklevel=3,
+    )
+
+
+def _matmul_in(dtype: str, device: torch.device):
+    """The matrix product Newton-Schulz takes for ``dtype`` on ``device``."""
+    emulate = dtype == "bfloat16_emulated" or (dtype == "bfloat16" and device.type == "cpu" and not cpu_has_native_bf16())
+    if not emulate:
+        return torch.matmul
+    if dtype == "bfloat16":
+        _warn_emulated_bf16()
+    return lambda a, b: (a.float() @ b.float()).bfloat16()
+
+
+def newton_schulz(g: Tensor, steps: int, dtype: str = "bfloat16") -> Tensor:
+    """Approximate orthogonalisation U V^T of g [N, m, n] by quintic Newton-Schulz steps.
+
+    The input is cast to ``dtype`` (bfloat16 as published), transposed when it has more rows than
+    columns, divided by its Frobenius norm + 1e-7, then iterated; the result stays in that dtype
+    (callers add it to their weights). With ``steps == 0`` it is the normalised g, as published.
+    """
+    if dtype not in NEWTON_SCHULZ_DTYPES:
+        raise ValueError(f"newton_schulz_dtype must be one of {NEWTON_SCHULZ_DTYPES}, got {dtype!r}")
+    torch_dtype = {"float32": torch.float32, "float64": torch.float64}.get(dtype, torch.bfloat16)
+    matmul = _matmul_in(dtype, g.device)
+    a, b, c = NS_COEFFS
+    x = g.to(torch_dtype)
+    tall = g.size(-2) > g.size(-1)
+    if tall:
+        x = x.transpose(-1, -2)
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    for _ in range(steps):
+        gram = matmul(x, x.transpose(-1, -2))
+        poly = b * gram + matmul(c * gram, gram)
+        x = a * x + matmul(poly, x)
+    return x.transpose(-1, -2) if tall else x
+
+
+def renormalize_columns(w: Tensor, target_norm: Tensor, eps: float = 1e-5) -> Tensor:
+    """Rescale w [N, r, c] so each column (norm over dim -2) has ``target_norm`` [N, 1, c]."""
+    return w / (w.norm(dim=-2, keepdim=True) + eps) * target_norm
+
+
 def run_fast_weight_ops(
     weights: tuple[Tensor, Tensor, Tensor],
     q: Tensor,
@@ -60,6 +169,7 @@ def run_fast_weight_ops(
     lrs: tuple[Tensor, Tensor, Tensor],
     ops: Sequence[TTTOp],
     muon_steps: int,
+    ns_dtype: str = "bfloat16",
 ) -> tuple[Tensor | None, tuple[Tensor, Tensor, Tensor]]:
     """Execute ``ops`` in order.
 
@@ -74,27 +184,31 @@ def run_fast_weight_ops(
     for op in ops:
         if op.update:
             sl = slice(op.start, op.end)
-            g0, g1, g2 = kernels.swiglu_update_grads(w0, w1, w2, k[:, sl], v[:, sl], *(lr[:, sl] for lr in lrs))
-            w1 = w1 + kernels.newton_schulz(g1, muon_steps)
-            w0 = w0 + kernels.newton_schulz(g0, muon_steps)
-            w2 = w2 + kernels.newton_schulz(g2, muon_steps)
-            w0, w1, w2 = (kernels.renormalize_columns(w, n) for w, n in zip((w0, w1, w2), norms))
+            g0, g1, g2 = swiglu_update_grads(w0, w1, w2, k[:, sl], v[:, sl], *(lr[:, sl] for lr in lrs))
+            w1 = w1 + newton_schulz(g1, muon_steps, ns_dtype)
+            w0 = w0 + newton_schulz(g0, muon_steps, ns_dtype)
+            w2 = w2 + newton_schulz(g2, muon_steps, ns_dtype)
+            w0, w1, w2 = (renormalize_columns(w, n) for w, n in zip((w0, w1, w2), norms))
         if op.apply:
-            outputs.append(kernels.swiglu_apply(w0, w1, w2, q[:, op.start : op.end]))
+            outputs.append(swiglu_apply(w0, w1, w2, q[:, op.start : op.end]))
     out = torch.cat(outputs, dim=1) if outputs else None
     return out, (w0, w1, w2)
 
 
+# ----------------------------------------------------------------------------- the layer
+
 class FastWeightSwiGLU(nn.Module):
     """LaCT layer over [B, L, dim] tokens with ``heads`` fast-weight SwiGLU heads."""
 
-    def __init__(self, dim: int, head_dim: int, inter_multi: float = 2.0, base_lr: float = 0.01, muon_steps: int = 5):
+    def __init__(self, dim: int, head_dim: int, inter_multi: float = 2.0, base_lr: float = 0.01, muon_steps: int = 5,
+                 ns_dtype: str = "bfloat16"):
         super().__init__()
         if dim % head_dim:
             raise ValueError(f"dim {dim} not divisible by fast-weight head_dim {head_dim}")
         self.heads = dim // head_dim
         self.head_dim = head_dim
         self.muon_steps = muon_steps
+        self.ns_dtype = ns_dtype
         hidden = int(head_dim * inter_multi)
         gain = math.sqrt(2.0)
         # Learned initial fast weights, shared by every scene.
@@ -115,18 +229,22 @@ class FastWeightSwiGLU(nn.Module):
         b, length, _ = t.shape
         return t.view(b, length, self.heads, -1).transpose(1, 2).reshape(b * self.heads, length, -1)
 
+    def learning_rates(self, x: Tensor) -> Tensor:
+        """Per-token learning rates [B, L, 3H], always float32 (as published, whatever the model dtype)."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            weight, bias = self.lr_proj.weight.float(), self.lr_proj.bias.float()
+            return F.softplus(F.linear(x.float(), weight, bias) + self.lr_offset)
+
     def forward(self, x: Tensor, ops: Sequence[TTTOp], state: FastWeights | None = None) -> tuple[Tensor, FastWeights]:
         """x: [B, L, dim] -> (outputs for the apply ranges [B, L_apply, dim], updated FastWeights)."""
         b = x.shape[0]
         q, k, v = (self._split_heads(t) for t in F.silu(self.qkv(x)).chunk(3, dim=-1))
         q = q / (q.norm(dim=-1, keepdim=True) + 1e-5)
         k = k / (k.norm(dim=-1, keepdim=True) + 1e-5)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            lr = F.softplus(self.lr_proj(x.float()) + self.lr_offset)  # [B, L, 3H], float32
-        lrs = tuple(self._split_heads(t) for t in lr.chunk(3, dim=-1))  # 3 x [B*H, L, 1]
+        lrs = tuple(self._split_heads(t) for t in self.learning_rates(x).chunk(3, dim=-1))  # 3 x [B*H, L, 1]
 
         state = state if state is not None else self.initial_weights(b)
-        out, (w0, w1, w2) = run_fast_weight_ops(state.flat(), q, k, v, lrs, ops, self.muon_steps)
+        out, (w0, w1, w2) = run_fast_weight_ops(state.flat(), q, k, v, lrs, ops, self.muon_steps, self.ns_dtype)
         new_state = FastWeights(*(w.view(b, self.heads, *w.shape[1:]) for w in (w0, w1, w2)))
         if out is None:
             return x.new_zeros(b, 0, x.shape[-1]), new_state

@@ -14,8 +14,8 @@ from torch import Tensor, nn
 
 from nvs.cameras import Cameras
 from nvs.models.config import ModelConfig
-from nvs.models.layers import MLP, SelfAttention
-from nvs.models.renderer_base import RendererBase
+from nvs.models.lact import MLP, SelfAttention
+from nvs.models.lact import RendererBase
 
 
 @dataclass

@@ -1,17 +1,238 @@
-"""LaCTRenderer: posed input views are written into fast weights; targets are read out from them."""
+"""The LaCT renderer, top to bottom: posed images -> ray tokens -> blocks -> RGB.
+
+Pixels become 12 channels (ray origin, direction, origin x direction, RGB in [-1, 1]); 8x8
+patches of them are embedded as tokens. Each block runs per-view self-attention, the LaCT
+fast-weight layer over all tokens of a sample (``models/fast_weight.py``), and an MLP. Input
+views are written into the fast weights in one large chunk (:meth:`LaCTRenderer.memorize`); any
+target camera is then read out of them (:meth:`LaCTRenderer.render`).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
-from nvs.cameras import Cameras
+from nvs.cameras import Cameras, pixel_rays
 from nvs.models.config import ModelConfig
 from nvs.models.fast_weight import FastWeights, FastWeightSwiGLU, TTTOp
-from nvs.models.layers import MLP, SelfAttention
-from nvs.models.renderer_base import RendererBase
+
+RAY_CHANNELS = 9  # o, d, o x d
+PIXEL_CHANNELS = RAY_CHANNELS + 3  # + RGB * 2 - 1
+
+
+# ----------------------------------------------------------------------------- rays and tokens
+
+def ray_embedding(cams: Cameras, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The 9-channel pose embedding of LaCT/LVSM, [o, d, o x d]: cams [...] -> [..., 9, H, W].
+
+    Computed in ``dtype`` (float32 unless the model runs in float64) with autocast off: bf16 ray
+    directions would quantise the scene.
+    """
+    origins, dirs = pixel_rays(cams, dtype)
+    return torch.cat([origins, dirs, torch.linalg.cross(origins, dirs, dim=-3)], dim=-3)
+
+
+def patchify(x: Tensor, patch: int) -> Tensor:
+    """[B, V, C, H, W] -> [B, V * (H/p) * (W/p), p * p * C], features ordered (row, col, channel)."""
+    b, v, c, h, w = x.shape
+    x = x.reshape(b, v, c, h // patch, patch, w // patch, patch)
+    x = x.permute(0, 1, 3, 5, 4, 6, 2)  # b v hh ww ph pw c
+    return x.reshape(b, v * (h // patch) * (w // patch), patch * patch * c)
+
+
+def unpatchify(tokens: Tensor, views: int, height: int, width: int, patch: int) -> Tensor:
+    """Inverse of :func:`patchify`: [B, V * L, p * p * C] -> [B, V, C, H, W]."""
+    b = tokens.shape[0]
+    hh, ww = height // patch, width // patch
+    c = tokens.shape[-1] // (patch * patch)
+    x = tokens.reshape(b, views, hh, ww, patch, patch, c)
+    x = x.permute(0, 1, 6, 2, 4, 3, 5)  # b v c hh ph ww pw
+    return x.reshape(b, views, c, height, width)
+
+
+def check_cameras(cams: Cameras, batch: int | None, patch: int, name: str) -> None:
+    """ValueError unless cams has batch shape [B, V] and a patch-divisible image size."""
+    if len(cams.shape) != 2:
+        raise ValueError(f"{name} must have batch shape [B, V], got {tuple(cams.shape)}")
+    if batch is not None and cams.shape[0] != batch:
+        raise ValueError(f"{name} has batch size {cams.shape[0]}, the images have {batch}")
+    if cams.shape[1] == 0:
+        raise ValueError(f"{name} holds no views")
+    if cams.height % patch or cams.width % patch:
+        raise ValueError(
+            f"{name}: image size {cams.height}x{cams.width} is not divisible by the patch size {patch}; "
+            f"resize or crop to a multiple of {patch}"
+        )
+    cams.validate(name)
+
+
+def check_images(images: Tensor, cams: Cameras, patch: int) -> None:
+    """ValueError unless images [B, V, 3, H, W] match ``cams`` and are finite."""
+    if not isinstance(images, Tensor) or images.ndim != 5 or images.shape[2] != 3:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must have shape [B, V, 3, H, W], got {shape}")
+    if tuple(images.shape[:2]) != tuple(cams.shape):
+        raise ValueError(f"images have batch/views {tuple(images.shape[:2])}, cameras {tuple(cams.shape)}")
+    if tuple(images.shape[-2:]) != (cams.height, cams.width):
+        raise ValueError(f"images are {tuple(images.shape[-2:])} pixels, cameras say {(cams.height, cams.width)}")
+    check_cameras(cams, images.shape[0], patch, "input cameras")
+    if not torch.isfinite(images).all():
+        raise ValueError("images contain NaN or inf")
+
+
+class PatchTokenizer(nn.Module):
+    """Rays (+ RGB for posed inputs, zeros for targets) -> tokens [B, V * L, dim]."""
+
+    def __init__(self, patch: int, dim: int):
+        super().__init__()
+        self.patch = patch
+        self.embed = nn.Linear(PIXEL_CHANNELS * patch * patch, dim, bias=False)
+        self.norm = nn.LayerNorm(dim, bias=False)
+
+    def pixel_features(self, cams: Cameras, images: Tensor | None) -> Tensor:
+        """[B, V, 12, H, W]: rays, then RGB in [-1, 1] (zeros without images); float64 in a float64 model."""
+        dtype = torch.float64 if self.embed.weight.dtype == torch.float64 else torch.float32
+        rays = ray_embedding(cams, dtype)
+        if images is None:
+            rgb = rays.new_zeros(*rays.shape[:-3], 3, *rays.shape[-2:])
+        else:
+            rgb = images.to(dtype) * 2.0 - 1.0
+        return torch.cat([rays, rgb], dim=-3)
+
+    def forward(self, cams: Cameras, images: Tensor | None = None) -> Tensor:
+        feats = patchify(self.pixel_features(cams, images), self.patch)
+        return self.norm(self.embed(feats))
+
+
+class RGBHead(nn.Module):
+    """Target tokens [B, T * L, dim] -> images [B, T, 3, H, W] in [0, 1]."""
+
+    def __init__(self, patch: int, dim: int):
+        super().__init__()
+        self.patch = patch
+        self.norm = nn.LayerNorm(dim, bias=False)
+        self.proj = nn.Linear(dim, patch * patch * 3, bias=False)
+
+    def forward(self, tokens: Tensor, views: int, height: int, width: int) -> Tensor:
+        rgb = torch.sigmoid(self.proj(self.norm(tokens)))
+        return unpatchify(rgb, views, height, width, self.patch)
+
+
+# ----------------------------------------------------------------------------- attention and MLP
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the token axis of [N, L, dim]; QK RMSNorm per head; no biases."""
+
+    def __init__(self, dim: int, head_dim: int, qk_norm: bool = True):
+        super().__init__()
+        self.head_dim = head_dim
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim, bias=False)
+        # eps=None: torch's default (machine epsilon of the dtype), as the published model uses.
+        self.q_norm = nn.RMSNorm(head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(head_dim) if qk_norm else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, length, dim = x.shape
+        q, k, v = self.qkv(x).view(n, length, 3, dim // self.head_dim, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(self.q_norm(q), self.k_norm(k), v)
+        return self.proj(out.transpose(1, 2).reshape(n, length, dim))
+
+
+class MLP(nn.Module):
+    """GELU MLP without biases: [..., dim] -> [..., dim]."""
+
+    def __init__(self, dim: int, inter_multi: float = 4.0):
+        super().__init__()
+        hidden = int(dim * inter_multi)
+        self.fc = nn.Linear(dim, hidden, bias=False)
+        self.proj = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(F.gelu(self.fc(x)))
+
+
+# ----------------------------------------------------------------------------- what every renderer shares
+
+class RendererBase(nn.Module):
+    """Config, tokenizer, RGB head, input checks, init and activation checkpointing."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.tokenizer = PatchTokenizer(config.patch_size, config.dim)
+        self.head = RGBHead(config.patch_size, config.dim)
+        self.grad_checkpointing = False
+
+    def init_weights(self, modules_per_block: int) -> None:
+        """GPT-2 style: Linear ~ N(0, 0.02), residual projections scaled by depth."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        depth = modules_per_block * self.config.layers
+        for name, p in self.named_parameters():
+            if name.startswith("blocks.") and name.endswith(".proj.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(depth))
+
+    def run_block(self, block: nn.Module, *args):
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    def tokens_per_view(self, cams: Cameras) -> int:
+        return (cams.height // self.config.patch_size) * (cams.width // self.config.patch_size)
+
+    def check_inputs(self, images: Tensor, cams: Cameras) -> None:
+        check_images(images, cams, self.config.patch_size)
+
+    def check_targets(self, target_cams: Cameras, batch: int) -> None:
+        check_cameras(target_cams, batch, self.config.patch_size, "target cameras")
+
+    def decode(self, tokens: Tensor, target_cams: Cameras) -> Tensor:
+        return self.head(tokens, target_cams.shape[1], target_cams.height, target_cams.width)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# ----------------------------------------------------------------------------- the LaCT block and renderer
+
+class LaCTBlock(nn.Module):
+    """Pre-norm residual block: per-view attention -> LaCT fast-weight layer -> MLP."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        dim = config.dim
+        self.attn_norm = nn.LayerNorm(dim, bias=False)
+        self.attn = SelfAttention(dim, config.attn_head_dim, config.qk_norm)
+        self.ttt_norm = nn.LayerNorm(dim, bias=False)
+        self.ttt = FastWeightSwiGLU(
+            dim, config.ttt_head_dim, config.ttt_inter_multi, config.ttt_base_lr, config.muon_steps, config.newton_schulz_dtype
+        )
+        self.mlp_norm = nn.LayerNorm(dim, bias=False)
+        self.mlp = MLP(dim, config.mlp_inter_multi)
+
+    def forward(
+        self, x: Tensor, tokens_per_view: int, ops: list[TTTOp], state: FastWeights | None
+    ) -> tuple[Tensor, FastWeights]:
+        """x: [B, V * L, dim] -> (x, fast weights after ``ops``)."""
+        b, n, d = x.shape
+        per_view = self.attn_norm(x).reshape(b * (n // tokens_per_view), tokens_per_view, d)
+        x = x + self.attn(per_view).reshape(b, n, d)
+        out, state = self.ttt(self.ttt_norm(x), ops, state)
+        if out.shape[1] != n:
+            raise ValueError(f"the apply ops cover {out.shape[1]} tokens; the block needs all {n} (residual stream)")
+        x = x + out
+        x = x + self.mlp(self.mlp_norm(x))
+        return x, state
 
 
 @dataclass
@@ -36,34 +257,6 @@ class SceneState:
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for fw in self.layers for t in (fw.w0, fw.w1, fw.w2))
-
-
-class LaCTBlock(nn.Module):
-    """Pre-norm residual block: per-view attention -> LaCT fast-weight layer -> MLP."""
-
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        dim = config.dim
-        self.attn_norm = nn.LayerNorm(dim, bias=False)
-        self.attn = SelfAttention(dim, config.attn_head_dim, config.qk_norm)
-        self.ttt_norm = nn.LayerNorm(dim, bias=False)
-        self.ttt = FastWeightSwiGLU(dim, config.ttt_head_dim, config.ttt_inter_multi, config.ttt_base_lr, config.muon_steps)
-        self.mlp_norm = nn.LayerNorm(dim, bias=False)
-        self.mlp = MLP(dim, config.mlp_inter_multi)
-
-    def forward(
-        self, x: Tensor, tokens_per_view: int, ops: list[TTTOp], state: FastWeights | None
-    ) -> tuple[Tensor, FastWeights]:
-        """x: [B, V * L, dim] -> (x, fast weights after ``ops``)."""
-        b, n, d = x.shape
-        per_view = self.attn_norm(x).reshape(b * (n // tokens_per_view), tokens_per_view, d)
-        x = x + self.attn(per_view).reshape(b, n, d)
-        out, state = self.ttt(self.ttt_norm(x), ops, state)
-        if out.shape[1] != n:
-            raise ValueError(f"the apply ops cover {out.shape[1]} tokens; the block needs all {n} (residual stream)")
-        x = x + out
-        x = x + self.mlp(self.mlp_norm(x))
-        return x, state
 
 
 class LaCTRenderer(RendererBase):

@@ -1,11 +1,25 @@
 """Small builders shared by tests."""
 
 import math
+from pathlib import Path
 
+import pytest
 import torch
 
 from nvs.cameras import Cameras, look_at
 from nvs.models import ModelConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+SHARED = ROOT.parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test with the reason."""
+    path = SHARED.joinpath("data", *parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (outside data from ../shared is not in this checkout)")
+    return path
 
 
 def tiny_config(**overrides) -> ModelConfig:

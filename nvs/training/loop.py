@@ -18,13 +18,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from nvs.datasets.views import FileViews, ProceduralViews, batch_cameras
-from nvs.media import image_grid
-from nvs.metrics import psnr
+from nvs.io.media import image_grid
+from nvs.evaluation.metrics import psnr
 from nvs.models import build_renderer
 from nvs.models.checkpoint import Renderer, load_renderer
 from nvs.models.config import ModelConfig
-from nvs.models.grow_depth import add_identity_blocks
-from nvs.models.patch_resize import resize_patches
+from nvs.training.grow_depth import add_identity_blocks
+from nvs.training.patch_resize import resize_patches
 from nvs.training.checkpoints import latest_readable_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nvs.training.config import OptimConfig, TrainConfig, recipe_changes
 from nvs.training.sampling import StepSampler
@@ -107,7 +107,7 @@ class Losses:
         loss = mse
         if self.cfg.lpips_weight > 0 and step >= self.cfg.lpips_start:
             if self._lpips is None:
-                from nvs.lpips import lpips_model
+                from nvs.evaluation.lpips import lpips_model
 
                 self._lpips = lpips_model(self.cfg.lpips_net).to(self.device)
             perceptual = self._lpips(pred.flatten(0, 1).float(), target.flatten(0, 1).float()).mean()

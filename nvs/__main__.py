@@ -1,0 +1,7 @@
+"""`python -m nvs ...` runs the `nvs` command (the form `accelerate launch -m nvs train ...` needs)."""
+
+import sys
+
+from nvs.commands.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The `nvs` command line: one module per subcommand, and the benchmarks."""

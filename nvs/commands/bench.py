@@ -1,0 +1,154 @@
+"""`nvs bench`: benchmarks that print a table and write DIR/<name>.json (a list of rows).
+
+This module holds the command, the data benchmarks (generator, reconstruct) and the shared
+reporting; the model benchmarks are in :mod:`nvs.commands.bench_model`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from nvs.datasets.procedural import generate_scene
+
+
+def bench_generator(out: Path, kinds=("object", "room"), views: int = 8, size: int = 128, scenes: int = 10) -> list[dict]:
+    """Procedural views per second at size x size (rooms at 16:9 with the same height)."""
+    rows = []
+    for kind in kinds:
+        width = size if kind == "object" else size * 16 // 9 // 8 * 8
+        generate_scene(kind, 0, 2, size, width)  # warm-up
+        t0 = time.perf_counter()
+        for seed in range(1, scenes + 1):
+            generate_scene(kind, seed, views, size, width)
+        seconds = time.perf_counter() - t0
+        rows.append({"kind": kind, "height": size, "width": width, "views": views * scenes, "seconds": round(seconds, 3),
+                     "views_per_second": round(views * scenes / seconds, 1), "threads": torch.get_num_threads()})
+    report("generator", rows, out)
+    return rows
+
+
+def bench_reconstruct(out: Path, view_counts=(20, 50), width: int = 640, scene_kind: str = "room",
+                      threads: int = 1) -> list[dict]:
+    """Seconds per SfM stage on a procedural photo set (detail texture) at width x 9/16 width:
+    a room walk (frames in path order) or a turntable around an object (two rings), with the
+    median pose errors against the known cameras after a similarity alignment. ``threads``:
+    COLMAP's (ReconstructOptions.threads)."""
+    import shutil
+    import tempfile
+
+    from nvs.datasets.procedural import object_scene, room_scene, turntable_cameras
+    from nvs.io.media import save_images
+    from nvs.reconstruction.pose_errors import aligned_pose_errors
+    from nvs.reconstruction.sfm import ReconstructOptions, reconstruct
+
+    rows = []
+    height = width * 9 // 16
+    for views in view_counts:
+        if scene_kind == "room":
+            scene = room_scene(1, views, height, width, texture="detail")
+        else:
+            scene = object_scene(2, views, height, width, cameras=turntable_cameras(views, height, width), texture="detail")
+        work = Path(tempfile.mkdtemp(prefix="nvs-bench-sfm-"))
+        try:
+            save_images(list(scene.images), [work / "photos" / f"{i:03d}.png" for i in range(len(scene.images))])
+            result = reconstruct(work / "photos", work / "scene", ReconstructOptions(threads=threads))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        times = result.report["timings_s"]
+        order = [int(Path(n).stem) for n in result.names]
+        errors = aligned_pose_errors(result.cameras.c2w, scene.cameras.c2w[order])
+        rows.append({"scene": scene_kind, "views": views, "height": height, "width": width, "colmap_threads": threads,
+                     "registered": result.report["images_registered"],
+                     "attempts": len(result.report["attempts"]),
+                     "rotation_err_deg": round(float(errors["rotation_deg"].median()), 3),
+                     "centre_err_pct": round(100 * float(errors["centre_fraction"].median()), 3),
+                     **{k: times.get(k, 0.0) for k in ("load_s", "features_s", "matching_s", "mapping_s", "joining_s",
+                                                       "refine_s", "write_s", "total_s")}})
+    report("reconstruct", rows, out)
+    return rows
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"
+
+
+def report(name: str, rows: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(rows, indent=2))
+    print(f"machine: {machine()}")
+    keys = list(rows[0])
+    print(" | ".join(keys))
+    for r in rows:
+        print(" | ".join(str(r[k]) for k in keys))
+    print(f"wrote {out / (name + '.json')}")
+
+
+def add_parser(sub) -> None:
+    bench = sub.add_parser("bench", help="benchmarks (print a table, write DIR/<name>.json)").add_subparsers(dest="bench_command", required=True)
+    p = bench.add_parser("generator", help="procedural scene generator throughput (views/s)")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--scenes", type=int, default=10)
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=run)
+    p = bench.add_parser("reconstruct", help="seconds per SfM stage for procedural photo sets")
+    p.add_argument("--views", type=int, nargs="+", default=[20, 50])
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--threads", type=int, default=1, help="COLMAP threads (-1: every core)")
+    p.add_argument("--scene", choices=["room", "object"], default="room",
+                   help="a walk through a procedural room, or a turntable around a procedural object")
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=run)
+    p = bench.add_parser("peak", help="dense matmul GFLOP/s of this machine (the reference for utilisation)")
+    p.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=run)
+    p = bench.add_parser("lact-layer", help="fast-weight update + apply: one large chunk vs online minibatches")
+    p.add_argument("--tokens", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
+    p.add_argument("--chunks", nargs="+", default=["full", "16", "64", "256"], help="'full' and/or minibatch sizes")
+    p.add_argument("--dim", type=int, default=768, help="fast-weight input width (published: 768)")
+    p.add_argument("--hidden", type=int, default=1536, help="fast-weight hidden width (published ttt2x: 1536)")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--kernels", nargs="+", choices=["auto", "torch", "triton"], default=["auto"],
+                   help="auto: what the renderer runs by default (the torch reference, the faster where measured); "
+                        "torch: the reference; triton: the fused Triton kernels (CUDA GPU only)")
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=run)
+    p = bench.add_parser("views", help="memorise / render-per-view time and memory vs input views, LaCT vs full attention")
+    p.add_argument("--views", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64])
+    p.add_argument("--size", type=int, default=128, help="square image size (128: the project's standard)")
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=run)
+    p = bench.add_parser("train-step", help="tokens/s of a training step of a recipe")
+    p.add_argument("--recipe", default="configs/train-demo-object.yaml")
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.bench_command == "generator":
+        bench_generator(Path(args.out), size=args.size, scenes=args.scenes)
+    elif args.bench_command == "reconstruct":
+        bench_reconstruct(Path(args.out), view_counts=tuple(args.views), width=args.width, scene_kind=args.scene,
+                                 threads=args.threads)
+    else:
+        from nvs.commands import bench_model  # it imports this module for report()
+
+        if args.bench_command == "peak":
+            bench_model.bench_peak(Path(args.out), dtypes=tuple(args.dtypes))
+        elif args.bench_command == "lact-layer":
+            chunks = tuple(None if c == "full" else int(c) for c in args.chunks)
+            bench_model.bench_lact_layer(Path(args.out), tuple(args.tokens), chunks, args.dim, args.hidden, args.dtype,
+                                        kernels=tuple(args.kernels))
+        elif args.bench_command == "views":
+            bench_model.bench_views(Path(args.out), tuple(args.views), args.size)
+        elif args.bench_command == "train-step":
+            bench_model.bench_train_step(Path(args.out), args.recipe)
+    return 0

@@ -1,0 +1,319 @@
+"""What LaCT claims, measured on this machine: `nvs bench peak | lact-layer | views | train-step`.
+
+Each benchmark prints a table, writes DIR/<name>.json (a list of rows) and DIR/<name>.png.
+FLOPs count multiply-adds as two and only the matrix products (elementwise work is small beside them).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from nvs.commands.bench import report
+from nvs.inference import resolve_device, synchronize
+from nvs.kernels import triton_available
+from nvs.models.fast_weight import TTTOp, run_fast_weight_ops
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def best_time(fn: Callable[[], object], repeats: int = 3, device: torch.device = torch.device("cpu")) -> float:
+    """The fastest of ``repeats`` timed calls after one warm-up call (seconds)."""
+    fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+# ----- peak -------------------------------------------------------------------------------------
+def measure_peak(dtype: str = "fp32", sizes=None, device: str | None = None) -> list[dict]:
+    """Square products of each size (default 1024-3072; 256-1024 for bf16 on CPUs without bf16
+    units, where it runs at about 1 GFLOP/s)."""
+    dev = resolve_device(device)
+    if sizes is None:
+        sizes = (256, 512, 1024) if dtype == "bf16" and dev.type == "cpu" else (1024, 2048, 3072)
+    rows = []
+    for n in sizes:
+        a = torch.randn(n, n, device=dev, dtype=DTYPES[dtype])
+        b = torch.randn(n, n, device=dev, dtype=DTYPES[dtype])
+        # shared or throttled machines vary by 2x from call to call: the best of many is the peak
+        seconds = best_time(lambda: a @ b, repeats=10 if n <= 2048 else 4, device=dev)
+        rows.append({"dtype": dtype, "n": n, "seconds": round(seconds, 5), "gflops": round(2 * n**3 / seconds / 1e9, 1)})
+    return rows
+
+
+def bench_peak(out: Path, dtypes=("fp32", "bf16"), device: str | None = None) -> list[dict]:
+    """Dense square matmul throughput: the reference for every utilisation figure."""
+    rows = [r for dt in dtypes for r in measure_peak(dt, device=device)]
+    report("peak", rows, out)
+    _plot_bars(out / "peak.png", [f"{r['dtype']} n={r['n']}" for r in rows], [r["gflops"] for r in rows], "GFLOP/s",
+               "dense matmul throughput")
+    return rows
+
+
+def peak_gflops(dtype: str = "fp32", device: str | None = None) -> float:
+    return max(r["gflops"] for r in measure_peak(dtype, device=device))
+
+
+# ----- the LaCT layer -------------------------------------------------------------------------------
+def lact_layer_flops(tokens: int, d: int, dh: int, updates: int, muon_steps: int) -> float:
+    """Matmul FLOPs of ``updates`` updates over ``tokens`` tokens in total, plus applying to them all."""
+    grads = 2 * tokens * d * dh * 6  # k W0, k W2, v W1^T, and the three weight gradients
+    apply = 2 * tokens * d * dh * 3
+    m, n = min(d, dh), max(d, dh)
+    ns_step = 2 * m * m * n * 2 + 2 * m**3  # x x^T, gram @ gram, poly @ x
+    return grads + apply + updates * 3 * muon_steps * ns_step
+
+
+def lact_layer_case(tokens: int, chunk: int | None, d: int = 768, dh: int = 1536, muon_steps: int = 5,
+                    dtype: str = "fp32", device: str | None = None, max_chunks: int = 8) -> dict:
+    """Update + apply over ``tokens`` tokens: one chunk (chunk None) or online minibatches of
+    ``chunk`` tokens (each updated on, then applied to). Minibatch runs time only the first
+    ``max_chunks`` minibatches: every minibatch costs the same, so the rate carries over."""
+    dev = resolve_device(device)
+    g = torch.Generator(device="cpu").manual_seed(0)
+
+    def rand(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g) * scale).to(dev, DTYPES[dtype])
+
+    timed = tokens if chunk is None else min(tokens, chunk * max_chunks)
+    q, k, v = (rand(1, timed, d, scale=d**-0.5) for _ in range(3))
+    weights = (rand(1, d, dh, scale=d**-0.5), rand(1, dh, d, scale=dh**-0.5), rand(1, d, dh, scale=d**-0.5))
+    lrs = tuple(torch.full((1, timed, 1), 0.01, device=dev, dtype=DTYPES[dtype]) for _ in range(3))
+    if chunk is None:
+        ops = [TTTOp(0, timed, True, True)]
+    else:
+        ops = [TTTOp(s, min(s + chunk, timed), True, True) for s in range(0, timed, chunk)]
+
+    def run():
+        with torch.no_grad():
+            run_fast_weight_ops(weights, q, k, v, lrs, ops, muon_steps)
+
+    seconds = best_time(run, repeats=2 if timed >= 16384 else 3, device=dev)
+    flops = lact_layer_flops(timed, d, dh, len(ops), muon_steps)
+    return {"tokens": tokens, "chunk": "full" if chunk is None else chunk, "dtype": dtype, "tokens_timed": timed,
+            "seconds": round(seconds * tokens / timed, 4), "tokens_per_s": round(timed / seconds, 1),
+            "gflops": round(flops / seconds / 1e9, 1)}
+
+
+@contextmanager
+def kernels_selected(choice: str):
+    """Run the fast-weight layer with NVS_KERNELS=choice (auto | torch | triton) inside the block."""
+    before = os.environ.get("NVS_KERNELS")
+    os.environ["NVS_KERNELS"] = choice
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("NVS_KERNELS", None)
+        else:
+            os.environ["NVS_KERNELS"] = before
+
+
+def bench_lact_layer(out: Path, token_counts=(1024, 4096, 16384, 65536), chunks=(None, 16, 64, 256),
+                     d: int = 768, dh: int = 1536, dtype: str = "fp32", device: str | None = None,
+                     kernels=("auto",)) -> list[dict]:
+    """The fast-weight update + apply of one LaCT head at the published size (768 -> 1536), large
+    chunk vs minibatches, with each of ``kernels`` (auto and torch: the reference; triton: the fused kernels)."""
+    dev = resolve_device(device)
+    if "triton" in kernels and not triton_available(dev):
+        raise ValueError(f"--kernels triton times the Triton kernels on a CUDA GPU; this machine runs on {dev.type} "
+                         "(use --kernels torch or auto)")
+    peak = peak_gflops(dtype, device)
+    rows = []
+    for choice in kernels:
+        with kernels_selected(choice):
+            for tokens in token_counts:
+                for chunk in chunks:
+                    if chunk is not None and chunk >= tokens:
+                        continue
+                    row = lact_layer_case(tokens, chunk, d, dh, dtype=dtype, device=device)
+                    used = "triton" if choice == "triton" else "torch"
+                    row = {**row, "kernels": used, "percent_of_peak": _sig3(100 * row["gflops"] / peak)}
+                    rows.append(row)
+    report("lact-layer", rows, out)
+    print(f"peak ({dtype}): {peak} GFLOP/s")
+    series = {}
+    for r in rows:
+        series.setdefault(f"chunk {r['chunk']}" + (f" ({r['kernels']})" if len(kernels) > 1 else ""), []).append(
+            (r["tokens"], r["tokens_per_s"]))
+    _plot_lines(out / "lact-layer.png", series, "tokens", "tokens / s (update + apply)",
+                f"LaCT fast-weight layer, d={d}, dh={dh}, {dtype} (peak {peak:.0f} GFLOP/s)", logy=True)
+    return rows
+
+
+# ----- renderers ----------------------------------------------------------------------------------
+def _views_model(arch: str):
+    from nvs.assets import DEMO_CHECKPOINT
+    from nvs.models import build_renderer
+    from nvs.models.checkpoint import load_renderer
+    from nvs.models.config import ModelConfig
+
+    torch.manual_seed(0)  # the same weights in every child process
+    base = load_renderer(DEMO_CHECKPOINT).config
+    return build_renderer(ModelConfig(**{**base.to_dict(), "arch": arch})).eval()
+
+
+def _memorize_case(arch: str, views: int, size: int, reps: int, conn) -> None:
+    """Child process 1: memorise the inputs; report time and peak memory, and send the state on."""
+    from nvs.datasets.procedural import object_scene
+
+    model = _views_model(arch)
+    scene = object_scene(1, views + 1, size, size)
+    images, cams = scene.images[None, :views], scene.cameras[None, :views]
+    rss_start = _rss_mb()
+    with torch.no_grad():
+        memorize_s = best_time(lambda: model.memorize(images, cams), repeats=reps)
+        state = model.memorize(images, cams)
+    conn.send({"memorize_s": memorize_s, "peak_mem_mb": _peak_rss_mb() - rss_start, "state": state,
+               "target": scene.cameras[None, views:]})
+    conn.recv()  # tensors travel as shared memory: stay alive until the parent holds them
+    conn.close()
+
+
+def _render_case(arch: str, cases: list, rounds: int, conn) -> None:
+    """Child process 2: render one target view from every received state, round-robin over the
+    states, so that this shared machine's drifts in speed fall on all of them alike."""
+    model = _views_model(arch)
+    best = [float("inf")] * len(cases)
+    with torch.no_grad():
+        for state, target in cases:  # warm-up
+            model.render(state, target)
+        for _ in range(rounds):
+            for i, (state, target) in enumerate(cases):
+                t0 = time.perf_counter()
+                model.render(state, target)
+                best[i] = min(best[i], time.perf_counter() - t0)
+    conn.send(best)
+    conn.recv()
+    conn.close()
+
+
+def _in_child(target: Callable, *args) -> dict:
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(*args, child))
+    proc.start()
+    result = parent.recv()
+    parent.send("received")
+    proc.join()
+    return result
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _sig3(x: float) -> float:
+    """Three significant figures: fixed decimals would round small-image timings and states to 0."""
+    return float(f"{x:.3g}")
+
+
+def bench_views(out: Path, view_counts=(2, 4, 8, 16, 32, 64), size: int = 128, reps: int = 3) -> list[dict]:
+    """Memorise and per-view render time as inputs grow: LaCT vs full attention of the demo model's width and depth."""
+    rows = []
+    for arch, name in (("lact", "LaCT"), ("full_attention", "full attention")):
+        memorized = [_in_child(_memorize_case, arch, views, size, reps) for views in view_counts]
+        render_s = _in_child(_render_case, arch, [(m["state"], m["target"]) for m in memorized], reps * 4)
+        for views, m, seconds in zip(view_counts, memorized, render_s):
+            rows.append({"model": name, "views": views, "memorize_s": _sig3(m["memorize_s"]),
+                         "render_s_per_view": _sig3(seconds), "peak_mem_mb": round(m["peak_mem_mb"], 1),
+                         "state_mb": _sig3(m["state"].nbytes() / 2**20)})
+    report("views", rows, out)
+    series = {}
+    for r in rows:
+        series.setdefault(f"{r['model']}: render / view", []).append((r["views"], r["render_s_per_view"]))
+        series.setdefault(f"{r['model']}: memorise", []).append((r["views"], r["memorize_s"]))
+    _plot_lines(out / "views.png", series, "input views", "seconds", f"renderers at {size}x{size}", logy=True)
+    return rows
+
+
+def bench_train_step(out: Path, recipe: str = "configs/train-demo-object.yaml", steps: int = 5) -> list[dict]:
+    """Tokens per second of training steps (forward, backward, AdamW) of a recipe."""
+    from nvs.datasets.views import batch_cameras
+    from nvs.models import build_renderer
+    from nvs.training.config import load_train_config
+    from nvs.training.loop import build_dataset
+
+    cfg = load_train_config(recipe)
+    model = build_renderer(cfg.model).train()
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    data = build_dataset(cfg)
+    items = [data[i] for i in range(cfg.optim.batch_size)]
+    batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+    ins, tgt = batch_cameras(batch, "input"), batch_cameras(batch, "target")
+
+    def step():
+        pred = model(batch["inputs"], ins, tgt)
+        loss = torch.nn.functional.mse_loss(pred, batch["targets"])
+        loss.backward()
+        optim.step()
+        optim.zero_grad(set_to_none=True)
+
+    seconds = best_time(step, repeats=steps)
+    patch = cfg.model.patch_size
+    per_view = (cfg.data.height // patch) * (cfg.data.width // patch)
+    tokens = cfg.optim.batch_size * (cfg.data.input_views + cfg.data.target_views) * per_view
+    rows = [{"recipe": recipe, "batch": cfg.optim.batch_size, "tokens_per_step": tokens,
+             "seconds_per_step": round(seconds, 4), "tokens_per_s": round(tokens / seconds, 1)}]
+    report("train-step", rows, out)
+    _plot_bars(out / "train-step.png", [Path(recipe).stem], [rows[0]["tokens_per_s"]], "tokens / s", "training step")
+    return rows
+
+
+# ----- plots ----------------------------------------------------------------------------------------
+def _plot_bars(path: Path, labels: list[str], values: list[float], ylabel: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.bar(labels, values, color="tab:blue")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_lines(path: Path, series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str, title: str,
+                logy: bool = False) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for label, points in series.items():
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Training: recipes, resumable sampling, checkpoints, weight surgery between recipes, and the accelerate loop."""

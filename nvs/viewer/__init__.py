@@ -1,0 +1,1 @@
+"""The Gradio viewer: the page, what it does for a browser session, and its camera plot."""

@@ -1,0 +1,209 @@
+"""What the viewer does, without the page: load a scene (example, photos, posed zip), memorise it,
+render orbit views, camera paths and held-out views with metrics. The Gradio app (nvs/app.py)
+and its API are thin wrappers around these functions.
+
+Scenes are brought into the frame object renderers are trained in: the point the cameras look
+at is the origin, up (see nvs.geometry.camera_paths.estimate_scene_frame) is +z, and the inputs sit at
+the training radius.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from nvs.geometry.camera_paths import PATH_KINDS, estimate_scene_frame, make_path
+from nvs.cameras import Cameras, fov_to_focal, look_at
+from nvs.datasets.formats import load_views, read_any_scene, read_lact_scene
+from nvs.datasets.procedural import HELDOUT_SEED, OBJECT_RADIUS, object_scene
+from nvs.datasets.views import spread_order
+from nvs.inference import memorize_views, render_cameras
+from nvs.io.media import save_video
+from nvs.evaluation.metrics import psnr, ssim
+from nvs.reconstruction.photos import VIDEO_SUFFIXES, extract_zip
+from nvs.reconstruction.sfm import ReconstructOptions, reconstruct
+from nvs.geometry.scene_normalization import object_frame
+from nvs.progress import Progress, no_progress
+
+MAX_PHOTOS = 64  # per upload: SfM on more than this is not interactive on a CPU
+POSED_FILES = ("opencv_cameras.json", "transforms.json")
+
+
+@dataclass
+class ViewerScene:
+    """Input views [K, 3, S, S] and cameras [K]; held-out views [T, 3, S, S] with cameras [T] (T may be 0)."""
+
+    name: str
+    images: Tensor
+    cameras: Cameras
+    heldout_images: Tensor
+    heldout_cameras: Cameras
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ViewPose:
+    """The virtual camera: degrees around the scene centre, distance as a multiple of the inputs'."""
+
+    azimuth: float = 0.0
+    elevation: float = 20.0
+    distance: float = 1.0
+    fov: float = 50.0
+
+
+def example_scene(seed: int = HELDOUT_SEED, input_views: int = 8, heldout_views: int = 4, size: int = 128) -> ViewerScene:
+    """A procedural object (a held-out seed by default) with ground truth for every view."""
+    t0 = time.perf_counter()
+    scene = object_scene(int(seed), input_views + heldout_views, size, size)
+    return ViewerScene(f"procedural object {seed}", scene.images[:input_views], scene.cameras[:input_views],
+                       scene.images[input_views:], scene.cameras[input_views:],
+                       {"generate": time.perf_counter() - t0})
+
+
+def normalize_to_object_frame(cams: Cameras, others: Cameras | None = None) -> tuple[Cameras, Cameras | None]:
+    """Inputs [K] (and any other cameras of the scene) in the renderer's object frame, fitted to the inputs."""
+    center, up, radius = estimate_scene_frame(cams)
+
+    def move(c: Cameras) -> Cameras:
+        return Cameras(c.intrinsics, object_frame(c.c2w, center, up, max(radius, 1e-6), OBJECT_RADIUS), c.height, c.width)
+
+    return move(cams), (move(others) if others is not None else None)
+
+
+def _by_file_name(exc: Exception, files: list[Path], work: Path) -> ValueError:
+    """The error with uploads named by file name, not by the server's temporary paths."""
+    message = str(exc)
+    for f in files:
+        message = message.replace(str(f), f.name)
+    return ValueError(message.replace(str(work) + "/", ""))
+
+
+def _split_views(record, input_views: int, size: int, name: str, timings: dict, notes: list[str]) -> ViewerScene:
+    n = record.cameras.shape[0]
+    if n < 2:
+        raise ValueError(f"{name}: {n} posed view; the viewer needs at least 2")
+    k = min(input_views, n)
+    order = spread_order(n, k).tolist()
+    images, cams = load_views(record, order, size, size)
+    in_cams, out_cams = normalize_to_object_frame(cams[:k], cams[k:] if n > k else None)
+    if n > k:
+        notes.append(f"{n - k} posed view(s) beyond the {k} inputs are held out and scored")
+    empty = Cameras(torch.zeros(0, 4), torch.zeros(0, 4, 4), size, size)
+    return ViewerScene(name, images[:k], in_cams, images[k:], out_cams if out_cams is not None else empty, timings, notes)
+
+
+def find_posed_scene(folder: Path) -> Path | None:
+    """The first opencv_cameras.json or transforms.json under folder (shallowest first)."""
+    found = sorted((p for name in POSED_FILES for p in folder.rglob(name)), key=lambda p: (len(p.parts), str(p)))
+    return found[0] if found else None
+
+
+def posed_zip_scene(zip_path: Path, work: Path, input_views: int = 8, size: int = 128) -> ViewerScene:
+    """A zip holding opencv_cameras.json or transforms.json with its images (folders kept)."""
+    t0 = time.perf_counter()
+    zip_path = Path(zip_path)
+    dest = work / "posed"
+    shutil.rmtree(dest, ignore_errors=True)
+    try:
+        extract_zip(zip_path, dest, keep_folders=True)
+    except ValueError as exc:
+        raise _by_file_name(exc, [zip_path], work) from exc
+    found = find_posed_scene(dest)
+    if found is None:
+        raise ValueError(f"{zip_path.name}: no opencv_cameras.json or transforms.json inside; "
+                         "upload the photos instead to pose them with COLMAP")
+    return _split_views(read_any_scene(found), input_views, size, zip_path.name, {"read": time.perf_counter() - t0}, [])
+
+
+def photo_scene(files: list[Path], work: Path, input_views: int = 8, size: int = 128, progress: Progress = no_progress,
+                max_size: int = 640, frames: int = 24) -> ViewerScene:
+    """Pose photos (files, zips or one video) with COLMAP, then take ``input_views`` of them as inputs."""
+    files = [Path(f) for f in files]
+    if not files:
+        raise ValueError("no files given: upload photos, a zip of photos or a video")
+    images = [f for f in files if f.suffix.lower() not in VIDEO_SUFFIXES | {".zip"}]
+    if len(images) > MAX_PHOTOS:
+        raise ValueError(f"{len(images)} photos uploaded; the viewer takes at most {MAX_PHOTOS}")
+    out = work / "reconstruction"
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        posed = reconstruct(files, out, ReconstructOptions(max_size=max_size, frames=frames), progress)
+    except ValueError as exc:
+        raise _by_file_name(exc, files, work) from exc
+    report = posed.report
+    notes = [f"COLMAP registered {report['images_registered']} of {report['photos_loaded']} photos"]
+    notes += [f"left out {item['file']}: {item['reason']}" for item in report["left_out"]]
+    notes += [f"skipped {Path(item['file']).name}: {item['reason']}" for item in report["skipped_inputs"]]
+    timings = {"reconstruct": float(report["timings_s"]["total_s"])}
+    record = read_lact_scene(posed.folder / "opencv_cameras.json")
+    return _split_views(record, input_views, size, "uploaded photos", timings, notes)
+
+
+def virtual_camera(scene: ViewerScene, pose: ViewPose) -> Cameras:
+    """A camera [1] at (azimuth, elevation) on a sphere about the origin, looking at it, up +z.
+    Azimuth 0 is the first input view's; distance 1 is the inputs' mean distance."""
+    first = scene.cameras.centers[0].double()
+    base_az = math.degrees(math.atan2(float(first[1]), float(first[0])))
+    radius = float(scene.cameras.centers.double().norm(dim=-1).mean()) * pose.distance
+    az, el = math.radians(base_az + pose.azimuth), math.radians(pose.elevation)
+    eye = radius * torch.tensor([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+    up = torch.tensor([0.0, 0.0, 1.0])
+    c2w = look_at(eye[None], torch.zeros(1, 3), up[None]).float()
+    h, w = scene.cameras.height, scene.cameras.width
+    focal = float(fov_to_focal(math.radians(pose.fov), w))
+    return Cameras(torch.tensor([[focal, focal, w / 2, h / 2]]), c2w, h, w)
+
+
+def initial_pose(scene: ViewerScene) -> ViewPose:
+    """The pose that reproduces the first input view's position and horizontal field of view."""
+    first = scene.cameras.centers[0].double()
+    elevation = math.degrees(math.asin(float(first[2] / first.norm().clamp_min(1e-9))))
+    fx = float(scene.cameras.intrinsics[0, 0])
+    fov = math.degrees(2 * math.atan(scene.cameras.width / (2 * fx)))
+    return ViewPose(0.0, round(elevation, 1), 1.0, round(min(max(fov, 10.0), 120.0), 1))
+
+
+def memorize(model, scene: ViewerScene):
+    """The renderer's state for the scene's input views, on the renderer's device."""
+    state, scene.timings["memorize"] = memorize_views(model, scene.images, scene.cameras)
+    return state
+
+
+def render_views(model, state, cams: Cameras, progress: Progress = no_progress) -> Tensor:
+    """Images [N, 3, H, W] (on the CPU) for cameras [N]."""
+    return render_cameras(model, state, cams, progress=progress)[0]
+
+
+def render_path_video(model, state, scene: ViewerScene, kind: str, frames: int, fps: float, out: Path,
+                      progress: Progress = no_progress) -> Path:
+    """An mp4 along an orbit, spiral or interpolation through the input cameras."""
+    if kind not in PATH_KINDS:
+        raise ValueError(f"unknown trajectory {kind!r}: one of {', '.join(PATH_KINDS)}")
+    if not 2 <= frames <= 600 or not 1 <= fps <= 60:
+        raise ValueError("a video needs 2-600 frames at 1-60 fps")
+    cams, _ = make_path(kind, scene.cameras, int(frames))
+    return save_video(render_views(model, state, cams, progress=progress), out, fps=float(fps))
+
+
+def score_heldout(model, state, scene: ViewerScene, lpips_net: str = "vgg") -> tuple[Tensor, dict[str, float] | None, str]:
+    """(predictions [T, 3, H, W], mean PSNR/SSIM/LPIPS or None, a note on what was scored)."""
+    if scene.heldout_cameras.shape[0] == 0:
+        return torch.zeros(0, 3, scene.cameras.height, scene.cameras.width), None, "no held-out views with ground truth"
+    pred = render_views(model, state, scene.heldout_cameras).clamp(0, 1)
+    target = scene.heldout_images
+    scores = {"psnr": float(psnr(pred, target).mean()), "ssim": float(ssim(pred, target).mean())}
+    note = f"{len(pred)} held-out view(s)"
+    try:
+        from nvs.evaluation.metrics import lpips
+
+        scores["lpips"] = float(lpips(pred, target, net=lpips_net).mean())
+    except FileNotFoundError as exc:
+        note += f"; LPIPS unavailable ({exc})"
+    return pred, scores, note

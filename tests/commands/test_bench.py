@@ -1,0 +1,65 @@
+"""`nvs bench peak | lact-layer | views | train-step`: FLOP counts checked against torch's counter,
+each command's JSON rows and PNG plot (tiny sizes: timings here are not the point)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from nvs.models.fast_weight import TTTOp, run_fast_weight_ops
+from nvs.commands.bench_model import lact_layer_flops
+from tests.helpers import ROOT
+
+
+def test_lact_layer_flop_count_matches_torch_counter():
+    d, dh, tokens, chunk, steps = 24, 40, 96, 32, 3
+    q, k, v = (torch.randn(1, tokens, d) for _ in range(3))
+    w = (torch.randn(1, d, dh), torch.randn(1, dh, d), torch.randn(1, d, dh))
+    lrs = tuple(torch.full((1, tokens, 1), 0.01) for _ in range(3))
+    for ops in ([TTTOp(0, tokens, True, True)], [TTTOp(s, s + chunk, True, True) for s in range(0, tokens, chunk)]):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            run_fast_weight_ops(w, q, k, v, lrs, ops, steps)
+        assert counter.get_total_flops() == lact_layer_flops(tokens, d, dh, len(ops), steps)
+
+
+def _bench(tmp_path, *args):
+    out = subprocess.run([sys.executable, "-m", "nvs", "bench", *args, "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_bench_commands_write_rows_and_plots(tmp_path):
+    stdout = _bench(tmp_path, "lact-layer", "--tokens", "256", "--chunks", "full", "64", "--dim", "64", "--hidden", "128")
+    rows = json.loads((tmp_path / "lact-layer.json").read_text())
+    assert [r["chunk"] for r in rows] == ["full", 64] and "peak (fp32)" in stdout
+    assert set(rows[0]) == {"tokens", "chunk", "dtype", "tokens_timed", "seconds", "tokens_per_s", "gflops", "kernels",
+                            "percent_of_peak"}
+    assert all(r["gflops"] > 0 and 0 < r["percent_of_peak"] for r in rows)
+    assert {r["kernels"] for r in rows} == {"torch"}  # auto runs the reference (kernels/__init__.py says why)
+    _bench(tmp_path, "views", "--views", "2", "4", "--size", "32")
+    rows = json.loads((tmp_path / "views.json").read_text())
+    assert [(r["model"], r["views"]) for r in rows] == [("LaCT", 2), ("LaCT", 4), ("full attention", 2), ("full attention", 4)]
+    assert all(r["render_s_per_view"] > 0 and r["peak_mem_mb"] >= 0 and r["state_mb"] > 0 for r in rows)
+    _bench(tmp_path, "peak", "--dtypes", "fp32")
+    assert {r["n"] for r in json.loads((tmp_path / "peak.json").read_text())} == {1024, 2048, 3072}
+    _bench(tmp_path, "train-step")
+    (row,) = json.loads((tmp_path / "train-step.json").read_text())
+    assert row["tokens_per_step"] == 4 * 12 * 64 and row["tokens_per_s"] > 0
+    for name in ("lact-layer", "views", "peak", "train-step"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_triton_kernels_without_a_gpu_are_refused_by_name(tmp_path):
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("this machine has a GPU: --kernels triton runs there")
+    out = subprocess.run([sys.executable, "-m", "nvs", "bench", "lact-layer", "--tokens", "64", "--dim", "32",
+                          "--hidden", "64", "--kernels", "triton", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode != 0 and "--kernels triton" in out.stderr and "CUDA GPU" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "lact-layer.json").exists()

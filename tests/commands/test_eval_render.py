@@ -1,0 +1,138 @@
+import csv
+import json
+import subprocess
+import sys
+
+import imageio.v2 as iio2
+import pytest
+import torch
+
+from nvs.geometry.camera_paths import interpolate_path, orbit_path, read_nerfstudio_path, spiral_path
+from nvs.cameras import opencv_to_opengl
+from nvs.datasets.procedural import object_cameras
+from nvs.models import LaCTRenderer, save_renderer
+
+from tests.helpers import tiny_config
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "nvs", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evalrender")
+    out = _run("data", "synth", "--scenes", "2", "--views", "5", "--size", "32", "32", "--out", root / "data")
+    assert out.returncode == 0, out.stderr
+    torch.manual_seed(0)
+    ckpt = save_renderer(LaCTRenderer(tiny_config()), root / "model.safetensors")
+    return root, ckpt
+
+
+def test_eval_writes_summary_csv_and_images(workspace):
+    root, ckpt = workspace
+    out = _run("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "3", "--size", "32", "32", "--out", root / "ev")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((root / "ev" / "summary.json").read_text())
+    assert summary["scenes"] == 2 and summary["views"] == 4
+    assert 3 < summary["psnr"]["mean"] < 40 and 0 <= summary["ssim"]["mean"] <= 1 and 0 <= summary["lpips"]["mean"] <= 1
+    assert summary["protocol"]["input_views"] == 3 and summary["renders_per_second"] > 0
+    rows = list(csv.DictReader(open(root / "ev" / "per_view.csv")))
+    assert len(rows) == 4 and {"scene", "view", "psnr", "ssim", "lpips", "nearest_psnr"} <= set(rows[0])
+    assert set(summary["nearest_view"]) == {"psnr", "ssim", "lpips"}
+    images = sorted((root / "ev" / "images").rglob("*.png"))
+    assert len(images) == 4 and iio2.imread(images[0]).shape == (32, 66, 3)  # GT | prediction, 2 px gap
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif", ""])
+def test_render_writes_video(workspace, suffix):
+    root, ckpt = workspace
+    target = root / f"video{suffix or '_frames'}"
+    out = _run("render", "--checkpoint", ckpt, "--scene", root / "data", "--views", "3", "--size", "32", "32",
+               "--frames", "7", "--fps", "5", "--out", target)
+    assert out.returncode == 0, out.stderr
+    if suffix == ".mp4":
+        reader = iio2.get_reader(target)
+        assert reader.count_frames() == 7 and reader.get_meta_data()["fps"] == 5 and reader.get_data(0).shape == (32, 32, 3)
+    elif suffix == ".gif":
+        frames = iio2.mimread(target)
+        assert len(frames) == 7 and frames[0].shape[:2] == (32, 32)
+    else:
+        assert len(list(target.glob("*.png"))) == 7
+
+
+def test_render_nerfstudio_path_file(workspace):
+    root, ckpt = workspace
+    cams = object_cameras(torch.Generator().manual_seed(0), 4, 32, 32)
+    frames = [{"camera_to_world": opencv_to_opengl(c).reshape(-1).tolist(), "fov": 50.0} for c in cams.c2w]
+    (root / "camera_path.json").write_text(json.dumps({"render_height": 32, "render_width": 32, "fps": 3, "camera_path": frames}))
+    out = _run("render", "--checkpoint", ckpt, "--scene", root / "data", "--views", "3", "--size", "32", "32",
+               "--path", root / "camera_path.json", "--out", root / "ns.mp4")
+    assert out.returncode == 0, out.stderr
+    assert iio2.get_reader(root / "ns.mp4").count_frames() == 4
+
+
+def test_nerfstudio_path_is_converted_to_opencv(tmp_path):
+    cams = object_cameras(torch.Generator().manual_seed(1), 3, 40, 40)
+    frames = [{"camera_to_world": opencv_to_opengl(c).reshape(-1).tolist(), "fov": 50.0} for c in cams.c2w]
+    (tmp_path / "p.json").write_text(json.dumps({"render_height": 40, "render_width": 40, "camera_path": frames}))
+    read, fps = read_nerfstudio_path(tmp_path / "p.json")
+    assert torch.allclose(read.c2w, cams.c2w, atol=1e-5) and fps == 24
+    assert torch.allclose(read.intrinsics, cams.intrinsics, atol=1e-3)
+
+
+def test_paths_geometry():
+    cams = object_cameras(torch.Generator().manual_seed(2), 6, 32, 32)
+    orbit = orbit_path(cams, 12)
+    assert torch.allclose(orbit.centers.norm(dim=-1), torch.full((12,), 2.7), atol=1e-3)
+    px, _ = orbit.project(torch.zeros(12, 1, 3))
+    assert torch.allclose(px, torch.full((12, 1, 2), 16.0), atol=1e-3)  # the centre stays in the middle
+    inter = interpolate_path(cams[:3], 9)
+    assert torch.allclose(inter.c2w[0], cams.c2w[0], atol=1e-5) and torch.allclose(inter.c2w[-1], cams.c2w[2], atol=1e-5)
+    rot = inter.c2w[:, :3, :3]
+    assert torch.allclose(rot @ rot.mT, torch.eye(3).expand(9, 3, 3), atol=1e-5)
+    assert spiral_path(cams, 10).shape == (10,)
+
+
+def test_bad_inputs_give_clear_errors(workspace, tmp_path):
+    root, ckpt = workspace
+    (tmp_path / "w.bin").write_bytes(b"x")
+    (tmp_path / "bad_path.json").write_text('{"camera_path": [{"camera_to_world": [1, 2, 3]}]}')
+    (tmp_path / "index.json").write_text(json.dumps({"nope": {"context": [0], "target": [1]}}))
+    cases = [
+        (("eval", "--checkpoint", tmp_path / "missing.safetensors", "--data", root / "data", "--out", tmp_path / "o"), "not found"),
+        (("eval", "--checkpoint", tmp_path / "w.bin", "--data", root / "data", "--out", tmp_path / "o"), "not a readable torch checkpoint"),
+        (("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "5", "--size", "32", "32", "--out", tmp_path / "o"), "need at least 6"),
+        (("eval", "--checkpoint", ckpt, "--data", root / "data", "--index", tmp_path / "index.json", "--out", tmp_path / "o"), "nope"),
+        (("render", "--checkpoint", ckpt, "--scene", root / "data", "--size", "32", "32", "--path", tmp_path / "bad_path.json",
+          "--out", tmp_path / "v.mp4"), "not a valid nerfstudio camera path"),
+        (("render", "--checkpoint", ckpt, "--scene", root / "data", "--path", "zigzag", "--size", "32", "32", "--out", tmp_path / "v.mp4"),
+         "unknown camera path"),
+        (("eval", "--checkpoint", ckpt, "--data", root / "data", "--device", "tpu", "--out", tmp_path / "o"), "not a device name"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((("render", "--checkpoint", ckpt, "--scene", root / "data", "--device", "cuda", "--out", tmp_path / "v.mp4"),
+                      "sees no CUDA GPU"))
+    for args, message in cases:
+        out = _run(*args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert message in out.stderr and "Traceback" not in out.stderr, (message, out.stderr)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run where one is present)")
+def test_eval_and_render_on_the_gpu(workspace):
+    root, ckpt = workspace
+    scores = {}
+    for device in ("cpu", "cuda"):
+        out = _run("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "3", "--size", "32", "32", "--no-images",
+                   "--lpips-net", "alex", "--device", device, "--out", root / f"ev-{device}")
+        assert out.returncode == 0, out.stderr
+        summary = json.loads((root / f"ev-{device}" / "summary.json").read_text())
+        assert summary["device"] == device
+        scores[device] = summary["psnr"]["mean"]
+    assert abs(scores["cpu"] - scores["cuda"]) < 0.05, scores
+    out = _run("render", "--checkpoint", ckpt, "--scene", root / "data", "--views", "3", "--size", "32", "32", "--frames", "3",
+               "--device", "cuda", "--out", root / "frames-gpu")
+    assert out.returncode == 0, out.stderr
+    assert len(list((root / "frames-gpu").glob("*.png"))) == 3
+    assert json.loads((root / "frames-gpu.json").read_text())["device"] == "cuda"

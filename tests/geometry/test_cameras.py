@@ -1,0 +1,163 @@
+import math
+
+import pytest
+import torch
+
+from nvs.cameras import (
+    Cameras, fov_to_focal, invert_rigid, look_at, normalized_to_pixel_intrinsics,
+    opencv_to_opengl, opengl_to_opencv, pixel_rays, pixel_to_normalized_intrinsics,
+)
+from nvs.geometry.scene_normalization import SceneNormalization, mean_camera
+
+INTR = torch.tensor([100.0, 120.0, 50.0, 40.0])
+
+
+def rot_y(deg):
+    a = math.radians(deg)
+    return torch.tensor([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+
+
+def camera_turned_90():
+    """A camera at (10, 0, 0) turned -90 deg about y, so its +z axis points along world -x."""
+    c2w = torch.eye(4)
+    c2w[:3, :3] = rot_y(-90)
+    c2w[:3, 3] = torch.tensor([10.0, 0.0, 0.0])
+    return Cameras(INTR[None], c2w[None], 80, 100)
+
+
+def test_identity_camera_projects_by_hand():
+    cams = Cameras(INTR[None], torch.eye(4)[None], 80, 100)
+    px, depth = cams.project(torch.tensor([[[1.0, 2.0, 10.0]]]))
+    # u = fx x / z + cx = 100 * 0.1 + 50 ; v = 120 * 0.2 + 40
+    assert torch.allclose(px, torch.tensor([[[60.0, 64.0]]]))
+    assert torch.allclose(depth, torch.tensor([[10.0]]))
+
+
+def test_rotated_camera_projects_by_hand():
+    cams = camera_turned_90()
+    px, depth = cams.project(torch.tensor([[[0.0, 1.0, 2.0]]]))
+    # forward = -x so depth = 10; right = R[:,0] = (0,0,1) -> x_c = 2; down = (0,1,0) -> y_c = 1
+    assert torch.allclose(depth, torch.tensor([[10.0]]))
+    assert torch.allclose(px, torch.tensor([[[100 * 0.2 + 50, 120 * 0.1 + 40]]]))
+
+
+def test_every_conversion_keeps_the_projection():
+    cams = camera_turned_90()
+    point = torch.tensor([[[0.0, 1.0, 2.0]]])
+    expected, _ = cams.project(point)
+    via_w2c = Cameras.from_w2c(cams.intrinsics, cams.w2c, 80, 100)
+    via_gl = Cameras.from_opengl(cams.intrinsics, opencv_to_opengl(cams.c2w), 80, 100)
+    norm = pixel_to_normalized_intrinsics(cams.intrinsics, 80, 100)
+    via_norm = Cameras(normalized_to_pixel_intrinsics(norm, 80, 100), cams.c2w, 80, 100)
+    for other in (via_w2c, via_gl, via_norm):
+        assert torch.allclose(other.project(point)[0], expected, atol=1e-5)
+
+
+def test_opengl_round_trip_is_exact():
+    c2w = torch.randn(5, 4, 4)
+    assert torch.equal(opencv_to_opengl(opengl_to_opencv(c2w)), c2w)
+
+
+def test_opengl_camera_looks_down_minus_z():
+    gl = torch.eye(4)[None]  # OpenGL camera at the origin sees points with negative z
+    cams = Cameras.from_opengl(INTR[None], gl, 80, 100)
+    px, depth = cams.project(torch.tensor([[[0.0, 0.0, -5.0]]]))
+    assert depth.item() == pytest.approx(5.0) and torch.allclose(px, torch.tensor([[[50.0, 40.0]]]))
+
+
+def test_invert_rigid_matches_inverse():
+    c2w = camera_turned_90().c2w
+    assert torch.allclose(invert_rigid(c2w), torch.linalg.inv(c2w), atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(40, 50), (160, 200), (57, 31)])
+def test_resize_keeps_projection_in_relative_coordinates(size):
+    cams = camera_turned_90()
+    point = torch.tensor([[[0.3, -0.4, 1.0]]])
+    px, _ = cams.project(point)
+    small = cams.resize(*size)
+    px2, _ = small.project(point)
+    assert torch.allclose(px2[..., 0] / size[1], px[..., 0] / 100, atol=1e-6)
+    assert torch.allclose(px2[..., 1] / size[0], px[..., 1] / 80, atol=1e-6)
+
+
+def test_crop_shifts_projection():
+    cams = camera_turned_90()
+    point = torch.tensor([[[0.3, -0.4, 1.0]]])
+    px, _ = cams.project(point)
+    cropped = cams.crop(10, 20, 40, 60)
+    assert torch.allclose(cropped.project(point)[0], px - torch.tensor([20.0, 10.0]), atol=1e-5)
+    assert torch.allclose(cams.center_crop(60, 60).intrinsics[..., 2:], torch.tensor([[30.0, 30.0]]))
+    with pytest.raises(ValueError, match="outside"):
+        cams.crop(50, 0, 40, 10)
+
+
+def test_rays_pass_through_projected_points():
+    cams = camera_turned_90()
+    origins, dirs = pixel_rays(cams)  # [1, 3, 80, 100]
+    assert torch.allclose(dirs.norm(dim=1), torch.ones(1, 80, 100), atol=1e-6)
+    # pixel (row 12, col 33): its centre (33.5, 12.5) at depth 7 back-projects to a point the
+    # camera projects onto that same centre
+    d = dirs[0, :, 12, 33]
+    point = origins[0, :, 12, 33] + d * 7.0
+    px, _ = cams.project(point[None, None])
+    assert torch.allclose(px, torch.tensor([[[33.5, 12.5]]]), atol=1e-4)
+
+
+def test_look_at_faces_target():
+    eye = torch.tensor([[2.0, 0.0, 0.0]])
+    c2w = look_at(eye, torch.zeros(1, 3), torch.tensor([[0.0, 0.0, 1.0]]))
+    cams = Cameras(INTR[None], c2w, 80, 100)
+    px, depth = cams.project(torch.zeros(1, 1, 3))
+    assert torch.allclose(px, torch.tensor([[[50.0, 40.0]]]), atol=1e-5) and depth.item() == pytest.approx(2.0)
+    # world up (+z) appears upwards in the image (smaller v)
+    up_px, _ = cams.project(torch.tensor([[[0.0, 0.0, 0.5]]]))
+    assert up_px[0, 0, 1] < 40.0
+    assert fov_to_focal(math.radians(90), 100) == pytest.approx(50.0)
+
+
+def test_scene_normalization_keeps_projections_and_scales():
+    torch.manual_seed(1)
+    eyes = torch.randn(6, 3) * 4 + 10
+    c2w = look_at(eyes, torch.zeros(6, 3) + 10, torch.tensor([0.0, 0.0, 1.0]).expand(6, 3))
+    cams = Cameras(INTR.expand(6, 4), c2w, 80, 100)
+    points = torch.randn(6, 20, 3) + 10
+    px, _ = cams.project(points)
+    norm = SceneNormalization.fit(c2w)
+    moved = Cameras(cams.intrinsics, norm.apply(c2w), 80, 100)
+    px2, _ = moved.project(norm.apply_points(points))
+    assert torch.allclose(px, px2, atol=1e-3)
+    assert moved.centers.norm(dim=-1).max() == pytest.approx(1 / 1.35, rel=1e-5)
+    assert torch.allclose(mean_camera(moved.c2w)[:3, :3], torch.eye(3), atol=1e-5)
+
+
+def test_cameras_indexing_and_batching():
+    cams = Cameras(INTR.expand(2, 3, 4), torch.eye(4).expand(2, 3, 4, 4), 80, 100)
+    assert cams.shape == (2, 3) and cams[1].shape == (3,) and cams[:, :2].shape == (2, 2)
+    assert Cameras.cat([cams, cams], dim=1).shape == (2, 6)
+    assert cams.reshape(6).shape == (6,) and cams.unsqueeze(0).shape == (1, 2, 3)
+    assert cams.to(torch.float64).c2w.dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "intr, c2w, message",
+    [
+        (INTR[None], torch.full((1, 4, 4), float("nan")), "NaN"),
+        (torch.tensor([[float("inf"), 1.0, 1.0, 1.0]]), torch.eye(4)[None], "NaN or inf"),
+        (INTR[None], torch.zeros(1, 4, 4), "not invertible"),
+        (torch.tensor([[-1.0, 1.0, 1.0, 1.0]]), torch.eye(4)[None], "focal"),
+        (INTR[None], torch.diag(torch.tensor([1.0, 1.0, -1.0, 1.0]))[None], "proper rotation"),
+    ],
+)
+def test_validate_rejects_bad_cameras(intr, c2w, message):
+    with pytest.raises(ValueError, match=message):
+        Cameras(intr, c2w, 80, 100).validate()
+
+
+def test_bad_shapes_raise():
+    with pytest.raises(ValueError, match=r"\[\.\.\., 4\]"):
+        Cameras(torch.zeros(1, 3), torch.eye(4)[None], 8, 8)
+    with pytest.raises(ValueError, match="batch shape"):
+        Cameras(torch.zeros(2, 4), torch.eye(4)[None], 8, 8)
+    with pytest.raises(ValueError, match="4, 4"):
+        Cameras(torch.zeros(1, 4), torch.eye(3)[None], 8, 8)

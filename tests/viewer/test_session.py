@@ -1,0 +1,177 @@
+"""The viewer's logic without the page: normalisation, the virtual camera, posed zips, videos."""
+
+import math
+import zipfile
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+import torch
+
+from nvs.viewer import session as viewer
+from nvs.datasets.procedural import HELDOUT_SEED
+from nvs.cameras import Cameras
+from nvs.datasets.formats import write_lact_scene
+from nvs.datasets.nerfstudio import write_nerfstudio_scene
+from nvs.datasets.procedural import OBJECT_RADIUS, object_scene
+from nvs.assets import DEMO_CHECKPOINT
+from nvs.models import load_renderer
+from nvs.geometry.scene_normalization import rotation_between
+from tests.helpers import FIXTURES
+
+
+def _similarity(cams: Cameras, scale: float, seed: int = 0) -> Cameras:
+    """cams moved by a random rotation, a translation and a scale (what SfM's gauge freedom gives)."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))[0]
+    q = q * torch.sign(torch.det(q))
+    c2w = cams.c2w.double().clone()
+    c2w[:, :3, :3] = q @ c2w[:, :3, :3]
+    c2w[:, :3, 3] = (c2w[:, :3, 3] @ q.T) * scale + torch.tensor([3.0, -1.0, 7.0], dtype=torch.float64)
+    return Cameras(cams.intrinsics, c2w.float(), cams.height, cams.width)
+
+
+def test_rotation_between_handles_all_cases():
+    z = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    for a in (torch.tensor([1.0, 2.0, -0.5]), z, -z, torch.tensor([1.0, 0.0, 0.0])):
+        a = torch.nn.functional.normalize(a.double(), dim=0)
+        r = rotation_between(a, z)
+        assert torch.allclose(r @ a, z, atol=1e-9)
+        assert torch.allclose(r @ r.T, torch.eye(3, dtype=torch.float64), atol=1e-9) and abs(float(torch.det(r)) - 1) < 1e-9
+
+
+def test_normalisation_undoes_a_similarity():
+    truth = object_scene(5, 12, 32, 32).cameras
+    moved = _similarity(truth, scale=0.37)
+    inputs, others = viewer.normalize_to_object_frame(moved[:8], moved[8:])
+    # centres land on the training sphere, up is +z: the frame the renderer was trained in
+    assert torch.allclose(inputs.centers.norm(dim=-1).mean(), torch.tensor(OBJECT_RADIUS), atol=1e-3)
+    assert torch.allclose(inputs.centers.norm(dim=-1), truth.centers[:8].norm(dim=-1), atol=2e-3)
+    assert torch.allclose(others.centers.norm(dim=-1), truth.centers[8:].norm(dim=-1), atol=2e-3)
+    # up is recovered (cameras without roll), so elevations come back whatever the rotation was
+    def elevation(c):
+        return torch.asin(c.centers[:, 2] / c.centers.norm(dim=-1))
+    assert torch.allclose(elevation(inputs), elevation(truth[:8]), atol=2e-3)
+    # each camera still looks at the centre
+    forward = inputs.c2w[:, :3, 2]
+    to_centre = torch.nn.functional.normalize(-inputs.centers, dim=-1)
+    assert ((forward * to_centre).sum(-1) > 0.9999).all()
+
+
+def test_initial_pose_reproduces_the_first_input_camera():
+    scene = viewer.example_scene(seed=7, input_views=4, heldout_views=1, size=32)
+    cam = viewer.virtual_camera(scene, viewer.initial_pose(scene))
+    assert torch.allclose(cam.c2w[0], scene.cameras.c2w[0], atol=2e-3)
+    assert torch.allclose(cam.intrinsics[0], scene.cameras.intrinsics[0], rtol=2e-2)
+    turned = viewer.virtual_camera(scene, viewer.ViewPose(90.0, 0.0, 2.0, 50.0))
+    assert math.isclose(float(turned.centers.norm()), 2 * float(scene.cameras.centers.norm(dim=-1).mean()), rel_tol=1e-5)
+    assert abs(float(turned.centers[0, 2])) < 1e-5  # elevation 0
+
+
+def _zip_folder(folder, archive, prefix=""):
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                z.write(path, prefix + str(path.relative_to(folder)))
+    return archive
+
+
+@pytest.mark.parametrize("writer", [write_lact_scene, write_nerfstudio_scene])
+def test_posed_zip_scene_reads_both_layouts(tmp_path, writer):
+    truth = object_scene(3, 10, 48, 48)
+    written = writer(tmp_path / "data", "s", truth.images, _similarity(truth.cameras, 4.0))
+    folder = written.parent if written.is_file() else written
+    archive = _zip_folder(folder, tmp_path / "scene.zip", prefix="my_capture/")
+    scene = viewer.posed_zip_scene(archive, tmp_path / "work", input_views=6, size=32)
+    assert scene.images.shape == (6, 3, 32, 32) and scene.heldout_images.shape == (4, 3, 32, 32)
+    assert torch.allclose(scene.cameras.centers.norm(dim=-1).mean(), torch.tensor(OBJECT_RADIUS), atol=1e-3)
+    assert any("held out" in n for n in scene.notes)
+
+
+def test_posed_zip_refusals(tmp_path):
+    bad = tmp_path / "corrupt.zip"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match="corrupt.zip: not a readable zip"):
+        viewer.posed_zip_scene(bad, tmp_path / "w")
+    photos_only = tmp_path / "photos.zip"
+    with zipfile.ZipFile(photos_only, "w") as z:
+        z.writestr("a.png", b"x")
+    with pytest.raises(ValueError, match="no opencv_cameras.json or transforms.json"):
+        viewer.posed_zip_scene(photos_only, tmp_path / "w")
+    escaping = tmp_path / "escape.zip"
+    with zipfile.ZipFile(escaping, "w") as z:
+        z.writestr("../opencv_cameras.json", b"[]")
+    with pytest.raises(ValueError, match="outside the archive"):
+        viewer.posed_zip_scene(escaping, tmp_path / "w")
+    assert not (tmp_path / "opencv_cameras.json").exists()
+
+
+def test_too_many_photos_and_no_photos_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="no files"):
+        viewer.photo_scene([], tmp_path)
+    many = [tmp_path / f"p{i}.png" for i in range(viewer.MAX_PHOTOS + 1)]
+    with pytest.raises(ValueError, match=f"at most {viewer.MAX_PHOTOS}"):
+        viewer.photo_scene(many, tmp_path)
+
+
+def test_memorise_render_score_and_video(tmp_path):
+    model = load_renderer(DEMO_CHECKPOINT)
+    scene = viewer.example_scene(seed=HELDOUT_SEED, input_views=4, heldout_views=2, size=64)
+    state = viewer.memorize(model, scene)
+    pred, scores, note = viewer.score_heldout(model, state, scene)
+    assert pred.shape == (2, 3, 64, 64) and set(scores) >= {"psnr", "ssim"} and "2 held-out" in note
+    video = viewer.render_path_video(model, state, scene, "orbit", 6, 12, tmp_path / "orbit.mp4")
+    frames = iio.imread(video)
+    assert frames.shape[0] == 6 and frames.shape[1:3] == (64, 64)
+    with pytest.raises(ValueError, match="unknown trajectory"):
+        viewer.render_path_video(model, state, scene, "zigzag", 6, 12, tmp_path / "x.mp4")
+
+
+def test_app_handlers_run_a_published_layout_checkpoint():
+    """`nvs app --checkpoint` with official key names (the parity fixture): example, render, errors."""
+    import gradio as gr
+
+    from nvs.viewer.app import ViewerApp
+
+    app = ViewerApp(FIXTURES / "two_heads.safetensors", size=64)
+    session, status, gallery, *_pose, image, _plot, heldout, metrics = app.load_example(HELDOUT_SEED + 1, 4, None)
+    assert "4 input views at 64×64" in status and len(gallery) == 4 and len(heldout) == 8 and "PSNR" in metrics
+    view, _, timing = app.render_view(30, 20, 1.0, 50, session)
+    assert view.shape == image.shape == (64, 64, 3) and "ms/view" in timing
+    with pytest.raises(gr.Error, match="load a scene first"):
+        app.render_view(0, 0, 1, 50, None)
+    with pytest.raises(gr.Error, match="unknown trajectory"):
+        app.render_video("zigzag", 8, 12, session)
+    from nvs.viewer.app import _drop_session
+
+    assert session.work.is_dir()
+    _drop_session(session)  # what gradio calls when the browser session ends
+    assert not session.work.exists()
+    with pytest.raises(ValueError, match="not a positive multiple of two_heads.safetensors's patch size 8"):
+        ViewerApp(FIXTURES / "two_heads.safetensors", size=60)
+
+
+def test_app_device_is_checked():
+    from nvs.viewer.app import ViewerApp
+
+    with pytest.raises(ValueError, match="not a device name"):
+        ViewerApp(DEMO_CHECKPOINT, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            ViewerApp(DEMO_CHECKPOINT, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run where one is present)")
+def test_viewer_renders_on_the_gpu():
+    """With the renderer on CUDA, scenes go to the GPU and images come back to the CPU, scoring
+    the held-out views as the CPU does."""
+    scene = viewer.example_scene()
+    scores = {}
+    for device in ("cpu", "cuda"):
+        model = load_renderer(DEMO_CHECKPOINT, device=device)
+        state = viewer.memorize(model, scene)
+        pose = viewer.initial_pose(scene)
+        image = viewer.render_views(model, state, viewer.virtual_camera(scene, pose))
+        assert image.device.type == "cpu" and image.shape == (1, 3, 128, 128)
+        pred, scores[device], _ = viewer.score_heldout(model, state, scene, lpips_net="alex")
+    assert abs(scores["cpu"]["psnr"] - scores["cuda"]["psnr"]) < 0.05, scores
