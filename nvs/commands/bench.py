@@ -127,7 +127,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="outputs/bench")
     p.set_defaults(func=run)
     p = bench.add_parser("train-step", help="tokens/s of a training step of a recipe")
-    p.add_argument("--recipe", default="configs/train-demo-object.yaml")
+    p.add_argument("--recipe", default="configs/train-object-cpu.yaml")
     p.add_argument("--out", default="outputs/bench")
     p.set_defaults(func=run)
 

@@ -245,7 +245,7 @@ def bench_views(out: Path, view_counts=(2, 4, 8, 16, 32, 64), size: int = 128, r
     return rows
 
 
-def bench_train_step(out: Path, recipe: str = "configs/train-demo-object.yaml", steps: int = 5) -> list[dict]:
+def bench_train_step(out: Path, recipe: str = "configs/train-object-cpu.yaml", steps: int = 5) -> list[dict]:
     """Tokens per second of training steps (forward, backward, AdamW) of a recipe."""
     from nvs.datasets.views import batch_cameras
     from nvs.models import build_renderer

@@ -11,7 +11,7 @@ from nvs.training.loop import train
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a renderer from a YAML recipe (CPU, GPU, or `accelerate launch`)")
-    p.add_argument("config", help="recipe, e.g. configs/train-demo-object.yaml")
+    p.add_argument("config", help="recipe, e.g. configs/train-object-cpu.yaml")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=3e-4 run.out_dir=runs/x")
     p.add_argument("--out", help="run folder (same as run.out_dir=...)")
     p.add_argument("--resume", help="checkpoint folder to resume from (default: the run folder's latest)")

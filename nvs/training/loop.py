@@ -271,7 +271,8 @@ def train(
         last = done == end_step or (budget > 0 and elapsed >= budget)
 
         train_psnr = -10 * math.log10(max(logs_sum["mse"], 1e-10)) if math.isfinite(logs_sum["mse"]) else float("nan")
-        history.append({"step": done, "loss": logs_sum["mse"], "psnr": train_psnr, "grad_norm": grad_norm})
+        history.append({"step": done, "loss": logs_sum["mse"], "psnr": train_psnr, "grad_norm": grad_norm,
+                        **({"lpips": logs_sum["lpips"]} if "lpips" in logs_sum else {})})
         if accelerator.is_main_process:
             rate = (done - start_step) / max(time.time() - t0, 1e-9)
             bar.update(1)

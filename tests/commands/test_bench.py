@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -38,7 +39,12 @@ def test_bench_commands_write_rows_and_plots(tmp_path):
     assert [r["chunk"] for r in rows] == ["full", 64] and "peak (fp32)" in stdout
     assert set(rows[0]) == {"tokens", "chunk", "dtype", "tokens_timed", "seconds", "tokens_per_s", "gflops", "kernels",
                             "percent_of_peak"}
-    assert all(r["gflops"] > 0 and 0 < r["percent_of_peak"] for r in rows)
+    for r in rows:  # the rates are the counted work over the measured time (seconds is per `tokens`)
+        n_ops = 1 if r["chunk"] == "full" else -(-r["tokens_timed"] // r["chunk"])
+        seconds_timed = r["seconds"] * r["tokens_timed"] / r["tokens"]
+        assert r["tokens_per_s"] == pytest.approx(r["tokens_timed"] / seconds_timed, rel=0.02)
+        assert r["gflops"] == pytest.approx(lact_layer_flops(r["tokens_timed"], 64, 128, n_ops, 5) / seconds_timed / 1e9, rel=0.05, abs=0.1)
+        assert 0 < r["percent_of_peak"]
     assert {r["kernels"] for r in rows} == {"torch"}  # auto runs the reference (kernels/__init__.py says why)
     _bench(tmp_path, "views", "--views", "2", "4", "--size", "32")
     rows = json.loads((tmp_path / "views.json").read_text())

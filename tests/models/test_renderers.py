@@ -225,7 +225,7 @@ def test_fast_weight_sizes_are_checked_only_where_they_exist():
     with pytest.raises(ValueError, match="ttt_head_dim"):
         ModelConfig(dim=128, ttt_head_dim=96)
     assert ModelConfig(arch="full_attention", dim=128, attn_head_dim=32).arch == "full_attention"  # ttt sizes unused
-    assert ModelConfig.from_yaml(ROOT / "configs" / "full-attention-demo.yaml").dim == 128
+    assert ModelConfig.from_yaml(ROOT / "configs" / "full-attention-small-64.yaml").dim == 128
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run where one is present)")

@@ -1,8 +1,6 @@
-import ast
 import json
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -103,10 +101,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     common = [*TINY, "data.num_scenes=50", "optim.steps=12", "run.ckpt_every=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     straight = tmp_path / "straight"
-    subprocess.run(_nvs("train", "configs/train-demo-object.yaml", *common, f"run.out_dir={straight}"),
+    subprocess.run(_nvs("train", "configs/train-object-cpu.yaml", *common, f"run.out_dir={straight}"),
                    check=True, env=env, capture_output=True, cwd=ROOT)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_nvs("train", "configs/train-demo-object.yaml", *common, f"run.out_dir={killed}"),
+    proc = subprocess.Popen(_nvs("train", "configs/train-object-cpu.yaml", *common, f"run.out_dir={killed}"),
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     deadline = time.time() + 120
     while time.time() < deadline and not list((killed / "checkpoints").glob("step-000000[3-9]")):
@@ -120,7 +118,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     corrupt = killed / "checkpoints" / "step-0000011"
     corrupt.mkdir(exist_ok=True)
     (corrupt / "model.safetensors").write_bytes(b"truncated")
-    out = subprocess.run(_nvs("train", "configs/train-demo-object.yaml", *common, f"run.out_dir={killed}"),
+    out = subprocess.run(_nvs("train", "configs/train-object-cpu.yaml", *common, f"run.out_dir={killed}"),
                          check=True, env=env, capture_output=True, text=True, cwd=ROOT)
     assert "resuming from" in out.stdout and "step-0000011" not in out.stdout.split("resuming from")[1].split("\n")[0]
     a = load_file(straight / "checkpoints" / "step-0000012" / "model.safetensors")
@@ -139,7 +137,7 @@ def test_accelerate_two_cpu_processes_stay_in_sync(tmp_path, budget):
     # processes form a gloo group (accelerate's own --cpu launcher starts several only under MPI)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
-           "-m", "nvs", "train", "configs/train-demo-object.yaml", *TINY, "data.num_scenes=20",
+           "-m", "nvs", "train", "configs/train-object-cpu.yaml", *TINY, "data.num_scenes=20",
            "optim.steps=3", "run.ckpt_every=3", f"run.out_dir={run}", *budget]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -154,6 +152,9 @@ def test_lpips_loss_switches_on(tmp_path):
                "loss.lpips_weight=0.5", "loss.lpips_start=2", "data.height=32", "data.width=32")
     summary = train(cfg, resume=None)
     assert summary["steps"] == 3 and summary["skipped_steps"] == 0
+    # steps count from 0: steps 0 and 1 are MSE only, step 2 adds LPIPS (a positive distance)
+    assert ["lpips" in h for h in summary["history"]] == [False, False, True]
+    assert summary["history"][2]["lpips"] > 0
 
 
 def test_missing_data_path_is_named(tmp_path):
@@ -176,8 +177,19 @@ def test_trains_on_a_data_set_written_by_nvs_data_synth(tmp_path):
 def test_bf16_autocast_on_cpu_trains(tmp_path):
     cfg = _cfg(tmp_path, "data.num_scenes=4", "optim.steps=2", "optim.batch_size=1", "run.ckpt_every=100",
                "run.mixed_precision=bf16")
-    summary = train(cfg, resume=None)
+    linear_dtypes = set()
+
+    def record(module, args, output):
+        if isinstance(module, torch.nn.Linear) and torch.is_grad_enabled():
+            linear_dtypes.add(output.dtype)
+
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        summary = train(cfg, resume=None)
+    finally:
+        hook.remove()
     assert summary["steps"] == 2 and summary["skipped_steps"] == 0 and math.isfinite(summary["final_loss"])
+    assert torch.bfloat16 in linear_dtypes  # the training forward's linear layers ran under bf16 autocast
 
 
 def test_compiled_run_writes_checkpoints_that_load_and_resume(tmp_path):
@@ -296,49 +308,37 @@ def test_init_from_appends_identity_blocks_that_learn(tmp_path, arch):
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
-def test_every_shipped_recipe_loads_and_starts_from_another_recipes_run(recipe):
+def test_every_shipped_recipe_loads_and_starts_from_weights_a_clone_has(recipe):
+    """A recipe starts from scratch, from a file in the repository, or from another recipe's run."""
     cfg = load_train_config(recipe)  # unknown keys and wrong types raise
     if cfg.run.init_from:
         out_dirs = {load_train_config(r).run.out_dir for r in RECIPES}
-        assert any(cfg.run.init_from.startswith(f"{d}/") for d in out_dirs), (
-            f"{recipe.name} starts from {cfg.run.init_from}, which no shipped recipe writes")
+        in_repo = (ROOT / cfg.run.init_from).is_file()
+        assert in_repo or any(cfg.run.init_from.startswith(f"{d}/") for d in out_dirs), (
+            f"{recipe.name} starts from {cfg.run.init_from}: neither a file in the repository nor another recipe's run")
 
 
-def test_model_card_stages_match_the_recipes_that_ran_them():
-    """Each row of MODEL_CARD.md's stage table gives the peak lr and budget its recipe resolves to
-    (base included), each stage starts from the last checkpoint of the row before, and the shipped
-    asset is the last row's."""
-    card = (CONFIGS.parent / "MODEL_CARD.md").read_text()
-    rows = re.findall(r"^\| (\d+) \| `(configs/[\w.-]+\.yaml)`.*? \| ([\d.e-]+) \| (\d+) s \| (\d+) \|", card, re.M)
-    assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1)) and len(rows) >= 18
-    previous = None
-    for stage, recipe, lr, budget, steps in rows:
-        cfg = load_train_config(CONFIGS.parent / recipe)
-        assert (cfg.optim.lr, cfg.optim.time_budget_s) == (float(lr), float(budget)), f"stage {stage}: {recipe}"
-        if previous is not None:
-            assert cfg.run.init_from == f"{previous[0]}/checkpoints/step-{previous[1]:07d}/model.safetensors", f"stage {stage}"
-        previous = (cfg.run.out_dir, int(steps))
-    # the shipped asset is the last stage's final checkpoint (the card's cp line) with that recipe's architecture
-    assert f"cp {previous[0]}/checkpoints/step-{previous[1]:07d}/model.safetensors nvs/assets/demo_lact.safetensors" in card
-    asset = load_renderer(CONFIGS.parent / "nvs/assets/demo_lact.safetensors")
-    assert asset.config == cfg.model
-    # and its weights are that run's final ones: the parameter sum its summary.json printed (the card quotes it)
-    recorded = float(re.search(r"`param_checksums: \[([\d.]+)\]`", card).group(1))
-    # approx only for the float64 reduction order, which may differ between machines; another run's weights differ by far more
-    assert param_checksum(asset) == pytest.approx(recorded, rel=1e-12)
+def test_shipped_renderer_is_what_its_manifest_says():
+    """The manifest next to the weights gives their config, parameter count and checksum (the sum
+    the training run's summary.json printed), and its evaluation commands are valid `nvs` commands."""
+    import shlex
 
+    from nvs.assets import ASSETS
+    from nvs.commands.cli import build_parser
+    from nvs.models import ModelConfig
 
-def test_model_card_scene_count_is_what_its_script_prints_for_the_stage_table():
-    """The card's Data section claims no training scene was drawn twice, from a script whose
-    (data.seed, steps) list must be the stage table's; run it and compare with the quoted output."""
-    card = (CONFIGS.parent / "MODEL_CARD.md").read_text()
-    data = card[card.index("## Data"):card.index("## Training")]
-    script = re.search(r"```python\n(.*?)```", data, re.S).group(1)
-    rows = re.findall(r"^\| \d+ \| `(configs/[\w.-]+\.yaml)`.*? \| (\d+) s \| (\d+) \|", card, re.M)
-    table = [(load_train_config(CONFIGS.parent / recipe).data.seed, int(steps)) for recipe, _, steps in rows]
-    listed = re.search(r"stages = (\[.*?\])", script, re.S).group(1)
-    assert ast.literal_eval(listed) == table
-    claimed = re.search(r"printed `(\d+ samples, \d+ distinct scenes)`", data).group(1)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=CONFIGS.parent, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == claimed
+    for manifest_path in sorted(ASSETS.glob("*.json")):
+        manifest = json.loads(manifest_path.read_text())
+        model = load_renderer(ASSETS / manifest["file"])
+        assert model.config == ModelConfig.from_dict(manifest["config"]) == ModelConfig.from_yaml(ROOT / manifest["config_file"])
+        assert model.num_parameters == manifest["parameters"]
+        # approx only for the float64 reduction order; other weights differ by far more
+        assert param_checksum(model) == pytest.approx(manifest["param_checksum"], rel=1e-12)
+        stages = manifest["training"]["stages"]
+        assert [s["stage"] for s in stages] == list(range(1, len(stages) + 1))
+        assert sum(s["steps"] for s in stages) == manifest["training"]["total_steps"]
+        assert stages[-1]["blocks"] == model.config.layers and stages[-1]["patch_size"] == model.config.patch_size
+        for entry in manifest["evaluation"]:
+            args = shlex.split(entry["command"])
+            assert args[0] == "nvs"
+            build_parser().parse_args(args[1:])  # exits (SystemExit) on an invalid command
