@@ -37,14 +37,18 @@ def _tile(base, rows, cols, srow, scol, nrows, ncols):
                    mask=(rows[:, None] < nrows) & (cols[None, :] < ncols), other=0.0)
 
 
+@triton.jit
+def _program_tile(BL: tl.constexpr, BH: tl.constexpr):
+    """This program's (batch index, token rows, hidden columns) of the [L, H] output grid."""
+    return tl.program_id(2), tl.program_id(0) * BL + tl.arange(0, BL), tl.program_id(1) * BH + tl.arange(0, BH)
+
+
 @triton.autotune(configs=_tile_configs(), key=["L", "D", "H"])
 @triton.jit
 def _swiglu_hidden(x_ptr, w0_ptr, w2_ptr, h_ptr, L, D, H,
                    sxn, sxl, sxd, swn, swd, swh, shn, shl, shh,
                    BL: tl.constexpr, BH: tl.constexpr, BD: tl.constexpr):
-    n, pl, ph = tl.program_id(2), tl.program_id(0), tl.program_id(1)
-    rows = pl * BL + tl.arange(0, BL)
-    cols = ph * BH + tl.arange(0, BH)
+    n, rows, cols = _program_tile(BL, BH)
     gate = tl.zeros((BL, BH), dtype=tl.float32)
     up = tl.zeros((BL, BH), dtype=tl.float32)
     for d0 in range(0, D, BD):
@@ -62,9 +66,7 @@ def _swiglu_hidden(x_ptr, w0_ptr, w2_ptr, h_ptr, L, D, H,
 def _update_rhs(k_ptr, v_ptr, w0_ptr, w2_ptr, w1_ptr, lr0_ptr, lr1_ptr, lr2_ptr, hid_ptr, dg_ptr, du_ptr, L, D, H,
                 skn, skl, skd, swn, swd, swh, s1n, s1h, s1d, srn, srl, son, sol, soh,
                 BL: tl.constexpr, BH: tl.constexpr, BD: tl.constexpr):
-    n, pl, ph = tl.program_id(2), tl.program_id(0), tl.program_id(1)
-    rows = pl * BL + tl.arange(0, BL)
-    cols = ph * BH + tl.arange(0, BH)
+    n, rows, cols = _program_tile(BL, BH)
     gate = tl.zeros((BL, BH), dtype=tl.float32)
     up = tl.zeros((BL, BH), dtype=tl.float32)
     d_hidden = tl.zeros((BL, BH), dtype=tl.float32)
