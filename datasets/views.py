@@ -66,6 +66,33 @@ class ProceduralViews(Dataset):
         return make_sample(s.images, s.cameras, self.input_views, normalize=False)
 
 
+class MixedViews(Dataset):
+    """A file data set with procedural scenes mixed in: items [0, len(files)) are the files' scenes,
+    the rest procedural ones, sized so that ``fraction`` of uniformly drawn items are procedural.
+
+    Both parts must give samples of the same size and layout (views, height, width).
+    """
+
+    def __init__(self, files: Dataset, procedural: ProceduralViews, fraction: float):
+        if not 0 < fraction < 1:
+            raise ValueError(f"the procedural fraction must be in (0, 1), got {fraction}")
+        self.files, self.procedural = files, procedural
+        self.procedural_items = max(1, round(len(files) * fraction / (1 - fraction)))
+
+    def __len__(self) -> int:
+        return len(self.files) + self.procedural_items
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        """index = epoch * len + item, as for the other data sets."""
+        if index < 0:
+            raise IndexError(index)
+        epoch, item = divmod(index, len(self))
+        if item < len(self.files):
+            return self.files[epoch * len(self.files) + item]
+        # a new procedural scene every epoch: the procedural set is far larger than one epoch's share
+        return self.procedural[epoch * self.procedural_items + item - len(self.files)]
+
+
 SELECTIONS = ("random", "first", "spread", "gap")
 
 

@@ -31,6 +31,8 @@ class DataConfig:
     val_scenes: int = 8
     val_seed: int = 50_000_000  # procedural validation scenes use seeds from here on
     workers: int = 0
+    # file data: this share of training samples are procedural scenes of kind `scene` instead
+    procedural_fraction: float = 0.0
 
 
 @dataclass

@@ -17,7 +17,7 @@ from accelerate.utils import broadcast, set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from nvs.datasets.views import FileViews, ProceduralViews, batch_cameras
+from nvs.datasets.views import FileViews, MixedViews, ProceduralViews, batch_cameras
 from nvs.io.media import image_grid
 from nvs.evaluation.metrics import psnr
 from nvs.models import build_renderer
@@ -50,6 +50,9 @@ def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset | None:
                      seed=d.seed, normalize=d.normalize, frame_gap=d.frame_gap)
     if data.format != d.kind:
         raise ValueError(f"{path}: holds {data.format} data, the recipe says data.kind={d.kind}")
+    if d.procedural_fraction > 0 and not validation:
+        procedural = ProceduralViews(d.scene, d.num_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.seed)
+        return MixedViews(data, procedural, d.procedural_fraction)
     return data
 
 

@@ -160,3 +160,26 @@ def test_frame_gap_windows_for_video_data():
     assert inputs == [0, 9] and len(targets) == 3
     with pytest.raises(ValueError, match="frame_gap"):
         select_views(100, 2, 3, "gap", g, frame_gap=(30, 20))
+
+
+def test_mixed_views_draw_the_asked_share_of_procedural_scenes():
+    from torch.utils.data import Dataset
+
+    from nvs.datasets.views import MixedViews, ProceduralViews
+
+    class Indexed(Dataset):
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, index):
+            return {"index": index}
+
+    procedural = ProceduralViews("object", 1000, 2, 1, 16, 16, seed=3)
+    mixed = MixedViews(Indexed(), procedural, 0.25)
+    assert len(mixed) == 8  # 6 file items + 2 procedural: a quarter of uniformly drawn items
+    assert mixed[5] == {"index": 5} and mixed[8 + 5] == {"index": 6 + 5}  # the files see their epoch
+    first, next_epoch = mixed[6], mixed[8 + 6]
+    assert first["inputs"].shape == (2, 3, 16, 16)
+    assert not torch.equal(first["inputs"], next_epoch["inputs"])  # a new procedural scene each epoch
+    with pytest.raises(ValueError, match="fraction"):
+        MixedViews(Indexed(), procedural, 1.0)
