@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser app clean
+.PHONY: demo test install browser assets app clean
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,13 +24,22 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not installed and no root apt-get: the browser tests will be skipped"; fi; }
 
+# Debian's furniture models and Mesa's headless EGL for the asset-rendered data (its tests skip,
+# saying so, where they are absent)
+ASSET_PACKAGES := sweethome3d-furniture libegl1 libegl-mesa0 libgl1-mesa-dri
+assets:
+	@if dpkg -s $(ASSET_PACKAGES) >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(ASSET_PACKAGES) >/dev/null; \
+	else echo "$(ASSET_PACKAGES) not installed and no root apt-get: the asset-rendering tests will be skipped"; fi
+
 app: $(STAMP)
 	$(VENV)/bin/nvs app
 
-demo: $(STAMP)
+demo: $(STAMP) assets
 	$(VENV)/bin/nvs demo --out outputs/demo
 
-test: $(STAMP) browser
+test: $(STAMP) browser assets
 	$(PY) -m pytest
 
 clean:

@@ -67,7 +67,7 @@ def _planks(rng: np.random.Generator, n: int = TEXTURE_SIZE) -> np.ndarray:
 
 def _tiles(rng: np.random.Generator, n: int = TEXTURE_SIZE) -> np.ndarray:
     """Square tiles with grout and a slight per-tile colour change."""
-    base = _muted(rng, 0.3, 0.95)
+    base = _muted(rng, 0.3, 0.95, 0.15)
     k = int(rng.choice([2, 4]))
     idx = np.arange(n) * k // n
     tone = 1 + 0.06 * rng.standard_normal((k, k))
@@ -78,19 +78,19 @@ def _tiles(rng: np.random.Generator, n: int = TEXTURE_SIZE) -> np.ndarray:
 
 
 def _carpet(rng: np.random.Generator, n: int = TEXTURE_SIZE) -> np.ndarray:
-    base = _muted(rng, 0.15, 0.75, 0.5)
+    base = _muted(rng, 0.15, 0.75, 0.25)
     shade = 1 + 0.12 * _smooth_noise(rng, n, 12) + 0.1 * rng.standard_normal((n, n))
     return _to_uint8(base * shade[..., None])
 
 
 def _paint(rng: np.random.Generator, n: int = TEXTURE_SIZE) -> np.ndarray:
-    base = _muted(rng, 0.6, 0.97, 0.3)
+    base = _muted(rng, 0.6, 0.97, 0.15)
     shade = 1 + 0.025 * _smooth_noise(rng, n, 16) + 0.015 * _smooth_noise(rng, n, 64)
     return _to_uint8(np.clip(base, 0, 1) * shade[..., None])
 
 
 def _wallpaper(rng: np.random.Generator, n: int = TEXTURE_SIZE) -> np.ndarray:
-    a, b = _muted(rng, 0.45, 0.95, 0.4), _muted(rng, 0.45, 0.95, 0.4)
+    a, b = _muted(rng, 0.45, 0.95, 0.2), _muted(rng, 0.45, 0.95, 0.2)
     stripes = int(rng.integers(3, 9))
     u = np.arange(n)
     mask = ((u * stripes * 2 // n) % 2 == 0)[None, :].repeat(n, 0)

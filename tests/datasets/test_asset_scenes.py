@@ -1,0 +1,96 @@
+"""Scenes rendered from the installed furniture package: determinism, the split, placement,
+attribution, and data sets the training data path reads back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nvs.datasets import asset_scenes, furniture
+from nvs.datasets.asset_dataset import write_asset_dataset
+from nvs.datasets.views import FileViews
+
+pytestmark = pytest.mark.skipif(asset_scenes.unavailable_reason() is not None,
+                                reason=str(asset_scenes.unavailable_reason()))
+
+
+def test_furniture_scene_is_deterministic_white_backed_and_attributed():
+    a = asset_scenes.generate_asset_scene("furniture", 3, 3, 32, 32)
+    b = asset_scenes.generate_asset_scene("furniture", 3, 3, 32, 32)
+    c = asset_scenes.generate_asset_scene("furniture", 4, 3, 32, 32)
+    assert a.images.shape == (3, 3, 32, 32) and a.cameras.shape == (3,)
+    assert torch.equal(a.images, b.images) and torch.equal(a.cameras.c2w, b.cameras.c2w)
+    assert not torch.equal(a.images, c.images)
+    assert float(a.images.min()) >= 0 and float(a.images.max()) <= 1
+    assert torch.all(a.images[:, :, 0, 0] == 1.0)  # the corners are background: white
+    assert (a.images < 0.9).any()  # and the model is there
+    # cameras on the sphere of radius 2.7, looking at the centre
+    assert torch.allclose(a.cameras.centers.norm(dim=-1), torch.full((3,), 2.7), atol=1e-4)
+    forward = a.cameras.c2w[:, :3, 2]
+    assert torch.allclose((forward * -a.cameras.centers).sum(-1) / 2.7, torch.ones(3), atol=1e-4)
+    (entry,) = a.attribution
+    assert entry["licence"] in ("CC0-1.0", "CC-BY-3.0", "CC-BY-3.0-US") and entry["creator"]
+
+
+@pytest.mark.slow  # renders three rooms' worth of models
+def test_validation_scenes_use_only_held_out_models():
+    val_ids = {p.id for p in furniture.pieces_of_split("val")}
+    for seed in range(3):
+        scene = asset_scenes.generate_asset_scene("furniture", seed, 1, 16, 16, split="val")
+        assert {a["id"] for a in scene.attribution} <= val_ids
+    room = asset_scenes.generate_asset_scene("furnished-room", 0, 2, 18, 32, split="val")
+    assert room.attribution and {a["id"] for a in room.attribution} <= val_ids
+
+
+@pytest.mark.slow  # loads a dozen models twice
+def test_furnished_room_is_deterministic_and_its_walk_is_smooth():
+    a = asset_scenes.generate_asset_scene("furnished-room", 5, 6, 36, 64)
+    b = asset_scenes.generate_asset_scene("furnished-room", 5, 6, 36, 64)
+    assert a.images.shape == (6, 3, 36, 64) and torch.equal(a.images, b.images)
+    assert len(a.attribution) >= 3
+    centres = a.cameras.centers
+    steps = (centres[1:] - centres[:-1]).norm(dim=-1)
+    assert float(steps.max()) < 0.6 and float(centres[:, 2].min()) > 1.3  # eye height, small even steps
+    assert torch.isfinite(a.depth).all()  # inside a closed room every pixel hits a surface
+
+
+def test_placed_pieces_never_intersect_and_keep_clear_of_the_camera_path():
+    from nvs.datasets.furnished_room import CAMERA_CLEARANCE, place_pieces, room_candidates
+
+    furnish, openings = room_candidates("train")
+    ext = np.array([2.0, 1.8])
+    cams = np.array([[0.0, 0.0], [0.3, 0.2]])
+    for seed in range(5):
+        placed = place_pieces(np.random.default_rng(seed), furnish, openings, 12, ext, 2.6, cams)
+        assert len(placed) >= 4
+        boxes = []
+        for piece, pose in placed:
+            w, d, h = piece.size
+            corners = np.array([[x, y] for x in (-w / 2, w / 2) for y in (-d / 2, d / 2)]) @ pose[:2, :2].T + pose[:2, 3]
+            boxes.append((corners.min(0), corners.max(0), pose[2, 3], pose[2, 3] + h, piece))
+        for i, (lo, hi, z0, z1, piece) in enumerate(boxes):
+            if not piece.door_or_window:
+                assert np.all(lo >= -ext - 1e-6) and np.all(hi <= ext + 1e-6)
+            if z0 < 2.0:
+                assert not np.any(np.all((cams > lo - CAMERA_CLEARANCE + 1e-6) & (cams < hi + CAMERA_CLEARANCE - 1e-6), axis=1))
+            for lo2, hi2, z02, z12, _ in boxes[i + 1:]:
+                assert not (np.all(lo < hi2) and np.all(lo2 < hi) and z0 < z12 and z02 < z1)
+
+
+def test_written_data_set_resumes_and_trains(tmp_path):
+    root = tmp_path / "furniture"
+    first = write_asset_dataset(root, "furniture", "train", 2, 4, 16, 16, seed=7, log=lambda m: None)
+    assert first["scenes_written"] == 2
+    stamp = (root / "scenes" / "furniture_train_0000007" / "opencv_cameras.json").stat().st_mtime_ns
+    again = write_asset_dataset(root, "furniture", "train", 3, 4, 16, 16, seed=7, log=lambda m: None)
+    assert again["scenes_written"] == 3
+    assert (root / "scenes" / "furniture_train_0000007" / "opencv_cameras.json").stat().st_mtime_ns == stamp
+    credits = json.loads((root / "attribution.json").read_text())
+    assert credits["models"] and all(m["licence"] and m["scenes"] for m in credits["models"])
+    views = FileViews(root, 2, 2, 16, 16)
+    assert views.format == "lact" and len(views) == 3
+    sample = views[0]
+    assert sample["inputs"].shape == (2, 3, 16, 16) and sample["targets"].shape == (2, 3, 16, 16)
