@@ -17,10 +17,23 @@ import torch
 from nvs.datasets.procedural import generate_scene
 
 
-def bench_generator(out: Path, kinds=("object", "room"), views: int = 8, size: int = 128, scenes: int = 10) -> list[dict]:
-    """Procedural views per second at size x size (rooms at 16:9 with the same height)."""
+def bench_generator(out: Path, kinds=("object", "room", "furniture", "furnished-room"), views: int = 8, size: int = 128,
+                    scenes: int = 10) -> list[dict]:
+    """Generated views per second at size x size (rooms at 16:9 with the same height); the asset
+    kinds (furniture, furnished-room) are skipped, saying why, where they cannot render."""
+    from nvs.datasets.asset_scenes import ASSET_KINDS, asset_throughput, unavailable_reason
+
     rows = []
     for kind in kinds:
+        if kind in ASSET_KINDS:
+            reason = unavailable_reason()
+            if reason is not None:
+                print(f"{kind}: skipped, {reason}")
+                continue
+            (row,) = asset_throughput((kind,), views=views, size=size, scenes=scenes)
+            rows.append({k: row[k] for k in ("kind", "height", "width", "views", "seconds", "views_per_second")}
+                        | {"threads": torch.get_num_threads()})
+            continue
         width = size if kind == "object" else size * 16 // 9 // 8 * 8
         generate_scene(kind, 0, 2, size, width)  # warm-up
         t0 = time.perf_counter()
@@ -93,7 +106,9 @@ def report(name: str, rows: list[dict], out: Path) -> None:
 
 def add_parser(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks (print a table, write DIR/<name>.json)").add_subparsers(dest="bench_command", required=True)
-    p = bench.add_parser("generator", help="procedural scene generator throughput (views/s)")
+    p = bench.add_parser("generator", help="scene generator throughput (views/s)")
+    p.add_argument("--kinds", nargs="+", choices=["object", "room", "furniture", "furnished-room"],
+                   default=["object", "room", "furniture", "furnished-room"])
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--scenes", type=int, default=10)
     p.add_argument("--out", default="outputs/bench")
@@ -134,7 +149,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.bench_command == "generator":
-        bench_generator(Path(args.out), size=args.size, scenes=args.scenes)
+        bench_generator(Path(args.out), kinds=tuple(args.kinds), size=args.size, scenes=args.scenes)
     elif args.bench_command == "reconstruct":
         bench_reconstruct(Path(args.out), view_counts=tuple(args.views), width=args.width, scene_kind=args.scene,
                                  threads=args.threads)

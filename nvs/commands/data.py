@@ -1,4 +1,5 @@
-"""`nvs data synth` (write a procedural data set in a real format) and `nvs data info` (validate one)."""
+"""`nvs data synth` (write a procedural or asset-rendered data set in a real format) and `nvs data info`
+(validate one)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,23 @@ from nvs.datasets.formats import FORMATS, list_scenes, read_scene, write_dataset
 from nvs.datasets.procedural import SCENE_KINDS, generate_scene
 
 
-def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str, out: Path, seed: int) -> dict:
+def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str, out: Path, seed: int,
+          split: str = "train") -> dict:
+    """Procedural kinds (object, room) or asset kinds (furniture, furnished-room: rendered from
+    the models of ``split``, resumable in the lact format, with attribution.json)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    from nvs.datasets.asset_scenes import ASSET_KINDS, unavailable_reason
+
+    if kind in ASSET_KINDS:
+        reason = unavailable_reason()
+        if reason is not None:
+            raise ValueError(f"cannot render {kind} scenes: {reason}")
+        from nvs.datasets.asset_dataset import write_asset_dataset
+
+        summary = write_asset_dataset(out, kind, split, scenes, views, height, width, seed, fmt,
+                                      log=lambda m: tqdm.write(m))
+        return {**summary, "index": str(Path(out) / "index.json") if fmt == "lact" else summary.get("index", str(out))}
     records = []
     for i in tqdm(range(scenes), desc=f"synth {kind}", unit="scene"):
         s = generate_scene(kind, seed + i, views, height, width)
@@ -49,9 +64,15 @@ def info(path: Path) -> dict:
 
 
 def add_parser(sub) -> None:
+    from nvs.datasets.asset_scenes import ASSET_KINDS
+
     data = sub.add_parser("data", help="write procedural data sets, inspect data sets").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("synth", help="generate a procedural data set in a real format")
-    p.add_argument("--kind", choices=list(SCENE_KINDS), default="object")
+    p = data.add_parser("synth", help="generate a procedural or asset-rendered data set in a real format")
+    p.add_argument("--kind", choices=[*SCENE_KINDS, *ASSET_KINDS], default="object",
+                   help="object/room: procedural primitives; furniture/furnished-room: rendered from Debian's "
+                        "sweethome3d-furniture models (`make assets`)")
+    p.add_argument("--split", choices=["train", "val"], default="train",
+                   help="asset kinds: the models to use (val: the fixed held-out 10%%)")
     p.add_argument("--scenes", type=int, default=10)
     p.add_argument("--views", type=int, default=12)
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[128, 128])
@@ -65,7 +86,8 @@ def add_parser(sub) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    summary = synth(args.kind, args.scenes, args.views, args.size[0], args.size[1], args.format, Path(args.out), args.seed)
+    summary = synth(args.kind, args.scenes, args.views, args.size[0], args.size[1], args.format, Path(args.out), args.seed,
+                    args.split)
     print(f"wrote {summary['scenes']} {args.kind} scenes x {args.views} views ({args.format}) to {args.out}: {summary['index']}")
     return 0
 
