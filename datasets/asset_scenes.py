@@ -42,7 +42,7 @@ def unavailable_reason() -> str | None:
     return furniture.missing_reason() or mesh_render.unavailable_reason()
 
 
-def _tint(rng: np.random.Generator) -> np.ndarray:
+def light_tint(rng: np.random.Generator) -> np.ndarray:
     """A light colour between warm and cool white (linear RGB)."""
     warm, cool = np.array([1.0, 0.86, 0.72]), np.array([0.82, 0.9, 1.0])
     t = rng.uniform()
@@ -56,8 +56,8 @@ def object_lights(rng: np.random.Generator):
     az, el = rng.uniform(0, 2 * math.pi), rng.uniform(math.radians(20), math.radians(75))
     key = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
     fill = np.array([-key[0], -key[1], rng.uniform(-0.2, 0.6)])
-    lights = [Light("directional", key, _tint(rng), rng.uniform(2.0, 4.5)),
-              Light("directional", fill, _tint(rng), rng.uniform(0.4, 1.5))]
+    lights = [Light("directional", key, light_tint(rng), rng.uniform(2.0, 4.5)),
+              Light("directional", fill, light_tint(rng), rng.uniform(0.4, 1.5))]
     return lights, float(rng.uniform(0.15, 0.45))
 
 

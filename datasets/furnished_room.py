@@ -18,7 +18,7 @@ import torch
 
 from nvs.cameras import Cameras, fov_to_focal, look_at
 from nvs.datasets import furniture
-from nvs.datasets.asset_scenes import AssetScene, _tint
+from nvs.datasets.asset_scenes import AssetScene, light_tint
 
 ROOM_CATEGORIES = ("Living room", "Kitchen", "Bedroom", "Bathroom", "Office", "Lights", "Miscellaneous")
 CAMERA_CLEARANCE = 0.35  # metres between the camera path and any piece
@@ -275,11 +275,11 @@ def room_lights(rng: np.random.Generator, ext: np.ndarray, height: float):
     lights = []
     for _ in range(int(rng.integers(1, 3))):
         pos = np.array([*rng.uniform(-ext * 0.4, ext * 0.4), height - 0.2])
-        lights.append(Light("point", pos, _tint(rng), float(rng.uniform(3.0, 8.0))))
+        lights.append(Light("point", pos, light_tint(rng), float(rng.uniform(3.0, 8.0))))
     az = rng.uniform(0, 2 * math.pi)
     el = rng.uniform(math.radians(20), math.radians(55))
     window = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
-    lights.append(Light("directional", window, _tint(rng), float(rng.uniform(0.5, 2.0))))
+    lights.append(Light("directional", window, light_tint(rng), float(rng.uniform(0.5, 2.0))))
     return lights, float(rng.uniform(0.25, 0.5))
 
 

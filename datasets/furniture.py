@@ -268,17 +268,6 @@ class Model:
         pts = np.concatenate([p.positions for p in self.parts])
         return np.stack([pts.min(0), pts.max(0)])
 
-    def transformed(self, matrix: np.ndarray) -> "Model":
-        """A copy moved by a 4x4 similarity transform (rotation, uniform scale, translation)."""
-        lin, t = matrix[:3, :3], matrix[:3, 3]
-        normal_map = np.linalg.inv(lin).T
-        parts = []
-        for p in self.parts:
-            n = p.normals @ normal_map.T
-            n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-            parts.append(Part((p.positions @ lin.T + t).astype(np.float32), n.astype(np.float32), p.uvs, p.material))
-        return Model(self.piece, parts, list(self.problems))
-
 
 def _resolve(base: str, ref: str) -> str | None:
     """Member name of a file referenced from folder ``base``; None for absolute paths or paths

@@ -140,6 +140,7 @@ def make_mesh(parts) -> "object":
             shine.append(surface.shininess)
         positions, normals, colors = (np.concatenate(x) for x in (positions, normals, colors))
         positions, normals, index = two_sided(positions, normals, np.arange(len(positions))[:, None])
+        # the vertex alpha carries each part's opacity; an opacity under 1 here only selects blending
         material = make_material(Surface(np.ones(3), 0.999 if glass else 1.0, None, float(np.median(shine))))
         prims.append(pyrender.Primitive(positions=positions, normals=normals, color_0=colors[index[:, 0]],
                                         material=material, mode=4))
