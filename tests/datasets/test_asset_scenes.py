@@ -111,3 +111,9 @@ def test_synth_cli_writes_furniture_in_every_format(tmp_path):
         assert images.shape == (3, 3, 16, 16) and torch.allclose(cams.centers.norm(dim=-1), torch.full((3,), 2.7), atol=1e-3)
         credits = json.loads((out / "attribution.json").read_text())
         assert {m["id"] for m in credits["models"]} <= {p.id for p in furniture.pieces_of_split("val")}
+
+
+def test_throughput_rows_count_views_and_time():
+    (row,) = asset_scenes.asset_throughput(("furniture",), views=2, size=16, scenes=1)
+    assert row["views"] == 2 and row["width"] == 16 and row["seconds"] > 0
+    assert row["views_per_second"] == pytest.approx(2 / row["seconds"], rel=0.05)
