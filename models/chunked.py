@@ -45,6 +45,9 @@ MLP_HIDDEN = 2
 # Per sample and layer, independent of tokens: the update's sums (which become the new weights)
 # and Newton-Schulz's temporaries, in fast-weight sizes.
 FIXED_WEIGHT_COPIES = 2
+# One pass over all tokens keeps q, k, v and more of every token alive: about 1.4 x a range's
+# working memory per token at the published width (103 KB per token measured).
+ONE_PASS_FACTOR = 1.6
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,12 @@ def plan_chunks(renderer: "LaCTRenderer", batch: int, views: int, tokens_per_vie
     group = max(1, min(views, work // (batch * tokens_per_view * attention)))
     span = max(1, min(tokens, work // (batch * per_range)))
     return ChunkPlan(views=int(group), tokens=int(span))
+
+
+def fits_one_pass(renderer: "LaCTRenderer", batch: int, tokens: int, budget: int, element_size: int = 4) -> bool:
+    """Whether one pass over all tokens (every intermediate of every token at once) fits ``budget``."""
+    _, per_range = stage_bytes_per_token(renderer, element_size)
+    return batch * tokens * (ONE_PASS_FACTOR * per_range + renderer.config.dim * element_size) <= budget
 
 
 def _ranges(total: int, step: int):

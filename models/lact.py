@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from nvs.cameras import Cameras, pixel_rays
-from nvs.models.chunked import ChunkPlan, memorize_chunked, parse_memory_size, plan_chunks, render_chunked
+from nvs.models.chunked import ChunkPlan, fits_one_pass, memorize_chunked, parse_memory_size, plan_chunks, render_chunked
 from nvs.models.config import ModelConfig
 from nvs.models.fast_weight import FastWeights, FastWeightSwiGLU, TTTOp
 
@@ -290,10 +290,9 @@ class LaCTRenderer(RendererBase):
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             return None
         element_size = 8 if self.tokenizer.embed.weight.dtype == torch.float64 else 4
-        plan = plan_chunks(self, batch, views, tokens_per_view, self.memory_budget, element_size)
-        if plan.views >= views and plan.tokens >= views * tokens_per_view:
+        if fits_one_pass(self, batch, views * tokens_per_view, self.memory_budget, element_size):
             return None
-        return plan
+        return plan_chunks(self, batch, views, tokens_per_view, self.memory_budget, element_size)
 
     def _run(self, x: Tensor, tokens_per_view: int, ops: list[TTTOp], states: list[FastWeights] | None):
         new_states = []

@@ -59,6 +59,12 @@ MEMORY_BUDGET_HELP = ("memory that memorising and rendering may use above the mo
                       "pass over all tokens); scenes that do not fit run in chunks, with the same results up to "
                       "float rounding")
 
+def add_inference_arguments(parser) -> None:
+    """--memory-budget and --dtype of the commands that memorise and render (eval, render, app)."""
+    parser.add_argument("--memory-budget", default="auto", help=MEMORY_BUDGET_HELP)
+    parser.add_argument("--dtype", choices=INFERENCE_DTYPES, default="fp32", help=DTYPE_HELP)
+
+
 # Inference settings per model, so every caller of memorize_views / render_cameras sees them.
 _DTYPES: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
 
