@@ -76,17 +76,25 @@ def swiglu_apply(w0: Tensor, w1: Tensor, w2: Tensor, x: Tensor) -> Tensor:
 
 
 def swiglu_update_grads(
-    w0: Tensor, w1: Tensor, w2: Tensor, k: Tensor, v: Tensor, lr0: Tensor, lr1: Tensor, lr2: Tensor
+    w0: Tensor, w1: Tensor, w2: Tensor, k: Tensor, v: Tensor, lr0: Tensor, lr1: Tensor, lr2: Tensor,
+    accumulate: Sequence[Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Descent directions of the loss  -sum_i lr_i * f(k_i) . v_i  for each fast weight.
 
     k, v: [N, L, d]; lr0, lr1, lr2: [N, L, 1] (one learning rate per token and weight).
     Returns (g0 [N, d, dh], g1 [N, dh, d], g2 [N, d, dh]): the negative gradients, written out by
     hand so the whole chunk becomes three large matrix products (tested against autograd).
+    ``accumulate``: three tensors of those shapes that the directions are added to, in place and
+    returned (the sum over token ranges of a chunk, without a second copy of the weights' size).
     """
     tensors = (w0, w1, w2, k, v, lr0, lr1, lr2)
     if kernels.use_triton(*tensors) and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
-        return kernels.triton_swiglu_update_grads(*tensors)
+        grads = kernels.triton_swiglu_update_grads(*tensors)
+        if accumulate is None:
+            return grads
+        for total, g in zip(accumulate, grads):
+            total += g
+        return tuple(accumulate)  # type: ignore[return-value]
     gate = k @ w0  # [N, L, dh]
     up = k @ w2
     gate_act = F.silu(gate)
@@ -95,10 +103,24 @@ def swiglu_update_grads(
     d_up = d_hidden * gate_act
     sig = torch.sigmoid(gate)
     d_gate = d_hidden * up * sig * (1 + gate * (1 - sig))  # through silu
+    if accumulate is not None:
+        s0, s1, s2 = accumulate
+        _add_product(s1, (hidden * lr1).transpose(-1, -2), v)
+        _add_product(s0, (k * lr0).transpose(-1, -2), d_gate)
+        _add_product(s2, (k * lr2).transpose(-1, -2), d_up)
+        return s0, s1, s2
     g1 = (hidden * lr1).transpose(-1, -2) @ v
     g0 = (k * lr0).transpose(-1, -2) @ d_gate
     g2 = (k * lr2).transpose(-1, -2) @ d_up
     return g0, g1, g2
+
+
+def _add_product(total: Tensor, a: Tensor, b: Tensor) -> None:
+    """total += a @ b in place; products of another dtype (bfloat16 under autocast) are summed in total's."""
+    if a.dtype == b.dtype == total.dtype:
+        total.baddbmm_(a, b)
+    else:
+        total += a @ b
 
 
 @functools.cache
@@ -161,6 +183,38 @@ def renormalize_columns(w: Tensor, target_norm: Tensor, eps: float = 1e-5) -> Te
     return w / (w.norm(dim=-2, keepdim=True) + eps) * target_norm
 
 
+def column_norms(weights: Sequence[Tensor]) -> list[Tensor]:
+    """The column norms [N, 1, c] each weight is restored to after an update."""
+    return [w.detach().norm(dim=-2, keepdim=True) for w in weights]
+
+
+def apply_update(
+    weights: tuple[Tensor, Tensor, Tensor], grads: Sequence[Tensor], norms: Sequence[Tensor], muon_steps: int,
+    ns_dtype: str = "bfloat16",
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One update step: add each descent direction (g0, g1, g2 of :func:`swiglu_update_grads`, summed
+    over the chunk's tokens) after Newton-Schulz, then restore the column ``norms``."""
+    w0, w1, w2 = weights
+    g0, g1, g2 = grads
+    w1 = w1 + newton_schulz(g1, muon_steps, ns_dtype)
+    w0 = w0 + newton_schulz(g0, muon_steps, ns_dtype)
+    w2 = w2 + newton_schulz(g2, muon_steps, ns_dtype)
+    return tuple(renormalize_columns(w, n) for w, n in zip((w0, w1, w2), norms))  # type: ignore[return-value]
+
+
+def apply_update_into(
+    sums: Sequence[Tensor], weights: Sequence[Tensor], norms: Sequence[Tensor], muon_steps: int, ns_dtype: str = "bfloat16",
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`apply_update` with the new weights written over ``sums`` (the descent directions, in
+    the weights' dtype): the same values, without a second set of weight-sized tensors."""
+    for total, w, norm in zip(sums, weights, norms):
+        direction = newton_schulz(total, muon_steps, ns_dtype)
+        torch.add(w, direction, out=total)
+        del direction
+        total.div_(total.norm(dim=-2, keepdim=True) + 1e-5).mul_(norm)
+    return tuple(sums)  # type: ignore[return-value]
+
+
 def run_fast_weight_ops(
     weights: tuple[Tensor, Tensor, Tensor],
     q: Tensor,
@@ -179,16 +233,13 @@ def run_fast_weight_ops(
     restores each weight's column norms to what they were when this call began.
     """
     w0, w1, w2 = weights
-    norms = [w.detach().norm(dim=-2, keepdim=True) for w in weights]
+    norms = column_norms(weights)
     outputs = []
     for op in ops:
         if op.update:
             sl = slice(op.start, op.end)
-            g0, g1, g2 = swiglu_update_grads(w0, w1, w2, k[:, sl], v[:, sl], *(lr[:, sl] for lr in lrs))
-            w1 = w1 + newton_schulz(g1, muon_steps, ns_dtype)
-            w0 = w0 + newton_schulz(g0, muon_steps, ns_dtype)
-            w2 = w2 + newton_schulz(g2, muon_steps, ns_dtype)
-            w0, w1, w2 = (renormalize_columns(w, n) for w, n in zip((w0, w1, w2), norms))
+            grads = swiglu_update_grads(w0, w1, w2, k[:, sl], v[:, sl], *(lr[:, sl] for lr in lrs))
+            w0, w1, w2 = apply_update((w0, w1, w2), grads, norms, muon_steps, ns_dtype)
         if op.apply:
             outputs.append(swiglu_apply(w0, w1, w2, q[:, op.start : op.end]))
     out = torch.cat(outputs, dim=1) if outputs else None
@@ -245,9 +296,31 @@ class FastWeightSwiGLU(nn.Module):
 
         state = state if state is not None else self.initial_weights(b)
         out, (w0, w1, w2) = run_fast_weight_ops(state.flat(), q, k, v, lrs, ops, self.muon_steps, self.ns_dtype)
-        new_state = FastWeights(*(w.view(b, self.heads, *w.shape[1:]) for w in (w0, w1, w2)))
+        new_state = self.unflatten(b, (w0, w1, w2))
         if out is None:
             return x.new_zeros(b, 0, x.shape[-1]), new_state
+        return self.read_out(out, b), new_state
+
+    def unflatten(self, batch: int, weights: Sequence[Tensor]) -> FastWeights:
+        """[B*H, ...] x 3 -> FastWeights [B, H, ...]."""
+        return FastWeights(*(w.view(batch, self.heads, *w.shape[1:]) for w in weights))
+
+    def read_out(self, out: Tensor, batch: int) -> Tensor:
+        """Fast-weight outputs [B*H, L, dh] -> the layer's output [B, L, dim] (norm, merge heads, project)."""
         out = self.out_norm(out)
-        out = out.view(b, self.heads, out.shape[1], self.head_dim).transpose(1, 2).reshape(b, -1, self.heads * self.head_dim)
-        return self.proj(out), new_state
+        out = out.view(batch, self.heads, out.shape[1], self.head_dim).transpose(1, 2).reshape(batch, -1, self.heads * self.head_dim)
+        return self.proj(out)
+
+    def queries(self, x: Tensor) -> Tensor:
+        """The normalised queries alone, [B, L, dim] -> [B*H, L, dh] (the same values as in :meth:`forward`)."""
+        dim = self.heads * self.head_dim
+        q = self._split_heads(F.silu(F.linear(x, self.qkv.weight[:dim])))
+        return q / (q.norm(dim=-1, keepdim=True) + 1e-5)
+
+    def keys_values_rates(self, x: Tensor) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """What an update reads, without the queries: [B, L, dim] -> k, v [B*H, L, dh], 3 x lr [B*H, L, 1]."""
+        dim = self.heads * self.head_dim
+        k, v = (self._split_heads(t) for t in F.silu(F.linear(x, self.qkv.weight[dim:])).chunk(2, dim=-1))
+        k = k / (k.norm(dim=-1, keepdim=True) + 1e-5)
+        lrs = tuple(self._split_heads(t) for t in self.learning_rates(x).chunk(3, dim=-1))
+        return k, v, lrs  # type: ignore[return-value]

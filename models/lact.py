@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from nvs.cameras import Cameras, pixel_rays
+from nvs.models.chunked import ChunkPlan, fits_one_pass, memorize_chunked, parse_memory_size, plan_chunks, render_chunked
 from nvs.models.config import ModelConfig
 from nvs.models.fast_weight import FastWeights, FastWeightSwiGLU, TTTOp
 
@@ -265,12 +266,33 @@ class LaCTRenderer(RendererBase):
     memorize(images [B, V, 3, H, W], cams [B, V]) -> SceneState
     render(state, target_cams [B, T]) -> [B, T, 3, H, W]
     forward(images, cams, target_cams) == render(memorize(images, cams), target_cams)
+
+    ``memory_budget`` (bytes, None: no limit): when set, memorize and render run without gradients
+    in bounded chunks (``models/chunked.py``) whenever one pass over all tokens would not fit it;
+    the results equal the one-pass results up to float rounding. Training is never chunked.
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
         self.blocks = nn.ModuleList([LaCTBlock(config) for _ in range(config.layers)])
         self.init_weights(modules_per_block=3)
+        self.memory_budget: int | None = None
+
+    def set_memory_budget(self, budget: int | str | None) -> None:
+        """Bytes (or '8G', '512M') that inference may use above the weights and inputs; None: no limit."""
+        self.memory_budget = parse_memory_size(budget)
+
+    def chunk_plan(self, batch: int, views: int, tokens_per_view: int) -> ChunkPlan | None:
+        """The chunks that fit the memory budget, or None for one pass (no budget, gradients needed,
+        or everything fits in one chunk)."""
+        if self.memory_budget is None:
+            return None
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            return None
+        element_size = 8 if self.tokenizer.embed.weight.dtype == torch.float64 else 4
+        if fits_one_pass(self, batch, views * tokens_per_view, self.memory_budget, element_size):
+            return None
+        return plan_chunks(self, batch, views, tokens_per_view, self.memory_budget, element_size)
 
     def _run(self, x: Tensor, tokens_per_view: int, ops: list[TTTOp], states: list[FastWeights] | None):
         new_states = []
@@ -281,6 +303,10 @@ class LaCTRenderer(RendererBase):
 
     def memorize(self, images: Tensor, cams: Cameras) -> SceneState:
         self.check_inputs(images, cams)
+        plan = self.chunk_plan(cams.shape[0], cams.shape[1], self.tokens_per_view(cams))
+        if plan is not None:
+            with torch.no_grad():
+                return SceneState(memorize_chunked(self, images, cams, plan), num_views=cams.shape[1])
         x = self.tokenizer(cams, images)
         n = x.shape[1]
         _, states = self._run(x, self.tokens_per_view(cams), [TTTOp(0, n, update=True, apply=True)], None)
@@ -290,6 +316,10 @@ class LaCTRenderer(RendererBase):
         if not isinstance(state, SceneState) or len(state.layers) != len(self.blocks):
             raise ValueError("state must be a SceneState produced by this renderer's memorize()")
         self.check_targets(target_cams, state.batch_size)
+        plan = self.chunk_plan(target_cams.shape[0], target_cams.shape[1], self.tokens_per_view(target_cams))
+        if plan is not None:
+            with torch.no_grad():
+                return render_chunked(self, state, target_cams, plan)
         x = self.tokenizer(target_cams)
         x, _ = self._run(x, self.tokens_per_view(target_cams), [TTTOp(0, x.shape[1], update=False, apply=True)], state.layers)
         return self.decode(x, target_cams)

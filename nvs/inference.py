@@ -6,7 +6,10 @@ Every command and the viewer memorise and render through :func:`memorize_views` 
 
 from __future__ import annotations
 
+import contextlib
 import time
+import weakref
+
 import torch
 from torch import Tensor
 
@@ -48,13 +51,69 @@ def synchronize(device: torch.device) -> None:
 
 
 
+INFERENCE_DTYPES = ("fp32", "bf16")
+DTYPE_HELP = ("fp32 (the default) or bf16: matrix products in bfloat16 autocast, on GPUs and on CPUs with "
+              "native bfloat16 (AVX512-BF16 / AMX)")
+MEMORY_BUDGET_HELP = ("memory that memorising and rendering may use above the model and its inputs: auto (the "
+                      "default: 80%% of the free memory of the device), a size such as 4G or 512M, or none (one "
+                      "pass over all tokens); scenes that do not fit run in chunks, with the same results up to "
+                      "float rounding")
+
+def add_inference_arguments(parser) -> None:
+    """--memory-budget and --dtype of the commands that memorise and render (eval, render, app)."""
+    parser.add_argument("--memory-budget", default="auto", help=MEMORY_BUDGET_HELP)
+    parser.add_argument("--dtype", choices=INFERENCE_DTYPES, default="fp32", help=DTYPE_HELP)
+
+
+# Inference settings per model, so every caller of memorize_views / render_cameras sees them.
+_DTYPES: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Free memory of a CUDA device, or MemAvailable of this machine for the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/meminfo has no MemAvailable line")
+
+
+def configure_inference(model: torch.nn.Module, memory_budget: str | int | None = "auto", dtype: str = "fp32") -> None:
+    """Set how ``model`` runs in :func:`memorize_views` / :func:`render_cameras`: the memory budget of
+    renderers that can chunk (``auto``: 80% of the device's free memory now) and the autocast dtype.
+    ValueError for an unknown dtype, bf16 on a CPU without native bfloat16, or a malformed size."""
+    from nvs.models.fast_weight import cpu_has_native_bf16
+
+    if dtype not in INFERENCE_DTYPES:
+        raise ValueError(f"--dtype must be one of {INFERENCE_DTYPES}, got {dtype!r}")
+    device = model_device(model)
+    if dtype == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        raise ValueError("--dtype bf16 needs a GPU or a CPU with native bfloat16 (AVX512-BF16 or AMX); "
+                         "this CPU would emulate it about 100x slower than fp32")
+    _DTYPES[model] = dtype
+    if hasattr(model, "set_memory_budget"):
+        if isinstance(memory_budget, str) and memory_budget.strip().lower() == "auto":
+            memory_budget = int(0.8 * free_memory_bytes(device))
+        model.set_memory_budget(memory_budget)
+
+
+def inference_autocast(model: torch.nn.Module):
+    """The autocast context of the model's configured dtype (a no-op for fp32)."""
+    if _DTYPES.get(model, "fp32") == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(model_device(model).type, dtype=torch.bfloat16)
+
+
 @torch.no_grad()
 def memorize_views(model: torch.nn.Module, images: Tensor, cams: Cameras):
     """Memorise one scene: images [V, 3, H, W] and cams [V] (any device) -> (state on the model's
     device, seconds including the wait for the GPU)."""
     device = model_device(model)
     start = time.perf_counter()
-    state = model.memorize(images[None].to(device), cams.unsqueeze(0).to(device))
+    with inference_autocast(model):
+        state = model.memorize(images[None].to(device), cams.unsqueeze(0).to(device))
     synchronize(device)
     return state, time.perf_counter() - start
 
@@ -68,7 +127,10 @@ def render_cameras(model: torch.nn.Module, state, cams: Cameras, chunk: int = 8,
     out, seconds = [], 0.0
     for i in range(0, cams.shape[0], chunk):
         start = time.perf_counter()
-        pred = model.render(state, cams[i : i + chunk].unsqueeze(0).to(device))[0]
+        with inference_autocast(model):
+            pred = model.render(state, cams[i : i + chunk].unsqueeze(0).to(device))[0]
+        if pred.dtype == torch.bfloat16:
+            pred = pred.float()
         synchronize(device)
         seconds += time.perf_counter() - start
         out.append(pred.cpu())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nvs.inference import DEVICE_HELP
+from nvs.inference import DEVICE_HELP, add_inference_arguments
 
 
 def add_parser(sub) -> None:
@@ -15,6 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     p.add_argument("--size", type=int, default=128, help="square image size the renderer works at")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_inference_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -22,5 +23,6 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from nvs.viewer.app import launch  # gradio is slow to import: only when the viewer starts
 
-    launch(args.checkpoint, port=args.port, share=args.share, size=args.size, host=args.host, device=args.device)
+    launch(args.checkpoint, port=args.port, share=args.share, size=args.size, host=args.host, device=args.device,
+           memory_budget=args.memory_budget, dtype=args.dtype)
     return 0

@@ -141,6 +141,17 @@ def add_parser(sub) -> None:
     p.add_argument("--size", type=int, default=128, help="square image size (128: the project's standard)")
     p.add_argument("--out", default="outputs/bench")
     p.set_defaults(func=run)
+    p = bench.add_parser("memorize", help="seconds and peak memory of memorising many tokens (fresh process per row)")
+    p.add_argument("--config", default="configs/lact-l24-d768-ttt2x.yaml", help="model config (random weights)")
+    p.add_argument("--tokens", type=int, nargs="+", default=[8192, 32768, 131072])
+    p.add_argument("--layers", type=int, nargs="+", default=[1], help="cut the config to these layer counts")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--size", type=int, default=256, help="square view size in pixels (256: 1024 tokens per view)")
+    p.add_argument("--budget-per-token", default="10K",
+                   help="memory budget per input token (10K: 10 KiB), or none for one pass over all tokens")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=run)
     p = bench.add_parser("train-step", help="tokens/s of a training step of a recipe")
     p.add_argument("--recipe", default="configs/train-object-cpu.yaml")
     p.add_argument("--out", default="outputs/bench")
@@ -164,6 +175,11 @@ def run(args: argparse.Namespace) -> int:
                                         kernels=tuple(args.kernels))
         elif args.bench_command == "views":
             bench_model.bench_views(Path(args.out), tuple(args.views), args.size)
+        elif args.bench_command == "memorize":
+            from nvs.models.chunked import parse_memory_size
+
+            bench_model.bench_memorize(Path(args.out), args.config, tuple(args.tokens), tuple(args.layers), args.dtype,
+                                       args.size, parse_memory_size(args.budget_per_token), args.device)
         elif args.bench_command == "train-step":
             bench_model.bench_train_step(Path(args.out), args.recipe)
     return 0

@@ -1,4 +1,4 @@
-"""What LaCT claims, measured on this machine: `nvs bench peak | lact-layer | views | train-step`.
+"""What LaCT claims, measured on this machine: `nvs bench peak | lact-layer | views | memorize | train-step`.
 
 Each benchmark prints a table, writes DIR/<name>.json (a list of rows) and DIR/<name>.png.
 FLOPs count multiply-adds as two and only the matrix products (elementwise work is small beside them).
@@ -242,6 +242,111 @@ def bench_views(out: Path, view_counts=(2, 4, 8, 16, 32, 64), size: int = 128, r
         series.setdefault(f"{r['model']}: render / view", []).append((r["views"], r["render_s_per_view"]))
         series.setdefault(f"{r['model']}: memorise", []).append((r["views"], r["memorize_s"]))
     _plot_lines(out / "views.png", series, "input views", "seconds", f"renderers at {size}x{size}", logy=True)
+    return rows
+
+
+# ----- memorise at scale ----------------------------------------------------------------------------
+def _clear_peak_rss() -> bool:
+    """Reset this process's peak resident size (VmHWM) to its current size; False where Linux cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _vm_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _memorize_row(config: dict, tokens: int, size: int, dtype: str, budget_per_token: float | None,
+                  device: str, conn) -> None:
+    """Child process: build the model, make the inputs, memorise once; send time and peak memory
+    above the loaded model (inputs included)."""
+    from nvs.datasets.procedural import turntable_cameras
+    from nvs.inference import configure_inference, memorize_views
+    from nvs.models import build_renderer
+    from nvs.models.config import ModelConfig
+
+    dev = resolve_device(device)
+    torch.manual_seed(0)
+    model = build_renderer(ModelConfig(**config)).to(dev).eval()
+    per_view = (size // model.config.patch_size) ** 2
+    views = tokens // per_view
+    budget = None if budget_per_token is None else int(budget_per_token * views * per_view)
+    configure_inference(model, budget, dtype)
+    # warm-up on one small view: lazily built kernels and thread buffers are not the scene's memory
+    memorize_views(model, torch.rand(1, 3, 64, 64), turntable_cameras(1, 64))
+    synchronize(dev)
+    if dev.type == "cuda":
+        base = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    else:
+        _clear_peak_rss()
+        base = _vm_kb("VmRSS") * 1024
+    images = torch.rand(views, 3, size, size, generator=torch.Generator().manual_seed(0))
+    cams = turntable_cameras(views, size)
+    state, seconds = memorize_views(model, images, cams)
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) - base
+    else:
+        peak = _vm_kb("VmHWM") * 1024 - base
+    with torch.no_grad():
+        plan = model.chunk_plan(1, views, per_view) if hasattr(model, "chunk_plan") else None
+    conn.send({"views": views, "seconds": seconds, "peak_bytes": peak, "state_bytes": state.nbytes(),
+               "chunk_views": plan.views if plan else views, "chunk_tokens": plan.tokens if plan else views * per_view})
+    conn.close()
+
+
+def bench_memorize(out: Path, config: str = "configs/lact-l24-d768-ttt2x.yaml", token_counts=(8192, 32768, 131072),
+                   layer_counts=(1,), dtype: str = "fp32", size: int = 256, budget_per_token: float | None = 10240,
+                   device: str | None = None) -> list[dict]:
+    """Seconds and peak memory of memorising ``tokens`` tokens (square views of ``size`` pixels) with the
+    model of ``config`` cut to each layer count (random weights); one fresh process per row. The memory
+    budget is ``budget_per_token`` bytes per token (None: one pass over all tokens)."""
+    from nvs.models.config import ModelConfig
+
+    base = ModelConfig.from_yaml(config)
+    dev = resolve_device(device)
+    per_view = (size // base.patch_size) ** 2
+    rows = []
+    for layers in layer_counts:
+        for tokens in token_counts:
+            if tokens % per_view:
+                raise ValueError(f"--tokens {tokens} is not a whole number of {size}x{size} views ({per_view} tokens each)")
+            cfg = {**base.to_dict(), "layers": layers}
+            ctx = multiprocessing.get_context("spawn")
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_memorize_row, args=(cfg, tokens, size, dtype, budget_per_token, str(dev), child))
+            proc.start()
+            child.close()
+            try:
+                m = parent.recv()
+            except EOFError:
+                raise RuntimeError(f"the memorise process for {tokens} tokens, {layers} layers died "
+                                   f"(exit code {proc.join() or proc.exitcode}; out of memory?)") from None
+            proc.join()
+            row = {"tokens": tokens, "layers": layers, "dim": base.dim, "dtype": dtype, "device": dev.type,
+                   "views": m["views"], "size": size,
+                   "budget_mb": None if budget_per_token is None else round(budget_per_token * tokens / 2**20, 1),
+                   "chunk_views": m["chunk_views"], "chunk_tokens": m["chunk_tokens"],
+                   "seconds": _sig3(m["seconds"]), "tokens_per_s": round(tokens / m["seconds"], 1),
+                   "peak_mb": round(m["peak_bytes"] / 2**20, 1), "bytes_per_token": round(m["peak_bytes"] / tokens)}
+            rows.append(row)
+            print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    report("memorize", rows, out)
+    series = {}
+    for r in rows:
+        series.setdefault(f"{r['layers']} layer(s), {r['dtype']}", []).append((r["tokens"], r["peak_mb"]))
+    _plot_lines(out / "memorize.png", series, "input tokens", "peak memory above the model (MB)",
+                f"memorise, dim {base.dim}, {dev.type}" + ("" if budget_per_token is None
+                                                            else f", budget {budget_per_token / 1024:g} KB / token"),
+                logy=True)
     return rows
 
 

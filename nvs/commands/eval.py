@@ -8,7 +8,7 @@ from pathlib import Path
 from nvs.cameras import Cameras
 from nvs.datasets.views import FileViews
 from nvs.evaluation.evaluate import EvalScene, evaluate
-from nvs.inference import DEVICE_HELP, resolve_device
+from nvs.inference import DEVICE_HELP, add_inference_arguments, configure_inference, resolve_device
 from nvs.models import load_renderer
 
 
@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg")
     p.add_argument("--no-images", action="store_true", help="skip writing GT | prediction images")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_inference_arguments(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=run)
 
@@ -33,6 +34,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load_renderer(args.checkpoint, device=device)
+    configure_inference(model, args.memory_budget, args.dtype)
     data = FileViews(args.data, args.views, args.targets, args.size[0], args.size[1], selection=args.selection,
                      index=args.index, normalize=args.normalize)
     h, w = args.size
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     protocol = {"selection": "index" if args.index else args.selection, "input_views": args.views,
                 "target_views": args.targets or "all remaining", "size": [h, w], "normalized": args.normalize}
     meta = {"checkpoint": str(args.checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol,
-            "device": str(device)}
+            "device": str(device), "dtype": args.dtype}
     summary = evaluate(model, scenes(), Path(args.out), meta, lpips_net=args.lpips_net,
                        save_images=not args.no_images, total=len(data))
     print(f"{summary['scenes']} scenes, {summary['views']} views: PSNR {summary['psnr']['mean']:.2f} "

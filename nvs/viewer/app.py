@@ -73,12 +73,13 @@ class ViewerApp:
     """The handlers, bound to one renderer shared (read-only) by all sessions."""
 
     def __init__(self, checkpoint: str | Path = DEMO_CHECKPOINT, size: int = 128, input_views: int = 8,
-                 device: str = "auto"):
-        from nvs.inference import resolve_device
+                 device: str = "auto", memory_budget: str | int | None = "auto", dtype: str = "fp32"):
+        from nvs.inference import configure_inference, resolve_device
         from nvs.models import load_renderer
 
         self.checkpoint = Path(checkpoint)
         self.model = load_renderer(self.checkpoint, device=resolve_device(device))
+        configure_inference(self.model, memory_budget, dtype)
         patch = self.model.config.patch_size
         if size <= 0 or size % patch:
             raise ValueError(f"--size {size} is not a positive multiple of {self.checkpoint.name}'s patch size {patch}")
@@ -217,9 +218,10 @@ class ViewerApp:
 
 
 def launch(checkpoint: str | Path | None = None, port: int = 7860, share: bool = False, size: int = 128,
-           host: str = "127.0.0.1", block: bool = True, device: str = "auto") -> gr.Blocks:
+           host: str = "127.0.0.1", block: bool = True, device: str = "auto", memory_budget: str | int | None = "auto",
+           dtype: str = "fp32") -> gr.Blocks:
     """Build and serve the app; the queue runs one heavy job at a time, 32 waiting at most."""
-    demo = ViewerApp(checkpoint or DEMO_CHECKPOINT, size, device=device).build()
+    demo = ViewerApp(checkpoint or DEMO_CHECKPOINT, size, device=device, memory_budget=memory_budget, dtype=dtype).build()
     demo.queue(max_size=32, default_concurrency_limit=1)
     demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
                 prevent_thread_lock=not block, show_error=True, quiet=not block)
