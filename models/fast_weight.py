@@ -185,9 +185,11 @@ def run_fast_weight_ops(
         if op.update:
             sl = slice(op.start, op.end)
             g0, g1, g2 = swiglu_update_grads(w0, w1, w2, k[:, sl], v[:, sl], *(lr[:, sl] for lr in lrs))
-            w1 = w1 + newton_schulz(g1, muon_steps, ns_dtype)
-            w0 = w0 + newton_schulz(g0, muon_steps, ns_dtype)
-            w2 = w2 + newton_schulz(g2, muon_steps, ns_dtype)
+            # bfloat16 -> the weights' dtype is exact, so this is the published promotion; a float64
+            # Newton-Schulz in a float32 model rounds once here instead of widening the weights.
+            w1 = w1 + newton_schulz(g1, muon_steps, ns_dtype).to(w1.dtype)
+            w0 = w0 + newton_schulz(g0, muon_steps, ns_dtype).to(w0.dtype)
+            w2 = w2 + newton_schulz(g2, muon_steps, ns_dtype).to(w2.dtype)
             w0, w1, w2 = (renormalize_columns(w, n) for w, n in zip((w0, w1, w2), norms))
         if op.apply:
             outputs.append(swiglu_apply(w0, w1, w2, q[:, op.start : op.end]))

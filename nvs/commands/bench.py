@@ -126,6 +126,13 @@ def add_parser(sub) -> None:
     p.add_argument("--size", type=int, default=128, help="square image size (128: the project's standard)")
     p.add_argument("--out", default="outputs/bench")
     p.set_defaults(func=run)
+    p = bench.add_parser("official-size", help="the published 312M model with random weights: official .pt written, "
+                         "read back, memorise and render (seconds, peak memory)")
+    p.add_argument("--views", type=int, default=32)
+    p.add_argument("--size", type=int, default=128, help="square image size")
+    p.add_argument("--config", default=None, help="model config (default: configs/lact-l24-d768-ttt2x.yaml)")
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=run)
     p = bench.add_parser("train-step", help="tokens/s of a training step of a recipe")
     p.add_argument("--recipe", default="configs/train-demo-object.yaml")
     p.add_argument("--out", default="outputs/bench")
@@ -149,6 +156,11 @@ def run(args: argparse.Namespace) -> int:
                                         kernels=tuple(args.kernels))
         elif args.bench_command == "views":
             bench_model.bench_views(Path(args.out), tuple(args.views), args.size)
+        elif args.bench_command == "official-size":
+            from nvs.commands import bench_official
+
+            bench_official.bench_official_size(Path(args.out), args.views, args.size,
+                                               args.config or bench_official.OFFICIAL_SIZE_CONFIG)
         elif args.bench_command == "train-step":
             bench_model.bench_train_step(Path(args.out), args.recipe)
     return 0
