@@ -126,8 +126,8 @@ def test_render_from_the_official_bfloat16_state(name):
               for i in range(model.config.layers)]
     with torch.no_grad():
         out = model.render(SceneState(layers, num_views=3), cams_tg)
-    assert (out - expected["output.split"]).abs().max() < 1e-5
-    assert (out - expected["output.joint"]).abs().max() < 1e-5
+    assert (out - expected["output.split"]).abs().max() < 2e-6  # measured here: 9e-7
+    assert (out - expected["output.joint"]).abs().max() < 2e-6
 
 
 def test_float64_weights_load_without_narrowing(tmp_path):
