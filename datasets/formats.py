@@ -11,6 +11,8 @@
   numbers, then the 3x4 world-to-camera matrix row by row. Chunks load with weights_only=True.
 - ``nerfstudio`` (:mod:`nvs.datasets.nerfstudio`) and ``colmap`` (:mod:`nvs.datasets.colmap`): no
   index; a scene folder, or a folder of scene folders (directly or under ``scenes/``).
+- ``dl3dv`` (:mod:`nvs.datasets.dl3dv`, read only): the raw DL3DV benchmark layout, a scene folder
+  with ``nerfstudio/transforms.json`` + ``nerfstudio/images_4/``, or a folder of them.
 
 Every reader returns :class:`SceneRecord` (paths + cameras at the stored image size) and checks
 what it reads: a problem raises ValueError naming the file and the scene.
@@ -29,6 +31,8 @@ from torch import Tensor
 from nvs.cameras import Cameras, normalized_to_pixel_intrinsics, pixel_to_normalized_intrinsics
 from nvs.datasets.records import SceneRecord, cameras_from_w2c, check_image, finite_matrix, image_size, load_json, number
 from nvs.datasets.colmap import is_colmap_scene, read_colmap_scene, write_colmap_scene
+from nvs.datasets.dl3dv import is_dl3dv_scene, read_dl3dv_scene
+from nvs.datasets.dl3dv import is_portrait as is_dl3dv_portrait
 from nvs.datasets.nerfstudio import read_nerfstudio_scene, write_nerfstudio_scene
 from nvs.io.media import decode_image, read_image, save_images
 
@@ -170,9 +174,26 @@ def write_pixelsplat(root: Path, scenes: list[tuple[str, Tensor, Cameras]], per_
 SceneRef = Path | tuple[Path, str]
 
 
+def _dl3dv_folders(root: Path) -> tuple[str, list[Path]] | None:
+    """A DL3DV scene folder (``nerfstudio/transforms.json``) or a folder of them; portrait scenes
+    are left out, as the official converter leaves them out."""
+    if is_dl3dv_scene(root):
+        return "dl3dv", [root]
+    scenes = sorted(p for p in root.glob("*") if p.is_dir() and is_dl3dv_scene(p))
+    if not scenes:
+        return None
+    landscape = [p for p in scenes if not is_dl3dv_portrait(p)]
+    if not landscape:
+        raise ValueError(f"{root}: all {len(scenes)} DL3DV scenes are portrait (the official converter skips those)")
+    return "dl3dv", landscape
+
+
 def _scene_folders(root: Path) -> tuple[str, list[Path]] | None:
     """nerfstudio / COLMAP data sets have no index: a scene folder, or a folder of scene folders
     (directly or under ``scenes/``)."""
+    dl3dv = _dl3dv_folders(root)
+    if dl3dv is not None:
+        return dl3dv
     if (root / "transforms.json").is_file():
         return "nerfstudio", [root / "transforms.json"]
     if is_colmap_scene(root):
@@ -224,12 +245,13 @@ def scene_name(fmt: str, ref: SceneRef) -> str:
     """The name of a scene from its reference, without reading it."""
     if fmt == "pixelsplat":
         return ref[1]
-    if fmt == "colmap":
+    if fmt in ("colmap", "dl3dv"):
         return ref.name
     return ref.parent.name if fmt in ("lact", "nerfstudio") else ref.stem
 
 
-READERS = {"lact": read_lact_scene, "lvsm": read_lvsm_scene, "nerfstudio": read_nerfstudio_scene, "colmap": read_colmap_scene}
+READERS = {"lact": read_lact_scene, "lvsm": read_lvsm_scene, "nerfstudio": read_nerfstudio_scene, "colmap": read_colmap_scene,
+           "dl3dv": read_dl3dv_scene}
 WRITERS = {"lact": write_lact_scene, "lvsm": write_lvsm_scene, "nerfstudio": write_nerfstudio_scene, "colmap": write_colmap_scene}
 
 
@@ -255,10 +277,17 @@ def write_dataset(root: str | Path, fmt: str, scenes: list[tuple[str, Tensor, Ca
     return index
 
 
-def load_views(record: SceneRecord, indices: list[int], height: int | None = None, width: int | None = None) -> tuple[Tensor, Cameras]:
+def load_views(record: SceneRecord, indices: list[int], height: int | None = None, width: int | None = None,
+               resize: str = "bilinear") -> tuple[Tensor, Cameras]:
     """Images [K, 3, H, W] and cameras [K] of selected views, resized to cover (height, width)
-    and centre-cropped, intrinsics updated in the same step."""
-    from nvs.geometry.image_ops import resize_and_center_crop, undistort_image
+    and centre-cropped, intrinsics updated in the same step. ``resize``: ``bilinear``
+    (antialiased) or ``official`` (the official LaCT rule: PIL Lanczos, see
+    :func:`~nvs.geometry.image_ops.official_resize_and_crop`)."""
+    from nvs.geometry.image_ops import (RESIZE_RULES, official_resize_and_crop, resize_and_center_crop,
+                                        undistort_as_opencv, undistort_image)
+
+    if resize not in RESIZE_RULES:
+        raise ValueError(f"unknown resize rule {resize!r}; choose one of {RESIZE_RULES}")
 
     images, cams = [], record.cameras[torch.tensor(indices)]
     for i in indices:
@@ -268,12 +297,15 @@ def load_views(record: SceneRecord, indices: list[int], height: int | None = Non
         if tuple(img.shape[1:]) != (record.cameras.height, record.cameras.width):
             raise ValueError(f"{label} (scene '{record.name}'): image is {tuple(img.shape[1:])} pixels, "
                              f"its camera says {(record.cameras.height, record.cameras.width)}")
-        if record.distortion is not None:
+        if record.distorted_intrinsics is not None:
+            img = undistort_as_opencv(img, record.distorted_intrinsics[i], record.distortion[i], record.cameras.intrinsics[i])
+        elif record.distortion is not None:
             img = undistort_image(img, record.cameras.intrinsics[i], record.distortion[i])
         images.append(img)
     stack = torch.stack(images)
     if height is not None and width is not None:
-        stack, cams = resize_and_center_crop(stack, cams, height, width)
+        rule = official_resize_and_crop if resize == "official" else resize_and_center_crop
+        stack, cams = rule(stack, cams, height, width)
     return stack, cams
 
 
@@ -282,6 +314,8 @@ def read_any_scene(path: Path, scene_index: int = 0) -> SceneRecord:
     if path.is_file() and path.name == "opencv_cameras.json":
         return read_lact_scene(path)
     if path.is_file() and path.name == "transforms.json":
+        if path.parent.name == "nerfstudio" and (path.parent / "images_4").is_dir():  # DL3DV layout
+            return read_dl3dv_scene(path.parent.parent)
         return read_nerfstudio_scene(path)
     if path.is_file() and path.suffix == ".json" and path.name != "index.json":
         return read_lvsm_scene(path)

@@ -23,6 +23,9 @@ class SceneRecord:
     cameras: Cameras
     where: str = ""
     distortion: Tensor | None = None  # [V, 5] OpenCV k1 k2 p1 p2 k3 of the stored images, or None
+    # [V, 4] when the cameras are those of a converter that undistorts to new intrinsics (DL3DV):
+    # the stored images' own intrinsics, from which cv2.undistort maps to ``cameras.intrinsics``
+    distorted_intrinsics: Tensor | None = None
 
 
 def finite_matrix(value, where: str, key: str = "w2c") -> Tensor:

@@ -7,6 +7,8 @@ A sample is a dict of tensors (default-collatable):
 
 from __future__ import annotations
 
+import random
+
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -14,14 +16,15 @@ from torch.utils.data import Dataset
 from nvs.cameras import Cameras
 from nvs.datasets.formats import list_scenes, load_views, read_scene, scene_name
 from nvs.datasets.procedural import generate_scene
-from nvs.geometry.scene_normalization import SceneNormalization
+from nvs.geometry.scene_normalization import normalize_views
 
 
-def make_sample(images: Tensor, cams: Cameras, n_inputs: int, normalize: bool) -> dict[str, Tensor]:
-    """Split views [V] into the first n_inputs as inputs and the rest as targets."""
+def make_sample(images: Tensor, cams: Cameras, n_inputs: int, normalize: bool | str) -> dict[str, Tensor]:
+    """Split views [V] into the first n_inputs as inputs and the rest as targets. ``normalize``:
+    a rule of :data:`~nvs.geometry.scene_normalization.NORMALIZATIONS` (True means ``lvsm``)."""
+    rule = {True: "lvsm", False: "none"}.get(normalize, normalize) if isinstance(normalize, bool) else normalize
     c2w = cams.c2w.float()
-    if normalize:
-        c2w = SceneNormalization.fit(c2w[:n_inputs]).apply(c2w)
+    c2w = torch.cat(normalize_views(rule, c2w[:n_inputs], c2w[n_inputs:]), dim=0)
     return {
         "inputs": images[:n_inputs], "input_intrinsics": cams.intrinsics[:n_inputs].float(), "input_c2w": c2w[:n_inputs],
         "targets": images[n_inputs:], "target_intrinsics": cams.intrinsics[n_inputs:].float(), "target_c2w": c2w[n_inputs:],
@@ -93,7 +96,90 @@ class MixedViews(Dataset):
         return self.procedural[epoch * self.procedural_items + item - len(self.files)]
 
 
-SELECTIONS = ("random", "first", "spread", "gap")
+SELECTIONS = ("random", "first", "spread", "gap", "official", "kmeans")
+OFFICIAL_SEED = 95  # the official LaCT inference seeds Python's random and torch with it
+
+
+class OfficialSampler:
+    """The view choice of the official LaCT inference, one instance per evaluation run.
+
+    Per scene, in data-set order: ``num_all = inputs + targets`` frames are drawn with Python's
+    ``random.sample`` from a generator seeded at 95 once for the whole run (so a scene's frames
+    depend on the scenes before it), sorted by frame index (scene mode), and a ``torch.randperm``
+    of the ``num_all`` positions (a torch generator seeded at 95 once per run) puts the first
+    ``inputs`` of them into the inputs, the others into the targets, in that permuted order.
+    The official run draws its permutation from torch's global generator after initialising the
+    model, so the split of a given scene can differ from the official run's; the sampled frames
+    are the same when the scenes are visited in the same order.
+    """
+
+    def __init__(self, seed: int = OFFICIAL_SEED):
+        self.frames_rng = random.Random(seed)
+        self.split_rng = torch.Generator().manual_seed(seed)
+
+    def select(self, num_views: int, n_inputs: int, n_targets: int, where: str = "scene") -> tuple[list[int], list[int]]:
+        """(inputs, targets) frame indices; ``n_targets`` 0 samples every frame."""
+        num_all = n_inputs + n_targets if n_targets else num_views
+        if num_all > num_views or num_all <= n_inputs:
+            raise ValueError(f"{where}: {num_views} views, the official sampling needs {n_inputs} inputs + "
+                             f"{max(n_targets, 1)} targets")
+        frames = sorted(self.frames_rng.sample(range(num_views), num_all))
+        perm = torch.randperm(num_all, generator=self.split_rng).tolist()
+        return [frames[j] for j in perm[:n_inputs]], [frames[j] for j in perm[n_inputs:]]
+
+
+def kmeans(points: Tensor, k: int, seed: int = 0, iterations: int = 300) -> Tensor:
+    """Lloyd's k-means with k-means++ seeding from ``torch.Generator().manual_seed(seed)``:
+    points [N, D] -> centroids [k, D] (float64). Deterministic; an emptied cluster takes the point
+    farthest from its centroid."""
+    x = points.double()
+    n = x.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"k-means needs 1 <= k <= {n} points, got k={k}")
+    g = torch.Generator().manual_seed(seed)
+    centroids = [x[int(torch.randint(n, (1,), generator=g))]]
+    for _ in range(1, k):
+        d2 = torch.cdist(x, torch.stack(centroids)).square().amin(1)
+        if float(d2.sum()) == 0.0:  # all remaining points coincide with a centroid
+            idx = int(torch.randint(n, (1,), generator=g))
+        else:
+            idx = int(torch.multinomial(d2 / d2.sum(), 1, generator=g))
+        centroids.append(x[idx])
+    c = torch.stack(centroids)
+    assign = None
+    for _ in range(iterations):
+        dist = torch.cdist(x, c)
+        new_assign = dist.argmin(1)
+        if assign is not None and torch.equal(new_assign, assign):
+            break
+        assign = new_assign
+        for j in range(k):
+            members = x[assign == j]
+            if len(members):
+                c[j] = members.mean(0)
+            else:
+                far = int(dist.gather(1, assign[:, None]).squeeze(1).argmax())
+                c[j], assign[far] = x[far], j
+    return c
+
+
+def kmeans_views(c2w: Tensor, n_inputs: int, target_every: int = 8, seed: int = 0) -> tuple[list[int], list[int]]:
+    """The Long-LRM evaluation protocol (LaCT's DL3DV numbers): targets are every ``target_every``-th
+    frame (0, 8, 16, ...); the inputs are, for each centroid of a k-means (k = n_inputs, seed 0)
+    over [camera centre, forward axis] of the other frames, the frame nearest to it (each frame
+    at most once). c2w [N, 4, 4] -> (sorted inputs, targets)."""
+    num_views = c2w.shape[0]
+    targets = list(range(0, num_views, target_every))
+    rest = [i for i in range(num_views) if i % target_every]
+    if len(rest) < n_inputs:
+        raise ValueError(f"{num_views} views leave {len(rest)} non-target frames, fewer than {n_inputs} inputs")
+    features = torch.cat([c2w[rest, :3, 3], c2w[rest, :3, 2]], dim=-1).double()
+    dist = torch.cdist(kmeans(features, n_inputs, seed), features)
+    chosen: list[int] = []
+    for row in dist:
+        order = row.argsort().tolist()
+        chosen.append(next(j for j in order if j not in chosen))
+    return sorted(rest[j] for j in chosen), targets
 
 
 def _gap_window(num_views: int, n_inputs: int, n_targets: int, frame_gap: tuple[int, int], generator) -> tuple[list[int], list[int]]:
@@ -120,6 +206,9 @@ def select_views(num_views: int, n_inputs: int, n_targets: int, selection: str, 
     window of frame_gap frames of a video (see _gap_window). n_targets = 0 means all remaining views."""
     if num_views < n_inputs + 1:
         raise ValueError(f"{where}: {num_views} views, need at least {n_inputs + 1} ({n_inputs} inputs + 1 target)")
+    if selection in ("official", "kmeans"):
+        raise ValueError(f"view selection {selection!r} needs the scene's cameras or a run-wide sampler: "
+                         "use OfficialSampler / kmeans_views (FileViews does)")
     if selection == "gap":
         inputs, rest = _gap_window(num_views, n_inputs, n_targets, frame_gap, generator)
     elif selection == "random":
@@ -163,16 +252,26 @@ class FileViews(Dataset):
     Items are addressed as epoch * len + item (see nvs.training.sampling); random selection is
     seeded by (seed, item, epoch): deterministic, and other views each epoch. ``index``
     (pixelSplat evaluation JSON) fixes inputs and targets per scene.
-    ``normalize`` re-expresses cameras in the mean input camera's frame (scene-level data);
-    ``selection="gap"`` samples windows of ``frame_gap`` frames (video data).
+    ``normalize`` re-expresses cameras by a named rule (``lact``, ``lvsm``, ``none``; True means
+    ``lvsm``); ``selection="gap"`` samples windows of ``frame_gap`` frames (video data);
+    ``"official"`` is the seeded sampling of the official LaCT inference (items must then be read
+    in order, as an evaluation does); ``"kmeans"`` the Long-LRM protocol. ``resize``: ``bilinear``
+    (antialiased) or ``official`` (PIL Lanczos, the official rule). ``chosen`` records the views
+    each read item used, in the evaluation-index layout.
     """
 
     def __init__(self, root, input_views: int, target_views: int, height: int, width: int, selection: str = "random",
-                 seed: int = 0, index=None, normalize: bool = False, frame_gap: tuple[int, int] = (25, 192)):
+                 seed: int = 0, index=None, normalize: bool | str = False, frame_gap: tuple[int, int] = (25, 192),
+                 resize: str = "bilinear"):
         self.format, self.scene_files = list_scenes(root)
         self.frame_gap = tuple(frame_gap)
         self.input_views, self.target_views, self.height, self.width = input_views, target_views, height, width
-        self.selection, self.seed, self.normalize = selection, seed, normalize
+        if selection not in SELECTIONS:
+            raise ValueError(f"unknown view selection {selection!r}; choose one of {SELECTIONS}")
+        self.selection, self.seed, self.normalize, self.resize = selection, seed, normalize, resize
+        self.chosen: dict[str, dict[str, list[int]]] = {}
+        self._official: list[tuple[list[int], list[int]]] = []
+        self._official_sampler = OfficialSampler()
         self.index = read_eval_index(index) if index is not None else None
         if self.index is not None:
             names = {scene_name(self.format, p): p for p in self.scene_files}
@@ -200,6 +299,16 @@ class FileViews(Dataset):
             if bad:
                 raise ValueError(f"scene '{rec.name}': index names views {bad} but the scene has {n}")
             return entry["context"], entry["target"]
+        if self.selection == "kmeans":
+            inputs, targets = kmeans_views(rec.cameras.c2w, self.input_views)
+            return inputs, targets[: self.target_views] if self.target_views else targets
+        if self.selection == "official":
+            while len(self._official) <= i:  # the run-wide generator visits scenes in order
+                j = len(self._official)
+                count = n if j == i else self.record(j).cameras.shape[0]
+                self._official.append(self._official_sampler.select(count, self.input_views, self.target_views,
+                                                                    f"scene '{self.name(j)}'"))
+            return self._official[i]
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i * 7919 + epoch)
         return select_views(n, self.input_views, self.target_views, self.selection, g, f"scene '{rec.name}'", self.frame_gap)
 
@@ -207,5 +316,6 @@ class FileViews(Dataset):
         epoch, i = divmod(index, len(self))
         rec = self.record(i)
         inputs, targets = self.views(i, rec, epoch)
-        images, cams = load_views(rec, inputs + targets, self.height, self.width)
+        self.chosen[self.name(i)] = {"context": list(inputs), "target": list(targets)}
+        images, cams = load_views(rec, inputs + targets, self.height, self.width, resize=self.resize)
         return make_sample(images, cams, len(inputs), self.normalize)

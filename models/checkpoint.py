@@ -9,6 +9,7 @@ Nothing here unpickles code: safetensors, or ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
@@ -110,6 +112,60 @@ def official_to_ours(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def ours_to_official(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Inverse of :func:`official_to_ours` (LaCT renderers only); unknown keys raise a CheckpointError."""
+    top = {ours: official for official, ours in _OFFICIAL_TOP_KEYS.items()}
+    block = {ours: official for official, ours in _OFFICIAL_BLOCK_KEYS.items()}
+    out, unknown = {}, []
+    for key, value in state.items():
+        m = re.fullmatch(r"blocks\.(\d+)\.(.+)", key)
+        if key in top:
+            out[top[key]] = value
+        elif m and m.group(2) in block:
+            out[f"blocks.{m.group(1)}.{block[m.group(2)]}"] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(f"keys with no official name: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+    return out
+
+
+def official_config_dict(config: ModelConfig) -> dict:
+    """``config`` in the official LaCT YAML layout (what :meth:`ModelConfig.from_official` reads)."""
+    if config.arch != "lact":
+        raise CheckpointError(f"only LaCT renderers have an official layout, not {config.arch!r}")
+
+    def number(x: float) -> int | float:
+        return int(x) if float(x).is_integer() else float(x)
+
+    return {
+        "patch_size": config.patch_size,
+        "dim": config.dim,
+        "layers": config.layers,
+        "block_config": [
+            {"type": "model.SelfAttention", "length_dim": "l",
+             "params": {"head_dim": config.attn_head_dim, "use_qk_norm": config.qk_norm}},
+            {"type": "lact_ttt.FastWeightGluMLPMultihead", "length_dim": "vl",
+             "params": {"head_dim": config.ttt_head_dim, "inter_multi": number(config.ttt_inter_multi),
+                        "base_lr": config.ttt_base_lr, "muon_update_steps": config.muon_steps}},
+            {"type": "model.MLP", "length_dim": "vl", "params": {"inter_multi": number(config.mlp_inter_multi)}},
+        ],
+    }
+
+
+def save_official_checkpoint(model: LaCTRenderer, path: str | Path) -> tuple[Path, Path]:
+    """Write ``model`` as the published checkpoints are laid out: a torch ``.pt`` holding
+    ``{"model": state_dict}`` with the official key names, and the official YAML config beside it
+    (same name, ``.yaml``). Returns (checkpoint path, config path); both written atomically."""
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in ours_to_official(model.state_dict()).items()}
+    _atomic_write(path, lambda tmp: torch.save({"model": tensors}, tmp))
+    yaml_path = path.with_suffix(".yaml")
+    text = yaml.safe_dump(official_config_dict(model.config), sort_keys=False)
+    _atomic_write(yaml_path, lambda tmp: Path(tmp).write_text(text))
+    return path, yaml_path
+
+
 def infer_official_config(state: Mapping[str, Tensor]) -> ModelConfig:
     """Model sizes from tensor shapes (base_lr and Newton-Schulz steps take the published 0.01 / 5)."""
     try:
@@ -136,7 +192,12 @@ def _load_weights(model: Renderer, state: Mapping[str, Tensor], path: Path) -> N
     bad = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape]
     if bad:
         raise CheckpointError(f"{path}: tensor shapes do not fit the config: {bad[:5]}")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.load_state_dict(dict(state))  # copied into the model's dtype (see _weights_dtype)
+
+
+def _weights_dtype(state: Mapping[str, Tensor]) -> torch.dtype:
+    """float64 when the checkpoint holds float64 weights (kept exact), else float32 (bf16/fp16 widened)."""
+    return torch.float64 if any(v.dtype == torch.float64 for v in state.values()) else torch.float32
 
 
 def _read_pt(path: Path) -> dict[str, Tensor]:
@@ -152,12 +213,19 @@ def _read_pt(path: Path) -> dict[str, Tensor]:
 
 
 def load_renderer(
-    path: str | Path, config: ModelConfig | str | Path | None = None, device: str | torch.device = "cpu"
+    path: str | Path,
+    config: ModelConfig | str | Path | None = None,
+    device: str | torch.device = "cpu",
+    newton_schulz_dtype: str | None = None,
 ) -> Renderer:
     """Load a renderer from our .safetensors or a published LaCT checkpoint, in eval mode.
 
     ``config`` (a ModelConfig or a YAML path, ours or the official layout) is needed only for
     official checkpoints whose sizes cannot be read from the tensors; by default it is inferred.
+    ``newton_schulz_dtype`` ("bfloat16" as published, "bfloat16_emulated", "float32", "float64")
+    overrides the stored setting. Float64 weights load as a float64 model; anything else as float32.
+    Whether the file was an official checkpoint is recorded in ``renderer.source_format``
+    ("lact-nvs" or "official").
     """
     path = Path(path)
     if not path.is_file():
@@ -189,6 +257,12 @@ def load_renderer(
         except CheckpointError as exc:
             raise CheckpointError(f"{path}: {exc}") from exc
         cfg = config if config is not None else infer_official_config(state)
-    model = build_renderer(cfg)
+    if newton_schulz_dtype is not None:
+        try:
+            cfg = dataclasses.replace(cfg, newton_schulz_dtype=newton_schulz_dtype)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from exc
+    model = build_renderer(cfg).to(_weights_dtype(state))
     _load_weights(model, state, path)
+    model.source_format = FORMAT_TAG if metadata.get("format") == FORMAT_TAG else "official"
     return model.to(device).eval()

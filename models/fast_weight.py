@@ -196,9 +196,11 @@ def apply_update(
     over the chunk's tokens) after Newton-Schulz, then restore the column ``norms``."""
     w0, w1, w2 = weights
     g0, g1, g2 = grads
-    w1 = w1 + newton_schulz(g1, muon_steps, ns_dtype)
-    w0 = w0 + newton_schulz(g0, muon_steps, ns_dtype)
-    w2 = w2 + newton_schulz(g2, muon_steps, ns_dtype)
+    # bfloat16 -> the weights' dtype is exact, so this is the published promotion; a float64
+    # Newton-Schulz in a float32 model rounds once here instead of widening the weights.
+    w1 = w1 + newton_schulz(g1, muon_steps, ns_dtype).to(w1.dtype)
+    w0 = w0 + newton_schulz(g0, muon_steps, ns_dtype).to(w0.dtype)
+    w2 = w2 + newton_schulz(g2, muon_steps, ns_dtype).to(w2.dtype)
     return tuple(renormalize_columns(w, n) for w, n in zip((w0, w1, w2), norms))  # type: ignore[return-value]
 
 

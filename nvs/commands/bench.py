@@ -152,6 +152,13 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="outputs/bench")
     p.set_defaults(func=run)
+    p = bench.add_parser("official-size", help="the published 312M model with random weights: official .pt written, "
+                         "read back, memorise and render (seconds, peak memory)")
+    p.add_argument("--views", type=int, default=32)
+    p.add_argument("--size", type=int, default=128, help="square image size")
+    p.add_argument("--config", default=None, help="model config (default: configs/lact-l24-d768-ttt2x.yaml)")
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=run)
     p = bench.add_parser("train-step", help="tokens/s of a training step of a recipe")
     p.add_argument("--recipe", default="configs/train-object-cpu.yaml")
     p.add_argument("--out", default="outputs/bench")
@@ -180,6 +187,11 @@ def run(args: argparse.Namespace) -> int:
 
             bench_model.bench_memorize(Path(args.out), args.config, tuple(args.tokens), tuple(args.layers), args.dtype,
                                        args.size, parse_memory_size(args.budget_per_token), args.device)
+        elif args.bench_command == "official-size":
+            from nvs.commands import bench_official
+
+            bench_official.bench_official_size(Path(args.out), args.views, args.size,
+                                               args.config or bench_official.OFFICIAL_SIZE_CONFIG)
         elif args.bench_command == "train-step":
             bench_model.bench_train_step(Path(args.out), args.recipe)
     return 0

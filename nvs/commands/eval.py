@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from nvs.cameras import Cameras
 from nvs.datasets.views import FileViews
 from nvs.evaluation.evaluate import EvalScene, evaluate
+from nvs.geometry.image_ops import RESIZE_RULES
+from nvs.geometry.scene_normalization import NORMALIZATIONS
 from nvs.inference import DEVICE_HELP, add_inference_arguments, configure_inference, resolve_device
 from nvs.models import load_renderer
 
@@ -19,10 +22,14 @@ def add_parser(sub) -> None:
     p.add_argument("--index", help="pixelSplat evaluation index JSON {scene: {context, target}}")
     p.add_argument("--views", type=int, default=4, help="input views per scene")
     p.add_argument("--targets", type=int, default=0, help="target views per scene (0: all remaining)")
-    p.add_argument("--selection", choices=["first", "spread"], default="first",
-                   help="first K views as inputs, or K evenly spaced ones; the rest are targets")
+    p.add_argument("--selection", choices=["first", "spread", "official", "kmeans"], default="first",
+                   help="first K views as inputs, or K evenly spaced ones, the rest targets; official: the seeded "
+                        "sampling of the official LaCT inference; kmeans: the Long-LRM protocol (targets every 8th "
+                        "frame, inputs nearest k-means centroids of camera position + direction)")
+    p.add_argument("--write-index", metavar="FILE", help="write the views used per scene as an evaluation index "
+                   "(reusable with --index)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[256, 256], help="resize + centre-crop")
-    p.add_argument("--normalize", action="store_true", help="normalise scenes to the mean input camera (scene-level data)")
+    add_protocol_arguments(p)
     p.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg")
     p.add_argument("--no-images", action="store_true", help="skip writing GT | prediction images")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -31,12 +38,31 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def add_protocol_arguments(p) -> None:
+    """--normalize and --resize, shared by `nvs eval` and `nvs render`."""
+    p.add_argument("--normalize", nargs="?", const="lvsm", choices=NORMALIZATIONS, default=None,
+                   help="scene normalisation: lact (the official rule: mean camera of inputs and targets, "
+                        "translations / max |t|), lvsm (mean input camera, 1.35 margin; a bare --normalize), or none; "
+                        "default: lact for published LaCT checkpoints, none otherwise")
+    p.add_argument("--resize", choices=RESIZE_RULES, default=None,
+                   help="how images are resized to cover the size before the centre crop: bilinear (antialiased) "
+                        "or official (PIL Lanczos, the official rule); default: official for published LaCT "
+                        "checkpoints, bilinear otherwise")
+
+
+def protocol_defaults(model, normalize: str | None, resize: str | None) -> tuple[str, str]:
+    """(normalisation, resize rule): the ones asked for, else the official ones for an official checkpoint."""
+    official = getattr(model, "source_format", "") == "official"
+    return normalize or ("lact" if official else "none"), resize or ("official" if official else "bilinear")
+
+
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load_renderer(args.checkpoint, device=device)
     configure_inference(model, args.memory_budget, args.dtype)
+    normalize, resize = protocol_defaults(model, args.normalize, args.resize)
     data = FileViews(args.data, args.views, args.targets, args.size[0], args.size[1], selection=args.selection,
-                     index=args.index, normalize=args.normalize)
+                     index=args.index, normalize=normalize, resize=resize)
     h, w = args.size
 
     def scenes():
@@ -46,12 +72,17 @@ def run(args: argparse.Namespace) -> int:
                             sample["targets"], Cameras(sample["target_intrinsics"], sample["target_c2w"], h, w))
 
     protocol = {"selection": "index" if args.index else args.selection, "input_views": args.views,
-                "target_views": args.targets or "all remaining", "size": [h, w], "normalized": args.normalize}
+                "target_views": args.targets or "all remaining", "size": [h, w], "normalize": normalize, "resize": resize}
     meta = {"checkpoint": str(args.checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol,
             "device": str(device), "dtype": args.dtype}
     summary = evaluate(model, scenes(), Path(args.out), meta, lpips_net=args.lpips_net,
                        save_images=not args.no_images, total=len(data))
+    if args.write_index:
+        Path(args.write_index).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.write_index).write_text(json.dumps(data.chosen, indent=1))
+        print(f"wrote the views of {len(data.chosen)} scenes to {args.write_index} (reuse with --index)")
     print(f"{summary['scenes']} scenes, {summary['views']} views: PSNR {summary['psnr']['mean']:.2f} "
+          f"(pooled per scene as the official script: {summary['psnr_pooled']['mean']:.2f}) "
           f"SSIM {summary['ssim']['mean']:.4f} LPIPS({args.lpips_net}) {summary['lpips']['mean']:.4f}; "
           f"memorise {summary['seconds_per_scene_memorize']:.3f} s/scene, render {summary['seconds_per_view_render']:.4f} s/view")
     ref = summary["nearest_view"]

@@ -7,32 +7,76 @@ import json
 from pathlib import Path
 
 
+from nvs.cameras import Cameras
+from nvs.commands.eval import add_protocol_arguments, protocol_defaults
 from nvs.geometry.camera_paths import make_path
+from nvs.geometry.scene_normalization import SceneNormalization
 from nvs.datasets.formats import load_views, read_any_scene
-from nvs.datasets.views import spread_order
+from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_eval_index, spread_order
 from nvs.inference import DEVICE_HELP, add_inference_arguments, configure_inference, memorize_views, render_cameras, resolve_device
 from nvs.io.media import save_video
 from nvs.models import load_renderer
 
 
+def choose_inputs(record, views: int, selection: str = "spread", scene: Path | None = None, scene_index: int = 0,
+                  index: str | None = None, targets: int = 1) -> list[int]:
+    """Input view indices of a scene: ``spread`` (evenly spaced), ``kmeans`` (the Long-LRM inputs),
+    ``official`` (the official sampling, ``views`` inputs out of ``views + targets`` frames, the
+    run-wide generator advanced over the data set's earlier scenes), or the ``context`` of the
+    scene in an evaluation ``index`` file."""
+    n = record.cameras.shape[0]
+    if index is not None:
+        entries = read_eval_index(index)
+        if record.name not in entries:
+            raise ValueError(f"{index}: has no entry for scene '{record.name}'")
+        chosen = entries[record.name]["context"]
+        bad = [v for v in chosen if not 0 <= v < n]
+        if bad:
+            raise ValueError(f"{index}: scene '{record.name}' has {n} views, the index names {bad}")
+        return chosen
+    if selection == "kmeans":
+        return kmeans_views(record.cameras.c2w, min(views, n))[0]
+    if selection == "official":
+        if scene is not None and scene.is_dir():
+            data = FileViews(scene, views, targets, 1, 1, selection="official")
+            return data.views(scene_index, record)[0]
+        return OfficialSampler().select(n, views, targets, f"scene '{record.name}'")[0]
+    if selection != "spread":
+        raise ValueError(f"unknown input selection {selection!r}; choose spread, official or kmeans")
+    return spread_order(n, min(views, n))[: min(views, n)].tolist()
+
+
 def render_path(checkpoint: Path, scene: Path, path: str, frames: int, fps: float | None, out: Path,
                 views: int, size: tuple[int, int], scene_index: int = 0, chunk: int = 8, device: str = "auto",
+                selection: str = "spread", normalize: str | None = None, resize: str | None = None,
+                index: str | None = None, write_index: str | None = None,
                 memory_budget: str | int | None = "auto", dtype: str = "fp32") -> dict:
+    """Memorise the chosen input views of a scene and render a camera path. The path is built in
+    the scene's world frame; with a normalisation, inputs and path are re-expressed together
+    (fitted on the inputs: a path has no target views)."""
     device = resolve_device(device)
     model = load_renderer(checkpoint, device=device)
     configure_inference(model, memory_budget, dtype)
+    normalize, resize = protocol_defaults(model, normalize, resize)
     record = read_any_scene(scene, scene_index)
-    n = record.cameras.shape[0]
-    chosen = spread_order(n, min(views, n))[: min(views, n)].tolist()
-    images, cams = load_views(record, chosen, *size)
+    chosen = choose_inputs(record, views, selection, scene, scene_index, index)
+    images, cams = load_views(record, chosen, *size, resize=resize)
     path_cams, path_fps = make_path(path, cams, frames)
     if (path_cams.height, path_cams.width) != size:
         path_cams = path_cams.resize(*size)
+    if normalize != "none":
+        fitted = SceneNormalization.fit_lact(cams.c2w.double()) if normalize == "lact" else SceneNormalization.fit(cams.c2w.double())
+        cams = Cameras(cams.intrinsics, fitted.apply(cams.c2w.double()).to(cams.c2w.dtype), cams.height, cams.width)
+        path_cams = Cameras(path_cams.intrinsics, fitted.apply(path_cams.c2w.double()).to(path_cams.c2w.dtype),
+                            path_cams.height, path_cams.width)
+    if write_index:
+        Path(write_index).write_text(json.dumps({record.name: {"context": chosen, "target": []}}, indent=1))
     fps = fps or path_fps or 24.0
     state, memorize_s = memorize_views(model, images, cams)
     video, render_s = render_cameras(model, state, path_cams, chunk=chunk)
     save_video(video, out, fps=fps)
-    summary = {"checkpoint": str(checkpoint), "scene": record.name, "input_views": chosen, "path": path,
+    summary = {"checkpoint": str(checkpoint), "scene": record.name, "input_views": chosen, "selection": selection,
+               "normalize": normalize, "resize": resize, "path": path,
                "frames": int(video.shape[0]), "fps": fps, "size": list(size), "output": str(out),
                "device": str(device), "dtype": dtype, "memorize_s": memorize_s, "render_s_per_frame": render_s / video.shape[0]}
     Path(str(out) + ".json").write_text(json.dumps(summary, indent=2))
@@ -47,8 +91,13 @@ def add_parser(sub) -> None:
     p.add_argument("--path", default="orbit", help="orbit | spiral | interpolate | nerfstudio camera_path.json")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--fps", type=float, help="default: the path file's fps, else 24")
-    p.add_argument("--views", type=int, default=8, help="input views (evenly spaced over the scene)")
+    p.add_argument("--views", type=int, default=8, help="input views")
+    p.add_argument("--selection", choices=["spread", "official", "kmeans"], default="spread",
+                   help="which input views: evenly spaced, the official seeded sampling, or the Long-LRM k-means inputs")
+    p.add_argument("--index", help="evaluation index JSON: take the scene's 'context' views as inputs")
+    p.add_argument("--write-index", metavar="FILE", help="write the chosen input views as an evaluation index")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[256, 256])
+    add_protocol_arguments(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_inference_arguments(p)
     p.add_argument("--out", required=True, help="video.mp4, video.gif, or a folder for PNG frames")
@@ -57,7 +106,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     s = render_path(Path(args.checkpoint), Path(args.scene), args.path, args.frames, args.fps, Path(args.out),
-                    args.views, tuple(args.size), args.scene_index, device=args.device,
+                    args.views, tuple(args.size), args.scene_index, device=args.device, selection=args.selection,
+                    normalize=args.normalize, resize=args.resize, index=args.index, write_index=args.write_index,
                     memory_budget=args.memory_budget, dtype=args.dtype)
     print(f"rendered {s['frames']} frames of scene {s['scene']} at {s['fps']} fps to {args.out} "
           f"(memorise {s['memorize_s']:.2f} s, {s['render_s_per_frame'] * 1000:.1f} ms/frame); summary {args.out}.json")

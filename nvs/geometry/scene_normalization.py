@@ -1,8 +1,13 @@
 """Scene normalisation: re-express cameras in the frame of the mean camera, then rescale.
 
-LVSM/LaCT scene data is normalised so that networks see a canonical frame: the average input
-camera sits at the origin looking down +z, and translations are divided by ``1.35 * max|t|``
-so the farthest camera lies at distance 1/1.35.
+Scene data is normalised so that networks see a canonical frame: the mean camera sits at the
+origin looking down +z. Two named rules (:data:`NORMALIZATIONS`) differ in which cameras they fit
+and how they scale:
+- ``lact`` (the official LaCT ``--scene_inference``, for the published scene checkpoints): fitted
+  on all sampled views, inputs and targets together; translations divided by their largest
+  absolute coordinate, so every camera lies in [-1, 1]^3.
+- ``lvsm``: fitted on the input views only; translations divided by ``1.35 * max distance``, so
+  the farthest input camera lies at distance 1/1.35.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from torch import Tensor
 from nvs.cameras import invert_rigid
 
 LVSM_SCALE_MARGIN = 1.35
+NORMALIZATIONS = ("lact", "lvsm", "none")
 
 
 def mean_camera(c2w: Tensor) -> Tensor:
@@ -52,6 +58,15 @@ class SceneNormalization:
         scale = 1.0 / (margin * extent.clamp_min(1e-8))
         return cls(frame, scale)
 
+    @classmethod
+    def fit_lact(cls, c2w: Tensor) -> "SceneNormalization":
+        """The official LaCT rule, fitted to all sampled cameras [..., V, 4, 4] (inputs and targets):
+        mean camera frame, then translations / max |t| (largest absolute coordinate, no margin)."""
+        frame = mean_camera(c2w)
+        local = invert_rigid(frame)[..., None, :, :] @ c2w
+        extent = local[..., :3, 3].abs().flatten(-2).amax(-1)
+        return cls(frame, 1.0 / extent.clamp_min(1e-8))
+
     def apply(self, c2w: Tensor) -> Tensor:
         """Map cameras [..., V, 4, 4] into the normalised frame."""
         out = invert_rigid(self.frame)[..., None, :, :] @ c2w
@@ -87,3 +102,18 @@ def object_frame(c2w: Tensor, center: Tensor, up: Tensor, radius: float, target_
     out[..., :3, :3] = rot @ out[..., :3, :3]
     out[..., :3, 3] = (out[..., :3, 3] - center.double()) @ rot.T * (target_radius / radius)
     return out.to(c2w.dtype)
+
+
+def normalize_views(rule: str, input_c2w: Tensor, target_c2w: Tensor) -> tuple[Tensor, Tensor]:
+    """Apply a named rule (:data:`NORMALIZATIONS`) to input [..., V, 4, 4] and target [..., T, 4, 4]
+    cameras of one sample; returns both, re-expressed. ``lact`` fits on inputs and targets
+    together, ``lvsm`` on the inputs only, ``none`` returns them unchanged."""
+    if rule == "none":
+        return input_c2w, target_c2w
+    if rule == "lact":
+        norm = SceneNormalization.fit_lact(torch.cat([input_c2w, target_c2w], dim=-3))
+    elif rule == "lvsm":
+        norm = SceneNormalization.fit(input_c2w)
+    else:
+        raise ValueError(f"unknown scene normalisation {rule!r}; choose one of {NORMALIZATIONS}")
+    return norm.apply(input_c2w), norm.apply(target_c2w)

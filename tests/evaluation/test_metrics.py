@@ -103,3 +103,13 @@ def test_read_image_conversions(tmp_path):
     assert read_image(tmp_path / "g.png").shape == (3, 8, 8)
     assert torch.allclose(read_image(tmp_path / "a.png"), torch.ones(3, 8, 8))
     assert torch.allclose(read_image(tmp_path / "d.png"), torch.ones(3, 8, 8))
+
+
+def test_pooled_psnr_is_per_scene_psnr_of_the_mean_mse():
+    from nvs.evaluation.evaluate import pooled_psnr
+
+    # scene a: PSNR 20 and 30 -> MSE 0.01 and 0.001 -> pooled 0.0055 -> 22.596 dB; scene b: 10 dB
+    rows = [{"scene": "a", "psnr": 20.0}, {"scene": "a", "psnr": 30.0}, {"scene": "b", "psnr": 10.0}]
+    pooled = pooled_psnr(rows)
+    assert abs(pooled["per_scene"]["a"] - 22.5963731) < 1e-6 and abs(pooled["per_scene"]["b"] - 10.0) < 1e-9
+    assert abs(pooled["mean"] - (22.5963731 + 10.0) / 2) < 1e-6

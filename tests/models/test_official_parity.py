@@ -1,11 +1,18 @@
-"""Parity with the official LaCT NVS model (test vectors from its code, random weights).
+"""Parity with the official LaCT NVS model: test vectors computed by its code (random weights).
 
-The official update orthogonalises gradients with Newton-Schulz in bfloat16. That step amplifies
-single float32 rounding differences: perturbing the input image by one ulp moves the two-head
-outputs by up to 0.07. A bit-exact end-to-end match therefore needs the fixture machine's exact
-float32 kernels. What is exact on any machine is checked exactly (the render path from the
-official fast weights); the update is checked layer by layer with the official earlier layers
-fed in, against a bound well below what real mistakes produce (>= 0.11 relative error).
+Three precisions of the same computation (../shared/reference/lact_official/README.md):
+- ``*_fp64``: float64 everywhere, Newton-Schulz in float64, the learning-rate projection in
+  float32 as the official code computes it. Machine-independent up to that float32 projection:
+  within 1e-6 (measured here: 1.3e-7).
+- ``*_fp32ns``: float32 with Newton-Schulz in float32. Within 1e-4: the network amplifies a
+  one-ulp difference of float32 kernels about 100x (measured here: 1.6e-5; an official-ordered
+  re-implementation run on this CPU agrees with ours bit for bit and is off by the same amount).
+- the originals: Newton-Schulz in bfloat16, as published. Chaotic in float32 rounding, so exact
+  only where both the bfloat16 products are native and the float32 kernels round as on the
+  machine that wrote them; skipped elsewhere, with the measured error in the reason.
+
+The fp32ns/fp64 fixtures hold only outputs and fast-weight states: their model weights and
+inputs are the numbers of the original files (widened to float64 where float64).
 """
 
 import json
@@ -15,84 +22,130 @@ import torch
 from safetensors.torch import load_file
 
 from nvs.cameras import Cameras
-from nvs.models import FastWeights, LaCTRenderer, ModelConfig, SceneState, TTTOp, load_renderer
+from nvs.models import FastWeights, LaCTRenderer, ModelConfig, SceneState, load_renderer
+from nvs.models.fast_weight import cpu_has_native_bf16
 
 from tests.helpers import FIXTURES
 
 CASES = ["one_head", "two_heads"]
+TOLERANCE = {"float64": 1e-6, "float32": 1e-4}
 
 
-def _load(name):
-    tensors = load_file(FIXTURES / f"{name}.safetensors")
-    config = ModelConfig.from_official(json.loads((FIXTURES / "configs.json").read_text())[name])
-    model = load_renderer(FIXTURES / f"{name}.safetensors", config=config)
-    h, w = tensors["input.image"].shape[-2:]
-    cams_in = Cameras(tensors["input.fxfycxcy"], tensors["input.c2w"], h, w)
-    cams_tg = Cameras(tensors["target.fxfycxcy"], tensors["target.c2w"], h, w)
-    states = [
-        FastWeights(*(tensors[f"state.{i}.{k}"][None] for k in ("w0", "w1", "w2"))) for i in range(config.layers)
-    ]
-    return model, tensors, cams_in, cams_tg, states
+def _config(name: str) -> ModelConfig:
+    return ModelConfig.from_official(json.loads((FIXTURES / "configs.json").read_text())[name])
 
 
-def _rel(a, b):
-    return float((a - b).norm() / b.norm())
+def _inputs(name: str, dtype: torch.dtype):
+    t = load_file(FIXTURES / f"{name}.safetensors")
+    h, w = t["input.image"].shape[-2:]
+    cams_in = Cameras(t["input.fxfycxcy"].to(dtype), t["input.c2w"].to(dtype), h, w)
+    cams_tg = Cameras(t["target.fxfycxcy"].to(dtype), t["target.c2w"].to(dtype), h, w)
+    return t["input.image"].to(dtype), cams_in, cams_tg
+
+
+def _expected(name: str, precision: str) -> dict[str, torch.Tensor]:
+    if precision == "bfloat16":
+        return {k: v for k, v in load_file(FIXTURES / f"{name}.safetensors").items() if k.startswith(("output.", "state."))}
+    suffix = {"float32": "fp32ns", "float64": "fp64"}[precision]
+    return load_file(FIXTURES / f"{name}_{suffix}_outputs.safetensors")
+
+
+def _errors(model: LaCTRenderer, name: str, precision: str) -> dict[str, float]:
+    """Max |ours - official| for output.joint, output.split and every state.<layer>.<w>."""
+    dtype = next(model.parameters()).dtype
+    images, cams_in, cams_tg = _inputs(name, dtype)
+    expected = _expected(name, precision)
+    with torch.no_grad():
+        joint = model(images, cams_in, cams_tg)
+        state = model.memorize(images, cams_in)
+        split = model.render(state, cams_tg)
+    errors = {"output.joint": joint, "output.split": split}
+    for i, layer in enumerate(state.layers):
+        for key, w in zip(("w0", "w1", "w2"), layer.flat()):
+            errors[f"state.{i}.{key}"] = w
+    assert set(errors) == set(expected)
+    return {k: float((v.to(expected[k].dtype) - expected[k]).abs().max()) for k, v in errors.items()}
+
+
+def _load(name: str, precision: str) -> LaCTRenderer:
+    model = load_renderer(FIXTURES / f"{name}.safetensors", newton_schulz_dtype=None if precision == "bfloat16" else precision)
+    return model.double() if precision == "float64" else model
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_config_inferred_from_official_tensors(name):
-    official = ModelConfig.from_official(json.loads((FIXTURES / "configs.json").read_text())[name])
-    assert load_renderer(FIXTURES / f"{name}.safetensors").config == official
+    model = load_renderer(FIXTURES / f"{name}.safetensors")
+    assert model.config == _config(name) and model.source_format == "official"
+    assert model.config.newton_schulz_dtype == "bfloat16"  # the published behaviour is the default
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("name", CASES)
+def test_matches_the_official_high_precision_files(name, precision):
+    model = _load(name, precision)
+    assert model.config.newton_schulz_dtype == precision
+    errors = _errors(model, name, precision)
+    print(f"{name} {precision}: " + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < TOLERANCE[precision], f"{worst}: {errors[worst]:.3g}"
+
+
+@pytest.mark.parametrize("mistake", ["four_newton_schulz_steps", "layernorm_eps_1e-6"])
+def test_the_float64_tolerance_catches_small_mistakes(mistake):
+    model = _load("one_head", "float64")
+    for module in model.modules():
+        if mistake == "four_newton_schulz_steps" and hasattr(module, "muon_steps"):
+            module.muon_steps = 4
+        if mistake == "layernorm_eps_1e-6" and isinstance(module, torch.nn.LayerNorm):
+            module.eps = 1e-6
+    assert max(_errors(model, "one_head", "float64").values()) > 2 * TOLERANCE["float64"]
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_render_from_official_state_matches_split_output(name):
-    model, t, _, cams_tg, states = _load(name)
-    with torch.no_grad():
-        out = model.render(SceneState(states, num_views=3), cams_tg)
-    assert (out - t["output.split"]).abs().max() < 1e-4
-    assert (out - t["output.joint"]).abs().max() < 1e-4
+def test_matches_the_published_bfloat16_files_bit_for_bit_where_possible(name):
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bfloat16 matrix products (AVX512-BF16/AMX): the published bfloat16 "
+                    "Newton-Schulz cannot be reproduced bit for bit here")
+    errors = _errors(_load(name, "bfloat16"), name, "bfloat16")
+    measured = f"{name} bfloat16: max error {max(errors.values()):.3g} (" + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()) + ")"
+    print(measured)
+    float32_gap = max(_errors(_load(name, "float32"), name, "float32").values())
+    if float32_gap > 0:
+        pytest.skip(f"this CPU's float32 kernels round differently from the fixture machine's (float32 files off by "
+                    f"{float32_gap:.2g}, not 0), and the bfloat16 Newton-Schulz amplifies that; {measured}")
+    assert max(errors.values()) < 1e-6, measured
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_update_matches_official_fast_weights_layer_by_layer(name):
-    model, t, cams_in, _, states = _load(name)
+def test_render_from_the_official_bfloat16_state(name):
+    """The read-out path alone (no Newton-Schulz): from the official fast weights to the official images."""
+    model = _load(name, "bfloat16")
+    expected = _expected(name, "bfloat16")
+    _, _, cams_tg = _inputs(name, torch.float32)
+    layers = [FastWeights(*(expected[f"state.{i}.{k}"].unflatten(0, (1, -1)) for k in ("w0", "w1", "w2")))
+              for i in range(model.config.layers)]
     with torch.no_grad():
-        x = model.tokenizer(cams_in, t["input.image"])
-        n, per_view = x.shape[1], model.tokens_per_view(cams_in)
-        for block, ref in zip(model.blocks, states):
-            _, ours = block(x, per_view, [TTTOp(0, n, update=True, apply=True)], None)
-            for key in ("w0", "w1", "w2"):
-                assert _rel(getattr(ours, key), getattr(ref, key)) < 0.03, key
-            x, _ = block(x, per_view, [TTTOp(0, n, update=False, apply=True)], ref)
+        out = model.render(SceneState(layers, num_views=3), cams_tg)
+    assert (out - expected["output.split"]).abs().max() < 2e-6  # measured here: 9e-7
+    assert (out - expected["output.joint"]).abs().max() < 2e-6
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_update_check_catches_a_wrong_update_rule(name):
-    model, t, cams_in, _, states = _load(name)
-    for block in model.blocks:
-        block.ttt.muon_steps = 4
+def test_float64_weights_load_without_narrowing(tmp_path):
+    from nvs.models import save_renderer
+
+    model = _load("one_head", "float64")
     with torch.no_grad():
-        x = model.tokenizer(cams_in, t["input.image"])
-        _, ours = model.blocks[0](x, model.tokens_per_view(cams_in), [TTTOp(0, x.shape[1], True, True)], None)
-    assert max(_rel(getattr(ours, k), getattr(states[0], k)) for k in ("w0", "w1", "w2")) > 0.1
+        model.blocks[0].ttt.w0.add_(1e-12)  # not representable next to float32 values of this size
+    save_renderer(model, tmp_path / "fp64.safetensors")
+    loaded = load_renderer(tmp_path / "fp64.safetensors")
+    assert next(loaded.parameters()).dtype == torch.float64
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    assert loaded.config.newton_schulz_dtype == "float64"  # as stored
+    assert load_renderer(tmp_path / "fp64.safetensors", newton_schulz_dtype="bfloat16").config.newton_schulz_dtype == "bfloat16"
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_end_to_end_joint_and_split(name):
-    model, t, cams_in, cams_tg, states = _load(name)
-    with torch.no_grad():
-        joint = model(t["input.image"], cams_in, cams_tg)
-        state = model.memorize(t["input.image"], cams_in)
-        split = model.render(state, cams_tg)
-    assert (joint - split).abs().max() < 1e-5  # our two paths agree with each other exactly
-    for layer, ref in zip(state.layers, states):
-        assert layer.w0.shape == ref.w0.shape and layer.w1.shape == ref.w1.shape
-    # bf16 Newton-Schulz amplifies rounding (see module docstring): close on average, not bit-exact
-    assert (joint - t["output.joint"]).abs().mean() < 0.03
-    assert (split - t["output.split"]).abs().mean() < 0.03
+def test_an_unknown_newton_schulz_dtype_is_named():
+    from nvs.models import CheckpointError
 
-
-def test_renderer_is_plain_lact():
-    model, *_ = _load("one_head")
-    assert isinstance(model, LaCTRenderer)
+    with pytest.raises(CheckpointError, match="newton_schulz_dtype must be one of"):
+        load_renderer(FIXTURES / "one_head.safetensors", newton_schulz_dtype="float16")
