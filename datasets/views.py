@@ -22,7 +22,7 @@ from nvs.geometry.scene_normalization import normalize_views
 def make_sample(images: Tensor, cams: Cameras, n_inputs: int, normalize: bool | str) -> dict[str, Tensor]:
     """Split views [V] into the first n_inputs as inputs and the rest as targets. ``normalize``:
     a rule of :data:`~nvs.geometry.scene_normalization.NORMALIZATIONS` (True means ``lvsm``)."""
-    rule = {True: "lvsm", False: "none"}.get(normalize, normalize) if isinstance(normalize, bool) else normalize
+    rule = ("lvsm" if normalize else "none") if isinstance(normalize, bool) else normalize
     c2w = cams.c2w.float()
     c2w = torch.cat(normalize_views(rule, c2w[:n_inputs], c2w[n_inputs:]), dim=0)
     return {
@@ -254,8 +254,8 @@ class FileViews(Dataset):
     (pixelSplat evaluation JSON) fixes inputs and targets per scene.
     ``normalize`` re-expresses cameras by a named rule (``lact``, ``lvsm``, ``none``; True means
     ``lvsm``); ``selection="gap"`` samples windows of ``frame_gap`` frames (video data);
-    ``"official"`` is the seeded sampling of the official LaCT inference (items must then be read
-    in order, as an evaluation does); ``"kmeans"`` the Long-LRM protocol. ``resize``: ``bilinear``
+    ``"official"`` is the seeded sampling of the official LaCT inference (run-wide, in scene order:
+    reading item i first samples the scenes before it); ``"kmeans"`` the Long-LRM protocol. ``resize``: ``bilinear``
     (antialiased) or ``official`` (PIL Lanczos, the official rule). ``chosen`` records the views
     each read item used, in the evaluation-index layout.
     """

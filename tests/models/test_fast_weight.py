@@ -79,3 +79,14 @@ def test_zero_steps_return_the_normalised_gradient_as_published(dtype, torch_dty
 def test_unknown_newton_schulz_dtype_is_named():
     with pytest.raises(ValueError, match="newton_schulz_dtype must be one of"):
         newton_schulz(torch.randn(1, 2, 2), 1, "half")
+
+
+def test_a_wider_newton_schulz_dtype_keeps_the_weights_dtype():
+    from nvs.models.fast_weight import TTTOp, run_fast_weight_ops
+
+    torch.manual_seed(5)
+    w = (torch.randn(1, 8, 12), torch.randn(1, 12, 8), torch.randn(1, 8, 12))
+    q, k, v = (torch.randn(1, 10, 8) for _ in range(3))
+    lrs = tuple(torch.full((1, 10, 1), 0.01) for _ in range(3))
+    out, new = run_fast_weight_ops(w, q, k, v, lrs, [TTTOp(0, 10, True, True)], 5, "float64")
+    assert out.dtype == torch.float32 and all(t.dtype == torch.float32 for t in new)

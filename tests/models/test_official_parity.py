@@ -149,3 +149,24 @@ def test_an_unknown_newton_schulz_dtype_is_named():
 
     with pytest.raises(CheckpointError, match="newton_schulz_dtype must be one of"):
         load_renderer(FIXTURES / "one_head.safetensors", newton_schulz_dtype="float16")
+
+
+def test_a_double_renderer_computes_in_float64_except_the_learning_rates():
+    model = _load("two_heads", "float64")
+    images, cams_in, cams_tg = _inputs("two_heads", torch.float64)
+    seen = {}
+
+    def record(name):
+        def hook(module, args, out):
+            first = out[0] if isinstance(out, tuple) else out
+            seen[name] = first.dtype
+        return hook
+
+    for name, module in model.named_modules():
+        if name:
+            module.register_forward_hook(record(name))
+    with torch.no_grad():
+        out = model(images, cams_in, cams_tg)
+        lrs = model.blocks[0].ttt.learning_rates(torch.randn(1, 4, 64, dtype=torch.float64))
+    assert out.dtype == torch.float64 and lrs.dtype == torch.float32
+    assert len(seen) > 20 and {name for name, dtype in seen.items() if dtype != torch.float64} == set()
