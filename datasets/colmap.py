@@ -16,6 +16,7 @@ from torch import Tensor
 
 from nvs.cameras import Cameras
 from nvs.datasets.records import SceneRecord, cameras_from_w2c, check_image, image_size
+from nvs.io.untrusted import current, scene_path
 from nvs.io.media import save_image
 
 MODEL_FILES = ("cameras.bin", "cameras.txt")
@@ -84,11 +85,12 @@ def read_colmap_scene(scene: Path, name: str | None = None) -> SceneRecord:
     images = sorted((im for im in recon.images.values() if im.has_pose), key=lambda im: im.name)
     if not images:
         raise ValueError(f"{folder}: scene '{name}': the COLMAP model registers no images")
+    current().check_frames(len(images), f"{folder} (scene '{name}')")
     intr, w2c, paths, sizes, dist = [], [], [], set(), []
     for im in images:
         where = f"{folder} (scene '{name}', image {im.name})"
         k, d, pose = image_camera(im, where)
-        path = check_image(scene / "images" / im.name, where)
+        path = check_image(scene_path(scene / "images", im.name, where), where)
         stored = image_size(path, where)
         if stored != (im.camera.height, im.camera.width):
             raise ValueError(f"{where}: image is {stored} pixels, its COLMAP camera says {(im.camera.height, im.camera.width)}")

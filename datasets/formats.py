@@ -34,6 +34,7 @@ from nvs.datasets.colmap import is_colmap_scene, read_colmap_scene, write_colmap
 from nvs.datasets.dl3dv import is_dl3dv_scene, read_dl3dv_scene
 from nvs.datasets.dl3dv import is_portrait as is_dl3dv_portrait
 from nvs.datasets.nerfstudio import read_nerfstudio_scene, write_nerfstudio_scene
+from nvs.io.untrusted import current, scene_path
 from nvs.io.media import decode_image, read_image, save_images
 
 FORMATS = ("lact", "lvsm", "pixelsplat", "nerfstudio", "colmap")
@@ -46,6 +47,7 @@ def read_lact_scene(cameras_json: Path, name: str | None = None) -> SceneRecord:
     frames = load_json(cameras_json, f"cameras of scene '{name}'")
     if not isinstance(frames, list) or not frames:
         raise ValueError(f"{cameras_json}: scene '{name}' must be a non-empty list of frames")
+    current().check_frames(len(frames), f"{cameras_json} (scene '{name}')")
     intr, w2c, paths, sizes = [], [], [], set()
     for i, f in enumerate(frames):
         where = f"{cameras_json} (scene '{name}', frame {i})"
@@ -56,15 +58,16 @@ def read_lact_scene(cameras_json: Path, name: str | None = None) -> SceneRecord:
         w2c.append(finite_matrix(f.get("w2c"), where))
         if "file_path" not in f:
             raise ValueError(f"{where}: missing 'file_path'")
-        paths.append(check_image(cameras_json.parent / f["file_path"], where))
+        paths.append(check_image(scene_path(cameras_json.parent, f["file_path"], where), where))
     return SceneRecord(name, paths, cameras_from_w2c(intr, w2c, sizes, f"{cameras_json} (scene '{name}')"), str(cameras_json))
 
 
-def write_lact_frames(folder: Path, images: Tensor, cams: Cameras, file_names: list[str] | None = None) -> Path:
+def write_lact_frames(folder: Path, images: Tensor, cams: Cameras, file_names: list[str] | None = None,
+                      images_dir: str = "images") -> Path:
     """images [V, 3, H, W] -> folder/{images/<file name>, opencv_cameras.json} (names default to 000.png ...)."""
     frames = []
     w2c = cams.w2c.double()
-    rels = [f"images/{file_names[i] if file_names else f'{i:03d}.png'}" for i in range(images.shape[0])]
+    rels = [f"{images_dir}/{file_names[i] if file_names else f'{i:03d}.png'}" for i in range(images.shape[0])]
     save_images(list(images), [folder / rel for rel in rels])
     for i, rel in enumerate(rels):
         fx, fy, cx, cy = (float(v) for v in cams.intrinsics[i])
@@ -86,6 +89,7 @@ def read_lvsm_scene(scene_json: Path) -> SceneRecord:
     frames = data.get("frames") if isinstance(data, dict) else None
     if not isinstance(frames, list) or not frames:
         raise ValueError(f"{scene_json}: scene '{name}' needs a non-empty 'frames' list")
+    current().check_frames(len(frames), f"{scene_json} (scene '{name}')")
     intr, w2c, paths, sizes = [], [], [], set()
     for i, f in enumerate(frames):
         where = f"{scene_json} (scene '{name}', frame {i})"
@@ -94,7 +98,10 @@ def read_lvsm_scene(scene_json: Path) -> SceneRecord:
             raise ValueError(f"{where}: 'fxfycxcy' must be 4 finite numbers, got {k!r}")
         intr.append([float(v) for v in k])
         w2c.append(finite_matrix(f.get("w2c"), where))
-        path = check_image(scene_json.parent / f.get("image_path", ""), where)
+        if not isinstance(f, dict):
+            raise ValueError(f"{where}: a frame must be an object")
+        # LVSM's own preprocessing writes absolute image paths
+        path = check_image(scene_path(scene_json.parent, f.get("image_path"), where, absolute_ok=True), where)
         paths.append(path)
         sizes.add(image_size(path, where))
     return SceneRecord(name, paths, cameras_from_w2c(intr, w2c, sizes, f"{scene_json} (scene '{name}')"), str(scene_json))
@@ -135,6 +142,7 @@ def read_pixelsplat_scene(chunk_path: Path, key: str) -> SceneRecord:
     if not isinstance(cams, Tensor) or cams.ndim != 2 or cams.shape[1] != 18:
         shape = tuple(cams.shape) if isinstance(cams, Tensor) else type(cams).__name__
         raise ValueError(f"{where}: camera rows must have 18 numbers, got {shape}")
+    current().check_frames(cams.shape[0], where)
     if not isinstance(images, list) or len(images) != cams.shape[0]:
         raise ValueError(f"{where}: expected one image per camera row ({cams.shape[0]})")
     if not torch.isfinite(cams).all():
@@ -228,14 +236,18 @@ def list_scenes(root: str | Path) -> tuple[str, list[SceneRef]]:
     index = root / INDEX_FILES[fmt]
     if fmt == "pixelsplat":
         entries = load_json(index, "scene index")
-        refs: list[SceneRef] = [(root / chunk, key) for key, chunk in entries.items()]
+        if not isinstance(entries, dict):
+            raise ValueError(f"{index}: must map scene keys to chunk files")
+        refs: list[SceneRef] = [(scene_path(root, chunk, f"{index} (scene '{key}')", absolute_ok=True), key)
+                                for key, chunk in entries.items()]
     elif fmt == "lact":
         entries = load_json(index, "scene index")
         if not all(isinstance(e, str) for e in entries):
             raise ValueError(f"{index}: must be a JSON list of opencv_cameras.json paths")
-        refs = [root / e for e in entries]
+        refs = [scene_path(root, e, f"{index} (entry {i})", absolute_ok=True) for i, e in enumerate(entries)]
     else:
-        refs = [root / line.strip() for line in index.read_text().splitlines() if line.strip()]
+        lines = [line.strip() for line in index.read_text().splitlines() if line.strip()]
+        refs = [scene_path(root, line, f"{index} (line {i + 1})", absolute_ok=True) for i, line in enumerate(lines)]
     if not refs:
         raise ValueError(f"{index}: the data set lists no scenes")
     return fmt, refs
@@ -282,31 +294,38 @@ def load_views(record: SceneRecord, indices: list[int], height: int | None = Non
     """Images [K, 3, H, W] and cameras [K] of selected views, resized to cover (height, width)
     and centre-cropped, intrinsics updated in the same step. ``resize``: ``bilinear``
     (antialiased) or ``official`` (the official LaCT rule: PIL Lanczos, see
-    :func:`~nvs.geometry.image_ops.official_resize_and_crop`)."""
+    :func:`~nvs.geometry.image_ops.official_resize_and_crop`). Each image's header is checked
+    (size, the request's pixel budget) before it is decoded, and images are resized one at a time."""
     from nvs.geometry.image_ops import (RESIZE_RULES, official_resize_and_crop, resize_and_center_crop,
                                         undistort_as_opencv, undistort_image)
+    from nvs.io.untrusted import check_image_file
 
     if resize not in RESIZE_RULES:
         raise ValueError(f"unknown resize rule {resize!r}; choose one of {RESIZE_RULES}")
-
-    images, cams = [], record.cameras[torch.tensor(indices)]
+    rule = official_resize_and_crop if resize == "official" else resize_and_center_crop
+    images, cams = [], []
     for i in indices:
         source = record.sources[i]
         label = f"{record.where} (scene '{record.name}', frame {i})" if isinstance(source, bytes) else str(source)
-        img = decode_image(source, label) if isinstance(source, bytes) else read_image(source)
-        if tuple(img.shape[1:]) != (record.cameras.height, record.cameras.width):
-            raise ValueError(f"{label} (scene '{record.name}'): image is {tuple(img.shape[1:])} pixels, "
+        # the header first: a file larger than its camera says is refused before it is decoded
+        stored = check_image_file(source, label)
+        if stored != (record.cameras.height, record.cameras.width):
+            raise ValueError(f"{label} (scene '{record.name}'): image is {stored} pixels, "
                              f"its camera says {(record.cameras.height, record.cameras.width)}")
+        img = decode_image(source, label) if isinstance(source, bytes) else read_image(source)
+        if tuple(img.shape[1:]) != stored:
+            raise ValueError(f"{label} (scene '{record.name}'): decodes to {tuple(img.shape[1:])} pixels, its header says {stored}")
         if record.distorted_intrinsics is not None:
             img = undistort_as_opencv(img, record.distorted_intrinsics[i], record.distortion[i], record.cameras.intrinsics[i])
         elif record.distortion is not None:
             img = undistort_image(img, record.cameras.intrinsics[i], record.distortion[i])
+        cam = record.cameras[i : i + 1]
+        if height is not None and width is not None:  # one image at a time: memory stays that of the outputs
+            img, cam = rule(img[None], cam, height, width)
+            img = img[0]
         images.append(img)
-    stack = torch.stack(images)
-    if height is not None and width is not None:
-        rule = official_resize_and_crop if resize == "official" else resize_and_center_crop
-        stack, cams = rule(stack, cams, height, width)
-    return stack, cams
+        cams.append(cam)
+    return torch.stack(images), Cameras.cat(cams)
 
 
 def read_any_scene(path: Path, scene_index: int = 0) -> SceneRecord:

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from nvs.cameras import Cameras, opencv_to_opengl, opengl_to_opencv
 from nvs.datasets.records import SceneRecord, check_image, finite_matrix, image_size, load_json
+from nvs.io.untrusted import current, scene_path
 from nvs.io.media import save_image
 
 DISTORTION_KEYS = ("k1", "k2", "p1", "p2", "k3")  # OpenCV's order
@@ -37,7 +38,7 @@ def _value(frame: dict, meta: dict, key: str, where: str) -> float | None:
 def _image_path(folder: Path, file_path, where: str) -> Path:
     if not isinstance(file_path, str) or not file_path:
         raise ValueError(f"{where}: 'file_path' must be a non-empty string")
-    path = folder / file_path
+    path = scene_path(folder, file_path, where, absolute_ok=True)  # nerfstudio's loader accepts absolute paths
     if not path.suffix and not path.exists():  # Blender NeRF scenes omit the extension
         path = path.with_suffix(".png")
     return check_image(path, where)
@@ -50,6 +51,7 @@ def read_nerfstudio_scene(transforms_json: Path, name: str | None = None) -> Sce
     frames = meta.get("frames") if isinstance(meta, dict) else None
     if not isinstance(frames, list) or not frames:
         raise ValueError(f"{transforms_json}: scene '{name}' needs a non-empty 'frames' list")
+    current().check_frames(len(frames), f"{transforms_json} (scene '{name}')")
     model = meta.get("camera_model", "OPENCV")
     if model in FISHEYE_MODELS or "k4" in meta:
         raise ValueError(f"{transforms_json}: scene '{name}' uses the fisheye camera model {model!r}; "

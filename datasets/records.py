@@ -39,6 +39,8 @@ def finite_matrix(value, where: str, key: str = "w2c") -> Tensor:
         raise ValueError(f"{where}: {key} must be 4x4, got shape {tuple(m.shape)}")
     if not torch.isfinite(m).all():
         raise ValueError(f"{where}: {key} contains NaN or inf")
+    if (m[3] - torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)).abs().max() > 1e-6:
+        raise ValueError(f"{where}: the fourth row of {key} must be [0, 0, 0, 1], got {m[3].tolist()}")
     return m
 
 
@@ -58,12 +60,17 @@ def cameras_from_w2c(intr: list[list[float]], w2c: list[Tensor], sizes: set[tupl
 
 
 def load_json(path: Path, what: str):
+    from nvs.io.untrusted import check_file_size
+
     if not path.is_file():
         raise ValueError(f"{path}: {what} not found")
+    check_file_size(path, what)
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: {what} is not valid JSON ({exc})") from exc
+    except RecursionError:
+        raise ValueError(f"{path}: {what} is nested too deeply to be a scene file") from None
 
 
 def check_image(path: Path, where: str) -> Path:

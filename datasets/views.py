@@ -242,7 +242,11 @@ def read_eval_index(path) -> dict[str, dict[str, list[int]]]:
             continue
         if not isinstance(entry, dict) or not all(isinstance(entry.get(k), list) for k in ("context", "target")):
             raise ValueError(f"{path}: scene '{scene}' needs 'context' and 'target' lists")
-        out[scene] = {"context": [int(i) for i in entry["context"]], "target": [int(i) for i in entry["target"]]}
+        views = entry["context"] + entry["target"]
+        if not entry["context"] or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in views):
+            raise ValueError(f"{path}: scene '{scene}' needs at least one context view, and views as whole numbers "
+                             f">= 0, got {entry!r}"[:300])
+        out[scene] = {"context": list(entry["context"]), "target": list(entry["target"])}
     return out
 
 

@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
 
+from nvs.io.untrusted import check_model_fields, check_model_size
 from nvs.models.config import ModelConfig
 from nvs.models.full_attention import FullAttentionRenderer
 from nvs.models.lact import LaCTRenderer
@@ -200,6 +201,22 @@ def _weights_dtype(state: Mapping[str, Tensor]) -> torch.dtype:
     return torch.float64 if any(v.dtype == torch.float64 for v in state.values()) else torch.float32
 
 
+def _check_fits(cfg: ModelConfig, state: Mapping[str, Tensor], path: Path) -> None:
+    """The config may not ask for more parameters than the file holds, checked by arithmetic
+    before the model is built: a stored config asking for an absurd size is refused here."""
+    present = {int(k.split(".")[1]) for k in state if re.match(r"blocks\.\d+\.", k)}
+    if present and present != set(range(cfg.layers)):
+        missing = [f"blocks.{i}" for i in range(min(cfg.layers, 10**6)) if i not in present][:10]
+        unexpected = [f"blocks.{i}" for i in sorted(present) if i >= cfg.layers][:10]
+        raise CheckpointError(f"{path}: checkpoint does not fit the model: the config has {cfg.layers} blocks, the file "
+                              f"{len(present)}: missing {missing}, unexpected {unexpected}")
+    try:
+        check_model_fields(cfg.to_dict(), "model config")
+        check_model_size(cfg.to_dict(), sum(v.numel() for v in state.values()), str(path))
+    except ValueError as exc:
+        raise CheckpointError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from exc
+
+
 def _read_pt(path: Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -247,7 +264,11 @@ def load_renderer(
 
     if metadata.get("format") == FORMAT_TAG:
         try:
-            cfg = ModelConfig.from_dict(json.loads(metadata["config"]))
+            stored = json.loads(metadata["config"])
+            if not isinstance(stored, dict):
+                raise ValueError("the config must be a JSON object")
+            check_model_fields(stored, "stored config")
+            cfg = ModelConfig.from_dict(stored)
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: corrupt config in metadata: {exc}") from exc
     else:
@@ -262,6 +283,7 @@ def load_renderer(
             cfg = dataclasses.replace(cfg, newton_schulz_dtype=newton_schulz_dtype)
         except ValueError as exc:
             raise CheckpointError(f"{path}: {exc}") from exc
+    _check_fits(cfg, state, path)
     model = build_renderer(cfg).to(_weights_dtype(state))
     _load_weights(model, state, path)
     model.source_format = FORMAT_TAG if metadata.get("format") == FORMAT_TAG else "official"

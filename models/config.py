@@ -36,6 +36,13 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        for name in ("patch_size", "dim", "layers", "attn_head_dim", "ttt_head_dim", "muon_steps", "mlp_inter_multi",
+                     "ttt_inter_multi", "ttt_base_lr"):
+            value = getattr(self, name)
+            whole = name not in ("mlp_inter_multi", "ttt_inter_multi", "ttt_base_lr")
+            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or not value == value \
+                    or not (value >= 0 if name == "muon_steps" else value > 0) or value == float("inf"):
+                raise ValueError(f"model config '{name}' must be a positive {'whole ' if whole else ''}number, got {value!r}")
         heads = [("attn_head_dim", self.attn_head_dim)] + [("ttt_head_dim", self.ttt_head_dim)] * (self.arch == "lact")
         for name, head in heads:
             if self.dim % head:

@@ -10,10 +10,10 @@ from nvs.inference import DEVICE_HELP, add_inference_arguments
 def add_parser(sub) -> None:
     p = sub.add_parser("app", help="the Gradio viewer: upload photos (or pick an example), move the camera")
     p.add_argument("--checkpoint", default=None, help="renderer: ours (.safetensors) or a published LaCT .pt (default: the demo model)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=T.port, default=7860)
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for the local network)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    p.add_argument("--size", type=int, default=128, help="square image size the renderer works at")
+    p.add_argument("--size", type=T.image_side, default=128, help="square image size the renderer works at")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_inference_arguments(p)
     p.set_defaults(func=run)

@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"nvs {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an output that cannot be written (disk full, permissions, a busy port)
+        print(f"nvs {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

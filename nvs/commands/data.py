@@ -9,8 +9,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nvs.datasets.formats import FORMATS, list_scenes, read_scene, write_dataset
+from nvs.datasets.formats import FORMATS, list_scenes, load_views, read_scene, write_dataset
 from nvs.datasets.procedural import SCENE_KINDS, generate_scene
+from nvs.commands import argtypes as T
 
 
 def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str, out: Path, seed: int,
@@ -42,12 +43,15 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
 
 
 def info(path: Path) -> dict:
-    """Read and validate every scene; summarise views, resolutions and camera statistics."""
+    """Read and validate every scene, decoding every image (a scene is invalid when one is corrupt
+    or not the size its camera says); summarise views, resolutions and camera statistics."""
     fmt, files = list_scenes(path)
     views, sizes, dist, focal, problems = [], {}, [], [], []
     for f in tqdm(files, desc="checking scenes", unit="scene"):
         try:
             rec = read_scene(fmt, f)
+            for i in range(rec.cameras.shape[0]):  # one at a time: memory of one image
+                load_views(rec, [i])
         except ValueError as exc:
             problems.append(str(exc))
             continue
@@ -73,12 +77,12 @@ def add_parser(sub) -> None:
                         "sweethome3d-furniture models (`make assets`)")
     p.add_argument("--split", choices=["train", "val"], default="train",
                    help="asset kinds: the models to use (val: the fixed held-out 10%%)")
-    p.add_argument("--scenes", type=int, default=10)
-    p.add_argument("--views", type=int, default=12)
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[128, 128])
+    p.add_argument("--scenes", type=T.positive_int(), default=10)
+    p.add_argument("--views", type=T.positive_int(4096), default=12)
+    p.add_argument("--size", type=T.image_side, nargs=2, metavar=("H", "W"), default=[128, 128])
     p.add_argument("--format", choices=list(FORMATS), default="lact")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=T.seed, default=0)
+    p.add_argument("--out", type=T.out_dir, required=True)
     p.set_defaults(func=run_synth)
     p = data.add_parser("info", help="validate a data set and print what it holds (exit 1 if any scene is invalid)")
     p.add_argument("path", help="data set folder or its index file")

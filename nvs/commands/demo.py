@@ -25,6 +25,7 @@ from nvs.io.media import image_grid, save_image, save_video
 from nvs.evaluation.metrics import all_metrics
 from nvs.inference import memorize_views, render_cameras
 from nvs.models import build_renderer, load_renderer
+from nvs.commands import argtypes as T
 
 DEMO_SIZE = 128  # the shipped model's image size (16x16 patches: 8x8 tokens per view)
 
@@ -78,8 +79,8 @@ def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on built-in procedural data (no downloads)")
-    p.add_argument("--out", default="outputs/demo", help="output folder")
-    p.add_argument("--scenes", type=int, default=8, help="held-out scenes to render")
+    p.add_argument("--out", type=T.out_dir, default="outputs/demo", help="output folder")
+    p.add_argument("--scenes", type=T.positive_int(10_000), default=8, help="held-out scenes to render")
     p.set_defaults(func=run)
 
 

@@ -13,6 +13,7 @@ from nvs.geometry.image_ops import RESIZE_RULES
 from nvs.geometry.scene_normalization import NORMALIZATIONS
 from nvs.inference import DEVICE_HELP, add_inference_arguments, configure_inference, resolve_device
 from nvs.models import load_renderer
+from nvs.commands import argtypes as T
 
 
 def add_parser(sub) -> None:
@@ -20,21 +21,21 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="ours (.safetensors) or a published LaCT .pt")
     p.add_argument("--data", required=True, help="data set folder or index (lact / lvsm layout)")
     p.add_argument("--index", help="pixelSplat evaluation index JSON {scene: {context, target}}")
-    p.add_argument("--views", type=int, default=4, help="input views per scene")
-    p.add_argument("--targets", type=int, default=0, help="target views per scene (0: all remaining)")
+    p.add_argument("--views", type=T.positive_int(4096), default=4, help="input views per scene")
+    p.add_argument("--targets", type=T.nonneg_int(4096), default=0, help="target views per scene (0: all remaining)")
     p.add_argument("--selection", choices=["first", "spread", "official", "kmeans"], default="first",
                    help="first K views as inputs, or K evenly spaced ones, the rest targets; official: the seeded "
                         "sampling of the official LaCT inference; kmeans: the Long-LRM protocol (targets every 8th "
                         "frame, inputs nearest k-means centroids of camera position + direction)")
     p.add_argument("--write-index", metavar="FILE", help="write the views used per scene as an evaluation index "
                    "(reusable with --index)")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[256, 256], help="resize + centre-crop")
+    p.add_argument("--size", type=T.image_side, nargs=2, metavar=("H", "W"), default=[256, 256], help="resize + centre-crop")
     add_protocol_arguments(p)
     p.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg")
     p.add_argument("--no-images", action="store_true", help="skip writing GT | prediction images")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_inference_arguments(p)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", type=T.out_dir, required=True)
     p.set_defaults(func=run)
 
 

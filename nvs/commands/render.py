@@ -16,6 +16,7 @@ from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_ev
 from nvs.inference import DEVICE_HELP, add_inference_arguments, configure_inference, memorize_views, render_cameras, resolve_device
 from nvs.io.media import save_video
 from nvs.models import load_renderer
+from nvs.commands import argtypes as T
 
 
 def choose_inputs(record, views: int, selection: str = "spread", scene: Path | None = None, scene_index: int = 0,
@@ -87,20 +88,20 @@ def add_parser(sub) -> None:
     p = sub.add_parser("render", help="render a video along a camera path")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--scene", required=True, help="data set folder/index, opencv_cameras.json, or an LVSM scene JSON")
-    p.add_argument("--scene-index", type=int, default=0, help="which scene of a data set")
+    p.add_argument("--scene-index", type=T.nonneg_int(10**9), default=0, help="which scene of a data set")
     p.add_argument("--path", default="orbit", help="orbit | spiral | interpolate | nerfstudio camera_path.json")
-    p.add_argument("--frames", type=int, default=60)
-    p.add_argument("--fps", type=float, help="default: the path file's fps, else 24")
-    p.add_argument("--views", type=int, default=8, help="input views")
+    p.add_argument("--frames", type=T.positive_int(10_000), default=60)
+    p.add_argument("--fps", type=T.positive_float(1000), help="default: the path file's fps, else 24")
+    p.add_argument("--views", type=T.positive_int(4096), default=8, help="input views")
     p.add_argument("--selection", choices=["spread", "official", "kmeans"], default="spread",
                    help="which input views: evenly spaced, the official seeded sampling, or the Long-LRM k-means inputs")
     p.add_argument("--index", help="evaluation index JSON: take the scene's 'context' views as inputs")
     p.add_argument("--write-index", metavar="FILE", help="write the chosen input views as an evaluation index")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[256, 256])
+    p.add_argument("--size", type=T.image_side, nargs=2, metavar=("H", "W"), default=[256, 256])
     add_protocol_arguments(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_inference_arguments(p)
-    p.add_argument("--out", required=True, help="video.mp4, video.gif, or a folder for PNG frames")
+    p.add_argument("--out", type=T.out_media, required=True, help="video.mp4, video.gif, or a folder for PNG frames")
     p.set_defaults(func=run)
 
 

@@ -128,19 +128,36 @@ def interpolate_path(cams: Cameras, frames: int) -> Cameras:
 def read_nerfstudio_path(path: str | Path, height: int | None = None, width: int | None = None) -> tuple[Cameras, float]:
     """A nerfstudio ``camera_path.json``: per frame ``camera_to_world`` (OpenGL, 16 numbers row by
     row) and vertical ``fov`` in degrees. Returns (Cameras [N], fps)."""
+    from nvs.io.untrusted import LimitExceeded, bounded_number, current
+
     path = Path(path)
     try:
         data = json.loads(path.read_text())
         frames = data["camera_path"]
-        h = int(height or data.get("render_height", 256))
-        w = int(width or data.get("render_width", 256))
-        mats = torch.tensor([f["camera_to_world"] for f in frames], dtype=torch.float32).reshape(-1, 4, 4)
-        fovs = torch.tensor([float(f.get("fov", data.get("default_fov", 50.0))) for f in frames])
-        fps = float(data.get("fps", 24))
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        if not isinstance(frames, list):
+            raise TypeError("'camera_path' must be a list of frames")
+        current().check_frames(len(frames), str(path))
+        h = height or bounded_number(data.get("render_height", 256), "render_height", "the file", 1, 8192, integer=True)
+        w = width or bounded_number(data.get("render_width", 256), "render_width", "the file", 1, 8192, integer=True)
+        for i, f in enumerate(frames):
+            matrix = f["camera_to_world"]
+            if not isinstance(matrix, list) or len(matrix) not in (16, 4):
+                raise ValueError(f"frame {i}: 'camera_to_world' must hold 16 numbers")
+        mats = torch.tensor([f["camera_to_world"] for f in frames], dtype=torch.float64).reshape(-1, 4, 4)
+        fovs = torch.tensor([bounded_number(f.get("fov", data.get("default_fov", 50.0)), "fov", f"frame {i}",
+                                            0.1, 179.0) for i, f in enumerate(frames)])
+        fps = bounded_number(data.get("fps", 24), "fps", "the file", 0.01, 1000)
+    except LimitExceeded:
+        raise
+    except (OSError, KeyError, TypeError, RuntimeError, AttributeError) as exc:
         raise ValueError(f"{path}: not a valid nerfstudio camera path ({type(exc).__name__}: {exc})") from exc
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a valid nerfstudio camera path ({exc})") from exc
     if mats.shape[0] == 0:
         raise ValueError(f"{path}: the camera path has no frames")
+    if len(frames) != mats.shape[0]:
+        raise ValueError(f"{path}: every 'camera_to_world' must hold 16 numbers")
+    mats = mats.float()
     focal = fov_to_focal(torch.deg2rad(fovs), h)
     intr = torch.stack([focal, focal, torch.full_like(focal, w / 2), torch.full_like(focal, h / 2)], -1)
     cams = Cameras(intr, opengl_to_opencv(mats), h, w)

@@ -255,6 +255,9 @@ class Cameras:
         err = (rot.transpose(-1, -2) @ rot - eye).abs().amax() if rot.numel() else torch.tensor(0.0)
         if err > 1e-3 or (det < 0).any():
             raise ValueError(f"{name}: c2w rotation is not a proper rotation (|R^T R - I| = {float(err):.2e})")
+        bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64, device=self.c2w.device)
+        if self.c2w.numel() and (self.c2w[..., 3, :].double() - bottom).abs().max() > 1e-6:
+            raise ValueError(f"{name}: the fourth row of c2w must be [0, 0, 0, 1]")
         return self
 
 

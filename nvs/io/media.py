@@ -58,6 +58,8 @@ def image_grid(rows: list[list[Tensor]], pad: int = 2) -> Tensor:
 def save_video(frames: Tensor, path: str | Path, fps: float = 24.0) -> Path:
     """frames [N, 3, H, W] in [0, 1] -> .mp4 (H.264 via ffmpeg), .gif, or a folder of PNGs (no suffix)."""
     path = Path(path)
+    if not (isinstance(fps, (int, float)) and 0 < fps <= 1000):
+        raise ValueError(f"{path}: frames per second must be a number in (0, 1000], got {fps!r}")
     data = to_uint8(frames)
     if path.suffix == "":
         path.mkdir(parents=True, exist_ok=True)
@@ -69,11 +71,18 @@ def save_video(frames: Tensor, path: str | Path, fps: float = 24.0) -> Path:
         # yuv420p needs even sizes; pad by edge replication rather than resize
         h, w = data.shape[1:3]
         data = np.pad(data, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        _write_mp4(path, data, fps)
+        try:
+            _write_mp4(path, data, fps)
+        except (RuntimeError, OSError, ValueError) as exc:
+            from nvs.io.untrusted import ffmpeg_reason
+
+            raise OSError(f"{path}: the video could not be written ({ffmpeg_reason(exc)})") from None
     elif path.suffix.lower() == ".gif":
         iio.imwrite(path, data, duration=1000.0 / fps, loop=0)
     else:
         raise ValueError(f"{path}: unsupported video format (use .mp4, .gif, or a folder path)")
+    if not path.is_file() or path.stat().st_size == 0:
+        raise OSError(f"{path}: the video was not written")
     return path
 
 

@@ -7,15 +7,15 @@ the reason in plain words; nothing is written outside the folder the caller give
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
+from nvs.io.outputs import is_output_path
+from nvs.io.untrusted import LimitExceeded, current, ffmpeg_reason, unpack_zip
+
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
-MAX_PIXELS = 120_000_000  # refuse larger images before decoding them whole (decompression bombs)
-MAX_ZIP_BYTES = 4 << 30
 
 
 @dataclass
@@ -35,42 +35,11 @@ class PhotoSet:
     skipped: list[dict] = field(default_factory=list)  # {"file", "reason"}
 
 
-def _safe_members(archive: zipfile.ZipFile, where: Path) -> list[zipfile.ZipInfo]:
-    members, total = [], 0
-    for info in archive.infolist():
-        path = PurePosixPath(info.filename.replace("\\", "/"))
-        if path.is_absolute() or ".." in path.parts or (info.external_attr >> 16) & 0o170000 == 0o120000:
-            raise ValueError(f"{where}: zip entry '{info.filename}' points outside the archive's folder; refusing the archive")
-        if not info.is_dir() and not path.name.startswith(".") and "__MACOSX" not in path.parts:
-            members.append(info)
-            total += info.file_size
-    if total > MAX_ZIP_BYTES:
-        raise ValueError(f"{where}: the archive unpacks to {total / 2**30:.1f} GiB, more than {MAX_ZIP_BYTES >> 30} GiB")
-    return members
-
-
 def extract_zip(path: Path, dest: Path, keep_folders: bool = False) -> list[Path]:
     """Extract a zip's files into ``dest`` (flattened with unique names, or with their folders
-    when ``keep_folders``); refuse entries that escape the folder (absolute paths, '..',
-    symlinks) before writing anything."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ValueError(f"{path}: not a readable zip archive ({exc})") from exc
-    with archive:
-        members = _safe_members(archive, path)
-        dest.mkdir(parents=True, exist_ok=True)
-        out = []
-        for i, info in enumerate(sorted(members, key=lambda m: m.filename)):
-            inner = PurePosixPath(info.filename.replace("\\", "/"))
-            target = dest / inner if keep_folders else dest / f"{i:04d}_{inner.name}"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                target.write_bytes(archive.read(info))
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise ValueError(f"{path}: entry '{info.filename}' cannot be read ({exc})") from exc
-            out.append(target)
-    return out
+    when ``keep_folders``); entries that escape the folder (absolute paths, '..', links) are
+    refused before anything is written, and the bytes count against the request's budget."""
+    return unpack_zip(path, dest, keep_folders, label=str(path))
 
 
 def video_frames(path: Path, frames: int, dest: Path) -> list[Path]:
@@ -83,19 +52,26 @@ def video_frames(path: Path, frames: int, dest: Path) -> list[Path]:
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
     except (RuntimeError, OSError, StopIteration) as exc:
-        raise ValueError(f"{path}: not a readable video ({exc})") from exc
+        raise ValueError(f"{path}: not a readable video ({ffmpeg_reason(exc)})") from exc
     if count < 2:
         raise ValueError(f"{path}: the video has {count} frame(s); need at least 2")
     wanted = set(np.linspace(0, count - 1, min(frames, count)).round().astype(int).tolist())
     w, h = meta["size"]
+    budget = current()
+    for _ in wanted:
+        budget.check_image(h, w, f"{path.name} (a frame)")
     dest.mkdir(parents=True, exist_ok=True)
     out = []
-    for i, data in enumerate(reader):
-        if i in wanted:
-            target = dest / f"frame_{i:05d}.png"
-            iio.imwrite(target, np.frombuffer(data, np.uint8).reshape(h, w, 3))
-            out.append(target)
-    reader.close()
+    try:
+        for i, data in enumerate(reader):
+            if i in wanted:
+                target = dest / f"frame_{i:05d}.png"
+                iio.imwrite(target, np.frombuffer(data, np.uint8).reshape(h, w, 3))
+                out.append(target)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: the video cannot be decoded ({ffmpeg_reason(exc)})") from exc
+    finally:
+        reader.close()
     return out
 
 
@@ -109,7 +85,10 @@ def gather_files(inputs: list[Path], work: Path, frames: int = 40) -> tuple[list
         if not item.exists():
             raise ValueError(f"{item}: no such file or folder")
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
+            # hidden entries, and what an earlier run wrote into this folder, are not photos
+            files += sorted(p for p in item.rglob("*") if p.is_file()
+                            and not any(part.startswith(".") for part in p.relative_to(item).parts)
+                            and not is_output_path(p, item))
         elif item.suffix.lower() == ".zip":
             files += extract_zip(item, work / "unzipped" / item.stem)
         elif item.suffix.lower() in VIDEO_SUFFIXES:
@@ -138,13 +117,17 @@ def load_photo(path: Path, max_size: int) -> tuple[Photo | None, str]:
     white) and 16-bit images become RGB uint8; the long side is downscaled to ``max_size``."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    budget = current()
     try:
         with Image.open(path) as img:
-            if img.width * img.height > MAX_PIXELS:
-                return None, f"{img.width}x{img.height} pixels is more than the {MAX_PIXELS / 1e6:.0f} MP limit"
+            if img.width * img.height > budget.limits.image_pixels:
+                return None, f"{img.width}x{img.height} pixels is more than the {budget.limits.image_pixels / 1e6:.0f} MP limit"
+            budget.check_image(img.height, img.width, path.name)  # the request's total: fatal when exceeded
             focal = _exif_focal_35mm(img)
             img = ImageOps.exif_transpose(img)
             img.load()
+    except LimitExceeded:
+        raise
     except UnidentifiedImageError:
         return None, "not an image (unknown file format)"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

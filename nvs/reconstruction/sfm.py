@@ -21,7 +21,9 @@ import torch
 
 from nvs.cameras import Cameras
 from nvs.io.media import save_images
+from nvs.io.outputs import StagedOutput
 from nvs.progress import Progress
+from nvs.reconstruction.intrinsics_check import radial_strength, reconstruction_warnings
 from nvs.reconstruction.join_models import join_into, triangulate_joined
 from nvs.reconstruction.photos import PhotoSet, gather_files, load_photos
 from nvs.reconstruction.unpinned_photos import drop_weakly_posed
@@ -47,6 +49,7 @@ class ReconstructOptions:
     # near the registration threshold comes and goes); 1 gives the same result for the same seed.
     # -1: every core, faster on large photo sets.
     threads: int = 1
+    max_photos: int | None = None  # refuse more photos than this (after unpacking zips), e.g. in the viewer
 
     def check(self) -> None:
         if self.camera_model not in CAMERA_MODELS:
@@ -372,7 +375,7 @@ def _reprojection_errors(recon) -> dict[str, float]:
     return out
 
 
-def _write_scene(out: Path, recon, photos: PhotoSet) -> tuple[list[str], list[Path], Cameras]:
+def _write_scene(out: Path, recon, photos: PhotoSet, images_dir: str = "images") -> tuple[list[str], list[Path], Cameras]:
     """Undistort registered images to pinhole, bring them to one size, write the LaCT layout."""
     from nvs.datasets.colmap import image_camera
     from nvs.datasets.formats import write_lact_frames
@@ -396,10 +399,9 @@ def _write_scene(out: Path, recon, photos: PhotoSet) -> tuple[list[str], list[Pa
         cams.append(cam)
     cameras = Cameras.cat(cams)
     names = [im.name for im in registered]
-    shutil.rmtree(out / "images", ignore_errors=True)
-    write_lact_frames(out, torch.stack(images), cameras, names)
+    write_lact_frames(out, torch.stack(images), cameras, names, images_dir)
     (out / "index.json").write_text(json.dumps(["opencv_cameras.json"]))
-    return names, [out / "images" / n for n in names], cameras
+    return names, [out / images_dir / n for n in names], cameras
 
 
 def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOptions | None = None,
@@ -407,6 +409,10 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
     """Pose a photo set (folders, files, zips) or one video with COLMAP; write the scene to ``out``.
 
     Raises ValueError with a plain message when the photos cannot be reconstructed.
+
+    Nothing the run did not create is written to or deleted: the outputs are built in a staging
+    folder inside ``out`` and renamed into place at the end (nvs.io.outputs); an entry name
+    taken by an input (``--out scene`` for photos in ``scene/images``) gets a new name.
     """
     import pycolmap
 
@@ -416,14 +422,32 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
     progress = progress or (lambda stage, fraction: None)
     inputs = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
     out = Path(out)
-    work = out / "colmap"
+    staged = StagedOutput(out, inputs, {"images": True, "colmap": True, "opencv_cameras.json": False,
+                                        "index.json": False, "report.json": False})
+    try:
+        kept, cameras, report = _reconstruct_staged(inputs, staged, opts, progress)
+    except BaseException:
+        staged.abort()
+        raise
+    names = staged.commit()
+    report["outputs"] = names
+    progress("done", 1.0)
+    return PosedScene(out, kept, [out / names["images"] / n for n in kept], cameras, report)
+
+
+def _reconstruct_staged(inputs: list[Path], staged: StagedOutput, opts: ReconstructOptions,
+                        progress: Progress) -> tuple[list[str], Cameras, dict]:
+    import pycolmap
+
+    work = staged.path("colmap")
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
 
     progress("loading photos", 0.0)
     t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    files, is_video = gather_files(inputs, work / "input", opts.frames)
+    files, is_video = gather_files(inputs, staged.staging / "input", opts.frames)
+    if opts.max_photos is not None and len(files) > opts.max_photos:
+        raise ValueError(f"{len(files)} files given (after unpacking archives); at most {opts.max_photos} photos are taken")
     photos = load_photos(files, opts.max_size)
     if len(photos.photos) < 2:
         reasons = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in photos.skipped[:5])
@@ -440,11 +464,13 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
     timings["load_s"] = time.perf_counter() - t0
 
     sequential = opts.matcher == "sequential" or (opts.matcher == "auto" and is_video)
+    exif_focal = _exif_focal_px(photos)
     attempts, best, db = [], None, None
     for k, attempt in enumerate(ATTEMPTS if opts.retry else ATTEMPTS[:1]):
         # a first model that holds most photos fixes the intrinsics: weakly constrained extra photos
-        # must not drag the focal length away
-        known = next(iter(best[1].recon.cameras.values())) if best is not None and best[0] >= max(3, len(names) // 2) else None
+        # must not drag the focal length away (unless its camera is implausible)
+        known = (next(iter(best[1].recon.cameras.values()))
+                 if best is not None and best[0] >= max(3, len(names) // 2) and not best[3] else None)
         t_attempt = time.perf_counter()
         mapped, db = _run_sfm(work / f"attempt{k}", names, photos, opts, attempt, sequential, single, timings, progress,
                               image_dir, known, db if k else None)
@@ -452,11 +478,13 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
         attempts.append({"settings": attempt.label, "registered": registered, "first_model": mapped.first_model,
                          "models_joined": mapped.joined, "weakly_posed": sorted(mapped.weak),
                          "seconds": round(time.perf_counter() - t_attempt, 3)})
-        if best is None or registered > best[0]:
-            best = (registered, mapped, db)
-        if registered == len(names):
-            break
-    registered, mapped, db = best
+        warnings = reconstruction_warnings(mapped.recon, exif_focal) if mapped.recon is not None else []
+        attempts[-1]["camera_warnings"] = warnings
+        if best is None or _better(registered, warnings, mapped, best):
+            best = (registered, mapped, db, warnings)
+        if registered == len(names) and not best[3]:
+            break  # every photo posed with a plausible camera: no need for the other attempts
+    registered, mapped, db, _ = best
     recon = mapped.recon
     if recon is None or registered < 2:
         raise ValueError(f"{', '.join(map(str, inputs))}: COLMAP could not reconstruct these {len(names)} photos: "
@@ -470,10 +498,10 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
     progress("undistorting and writing", 0.0)
     t0 = time.perf_counter()
     final = work / "sparse" / "0"
-    shutil.rmtree(work / "sparse", ignore_errors=True)
+    shutil.rmtree(work / "sparse", ignore_errors=True)  # inside this run's staging folder
     final.mkdir(parents=True)
     recon.write(final)
-    kept, paths, cameras = _write_scene(out, recon, photos)
+    kept, paths, cameras = _write_scene(staged.staging, recon, photos, staged.names["images"])
     timings["write_s"] = time.perf_counter() - t0
 
     keypoints, partners = _match_stats(db)
@@ -491,7 +519,18 @@ def reconstruct(inputs: list[Path] | Path, out: Path, options: ReconstructOption
         "points3D": recon.num_points3D(), "mean_reprojection_error_px": round(float(recon.compute_mean_reprojection_error()), 4),
         "reprojection_error_px": _reprojection_errors(recon), "attempts": attempts,
         "timings_s": {k: round(v, 3) for k, v in timings.items()}, "options": asdict(opts),
+        "warnings": reconstruction_warnings(recon, exif_focal), "outputs": dict(staged.names),
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    progress("done", 1.0)
-    return PosedScene(out, kept, paths, cameras, report)
+    staged.path("report.json").write_text(json.dumps(report, indent=2))
+    return kept, cameras, report
+
+
+def _better(registered: int, warnings: list[str], mapped, best) -> bool:
+    """More photos posed wins; among as many, a plausible camera beats an implausible one, and of
+    two implausible ones the less distorted."""
+    if registered != best[0]:
+        return registered > best[0]
+    if bool(warnings) != bool(best[3]):
+        return not warnings
+    return bool(warnings) and radial_strength(mapped.recon) < radial_strength(best[1].recon)
+

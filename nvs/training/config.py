@@ -82,8 +82,54 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
+    def __post_init__(self) -> None:
+        check_train_config(self)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# key -> (lowest, highest, lowest excluded): checked at the border so nothing divides by zero or
+# allocates from a nonsensical value later
+_BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "data.num_scenes": (1, 2**62, False), "data.input_views": (1, 4096, False), "data.target_views": (1, 4096, False),
+    "data.height": (1, 8192, False), "data.width": (1, 8192, False), "data.seed": (0, 2**62, False),
+    "data.val_scenes": (0, 2**31, False), "data.val_seed": (0, 2**62, False), "data.workers": (0, 256, False),
+    "data.procedural_fraction": (0, 1, False),
+    "optim.lr": (0, 10, True), "optim.weight_decay": (0, 10, False), "optim.warmup_steps": (0, 2**62, False),
+    "optim.steps": (1, 2**62, False), "optim.batch_size": (1, 65536, False), "optim.grad_accum": (1, 65536, False),
+    "optim.clip_grad_norm": (0, 1e12, True), "optim.skip_grad_norm": (0, float("inf"), True),
+    "optim.min_lr_ratio": (0, 1, False), "optim.time_budget_s": (0, 1e9, False),
+    "loss.lpips_weight": (0, 1e6, False), "loss.lpips_start": (0, 2**62, False),
+    "run.seed": (0, 2**62, False), "run.log_every": (1, 2**62, False), "run.image_every": (1, 2**62, False),
+    "run.val_every": (1, 2**62, False), "run.ckpt_every": (1, 2**62, False), "run.keep_last": (1, 10**6, False),
+}
+_CHOICES = {"data.selection": ("random", "gap", "spread", "first"),
+            "loss.lpips_net": ("vgg", "alex"), "run.mixed_precision": ("no", "bf16", "fp16")}
+
+
+def check_train_config(cfg: "TrainConfig") -> None:
+    """Refuse values no run can use (zero intervals, negative sizes, NaN rates), naming the key."""
+    import math
+
+    for key, (low, high, open_low) in _BOUNDS.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
+              and (value > low if open_low else value >= low) and value <= high)
+        if not ok:
+            bound = f"above {low:g}" if open_low else f"at least {low:g}"
+            raise ValueError(f"config key '{key}' must be {bound} and at most {high:g}, got {value!r}")
+    for key, allowed in _CHOICES.items():
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) not in allowed:
+            raise ValueError(f"config key '{key}' must be one of {allowed}, got {getattr(getattr(cfg, section), name)!r}")
+    betas = cfg.optim.betas
+    if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+        raise ValueError(f"config key 'optim.betas' must be two numbers in [0, 1), got {betas!r}")
+    gap = cfg.data.frame_gap
+    if len(gap) != 2 or not 1 <= gap[0] <= gap[1]:
+        raise ValueError(f"config key 'data.frame_gap' must be [min, max] with 1 <= min <= max, got {gap!r}")
 
 
 def _all_keys(cls, prefix: str = "") -> list[str]:

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from nvs.datasets.views import FileViews, MixedViews, ProceduralViews, batch_cameras
 from nvs.io.media import image_grid
+from nvs.io.outputs import atomic_write_text
 from nvs.evaluation.metrics import psnr
 from nvs.models import build_renderer
 from nvs.models.checkpoint import Renderer, load_renderer
@@ -26,7 +27,7 @@ from nvs.models.config import ModelConfig
 from nvs.training.grow_depth import add_identity_blocks
 from nvs.training.patch_resize import resize_patches
 from nvs.training.checkpoints import latest_readable_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from nvs.training.config import OptimConfig, TrainConfig, recipe_changes
+from nvs.training.config import OptimConfig, TrainConfig, check_train_config, recipe_changes
 from nvs.training.sampling import StepSampler
 
 DATA_KINDS = ("procedural", "lact", "lvsm", "pixelsplat", "nerfstudio", "colmap")
@@ -157,7 +158,8 @@ def _elapsed_on_rank0(seconds: float, device: torch.device) -> float:
 
 def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
+    # atomic: a run killed while writing it must not leave a config.yaml that blocks resuming
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
 
 
 def _check_same_recipe(checkpoint: Path, cfg: TrainConfig) -> None:
@@ -181,6 +183,7 @@ def train(
     folder, if any), a checkpoint folder, or None (start fresh). ``max_steps`` stops early
     (the schedule still spans optim.steps), as a crash would. ``dataset`` replaces the one the
     recipe describes (items as in nvs.datasets.views). Returns the summary dict."""
+    check_train_config(cfg)  # the fields may have been changed since the config was built
     # cpu=True on GPU-less machines lets torchrun-launched processes form a gloo group (MULTI_CPU)
     accelerator = Accelerator(mixed_precision=cfg.run.mixed_precision, cpu=not torch.cuda.is_available())
     run_dir = Path(cfg.run.out_dir)

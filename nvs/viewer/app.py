@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from nvs.geometry.camera_paths import PATH_KINDS
 from nvs.viewer.camera_plot import camera_figure
 from nvs.assets import DEMO_CHECKPOINT
 from nvs.io.media import to_uint8
+from nvs.io.untrusted import VIEWER_LIMITS, Limits, bounded_number, public_message
+from nvs.viewer.session_files import SESSION_TTL_S, SessionFolders, check_port
 
 log = logging.getLogger("nvs.viewer.app")
 MAX_UPLOAD = "200mb"  # per file
@@ -48,10 +49,11 @@ def readable_errors(fn):
         except gr.Error:
             raise
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            raise gr.Error(str(exc), print_exception=False) from exc
+            # shown to a remote user: no path of the server
+            raise gr.Error(public_message(str(exc)), print_exception=False) from exc
         except Exception as exc:  # anything else is a bug: keep the page alive, log the details
             log.error("unexpected error in %s:\n%s", fn.__name__, traceback.format_exc())
-            raise gr.Error(f"internal error ({type(exc).__name__}): {exc}", print_exception=False) from exc
+            raise gr.Error(f"internal error ({type(exc).__name__}): {public_message(str(exc))}", print_exception=False) from exc
 
     return wrapper
 
@@ -65,6 +67,11 @@ def _progress_callback(progress: gr.Progress):
     return lambda stage, fraction: progress(fraction, desc=stage)
 
 
+def _views(value) -> int:
+    """The input-view count a request asks for (the slider's range, whatever the API sends)."""
+    return bounded_number(value, "input views", "the request", 2, 16, integer=True)
+
+
 def _timings(scene: viewer.ViewerScene) -> str:
     return " · ".join(f"{k} {v:.2f} s" for k, v in scene.timings.items())
 
@@ -73,7 +80,8 @@ class ViewerApp:
     """The handlers, bound to one renderer shared (read-only) by all sessions."""
 
     def __init__(self, checkpoint: str | Path = DEMO_CHECKPOINT, size: int = 128, input_views: int = 8,
-                 device: str = "auto", memory_budget: str | int | None = "auto", dtype: str = "fp32"):
+                 device: str = "auto", memory_budget: str | int | None = "auto", dtype: str = "fp32",
+                 limits: Limits = VIEWER_LIMITS):
         from nvs.inference import configure_inference, resolve_device
         from nvs.models import load_renderer
 
@@ -85,10 +93,29 @@ class ViewerApp:
             raise ValueError(f"--size {size} is not a positive multiple of {self.checkpoint.name}'s patch size {patch}")
         self.size = size
         self.input_views = input_views
-        self.root = Path(tempfile.mkdtemp(prefix="nvs-app-"))
+        self.limits = limits
+        self.folders = SessionFolders()
+        self.root = self.folders.root
 
     def _work(self, session: Session | None) -> Path:
-        return session.work if session is not None else Path(tempfile.mkdtemp(dir=self.root))
+        if session is None:
+            return self.folders.new()
+        session.work.mkdir(parents=True, exist_ok=True)  # swept while idle: the scene itself is in memory
+        self.folders.touch(session.work)
+        return session.work
+
+    def _load(self, session: Session | None, make_scene, progress):
+        """Run one scene-loading request in the session's folder: a folder made for this request is
+        removed again when it fails, and a session may not outgrow its disk budget."""
+        work = self._work(session)
+        try:
+            scene = make_scene(work)
+            self.folders.check_disk(work)
+            return self._open(scene, work, progress)
+        except BaseException:
+            if session is None or work != session.work:
+                self.folders.drop(work)
+            raise
 
     def _open(self, scene: viewer.ViewerScene, work: Path, progress: gr.Progress):
         """Memorise a new scene and fill every output of the page."""
@@ -124,40 +151,53 @@ class ViewerApp:
     @readable_errors
     def load_example(self, seed, views, session, progress=gr.Progress()):
         progress(0.0, desc="generating the example")
-        scene = viewer.example_scene(int(seed), int(views), 4, self.size)
-        return self._open(scene, self._work(session), progress)
+        seed = bounded_number(seed, "seed", "the example", 0, 2**32 - 1, integer=True)
+        views = _views(views)
+        return self._load(session, lambda work: viewer.example_scene(seed, views, 4, self.size), progress)
 
     @readable_errors
     def load_photos(self, files, views, session, progress=gr.Progress()):
         if not files:
             raise gr.Error("no files uploaded: choose photos, a zip of photos or a video", print_exception=False)
-        work = self._work(session)
         paths = [Path(f) for f in (files if isinstance(files, list) else [files])]
-        scene = viewer.photo_scene(paths, work, int(views), self.size, _progress_callback(progress))
-        return self._open(scene, work, progress)
+        return self._load(session, lambda work: viewer.photo_scene(paths, work, _views(views), self.size,
+                                                                   _progress_callback(progress), limits=self.limits),
+                          progress)
 
     @readable_errors
     def load_posed(self, zip_file, views, session, progress=gr.Progress()):
         if not zip_file:
             raise gr.Error("no zip uploaded: choose a zip holding opencv_cameras.json or transforms.json", print_exception=False)
-        work = self._work(session)
         progress(0.0, desc="reading the posed scene")
-        scene = viewer.posed_zip_scene(Path(zip_file), work, int(views), self.size)
-        return self._open(scene, work, progress)
+        return self._load(session, lambda work: viewer.posed_zip_scene(Path(zip_file), work, _views(views), self.size,
+                                                                        limits=self.limits),
+                          progress)
 
     @readable_errors
     def render_view(self, azimuth, elevation, distance, fov, session):
         if session is None:
             raise gr.Error("load a scene first: an example, photos or a posed zip", print_exception=False)
-        image, figure, timing = self._render(session, viewer.ViewPose(float(azimuth), float(elevation), float(distance), float(fov)))
+        pose = viewer.ViewPose(bounded_number(azimuth, "azimuth", "the view", -360, 360),
+                               bounded_number(elevation, "elevation", "the view", -89, 89),
+                               bounded_number(distance, "distance", "the view", 0.1, 10),
+                               bounded_number(fov, "field of view", "the view", 5, 150))
+        image, figure, timing = self._render(session, pose)
         return image, figure, timing
 
     @readable_errors
     def render_video(self, kind, frames, fps, session, progress=gr.Progress()):
         if session is None:
             raise gr.Error("load a scene first: an example, photos or a posed zip", print_exception=False)
-        out = session.work / f"{kind}-{int(time.time() * 1000)}.mp4"
-        viewer.render_path_video(self.model, session.state, session.scene, kind, int(frames), float(fps), out,
+        if kind not in PATH_KINDS:  # before it names a file
+            raise gr.Error(f"unknown trajectory: choose one of {', '.join(PATH_KINDS)}", print_exception=False)
+        work = self._work(session)
+        for old in work.glob("video-*.mp4"):  # this session's earlier videos, already sent to the browser
+            old.unlink(missing_ok=True)
+        self.folders.check_disk(work)
+        out = work / f"video-{kind}-{int(time.time() * 1000)}.mp4"
+        viewer.render_path_video(self.model, session.state, session.scene, str(kind),
+                                 bounded_number(frames, "frames", "the video", 2, 600, integer=True),
+                                 bounded_number(fps, "fps", "the video", 1, 60), out,
                                  _progress_callback(progress))
         return str(out)
 
@@ -165,7 +205,7 @@ class ViewerApp:
         # gradio's upload cache: files older than two hours are removed every hour
         with gr.Blocks(title="LaCT-NVS viewer", delete_cache=(3600, 7200)) as demo:
             # a closed session's scene and work folder (uploads, reconstruction, videos) are dropped
-            session = gr.State(None, delete_callback=_drop_session)
+            session = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_drop_session)
             gr.Markdown(f"# LaCT-NVS viewer\nRenderer: `{self.checkpoint.name}`. Load a scene, then move the camera: "
                         "the scene is memorised once (fast weights), each new view only renders.")
             with gr.Row():
@@ -219,10 +259,33 @@ class ViewerApp:
 
 def launch(checkpoint: str | Path | None = None, port: int = 7860, share: bool = False, size: int = 128,
            host: str = "127.0.0.1", block: bool = True, device: str = "auto", memory_budget: str | int | None = "auto",
-           dtype: str = "fp32") -> gr.Blocks:
-    """Build and serve the app; the queue runs one heavy job at a time, 32 waiting at most."""
-    demo = ViewerApp(checkpoint or DEMO_CHECKPOINT, size, device=device, memory_budget=memory_budget, dtype=dtype).build()
+           dtype: str = "fp32", limits: Limits = VIEWER_LIMITS) -> gr.Blocks:
+    """Build and serve the app; the queue runs one heavy job at a time, 32 waiting at most. The
+    sessions' files are removed when the server stops (SIGINT, SIGTERM, exit or ``demo.close()``)."""
+    check_port(host, port)  # before loading the renderer: a busy port is a message, not a traceback
+    app = ViewerApp(checkpoint or DEMO_CHECKPOINT, size, device=device, memory_budget=memory_budget, dtype=dtype,
+                    limits=limits)
+    demo = app.build()
+    demo.nvs_app = app  # its session folders, for tests and tools
     demo.queue(max_size=32, default_concurrency_limit=1)
-    demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-                prevent_thread_lock=not block, show_error=True, quiet=not block)
+    close = demo.close
+
+    def close_and_clean(*args, **kwargs):
+        try:
+            return close(*args, **kwargs)
+        finally:
+            app.folders.cleanup()
+
+    demo.close = close_and_clean
+    if block:
+        app.folders.remove_on_signals()
+    try:
+        demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
+                    prevent_thread_lock=not block, show_error=True, quiet=not block)
+    except OSError as exc:  # gradio's own check: the port was taken in the meantime
+        app.folders.cleanup()
+        raise ValueError(f"--port {port}: cannot serve on {host}:{port} ({exc})") from None
+    finally:
+        if block:
+            app.folders.cleanup()
     return demo

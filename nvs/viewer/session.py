@@ -1,5 +1,5 @@
 """What the viewer does, without the page: load a scene (example, photos, posed zip), memorise it,
-render orbit views, camera paths and held-out views with metrics. The Gradio app (nvs/app.py)
+render orbit views, camera paths and held-out views with metrics. The Gradio app (nvs/viewer/app.py)
 and its API are thin wrappers around these functions.
 
 Scenes are brought into the frame object renderers are trained in: the point the cameras look
@@ -26,13 +26,15 @@ from nvs.datasets.views import spread_order
 from nvs.inference import memorize_views, render_cameras
 from nvs.io.media import save_video
 from nvs.evaluation.metrics import psnr, ssim
-from nvs.reconstruction.photos import VIDEO_SUFFIXES, extract_zip
+from nvs.io.untrusted import VIEWER_LIMITS, LimitExceeded, Limits, public_message, request, unpack_zip
+from nvs.reconstruction.photos import VIDEO_SUFFIXES
 from nvs.reconstruction.sfm import ReconstructOptions, reconstruct
 from nvs.geometry.scene_normalization import object_frame
 from nvs.progress import Progress, no_progress
 
 MAX_PHOTOS = 64  # per upload: SfM on more than this is not interactive on a CPU
 POSED_FILES = ("opencv_cameras.json", "transforms.json")
+SCORE_BATCH = 8  # held-out views scored at a time: memory stays bounded whatever their number
 
 
 @dataclass
@@ -77,12 +79,12 @@ def normalize_to_object_frame(cams: Cameras, others: Cameras | None = None) -> t
     return move(cams), (move(others) if others is not None else None)
 
 
-def _by_file_name(exc: Exception, files: list[Path], work: Path) -> ValueError:
-    """The error with uploads named by file name, not by the server's temporary paths."""
-    message = str(exc)
-    for f in files:
-        message = message.replace(str(f), f.name)
-    return ValueError(message.replace(str(work) + "/", ""))
+def _by_file_name(exc: Exception, files: list[Path], work: Path, extra: list[tuple[Path, str]] = ()) -> ValueError:
+    """The error with uploads named by file name (files inside an upload relative to it), never
+    by a path on the server."""
+    roots = [*extra, *((f, f.name) for f in files), (work, "")]
+    message = public_message(str(exc), roots)
+    return LimitExceeded(message) if isinstance(exc, LimitExceeded) else ValueError(message)
 
 
 def _split_views(record, input_views: int, size: int, name: str, timings: dict, notes: list[str]) -> ViewerScene:
@@ -105,25 +107,30 @@ def find_posed_scene(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
-def posed_zip_scene(zip_path: Path, work: Path, input_views: int = 8, size: int = 128) -> ViewerScene:
+def posed_zip_scene(zip_path: Path, work: Path, input_views: int = 8, size: int = 128,
+                    limits: Limits = VIEWER_LIMITS) -> ViewerScene:
     """A zip holding opencv_cameras.json or transforms.json with its images (folders kept)."""
     t0 = time.perf_counter()
     zip_path = Path(zip_path)
     dest = work / "posed"
-    shutil.rmtree(dest, ignore_errors=True)
+    shutil.rmtree(dest, ignore_errors=True)  # this session's previous upload
     try:
-        extract_zip(zip_path, dest, keep_folders=True)
+        # an upload: every path its scene file names stays inside it, within the viewer's budgets
+        with request(limits, confined=True):
+            unpack_zip(zip_path, dest, keep_folders=True, label=zip_path.name)
+            found = find_posed_scene(dest)
+            if found is None:
+                raise ValueError(f"{zip_path.name}: no opencv_cameras.json or transforms.json inside; "
+                                 "upload the photos instead to pose them with COLMAP")
+            return _split_views(read_any_scene(found), input_views, size, zip_path.name,
+                                {"read": time.perf_counter() - t0}, [])
     except ValueError as exc:
-        raise _by_file_name(exc, [zip_path], work) from exc
-    found = find_posed_scene(dest)
-    if found is None:
-        raise ValueError(f"{zip_path.name}: no opencv_cameras.json or transforms.json inside; "
-                         "upload the photos instead to pose them with COLMAP")
-    return _split_views(read_any_scene(found), input_views, size, zip_path.name, {"read": time.perf_counter() - t0}, [])
+        shutil.rmtree(dest, ignore_errors=True)
+        raise _by_file_name(exc, [zip_path], work, [(dest, zip_path.name)]) from exc
 
 
 def photo_scene(files: list[Path], work: Path, input_views: int = 8, size: int = 128, progress: Progress = no_progress,
-                max_size: int = 640, frames: int = 24) -> ViewerScene:
+                max_size: int = 640, frames: int = 24, limits: Limits = VIEWER_LIMITS) -> ViewerScene:
     """Pose photos (files, zips or one video) with COLMAP, then take ``input_views`` of them as inputs."""
     files = [Path(f) for f in files]
     if not files:
@@ -132,13 +139,17 @@ def photo_scene(files: list[Path], work: Path, input_views: int = 8, size: int =
     if len(images) > MAX_PHOTOS:
         raise ValueError(f"{len(images)} photos uploaded; the viewer takes at most {MAX_PHOTOS}")
     out = work / "reconstruction"
-    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)  # this session's previous reconstruction
     try:
-        posed = reconstruct(files, out, ReconstructOptions(max_size=max_size, frames=frames), progress)
+        with request(limits, confined=True):
+            posed = reconstruct(files, out, ReconstructOptions(max_size=max_size, frames=frames, max_photos=MAX_PHOTOS),
+                                progress)
     except ValueError as exc:
+        shutil.rmtree(out, ignore_errors=True)
         raise _by_file_name(exc, files, work) from exc
     report = posed.report
     notes = [f"COLMAP registered {report['images_registered']} of {report['photos_loaded']} photos"]
+    notes += [f"warning: {w}" for w in report.get("warnings", [])]
     notes += [f"left out {item['file']}: {item['reason']}" for item in report["left_out"]]
     notes += [f"skipped {Path(item['file']).name}: {item['reason']}" for item in report["skipped_inputs"]]
     timings = {"reconstruct": float(report["timings_s"]["total_s"])}
@@ -196,14 +207,23 @@ def score_heldout(model, state, scene: ViewerScene, lpips_net: str = "vgg") -> t
     """(predictions [T, 3, H, W], mean PSNR/SSIM/LPIPS or None, a note on what was scored)."""
     if scene.heldout_cameras.shape[0] == 0:
         return torch.zeros(0, 3, scene.cameras.height, scene.cameras.width), None, "no held-out views with ground truth"
-    pred = render_views(model, state, scene.heldout_cameras).clamp(0, 1)
-    target = scene.heldout_images
-    scores = {"psnr": float(psnr(pred, target).mean()), "ssim": float(ssim(pred, target).mean())}
-    note = f"{len(pred)} held-out view(s)"
-    try:
-        from nvs.evaluation.metrics import lpips
+    preds, per_view = [], {"psnr": [], "ssim": [], "lpips": []}
+    note = f"{scene.heldout_cameras.shape[0]} held-out view(s)"
+    lpips_missing = None
+    for i in range(0, scene.heldout_cameras.shape[0], SCORE_BATCH):  # batches: bounded memory
+        pred = render_views(model, state, scene.heldout_cameras[i : i + SCORE_BATCH]).clamp(0, 1)
+        target = scene.heldout_images[i : i + SCORE_BATCH]
+        per_view["psnr"].append(psnr(pred, target))
+        per_view["ssim"].append(ssim(pred, target))
+        if lpips_missing is None:
+            try:
+                from nvs.evaluation.metrics import lpips
 
-        scores["lpips"] = float(lpips(pred, target, net=lpips_net).mean())
-    except FileNotFoundError as exc:
-        note += f"; LPIPS unavailable ({exc})"
-    return pred, scores, note
+                per_view["lpips"].append(lpips(pred, target, net=lpips_net))
+            except FileNotFoundError as exc:
+                lpips_missing = str(exc)
+        preds.append(pred)
+    scores = {k: float(torch.cat(v).mean()) for k, v in per_view.items() if v and (k != "lpips" or lpips_missing is None)}
+    if lpips_missing is not None:
+        note += f"; LPIPS unavailable ({public_message(lpips_missing)})"
+    return torch.cat(preds), scores, note
