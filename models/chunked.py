@@ -80,8 +80,8 @@ def parse_memory_size(text: str | int | None) -> int | None:
         size = float(value) * scale
     except ValueError:
         raise ValueError(f"memory size {text!r} is not a number of bytes or a size like 512M, 8G") from None
-    if size <= 0:
-        raise ValueError(f"memory size {text!r} must be positive")
+    if not size > 0 or size == float("inf"):
+        raise ValueError(f"memory size {text!r} must be a positive, finite number of bytes")
     return int(size)
 
 

@@ -59,9 +59,29 @@ MEMORY_BUDGET_HELP = ("memory that memorising and rendering may use above the mo
                       "pass over all tokens); scenes that do not fit run in chunks, with the same results up to "
                       "float rounding")
 
+def memory_size_argument(text: str) -> str:
+    """An argparse type: 'auto', 'none', or a positive size such as 512M or 8G, checked while the
+    arguments are parsed (a usage error naming the flag otherwise)."""
+    import argparse
+
+    from nvs.models.chunked import parse_memory_size
+
+    if str(text).strip().lower() in ("auto", "none", "off"):
+        return text
+    try:
+        size = parse_memory_size(text) if str(text).strip() else None
+        if size is None:
+            raise ValueError(f"memory size {text!r} is empty")
+        if size > 1 << 50:
+            raise ValueError(f"memory size {text!r} is more than any machine has (1 PiB)")
+    except (ValueError, OverflowError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def add_inference_arguments(parser) -> None:
     """--memory-budget and --dtype of the commands that memorise and render (eval, render, app)."""
-    parser.add_argument("--memory-budget", default="auto", help=MEMORY_BUDGET_HELP)
+    parser.add_argument("--memory-budget", type=memory_size_argument, default="auto", help=MEMORY_BUDGET_HELP)
     parser.add_argument("--dtype", choices=INFERENCE_DTYPES, default="fp32", help=DTYPE_HELP)
 
 

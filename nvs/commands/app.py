@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nvs.inference import DEVICE_HELP, add_inference_arguments
+from nvs.commands import argtypes as T
 
 
 def add_parser(sub) -> None:

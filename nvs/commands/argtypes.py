@@ -98,6 +98,13 @@ def chunk(text: str) -> str:
     return str(value)
 
 
+def memory_size(text: str) -> str:
+    """'auto', 'none', or a positive size such as 512M or 8G (see nvs.inference.memory_size_argument)."""
+    from nvs.inference import memory_size_argument
+
+    return memory_size_argument(text)
+
+
 def _path_text(text: str) -> Path:
     if not isinstance(text, str) or not text.strip() or "\x00" in text:
         raise argparse.ArgumentTypeError(f"must be a path, got {text!r}")

@@ -148,7 +148,7 @@ def add_parser(sub) -> None:
     p.add_argument("--layers", type=T.positive_int(1024), nargs="+", default=[1], help="cut the config to these layer counts")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--size", type=T.image_side, default=256, help="square view size in pixels (256: 1024 tokens per view)")
-    p.add_argument("--budget-per-token", default="10K",
+    p.add_argument("--budget-per-token", type=T.memory_size, default="10K",
                    help="memory budget per input token (10K: 10 KiB), or none for one pass over all tokens")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")

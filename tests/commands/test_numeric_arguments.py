@@ -19,7 +19,7 @@ ZERO_MEANS_SOMETHING = {"--targets", "--seed", "--scene-index"}  # 0: all remain
 NEGATIVE_MEANS_SOMETHING = {("--threads", "-1")}  # every core
 NOT_NUMBERS = ["abc", "", " ", "nan", "NaN", "inf", "-inf", "Infinity", "1e999", "0x1F", "1,5", "½", "3 4", "--", "None"]
 TOO_BIG = ["99999999999999999999", "1e20", "9" * 40]
-NUMERIC_TYPES = {"positive_int", "nonneg_int", "image_side", "port", "seed", "threads", "chunk", "positive_float",
+NUMERIC_TYPES = {"memory_size", "positive_int", "nonneg_int", "image_side", "port", "seed", "threads", "chunk", "positive_float",
                  "finite_float", "float_range"}
 
 
@@ -102,6 +102,8 @@ def _probe(path, flag, values, tmp):
 @pytest.mark.parametrize("path, flag", CASES, ids=[f"{' '.join(p)} {f}" for p, f in CASES])
 def test_bad_numbers_end_in_a_usage_error_naming_the_flag(path, flag, tmp_path):
     values = NOT_NUMBERS + TOO_BIG + ["-7", "-1e9"]
+    if "budget" in flag:  # memory budgets: 'none' is a documented value (no limit)
+        values.remove("None")
     if flag not in ZERO_MEANS_SOMETHING:
         values += ["0", "-0", "0.0"]
     values += [v for v in ("-1",) if (flag, v) not in NEGATIVE_MEANS_SOMETHING]
