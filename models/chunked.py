@@ -18,6 +18,8 @@ graph that a backward pass would need.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,14 +32,14 @@ from nvs.models.fast_weight import FastWeights, apply_update_into, column_norms,
 if TYPE_CHECKING:
     from nvs.models.lact import LaCTBlock, LaCTRenderer, SceneState
 
-# Working memory per token, in elements, of each stage as this module runs it (measured at the
-# published width, then rounded up): attention holds its input norm, q, k, v (normed), the output
-# and its projection (about 7 x dim measured); the update holds the normed input, k, v, the
-# learning rates and about six hidden-width activations (about 20 x dim measured with the
-# published 2x hidden width); the apply + MLP hold the query, two hidden-width products, the
-# output and the MLP's hidden layer twice.
-ATTENTION_DIMS = 9
-UPDATE_DIMS = 8  # + 7 x the fast-weight hidden width
+# Working memory per token, in elements, of each stage as this module runs it, measured at the
+# published width and rounded up to leave room for the allocator's fragmentation: attention holds
+# its input norm, q, k, v (normed), the output and its projection (7-8 x dim measured); the update
+# holds the normed input, k, v, the learning rates and about six hidden-width activations (about
+# 20 x dim measured with the published 2x hidden width); the apply + MLP hold the query, two
+# hidden-width products, the output and the MLP's hidden layer twice.
+ATTENTION_DIMS = 11
+UPDATE_DIMS = 10  # + 7 x the fast-weight hidden width
 UPDATE_HIDDEN = 7
 APPLY_DIMS = 8  # + 3 x the fast-weight hidden width + 2 x the MLP's hidden width
 APPLY_HIDDEN = 3
@@ -124,9 +126,24 @@ def fits_one_pass(renderer: "LaCTRenderer", batch: int, tokens: int, budget: int
     return batch * tokens * (ONE_PASS_FACTOR * per_range + renderer.config.dim * element_size) <= budget
 
 
-def _ranges(total: int, step: int):
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None off glibc."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def _ranges(total: int, step: int, device: torch.device):
+    """[start, end) of each chunk. On the CPU, the memory freed by a chunk goes back to the system
+    before the next: glibc keeps freed blocks of up to 32 MB in its heap, where the next chunk's
+    slightly different sizes fragment them, and the process would grow by a chunk's memory again."""
+    trim = _malloc_trim() if device.type == "cpu" else None
     for start in range(0, total, step):
         yield start, min(start + step, total)
+        if trim is not None:
+            trim(0)
 
 
 def _tokenize(renderer: "LaCTRenderer", cams: Cameras, images: Tensor | None, plan: ChunkPlan, dtype: torch.dtype) -> Tensor:
@@ -134,7 +151,7 @@ def _tokenize(renderer: "LaCTRenderer", cams: Cameras, images: Tensor | None, pl
     b, v = cams.shape
     per_view = renderer.tokens_per_view(cams)
     x = torch.empty(b, v * per_view, renderer.config.dim, dtype=dtype, device=cams.c2w.device)
-    for start, end in _ranges(v, plan.views):
+    for start, end in _ranges(v, plan.views, x.device):
         group_images = None if images is None else images[:, start:end]
         x[:, start * per_view : end * per_view] = renderer.tokenizer(cams[:, start:end], group_images)
     return x
@@ -143,7 +160,7 @@ def _tokenize(renderer: "LaCTRenderer", cams: Cameras, images: Tensor | None, pl
 def _attend(block: "LaCTBlock", x: Tensor, tokens_per_view: int, plan: ChunkPlan) -> None:
     """x += per-view attention, in place, a view group at a time."""
     b, n, d = x.shape
-    for start, end in _ranges(n // tokens_per_view, plan.views):
+    for start, end in _ranges(n // tokens_per_view, plan.views, x.device):
         part = x[:, start * tokens_per_view : end * tokens_per_view]
         per_view = block.attn_norm(part).reshape(b * (end - start), tokens_per_view, d)
         part += block.attn(per_view).reshape(b, -1, d)
@@ -156,7 +173,7 @@ def _update(block: "LaCTBlock", x: Tensor, state: FastWeights, plan: ChunkPlan) 
     # sums in the weights' dtype (float32 or float64): bfloat16 sums (autocast) would lose the
     # small ranges' terms; they become the new weights in place
     sums = [torch.zeros_like(w, memory_format=torch.contiguous_format) for w in weights]
-    for start, end in _ranges(x.shape[1], plan.tokens):
+    for start, end in _ranges(x.shape[1], plan.tokens, x.device):
         k, v, lrs = layer.keys_values_rates(block.ttt_norm(x[:, start:end]))
         swiglu_update_grads(*weights, k, v, *lrs, accumulate=sums)
     new = apply_update_into(sums, weights, column_norms(weights), layer.muon_steps, layer.ns_dtype)
@@ -167,7 +184,7 @@ def _apply_and_mlp(block: "LaCTBlock", x: Tensor, state: FastWeights, plan: Chun
     """x += fast-weight output, then x += MLP, in place, a token range at a time."""
     layer = block.ttt
     weights = state.flat()
-    for start, end in _ranges(x.shape[1], plan.tokens):
+    for start, end in _ranges(x.shape[1], plan.tokens, x.device):
         part = x[:, start:end]
         out = swiglu_apply(*weights, layer.queries(block.ttt_norm(part)))
         part += layer.read_out(out, x.shape[0])
@@ -199,7 +216,7 @@ def render_chunked(renderer: "LaCTRenderer", state: "SceneState", target_cams: C
         _attend(block, x, per_view, plan)
         _apply_and_mlp(block, x, weights, plan)
     groups = []
-    for start, end in _ranges(target_cams.shape[1], plan.views):
+    for start, end in _ranges(target_cams.shape[1], plan.views, x.device):
         part = x[:, start * per_view : end * per_view]
         groups.append(renderer.head(part, end - start, target_cams.height, target_cams.width))
     return torch.cat(groups, dim=1)

@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from nvs.inference import configure_inference, memorize_views, render_cameras
+from nvs.models import LaCTRenderer
+from nvs.models.fast_weight import cpu_has_native_bf16
+
+from tests.helpers import ring_cameras, tiny_config
+
+
+def _setup():
+    torch.manual_seed(0)
+    model = LaCTRenderer(tiny_config(newton_schulz_dtype="float32")).eval()
+    images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    return model, images, ring_cameras(1, 6)[0], ring_cameras(1, 5, offset=0.3)[0]
+
+
+def test_memory_budget_through_the_helpers_keeps_results():
+    model, images, cams, targets = _setup()
+    configure_inference(model, None)
+    state, _ = memorize_views(model, images, cams)
+    expected, _ = render_cameras(model, state, targets, chunk=5)
+    configure_inference(model, 6 * 16 * 32 * 4 + 60_000)  # a few chunks per layer
+    with torch.no_grad():
+        assert model.chunk_plan(1, 6, 16) is not None
+    state, _ = memorize_views(model, images, cams)
+    got, _ = render_cameras(model, state, targets, chunk=5)
+    assert (got - expected).abs().max() < 1e-5
+    configure_inference(model, "auto")  # this small scene fits the free memory in one pass
+    with torch.no_grad():
+        assert model.memory_budget > 0 and model.chunk_plan(1, 6, 16) is None
+
+
+def test_configure_refuses_bad_settings(monkeypatch):
+    model, *_ = _setup()
+    with pytest.raises(ValueError, match="--dtype"):
+        configure_inference(model, None, "fp16")
+    with pytest.raises(ValueError, match="memory size"):
+        configure_inference(model, "plenty")
+    monkeypatch.setattr("nvs.models.fast_weight.cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ValueError, match="native bfloat16"):
+        configure_inference(model, None, "bf16")
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="bf16 inference on the CPU needs native bfloat16")
+def test_bf16_renders_close_to_fp32():
+    model, images, cams, targets = _setup()
+    out = {}
+    for dtype in ("fp32", "bf16"):
+        configure_inference(model, None, dtype)
+        out[dtype] = render_cameras(model, memorize_views(model, images, cams)[0], targets, chunk=5)[0]
+    assert out["bf16"].dtype == torch.float32
+    diff = (out["bf16"] - out["fp32"]).abs()
+    assert 0 < diff.max() and diff.mean() < 0.01  # bf16 did run, and rounds only
