@@ -338,6 +338,11 @@ def read_any_scene(path: Path, scene_index: int = 0) -> SceneRecord:
         return read_nerfstudio_scene(path)
     if path.is_file() and path.suffix == ".json" and path.name != "index.json":
         return read_lvsm_scene(path)
+    middlebury = [path] if path.is_file() and path.name.endswith("_par.txt") else sorted(path.glob("*_par.txt")) if path.is_dir() else []
+    if middlebury:
+        from nvs.datasets.middlebury import read_middlebury_scene
+
+        return read_middlebury_scene(middlebury[0])
     fmt, files = list_scenes(path)
     if not 0 <= scene_index < len(files):
         raise ValueError(f"{path}: scene {scene_index} requested, the data set has {len(files)}")

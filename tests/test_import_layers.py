@@ -13,6 +13,7 @@ LAYERS = [
     ("nvs.inference",),
     ("nvs.evaluation", "nvs.reconstruction"),
     ("nvs.training",),
+    ("nvs.adaptation",),
     ("nvs.viewer",),
     ("nvs.commands", "nvs.__main__"),
 ]

@@ -105,6 +105,19 @@ def report(name: str, rows: list[dict], out: Path) -> None:
     print(f"wrote {out / (name + '.json')}")
 
 
+def run_bench_adapt(args: argparse.Namespace) -> None:
+    from nvs.assets import DEMO_CHECKPOINT
+    from nvs.commands.bench_adapt import bench_adapt, plot_gain, summarize
+    from nvs.models import load_renderer
+
+    model = load_renderer(args.checkpoint or DEMO_CHECKPOINT)
+    rows = bench_adapt(model, Path(args.out), tuple(args.sets), args.scenes, tuple(args.budgets))
+    report("adapt-summary", summarize(rows), Path(args.out))
+    plot = plot_gain(rows, Path(args.out) / "adapt.png")
+    if plot is not None:
+        print(f"wrote {plot} (gain against budget)")
+
+
 def add_parser(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks (print a table, write DIR/<name>.json)").add_subparsers(dest="bench_command", required=True)
     p = bench.add_parser("generator", help="scene generator throughput (views/s)")
@@ -160,6 +173,14 @@ def add_parser(sub) -> None:
     p.add_argument("--config", default=None, help="model config (default: configs/lact-l24-d768-ttt2x.yaml)")
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
+    p = bench.add_parser("adapt", help="test-time adaptation: gain on held-out sets unlike the training data")
+    p.add_argument("--checkpoint", help="default: the shipped object demo model")
+    p.add_argument("--sets", nargs="+", default=["objects", "rooms", "temple", "objects-detail"],
+                   help="objects, objects-detail, rooms, temple")
+    p.add_argument("--scenes", type=int, default=2, help="scenes per set")
+    p.add_argument("--budgets", type=float, nargs="+", default=[60.0], help="adaptation budgets in seconds (several: a plot)")
+    p.add_argument("--out", default="outputs/bench")
+    p.set_defaults(func=run)
     p = bench.add_parser("train-step", help="tokens/s of a training step of a recipe")
     p.add_argument("--recipe", default="configs/train-object-cpu.yaml")
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
@@ -193,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
 
             bench_official.bench_official_size(Path(args.out), args.views, args.size,
                                                args.config or bench_official.OFFICIAL_SIZE_CONFIG)
+        elif args.bench_command == "adapt":
+            run_bench_adapt(args)
         elif args.bench_command == "train-step":
             bench_model.bench_train_step(Path(args.out), args.recipe)
     return 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nvs.commands import app, bench, data, demo, eval, metrics, reconstruct, render, train
+from nvs.commands import adapt, app, bench, data, demo, eval, metrics, reconstruct, render, train
 
-SUBCOMMANDS = (demo, app, data, eval, render, reconstruct, bench, metrics, train)
+SUBCOMMANDS = (demo, app, data, eval, render, adapt, reconstruct, bench, metrics, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from nvs.cameras import Cameras
+from nvs.commands.adapt import add_adapt_options, options_from_args
 from nvs.datasets.views import FileViews
 from nvs.evaluation.evaluate import EvalScene, evaluate
 from nvs.geometry.image_ops import RESIZE_RULES
@@ -35,6 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-images", action="store_true", help="skip writing GT | prediction images")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_inference_arguments(p)
+    p.add_argument("--adapt", action="store_true",
+                   help="adapt the renderer to each scene on its input views only (never its targets) before scoring")
+    add_adapt_options(p, prefix="adapt-")
     p.add_argument("--out", type=T.out_dir, required=True)
     p.set_defaults(func=run)
 
@@ -76,8 +80,19 @@ def run(args: argparse.Namespace) -> int:
                 "target_views": args.targets or "all remaining", "size": [h, w], "normalize": normalize, "resize": resize}
     meta = {"checkpoint": str(args.checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol,
             "device": str(device), "dtype": args.dtype}
+    adapt_scene = None
+    if args.adapt:
+        from nvs.adaptation.search import adapt
+
+        options = options_from_args(args)
+        meta["adapt"] = {"budget_s": options.budget_s, "steps": options.max_steps, "parts": list(options.parts),
+                         "verifier_views": options.verifier_views, "seed": options.seed}
+
+        def adapt_scene(inputs, input_cams):  # sees the input views alone
+            return adapt(model, inputs, input_cams, options).model
+
     summary = evaluate(model, scenes(), Path(args.out), meta, lpips_net=args.lpips_net,
-                       save_images=not args.no_images, total=len(data))
+                       save_images=not args.no_images, total=len(data), adapt=adapt_scene)
     if args.write_index:
         Path(args.write_index).parent.mkdir(parents=True, exist_ok=True)
         Path(args.write_index).write_text(json.dumps(data.chosen, indent=1))
@@ -86,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
           f"(pooled per scene as the official script: {summary['psnr_pooled']['mean']:.2f}) "
           f"SSIM {summary['ssim']['mean']:.4f} LPIPS({args.lpips_net}) {summary['lpips']['mean']:.4f}; "
           f"memorise {summary['seconds_per_scene_memorize']:.3f} s/scene, render {summary['seconds_per_view_render']:.4f} s/view")
+    if args.adapt:
+        print(f"adaptation: {summary['adapt_seconds_per_scene']:.1f} s/scene")
     ref = summary["nearest_view"]
     print(f"nearest input view (reference): PSNR {ref['psnr']:.2f} SSIM {ref['ssim']:.4f} LPIPS({args.lpips_net}) {ref['lpips']:.4f}")
     print(f"wrote {args.out}/summary.json, per_view.csv" + ("" if args.no_images else ", images/"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nvs.cameras import Cameras
 from nvs.commands.eval import add_protocol_arguments, protocol_defaults
+from nvs.commands.adapt import add_adapt_options, options_from_args
 from nvs.geometry.camera_paths import make_path
 from nvs.geometry.scene_normalization import SceneNormalization
 from nvs.datasets.formats import load_views, read_any_scene
@@ -51,10 +52,11 @@ def render_path(checkpoint: Path, scene: Path, path: str, frames: int, fps: floa
                 views: int, size: tuple[int, int], scene_index: int = 0, chunk: int = 8, device: str = "auto",
                 selection: str = "spread", normalize: str | None = None, resize: str | None = None,
                 index: str | None = None, write_index: str | None = None,
-                memory_budget: str | int | None = "auto", dtype: str = "fp32") -> dict:
+                memory_budget: str | int | None = "auto", dtype: str = "fp32", adapt_options=None) -> dict:
     """Memorise the chosen input views of a scene and render a camera path. The path is built in
     the scene's world frame; with a normalisation, inputs and path are re-expressed together
-    (fitted on the inputs: a path has no target views)."""
+    (fitted on the inputs: a path has no target views). ``adapt_options`` (AdaptOptions): adapt
+    the renderer to the input views first."""
     device = resolve_device(device)
     model = load_renderer(checkpoint, device=device)
     configure_inference(model, memory_budget, dtype)
@@ -73,6 +75,14 @@ def render_path(checkpoint: Path, scene: Path, path: str, frames: int, fps: floa
     if write_index:
         Path(write_index).write_text(json.dumps({record.name: {"context": chosen, "target": []}}, indent=1))
     fps = fps or path_fps or 24.0
+    adapted = None
+    if adapt_options is not None:
+        from nvs.adaptation.search import adapt
+        from nvs.progress import StageProgress
+
+        with StageProgress() as bar:
+            adapted = adapt(model, images, cams, adapt_options, progress=bar)
+        model = adapted.model
     state, memorize_s = memorize_views(model, images, cams)
     video, render_s = render_cameras(model, state, path_cams, chunk=chunk)
     save_video(video, out, fps=fps)
@@ -80,6 +90,8 @@ def render_path(checkpoint: Path, scene: Path, path: str, frames: int, fps: floa
                "normalize": normalize, "resize": resize, "path": path,
                "frames": int(video.shape[0]), "fps": fps, "size": list(size), "output": str(out),
                "device": str(device), "dtype": dtype, "memorize_s": memorize_s, "render_s_per_frame": render_s / video.shape[0]}
+    if adapted is not None:
+        summary["adaptation"] = adapted.summary()
     Path(str(out) + ".json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -101,6 +113,8 @@ def add_parser(sub) -> None:
     add_protocol_arguments(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_inference_arguments(p)
+    p.add_argument("--adapt", action="store_true", help="adapt the renderer to the scene's input views first")
+    add_adapt_options(p, prefix="adapt-")
     p.add_argument("--out", type=T.out_media, required=True, help="video.mp4, video.gif, or a folder for PNG frames")
     p.set_defaults(func=run)
 
@@ -109,7 +123,12 @@ def run(args: argparse.Namespace) -> int:
     s = render_path(Path(args.checkpoint), Path(args.scene), args.path, args.frames, args.fps, Path(args.out),
                     args.views, tuple(args.size), args.scene_index, device=args.device, selection=args.selection,
                     normalize=args.normalize, resize=args.resize, index=args.index, write_index=args.write_index,
-                    memory_budget=args.memory_budget, dtype=args.dtype)
+                    memory_budget=args.memory_budget, dtype=args.dtype,
+                    adapt_options=options_from_args(args) if args.adapt else None)
     print(f"rendered {s['frames']} frames of scene {s['scene']} at {s['fps']} fps to {args.out} "
           f"(memorise {s['memorize_s']:.2f} s, {s['render_s_per_frame'] * 1000:.1f} ms/frame); summary {args.out}.json")
+    if "adaptation" in s:
+        a = s["adaptation"]
+        print(f"adaptation: verifier PSNR {a['base_verifier_psnr']:.2f} -> {a['best_verifier_psnr']:.2f} dB in {a['seconds']:.1f} s"
+              + (" (no improvement: unadapted model used)" if a["fallback"] else ""))
     return 0

@@ -11,9 +11,10 @@ import csv
 import json
 import math
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from tqdm import tqdm
@@ -53,8 +54,12 @@ class EvalScene:
 
 
 def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_net: str = "vgg",
-             save_images: bool = True, total: int | None = None) -> dict:
+             save_images: bool = True, total: int | None = None,
+             adapt: Callable[[torch.Tensor, Cameras], torch.nn.Module] | None = None) -> dict:
+    """Score ``model`` on every scene. ``adapt(inputs [V, 3, H, W], input_cams [V]) -> model``, when
+    given, makes a model per scene from its input views alone (test-time adaptation)."""
     out.mkdir(parents=True, exist_ok=True)
+    adapt_s = 0.0
     rows: list[dict] = []
     memorize_s, render_s, rendered = 0.0, 0.0, 0
     scene_count = 0
@@ -63,8 +68,13 @@ def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_ne
             raise ValueError(f"scene {scene.name}: no target views to evaluate")
         if scene_count == 0:  # untimed: one-off costs (kernel compilation, allocator growth) are not per scene
             render_cameras(model, memorize_views(model, scene.inputs, scene.input_cams)[0], scene.target_cams)
-        state, seconds = memorize_views(model, scene.inputs, scene.input_cams)
-        pred, render_seconds = render_cameras(model, state, scene.target_cams, chunk=scene.target_cams.shape[0])
+        scene_model = model
+        if adapt is not None:
+            start = time.perf_counter()
+            scene_model = adapt(scene.inputs, scene.input_cams)
+            adapt_s += time.perf_counter() - start
+        state, seconds = memorize_views(scene_model, scene.inputs, scene.input_cams)
+        pred, render_seconds = render_cameras(scene_model, state, scene.target_cams, chunk=scene.target_cams.shape[0])
         memorize_s += seconds
         render_s += render_seconds
         rendered += pred.shape[0]
@@ -92,6 +102,8 @@ def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_ne
     summary["lpips_net"] = lpips_net
     summary["seconds_per_scene_memorize"] = memorize_s / scene_count
     summary["seconds_per_view_render"] = render_s / rendered
+    if adapt is not None:
+        summary["adapt_seconds_per_scene"] = adapt_s / scene_count
     summary["renders_per_second"] = rendered / max(render_s, 1e-9)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -37,6 +37,7 @@ class Session:
     scene: viewer.ViewerScene
     state: object
     work: Path
+    model: object = None  # this scene's adapted renderer, None: the shared one
 
 
 def readable_errors(fn):
@@ -97,6 +98,9 @@ class ViewerApp:
         self.folders = SessionFolders()
         self.root = self.folders.root
 
+    def _model(self, session: Session | None):
+        return session.model if session is not None and session.model is not None else self.model
+
     def _work(self, session: Session | None) -> Path:
         if session is None:
             return self.folders.new()
@@ -141,7 +145,7 @@ class ViewerApp:
     def _render(self, session: Session, pose: viewer.ViewPose):
         cam = viewer.virtual_camera(session.scene, pose)
         t0 = time.perf_counter()
-        image = viewer.render_views(self.model, session.state, cam)[0]
+        image = viewer.render_views(self._model(session), session.state, cam)[0]
         seconds = time.perf_counter() - t0
         groups = [("inputs", session.scene.cameras, "tab:blue"), ("held out", session.scene.heldout_cameras, "tab:green"),
                   ("virtual camera", cam, "tab:red")]
@@ -195,11 +199,25 @@ class ViewerApp:
             old.unlink(missing_ok=True)
         self.folders.check_disk(work)
         out = work / f"video-{kind}-{int(time.time() * 1000)}.mp4"
-        viewer.render_path_video(self.model, session.state, session.scene, str(kind),
+        viewer.render_path_video(self._model(session), session.state, session.scene, str(kind),
                                  bounded_number(frames, "frames", "the video", 2, 600, integer=True),
                                  bounded_number(fps, "fps", "the video", 1, 60), out,
                                  _progress_callback(progress))
         return str(out)
+
+    @readable_errors
+    def adapt(self, budget, session, progress=gr.Progress()):
+        if session is None:
+            raise gr.Error("load a scene first: an example, photos or a posed zip", print_exception=False)
+        _, before, _ = viewer.score_heldout(self.model, viewer.memorize(self.model, session.scene), session.scene)
+        model, result = viewer.adapt_to_scene(self.model, session.scene, float(budget), _progress_callback(progress))
+        session.model = None if result.fallback else model
+        session.state = viewer.memorize(self._model(session), session.scene)
+        pred, after, note = viewer.score_heldout(self._model(session), session.state, session.scene)
+        image, figure, timing = self._render(session, viewer.initial_pose(session.scene))
+        pairs = [(img, f"truth {i}") for i, img in enumerate(to_uint8(session.scene.heldout_images))]
+        pairs += [(img, f"rendered {i}") for i, img in enumerate(to_uint8(pred))]
+        return session, image, figure, timing, pairs, viewer.adaptation_report(result, before, after)
 
     def build(self) -> gr.Blocks:
         # gradio's upload cache: files older than two hours are removed every hour
@@ -223,6 +241,9 @@ class ViewerApp:
                         posed_btn = gr.Button("Load posed scene", variant="primary", elem_id="load-posed")
                     views = gr.Slider(2, 16, value=self.input_views, step=1, label="input views")
                     status = gr.Markdown("No scene yet.", elem_id="status")
+                    budget = gr.Slider(10, 300, value=60, step=5, label="adaptation budget (s)", elem_id="adapt-budget")
+                    adapt_btn = gr.Button("Adapt to this scene", elem_id="adapt")
+                    adapt_report = gr.Markdown("", elem_id="adapt-report")
                 with gr.Column(scale=2):
                     image = gr.Image(label="rendered view", interactive=False, elem_id="view", format="png", height=320)
                     timing = gr.Markdown("", elem_id="timing")
@@ -253,6 +274,8 @@ class ViewerApp:
             for i, slider in enumerate((azimuth, elevation, distance, fov)):
                 slider.release(self.render_view, pose_inputs, [image, plot, timing], concurrency_limit=2,
                                api_name="render_view" if i == 0 else False)
+            adapt_btn.click(self.adapt, [budget, session], [session, image, plot, timing, heldout, adapt_report],
+                            api_name="adapt")
             video_btn.click(self.render_video, [kind, frames, fps, session], video, api_name="render_video")
         return demo
 

@@ -227,3 +227,32 @@ def score_heldout(model, state, scene: ViewerScene, lpips_net: str = "vgg") -> t
     if lpips_missing is not None:
         note += f"; LPIPS unavailable ({public_message(lpips_missing)})"
     return torch.cat(preds), scores, note
+
+
+def adapt_to_scene(model, scene: ViewerScene, budget_s: float, progress: Progress = no_progress):
+    """Test-time adaptation on the scene's input views (its held-out views are never shown to it).
+    Returns (the model to use from now on, the AdaptResult)."""
+    from nvs.adaptation.search import AdaptOptions, adapt
+
+    if scene.images.shape[0] < 3:
+        raise ValueError("adapting needs at least 3 input views (one is held out to check the result)")
+    if not 5 <= budget_s <= 600:
+        raise ValueError("the adaptation budget must be 5-600 seconds")
+    result = adapt(model, scene.images, scene.cameras, AdaptOptions(budget_s=float(budget_s)), progress)
+    scene.timings["adapt"] = result.seconds
+    return result.model, result
+
+
+def adaptation_report(result, before: dict[str, float] | None, after: dict[str, float] | None) -> str:
+    """Markdown: before/after on the held-out input view(s) (the verifier), and on the scene's
+    held-out views with ground truth when it has them."""
+    lines = [f"**Adaptation** ({result.steps} steps, {result.seconds:.0f} s): held-out input view PSNR "
+             f"{result.base_verifier_psnr:.2f} → {result.best_verifier_psnr:.2f} dB"]
+    if result.fallback:
+        lines.append("no improvement on the held-out input view: the unadapted model is kept")
+    else:
+        lines.append(f"kept: scene frame '{result.adapter.frame.name}', augmentations "
+                     f"{'+'.join(result.augmentations) or 'none'}, {result.adapter.num_values()} adapter values")
+    if before and after:
+        lines.append("held-out views: " + " · ".join(f"{k.upper()} {before[k]:.3f} → {after[k]:.3f}" for k in before if k in after))
+    return "\n\n".join(lines)

@@ -1,6 +1,7 @@
 """The viewer's logic without the page: normalisation, the virtual camera, posed zips, videos."""
 
 import math
+import re
 import zipfile
 from pathlib import Path
 
@@ -175,3 +176,23 @@ def test_viewer_renders_on_the_gpu():
         assert image.device.type == "cpu" and image.shape == (1, 3, 128, 128)
         pred, scores[device], _ = viewer.score_heldout(model, state, scene, lpips_net="alex")
     assert abs(scores["cpu"]["psnr"] - scores["cuda"]["psnr"]) < 0.05, scores
+
+
+def test_app_adapts_to_the_scene_and_reports_before_and_after():
+    """The "Adapt to this scene" handler: adapts within the budget, re-memorises, scores before/after."""
+    import gradio as gr
+
+    from nvs.viewer.app import ViewerApp
+
+    app = ViewerApp(FIXTURES / "two_heads.safetensors", size=64)
+    session, *_ = app.load_example(HELDOUT_SEED + 2, 4, None)
+    with pytest.raises(gr.Error, match="load a scene first"):
+        app.adapt(10, None)
+    with pytest.raises(gr.Error, match="5-600 seconds"):
+        app.adapt(1, session)
+    session, image, _plot, timing, heldout, report = app.adapt(5, session)
+    assert image.shape == (64, 64, 3) and "ms/view" in timing and len(heldout) == 8
+    assert re.search(r"held-out input view PSNR [0-9.]+ → [0-9.]+ dB", report), report
+    assert re.search(r"held-out views: PSNR [0-9.]+ → [0-9.]+", report), report
+    assert ("unadapted model is kept" in report) == (session.model is None)
+    assert session.scene.timings["adapt"] <= 5 * 1.5

@@ -1,0 +1,280 @@
+"""Verified test-time adaptation of a renderer to one scene, within a time budget.
+
+adapt(base, images [K, 3, H, W], cams [K]) only ever sees the scene's input views:
+
+1. Verifier: the last ``verifier_views`` inputs (spread order) are held out of everything
+   below; the verifier score is the PSNR of rendering them from the other inputs.
+2. Scene frame: candidate frames (:mod:`nvs.adaptation.frames`) are scored by leave-one-out PSNR
+   on the training views with the base model; the best is adapted in.
+3. Augmentation set: each candidate set trains for a short slice; the verifier picks one, which
+   trains on for the rest of the budget.
+4. Steps: the verifier scores the adapter every ``verify_every`` steps; the best step is kept.
+5. Fallback: unless the best verified state beats the unadapted base model in the scene's own
+   frame by ``min_gain_db``, the result is the base model unchanged.
+
+The verifier's curve (every score with its step, seconds and phase) comes back in the result.
+For a seed and a step count (``max_steps``, with a budget long enough to reach it) the result
+is deterministic; a time budget alone stops after however many steps the machine managed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nvs.adaptation.adapter import Adapter, AdaptedRenderer, TrainableCopy, apply_adapter, check_parts, param_checksum
+from nvs.adaptation.frames import SceneFrame, frame_candidates
+from nvs.adaptation.tasks import sample_task, split_verifier
+from nvs.cameras import Cameras
+from nvs.inference import model_device
+from nvs.progress import Progress, no_progress
+
+
+@dataclass
+class AdaptOptions:
+    """Settings of :func:`adapt` (defaults: the measured choice, README "Test-time adaptation")."""
+
+    budget_s: float = 60.0
+    max_steps: int | None = None
+    parts: tuple[str, ...] = ("lora", "norms")
+    rank: int = 4
+    lr: float = 1e-2
+    verifier_views: int = 1
+    verify_every: int = 4
+    augmentation_sets: tuple[tuple[str, ...], ...] = (("mirror", "rotate", "colour"), ())
+    selection_fraction: float = 0.3  # share of the training time spent choosing the augmentation set
+    search_frames: bool = True
+    frame_budget_fraction: float = 0.25
+    loo_tasks: int = 3  # leave-one-out renders per frame candidate
+    min_gain_db: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.parts = check_parts(self.parts)
+        if self.budget_s <= 0:
+            raise ValueError(f"the adaptation budget must be positive, got {self.budget_s} s")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ValueError("max_steps must be >= 0")
+        if not self.augmentation_sets:
+            raise ValueError("give at least one augmentation set (an empty one means none)")
+
+
+@dataclass
+class AdaptResult:
+    """model: the renderer to use (the base one wrapped, when the fallback applies); adapter: what
+    was learned (empty for the fallback); curve: the verifier's scores."""
+
+    model: AdaptedRenderer
+    adapter: Adapter
+    fallback: bool
+    base_verifier_psnr: float
+    best_verifier_psnr: float
+    curve: list[dict] = field(default_factory=list)
+    frames: list[dict] = field(default_factory=list)
+    augmentations: tuple[str, ...] = ()
+    steps: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        return {"fallback": self.fallback, "base_verifier_psnr": self.base_verifier_psnr,
+                "best_verifier_psnr": self.best_verifier_psnr, "verifier_gain_db": self.best_verifier_psnr - self.base_verifier_psnr,
+                "frame": self.adapter.frame.name, "augmentations": list(self.augmentations), "steps": self.steps,
+                "seconds": self.seconds, "adapter_values": self.adapter.num_values(), "frames": self.frames, "curve": self.curve}
+
+
+def _psnr(pred: Tensor, target: Tensor) -> float:
+    mse = F.mse_loss(pred.clamp(0, 1).float(), target.float(), reduction="none").flatten(1).mean(1)
+    return float((-10 * torch.log10(mse.clamp_min(1e-10))).mean())
+
+
+@torch.no_grad()
+def _render(model: nn.Module, images: Tensor, cams: Cameras, targets: Cameras) -> Tensor:
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    out = model(images[None].to(device), cams.unsqueeze(0).to(device), targets.unsqueeze(0).to(device))[0].cpu()
+    model.train(was_training)
+    return out
+
+
+def leave_one_out_psnr(model: nn.Module, images: Tensor, cams: Cameras, tasks: int = 3) -> float:
+    """Mean PSNR of rendering each of ``tasks`` evenly chosen views [N] from the other N - 1."""
+    n = images.shape[0]
+    picks = sorted({round(i * (n - 1) / max(tasks - 1, 1)) for i in range(min(tasks, n))}) if tasks > 1 else [0]
+    scores = []
+    for i in picks:
+        rest = torch.tensor([j for j in range(n) if j != i])
+        scores.append(_psnr(_render(model, images[rest], cams[rest], cams[i : i + 1]), images[i : i + 1]))
+    return sum(scores) / len(scores)
+
+
+class _Adam:
+    """Adam (Kingma & Ba) without weight decay, written out: torch.optim's first use imports
+    torch._dynamo, tens of seconds on a busy CPU, which a budget of seconds cannot absorb."""
+
+    def __init__(self, params: list[nn.Parameter], lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            m.mul_(b1).add_(p.grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            denom = (v / (1 - b2**self.t)).sqrt_().add_(self.eps)
+            p.addcdiv_(m, denom, value=-self.lr / (1 - b1**self.t))
+
+
+class _Clock:
+    def __init__(self, budget_s: float):
+        self.start, self.budget = time.perf_counter(), budget_s
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def left(self) -> float:
+        return self.budget - self.elapsed
+
+
+def adapt(base: nn.Module, images: Tensor, cams: Cameras, options: AdaptOptions | None = None,
+          progress: Progress = no_progress) -> AdaptResult:
+    """Adapt ``base`` to the scene of input views images [K, 3, H, W] with cameras [K] (see module doc).
+
+    Never sees any other view of the scene: the targets of an evaluation are not an argument.
+    """
+    opts = options or AdaptOptions()
+    if images.ndim != 4 or images.shape[0] != cams.shape[0]:
+        raise ValueError(f"adapt takes images [K, 3, H, W] with cameras [K], got {tuple(images.shape)} and {tuple(cams.shape)}")
+    clock = _Clock(opts.budget_s)
+    torch.manual_seed(opts.seed)
+    generator = torch.Generator().manual_seed(opts.seed)
+    images = images.detach().float().cpu()
+    cams = cams.to("cpu")
+    train_idx, verify_idx = split_verifier(images.shape[0], opts.verifier_views)
+    tr_images, tr_cams = images[train_idx], cams[torch.tensor(train_idx)]
+    ver_images, ver_cams = images[verify_idx], cams[torch.tensor(verify_idx)]
+    checksum = param_checksum(base)
+    base = base.eval()
+
+    def verifier_psnr(model: nn.Module, frame: SceneFrame) -> float:
+        return _psnr(_render(model, tr_images, frame.apply(tr_cams), frame.apply(ver_cams)), ver_images)
+
+    curve: list[dict] = []
+    progress("adapt: verifier", 0.0)
+    base_score = verifier_psnr(base, SceneFrame.identity())
+    render_s = clock.elapsed  # one render of the verifier: the unit of every cost estimate below
+    curve.append({"phase": "base", "step": 0, "seconds": clock.elapsed, "psnr": base_score})
+
+    # --- the scene frame, by leave-one-out PSNR on the training views (the verifier stays out)
+    frame, frames_report = SceneFrame.identity(), []
+    candidates = frame_candidates(cams) if opts.search_frames else [frame]
+    loo_s = render_s * min(opts.loo_tasks, len(train_idx))
+    if len(candidates) > 1 and 2 * loo_s + render_s < opts.budget_s * opts.frame_budget_fraction:
+        best_loo = None
+        for i, cand in enumerate(candidates):
+            if clock.elapsed + loo_s + render_s > opts.budget_s * opts.frame_budget_fraction:
+                break
+            score = leave_one_out_psnr(base, tr_images, cand.apply(tr_cams), opts.loo_tasks)
+            frames_report.append({"frame": cand.name, "loo_psnr": score})
+            if best_loo is None or score > best_loo:
+                frame, best_loo = cand, score
+            progress("adapt: scene frame", (i + 1) / len(candidates))
+    frame_score = base_score if frame.is_identity else verifier_psnr(base, frame)
+    if not frame.is_identity:
+        curve.append({"phase": f"frame: {frame.name}", "step": 0, "seconds": clock.elapsed, "psnr": frame_score})
+    f_images, f_cams = tr_images, frame.apply(tr_cams)
+
+    best = {"psnr": frame_score, "adapter": None, "step": 0, "augs": ()}
+    total_steps = 0
+    step_s = 2.5 * render_s  # a training step renders fewer views but also runs backward: a first guess
+
+    def train(copy_: TrainableCopy, optim, augs: tuple[str, ...], until_s: float, phase: str, max_steps: int | None) -> int:
+        """Train until ``until_s`` seconds of the clock (or max_steps), keeping time to verify the
+        last state; verify every verify_every steps and at the end."""
+        nonlocal total_steps, step_s
+        steps, verified = 0, 0
+
+        def verify(loss: Tensor) -> None:
+            score = verifier_psnr(copy_.model, frame)
+            curve.append({"phase": phase, "step": steps, "seconds": clock.elapsed, "psnr": score, "loss": float(loss.detach())})
+            if score > best["psnr"]:
+                best.update(psnr=score, adapter=copy_.adapter(checksum, frame), step=steps, augs=augs)
+            copy_.model.train()
+
+        copy_.model.train()
+        loss = None
+        while (max_steps is None or steps < max_steps) and clock.elapsed + step_s + render_s < until_s:
+            t0 = time.perf_counter()
+            task = sample_task(f_images, f_cams, generator, augs)
+            device = model_device(copy_.model)
+            pred = copy_.model(task.context[None].to(device), task.context_cams.unsqueeze(0).to(device),
+                               task.answer_cams.unsqueeze(0).to(device))[0]
+            loss = F.mse_loss(pred, task.answer.to(device))
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(copy_.parameters(), 1.0)
+            optim.step()
+            steps += 1
+            total_steps += 1
+            step_s = 0.7 * step_s + 0.3 * (time.perf_counter() - t0)
+            if steps % opts.verify_every == 0:
+                verify(loss)
+                verified = steps
+            progress(f"adapt: {phase}", min(1.0, max(clock.elapsed / until_s, steps / max_steps if max_steps else 0.0)))
+        if loss is not None and verified != steps:
+            verify(loss)
+        return steps
+
+    def new_run():
+        copy_ = TrainableCopy(base, opts.parts, opts.rank, opts.seed)
+        return copy_, _Adam(copy_.parameters(), lr=opts.lr)
+
+    sets = [tuple(s) for s in opts.augmentation_sets]
+    train_budget = clock.left()
+    if opts.max_steps != 0 and train_budget > 0:
+        per_set_steps = None if opts.max_steps is None else max(opts.verify_every, round(opts.max_steps * opts.selection_fraction / len(sets)))
+        runs = []
+        if len(sets) > 1:
+            slice_s = train_budget * opts.selection_fraction / len(sets)
+            for augs in sets:
+                copy_, optim = new_run()
+                before = len(curve)
+                n = train(copy_, optim, augs, clock.elapsed + slice_s, "select " + ("+".join(augs) or "no augmentation"), per_set_steps)
+                scores = [c["psnr"] for c in curve[before:]]
+                runs.append((max(scores) if scores else float("-inf"), augs, copy_, optim, n))
+            runs.sort(key=lambda r: -r[0])
+        else:
+            copy_, optim = new_run()
+            runs.append((float("-inf"), sets[0], copy_, optim, 0))
+        _, augs, copy_, optim, done = runs[0]
+        remaining = None if opts.max_steps is None else max(0, opts.max_steps - sum(r[4] for r in runs))
+        if remaining != 0:
+            train(copy_, optim, augs, opts.budget_s, "train " + ("+".join(augs) or "no augmentation"), remaining)
+    progress("adapt: done", 1.0)
+
+    fallback = best["psnr"] < base_score + opts.min_gain_db
+    if fallback:
+        adapter = Adapter.empty(checksum, {"reason": "the verifier did not improve"})
+    elif best["adapter"] is None:  # the frame alone helped
+        adapter = Adapter({}, frame, checksum, (), 0)
+    else:
+        adapter = best["adapter"]
+    adapter.info.update({"verifier_psnr_base": base_score, "verifier_psnr": best["psnr"] if not fallback else base_score,
+                         "step": best["step"] if not fallback else 0, "augmentations": list(best["augs"])})
+    return AdaptResult(apply_adapter(base, adapter, check=False), adapter, fallback, base_score,
+                       best["psnr"] if not fallback else base_score, curve, frames_report,
+                       best["augs"] if not fallback else (), total_steps, clock.elapsed)
