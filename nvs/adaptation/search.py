@@ -10,7 +10,8 @@ adapt(base, images [K, 3, H, W], cams [K]) only ever sees the scene's input view
    trains on for the rest of the budget.
 4. Steps: the verifier scores the adapter every ``verify_every`` steps; the best step is kept.
 5. Fallback: unless the best verified state beats the unadapted base model in the scene's own
-   frame by ``min_gain_db``, the result is the base model unchanged.
+   frame by ``min_gain_db``, the result is the base model unchanged. A new frame must likewise
+   beat the given one by ``frame_margin_db``: the frame a scene comes in is the first guess.
 
 The verifier's curve (every score with its step, seconds and phase) comes back in the result.
 For a seed and a step count (``max_steps``, with a budget long enough to reach it) the result
@@ -44,13 +45,14 @@ class AdaptOptions:
     rank: int = 4
     lr: float = 1e-2
     verifier_views: int = 1
-    verify_every: int = 4
+    verify_every: int = 3
     augmentation_sets: tuple[tuple[str, ...], ...] = (("mirror", "rotate", "colour"), ())
     selection_fraction: float = 0.3  # share of the training time spent choosing the augmentation set
     search_frames: bool = True
     frame_budget_fraction: float = 0.25
     loo_tasks: int = 3  # leave-one-out renders per frame candidate
-    min_gain_db: float = 0.05
+    min_gain_db: float = 0.3  # a single held-out view is a noisy judge: small gains are not trusted
+    frame_margin_db: float = 0.3  # a new frame must beat the given one by this much (leave-one-out PSNR)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -190,7 +192,8 @@ def adapt(base: nn.Module, images: Tensor, cams: Cameras, options: AdaptOptions 
                 break
             score = leave_one_out_psnr(base, tr_images, cand.apply(tr_cams), opts.loo_tasks)
             frames_report.append({"frame": cand.name, "loo_psnr": score})
-            if best_loo is None or score > best_loo:
+            margin = 0.0 if cand.is_identity else opts.frame_margin_db
+            if best_loo is None or score > best_loo + margin:
                 frame, best_loo = cand, score
             progress("adapt: scene frame", (i + 1) / len(candidates))
     frame_score = base_score if frame.is_identity else verifier_psnr(base, frame)
@@ -246,7 +249,7 @@ def adapt(base: nn.Module, images: Tensor, cams: Cameras, options: AdaptOptions 
     sets = [tuple(s) for s in opts.augmentation_sets]
     train_budget = clock.left()
     if opts.max_steps != 0 and train_budget > 0:
-        per_set_steps = None if opts.max_steps is None else max(opts.verify_every, round(opts.max_steps * opts.selection_fraction / len(sets)))
+        per_set_steps = None if opts.max_steps is None else max(1, round(opts.max_steps * opts.selection_fraction / len(sets)))
         runs = []
         if len(sets) > 1:
             slice_s = train_budget * opts.selection_fraction / len(sets)

@@ -86,6 +86,19 @@ def test_client_render_before_any_scene_is_a_message(app_url, tmp_path):
         client.predict(0, 20, 1.0, 50, api_name="/render_view")
 
 
+@pytest.mark.slow
+def test_client_adapts_an_example_scene(app_url, tmp_path):
+    """The "Adapt to this scene" button through the API: budget in, before/after on held-out input views out."""
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False, download_files=str(tmp_path))
+    client.predict(900_000_003, 8, api_name="/load_example")
+    image, plot, timing, heldout, report = client.predict(10, api_name="/adapt")
+    assert iio.imread(image).shape == (128, 128, 3) and "ms/view" in timing and len(heldout) == 8
+    assert re.search(r"held-out input view PSNR [0-9.]+ → [0-9.]+ dB", report), report
+    assert re.search(r"held-out views: PSNR [0-9.]+ → [0-9.]+", report), report
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
