@@ -2,8 +2,8 @@
 
 adapt(base, images [K, 3, H, W], cams [K]) only ever sees the scene's input views:
 
-1. Verifier: the last ``verifier_views`` inputs (spread order) are held out of everything
-   below; the verifier score is the PSNR of rendering them from the other inputs.
+1. Verifier: ``verifier_views`` inputs (those nearest the middle of the cameras) are held out of
+   everything below; the verifier score is the PSNR of rendering them from the other inputs.
 2. Scene frame: candidate frames (:mod:`nvs.adaptation.frames`) are scored by leave-one-out PSNR
    on the training views with the base model; the best is adapted in.
 3. Augmentation set: each candidate set trains for a short slice; the verifier picks one, which
@@ -166,7 +166,7 @@ def adapt(base: nn.Module, images: Tensor, cams: Cameras, options: AdaptOptions 
     generator = torch.Generator().manual_seed(opts.seed)
     images = images.detach().float().cpu()
     cams = cams.to("cpu")
-    train_idx, verify_idx = split_verifier(images.shape[0], opts.verifier_views)
+    train_idx, verify_idx = split_verifier(cams, opts.verifier_views)
     tr_images, tr_cams = images[train_idx], cams[torch.tensor(train_idx)]
     ver_images, ver_cams = images[verify_idx], cams[torch.tensor(verify_idx)]
     checksum = param_checksum(base)

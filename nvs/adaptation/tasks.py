@@ -28,13 +28,18 @@ class Task:
     augmentation: Augmentation
 
 
-def split_verifier(views: int, verifier_views: int) -> tuple[list[int], list[int]]:
-    """(training view indices, verifier view indices) for ``views`` inputs in spread order (the
-    inputs of a scene are chosen evenly spread, so the last ones interleave with the first)."""
+def split_verifier(cams: Cameras, verifier_views: int) -> tuple[list[int], list[int]]:
+    """(training view indices, verifier view indices) of input cameras [K]: the verifiers are the
+    views whose centres lie nearest the mean centre, so that they sit between the training views
+    (as the views asked of a renderer usually do) rather than at an end of the capture."""
+    views = cams.shape[0]
     if views < 3:
         raise ValueError(f"adaptation needs at least 3 input views (2 to learn from, 1 to verify), got {views}")
     verifier_views = max(1, min(verifier_views, views - 2))
-    verify = list(range(views - verifier_views, views))
+    centres = cams.centers.double()
+    distance = (centres - centres.mean(0)).norm(dim=-1)
+    order = sorted(range(views), key=lambda i: (round(float(distance[i]), 9), i))
+    verify = sorted(order[:verifier_views])
     return [i for i in range(views) if i not in verify], verify
 
 

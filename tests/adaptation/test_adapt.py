@@ -74,8 +74,10 @@ def test_frame_moves_the_world_rigidly_and_scales():
 
 
 def test_tasks_never_use_verifier_views():
-    train, verify = split_verifier(8, 1)
-    assert verify == [7] and 7 not in train
+    walk = ring_cameras(1, 8)[0]
+    walk.c2w[:, 0, 3], walk.c2w[:, 1, 3] = torch.arange(8.0), 0.0  # centres along x: the middle views are 3 and 4
+    train, verify = split_verifier(walk, 2)
+    assert verify == [3, 4] and train == [0, 1, 2, 5, 6, 7]
     images, cams = _scene(5)
     g = torch.Generator().manual_seed(0)
     for _ in range(10):
