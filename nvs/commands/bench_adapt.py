@@ -4,7 +4,10 @@ Sets (each scene: 8 input views, 4 target views, 128x128, never seen in training
 - ``objects``: procedural objects from the held-out seeds (in distribution: the fallback must hold);
 - ``objects-detail``: the same kind of objects in another texture style (dense colour noise);
 - ``rooms``: procedural rooms (a walk inside a textured box), centre-cropped and resized;
-- ``temple``: the Middlebury temple (16 real photos on a ring, black background), two splits.
+- ``temple``: the Middlebury temple (16 real photos on a ring, black background), two splits;
+- ``furniture``: furniture models of the validation split rendered on white (realistic meshes and
+  textures, the object cameras); ``furnished-rooms``: rooms furnished with them (a camera walk).
+  Both need Debian's sweethome3d-furniture and headless OpenGL (nvs.datasets.asset_scenes).
 Each scene is scored unadapted and adapted (on its input views only), PSNR/SSIM/LPIPS on the
 targets; with several budgets, a plot of the mean gain against the budget.
 """
@@ -28,7 +31,7 @@ from nvs.geometry.image_ops import resize_and_center_crop
 from nvs.geometry.scene_normalization import object_frame
 from nvs.inference import memorize_views, render_cameras
 
-SETS = ("objects", "objects-detail", "rooms", "temple")
+SETS = ("objects", "objects-detail", "rooms", "temple", "furniture", "furnished-rooms")
 TEMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "middlebury_templeSparseRing"
 SIZE, INPUTS, TARGETS = 128, 8, 4
 
@@ -55,6 +58,16 @@ def heldout_scenes(name: str, count: int, temple: Path = TEMPLE):
         if name in ("objects", "objects-detail"):
             s = object_scene(seed, n, SIZE, SIZE, texture="detail" if name == "objects-detail" else None)
             yield f"{name}-{seed}", *_split(s.images, s.cameras, list(range(n)))
+        elif name in ("furniture", "furnished-rooms"):
+            from nvs.datasets.asset_scenes import generate_asset_scene, unavailable_reason
+
+            reason = unavailable_reason()
+            if reason is not None:
+                raise ValueError(f"set {name}: {reason}")
+            kind = "furniture" if name == "furniture" else "furnished-room"
+            s = generate_asset_scene(kind, seed, n, SIZE, SIZE, split="val")
+            order = list(range(n)) if kind == "furniture" else spread_order(n, INPUTS).tolist()
+            yield f"{name}-{seed}", *_split(s.images, s.cameras, order)
         elif name == "rooms":
             s = room_scene(seed, n, 144, 256)
             images, cams = resize_and_center_crop(s.images, s.cameras, SIZE, SIZE)
