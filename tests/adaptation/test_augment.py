@@ -74,3 +74,22 @@ def test_rotation_and_order_keep_images():
     out, out_cams = aug.inputs(images, cams)
     assert torch.equal(out, images[[2, 0, 1]])
     assert torch.allclose(out_cams.c2w[0], aug.cameras(cams).c2w[2])
+
+
+def test_reordering_views_changes_nothing_for_lact():
+    """Why ``reorder`` is not in the default augmentation sets: the renderer is invariant to the
+    order of its input views (per-view attention, one update summed over all tokens)."""
+    from nvs.models import build_renderer
+    from tests.helpers import ring_cameras, tiny_config
+
+    torch.manual_seed(0)
+    model = build_renderer(tiny_config(newton_schulz_dtype="float32")).eval()
+    cams = ring_cameras(1, 5, 32)[0]
+    images = torch.rand(5, 3, 32, 32)
+    aug = Augmentation(order=(3, 1, 4, 0, 2))
+    moved, moved_cams = aug.inputs(images, cams)
+    with torch.no_grad():
+        a = model(images[None, :4], cams[:4].unsqueeze(0), cams[4:].unsqueeze(0))
+        b = model(images[None, [3, 1, 0, 2]], cams[torch.tensor([3, 1, 0, 2])].unsqueeze(0), cams[4:].unsqueeze(0))
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(moved, images[[3, 1, 4, 0, 2]]) and torch.equal(moved_cams.c2w, cams.c2w[[3, 1, 4, 0, 2]])
