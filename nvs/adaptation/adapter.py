@@ -196,6 +196,11 @@ class AdaptedRenderer(nn.Module):
         self.frame = frame
         self.config = model.config
 
+    def set_memory_budget(self, budget) -> None:
+        """Forwarded to the wrapped renderer where it can chunk (nvs.inference.configure_inference)."""
+        if hasattr(self.model, "set_memory_budget"):
+            self.model.set_memory_budget(budget)
+
     def memorize(self, images: Tensor, cams: Cameras):
         return self.model.memorize(images, self.frame.apply(cams))
 

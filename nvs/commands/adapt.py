@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from nvs.adaptation.adapter import PARTS
+from nvs.commands import argtypes as T
 from nvs.adaptation.search import AdaptOptions, AdaptResult, adapt
 from nvs.progress import StageProgress
 
@@ -18,15 +19,15 @@ DEFAULT_BUDGET_S = AdaptOptions.budget_s
 
 def add_adapt_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     """Options of the adaptation; ``prefix`` ('adapt-') for commands where adapting is optional."""
-    p.add_argument(f"--{prefix}budget", type=float, default=DEFAULT_BUDGET_S, dest="adapt_budget",
+    p.add_argument(f"--{prefix}budget", type=T.positive_float(86_400), default=DEFAULT_BUDGET_S, dest="adapt_budget",
                    help=f"seconds of adaptation per scene (default {DEFAULT_BUDGET_S:g})")
-    p.add_argument(f"--{prefix}steps", type=int, dest="adapt_steps",
+    p.add_argument(f"--{prefix}steps", type=T.positive_int(1_000_000), dest="adapt_steps",
                    help="stop after this many training steps (a reproducible run, given a budget that reaches it)")
     p.add_argument(f"--{prefix}parts", nargs="+", choices=PARTS, default=list(AdaptOptions.parts), dest="adapt_parts",
                    help="what is trained (default: %(default)s)")
-    p.add_argument(f"--{prefix}verifier-views", type=int, default=AdaptOptions.verifier_views, dest="adapt_verifier_views",
+    p.add_argument(f"--{prefix}verifier-views", type=T.positive_int(64), default=AdaptOptions.verifier_views, dest="adapt_verifier_views",
                    help="input views held out to verify the adaptation")
-    p.add_argument(f"--{prefix}seed", type=int, default=0, dest="adapt_seed")
+    p.add_argument(f"--{prefix}seed", type=T.nonneg_int(2**31 - 1), default=0, dest="adapt_seed")
 
 
 def options_from_args(args: argparse.Namespace) -> AdaptOptions:
@@ -52,9 +53,9 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--scene", required=True, help="data set folder/index, opencv_cameras.json, transforms.json, "
                                                  "an LVSM scene JSON or a Middlebury *_par.txt")
-    p.add_argument("--scene-index", type=int, default=0, help="which scene of a data set")
-    p.add_argument("--views", type=int, default=8, help="input views (evenly spaced over the scene)")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[128, 128])
+    p.add_argument("--scene-index", type=T.nonneg_int(10**9), default=0, help="which scene of a data set")
+    p.add_argument("--views", type=T.positive_int(4096), default=8, help="input views (evenly spaced over the scene)")
+    p.add_argument("--size", type=T.positive_int(8192), nargs=2, metavar=("H", "W"), default=[128, 128])
     p.add_argument("--object-frame", action="store_true",
                    help="move the cameras into the object frame first (as the viewer does)")
     add_adapt_options(p)

@@ -175,10 +175,11 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
     p = bench.add_parser("adapt", help="test-time adaptation: gain on held-out sets unlike the training data")
     p.add_argument("--checkpoint", help="default: the shipped object demo model")
-    p.add_argument("--sets", nargs="+", default=["objects", "rooms", "temple", "objects-detail"],
-                   help="objects, objects-detail, rooms, temple")
-    p.add_argument("--scenes", type=int, default=2, help="scenes per set")
-    p.add_argument("--budgets", type=float, nargs="+", default=[60.0], help="adaptation budgets in seconds (several: a plot)")
+    p.add_argument("--sets", nargs="+", default=["objects", "rooms", "temple", "furniture", "furnished-rooms", "objects-detail"],
+                   choices=["objects", "objects-detail", "rooms", "temple", "furniture", "furnished-rooms"],
+                   help="held-out sets (furniture sets need sweethome3d-furniture and headless OpenGL)")
+    p.add_argument("--scenes", type=T.positive_int(1000), default=2, help="scenes per set")
+    p.add_argument("--budgets", type=T.positive_float(86_400), nargs="+", default=[60.0], help="adaptation budgets in seconds (several: a plot)")
     p.add_argument("--out", default="outputs/bench")
     p.set_defaults(func=run)
     p = bench.add_parser("train-step", help="tokens/s of a training step of a recipe")

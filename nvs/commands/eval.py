@@ -89,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
                          "verifier_views": options.verifier_views, "seed": options.seed}
 
         def adapt_scene(inputs, input_cams):  # sees the input views alone
-            return adapt(model, inputs, input_cams, options).model
+            adapted = adapt(model, inputs, input_cams, options).model
+            configure_inference(adapted, args.memory_budget, args.dtype)
+            return adapted
 
     summary = evaluate(model, scenes(), Path(args.out), meta, lpips_net=args.lpips_net,
                        save_images=not args.no_images, total=len(data), adapt=adapt_scene)

@@ -83,6 +83,7 @@ def render_path(checkpoint: Path, scene: Path, path: str, frames: int, fps: floa
         with StageProgress() as bar:
             adapted = adapt(model, images, cams, adapt_options, progress=bar)
         model = adapted.model
+        configure_inference(model, memory_budget, dtype)
     state, memorize_s = memorize_views(model, images, cams)
     video, render_s = render_cameras(model, state, path_cams, chunk=chunk)
     save_video(video, out, fps=fps)
