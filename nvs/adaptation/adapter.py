@@ -161,6 +161,7 @@ class Adapter:
                 "parts": json.dumps(list(self.parts)), "rank": str(self.rank), "frame_name": self.frame.name,
                 "info": json.dumps(self.info)}
         save_file(tensors, str(path), metadata=meta)
+        path.chmod(0o644)  # an ordinary file, readable like the checkpoints
         return path
 
     @classmethod
