@@ -93,23 +93,34 @@ def save_renderer(model: Renderer, path: str | Path, metadata: Mapping[str, str]
     return path
 
 
-def official_to_ours(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Rename an official LaCT state dict; unknown keys raise a CheckpointError that lists them."""
+def _rename(state: Mapping[str, Tensor], top: Mapping[str, str], block: Mapping[str, str],
+            strip_wrappers: bool) -> tuple[dict[str, Tensor], list[str]]:
+    """Rename top-level keys by ``top`` and per-block keys (``blocks.<i>.<name>``) by ``block``;
+    returns (renamed state, keys neither maps)."""
     out, unknown = {}, []
     for key, value in state.items():
         name = key
-        while name.startswith(_WRAPPER_PREFIXES):
+        while strip_wrappers and name.startswith(_WRAPPER_PREFIXES):
             name = name.split(".", 1)[1]
-        if name in _OFFICIAL_TOP_KEYS:
-            out[_OFFICIAL_TOP_KEYS[name]] = value
-            continue
         m = re.fullmatch(r"blocks\.(\d+)\.(.+)", name)
-        if m and m.group(2) in _OFFICIAL_BLOCK_KEYS:
-            out[f"blocks.{m.group(1)}.{_OFFICIAL_BLOCK_KEYS[m.group(2)]}"] = value
+        if name in top:
+            out[top[name]] = value
+        elif m and m.group(2) in block:
+            out[f"blocks.{m.group(1)}.{block[m.group(2)]}"] = value
         else:
             unknown.append(key)
+    return out, unknown
+
+
+def _listed(keys: list[str]) -> str:
+    return f"{keys[:10]}{' ...' if len(keys) > 10 else ''}"
+
+
+def official_to_ours(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename an official LaCT state dict; unknown keys raise a CheckpointError that lists them."""
+    out, unknown = _rename(state, _OFFICIAL_TOP_KEYS, _OFFICIAL_BLOCK_KEYS, strip_wrappers=True)
     if unknown:
-        raise CheckpointError(f"unknown keys in the official state dict: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+        raise CheckpointError(f"unknown keys in the official state dict: {_listed(unknown)}")
     return out
 
 
@@ -117,17 +128,9 @@ def ours_to_official(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Inverse of :func:`official_to_ours` (LaCT renderers only); unknown keys raise a CheckpointError."""
     top = {ours: official for official, ours in _OFFICIAL_TOP_KEYS.items()}
     block = {ours: official for official, ours in _OFFICIAL_BLOCK_KEYS.items()}
-    out, unknown = {}, []
-    for key, value in state.items():
-        m = re.fullmatch(r"blocks\.(\d+)\.(.+)", key)
-        if key in top:
-            out[top[key]] = value
-        elif m and m.group(2) in block:
-            out[f"blocks.{m.group(1)}.{block[m.group(2)]}"] = value
-        else:
-            unknown.append(key)
+    out, unknown = _rename(state, top, block, strip_wrappers=False)
     if unknown:
-        raise CheckpointError(f"keys with no official name: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+        raise CheckpointError(f"keys with no official name: {_listed(unknown)}")
     return out
 
 
