@@ -123,15 +123,22 @@ def _add_product(total: Tensor, a: Tensor, b: Tensor) -> None:
         total += a @ b
 
 
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX); ~100x faster then."""
+def _read_cpu_bf16_flag() -> bool:
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+# read once at import: a file read inside the update would break torch.compile's graph there
+_CPU_NATIVE_BF16 = _read_cpu_bf16_flag()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX); ~100x faster then."""
+    return _CPU_NATIVE_BF16
 
 
 @functools.cache
