@@ -33,6 +33,7 @@ def _bench(tmp_path, *args):
     return out.stdout
 
 
+@pytest.mark.slow
 def test_bench_commands_write_rows_and_plots(tmp_path):
     stdout = _bench(tmp_path, "lact-layer", "--tokens", "256", "--chunks", "full", "64", "--dim", "64", "--hidden", "128")
     rows = json.loads((tmp_path / "lact-layer.json").read_text())

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import imageio.v2 as iio2
+import pytest
 
 from nvs.assets import DEMO_CHECKPOINT
 from nvs.models import LaCTRenderer, load_renderer
@@ -14,6 +15,7 @@ def test_shipped_model_loads_and_is_small():
     assert DEMO_CHECKPOINT.stat().st_size < 25 * 2**20
 
 
+@pytest.mark.slow
 def test_nvs_demo_writes_its_outputs(tmp_path):
     out = subprocess.run([sys.executable, "-m", "nvs", "demo", "--out", str(tmp_path), "--scenes", "1"],
                          capture_output=True, text=True)

@@ -36,6 +36,7 @@ def _psnrs(folder):
     return [float(r["psnr"]) for r in csv.DictReader(open(folder / "per_view.csv"))]
 
 
+@pytest.mark.slow
 def test_official_checkpoint_defaults_to_the_official_protocol_and_kmeans_index_is_reused(workspace):
     root, official, ours = workspace
     out = _run("eval", "--checkpoint", official, "--data", root / "data", "--views", "2", "--selection", "kmeans",

@@ -94,6 +94,7 @@ def test_paths_geometry():
     assert spiral_path(cams, 10).shape == (10,)
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_clear_errors(workspace, tmp_path):
     root, ckpt = workspace
     (tmp_path / "w.bin").write_bytes(b"x")

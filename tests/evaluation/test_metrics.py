@@ -69,6 +69,7 @@ def test_lpips_identical_images_is_zero():
     assert lpips(x, x).abs().max() < 1e-6
 
 
+@pytest.mark.slow
 def test_nvs_metrics_command(tmp_path):
     folder, expected, _ = _lpips_images()
     for net in ("vgg", "alex"):
@@ -80,6 +81,7 @@ def test_nvs_metrics_command(tmp_path):
         assert math.isfinite(values["psnr"]) and 0 < values["ssim"] < 1
 
 
+@pytest.mark.slow
 def test_nvs_metrics_bad_input(tmp_path):
     bogus = tmp_path / "notes.png"
     bogus.write_text("not an image")

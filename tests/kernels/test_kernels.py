@@ -23,6 +23,7 @@ def test_cpu_tensors_use_the_reference(monkeypatch):
         kernels.use_triton(t)
 
 
+@pytest.mark.slow
 def test_triton_kernels_match_the_reference_in_the_interpreter():
     if not kernels.HAVE_TRITON:
         pytest.skip("triton is not installed (requirements.txt installs it)")

@@ -91,6 +91,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_tiny_model_fits_one_scene():
     torch.manual_seed(0)
     model = LaCTRenderer(tiny_config(dim=64, ttt_head_dim=32))

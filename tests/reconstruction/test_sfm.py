@@ -47,6 +47,7 @@ def test_pose_errors_are_invariant_to_a_similarity():
     assert abs(float(aligned_pose_errors(tilted, truth)["rotation_deg"].max()) - 90) < 10
 
 
+@pytest.mark.slow
 def test_textured_object_ring_is_fully_registered(tmp_path):
     truth = object_scene(2, 30, 320, 320, cameras=turntable_cameras(30, 320), texture="detail")
     folder = _write(truth.images, tmp_path / "photos")
@@ -71,6 +72,7 @@ def test_textured_object_ring_is_fully_registered(tmp_path):
     assert torch.allclose(record.cameras.c2w, scene.cameras.c2w, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_room_video_is_posed_with_sequential_matching(tmp_path):
     import imageio.v3 as iio
 
@@ -91,6 +93,7 @@ def test_room_video_is_posed_with_sequential_matching(tmp_path):
     assert again.names == scene.names and torch.equal(again.cameras.c2w, scene.cameras.c2w)
 
 
+@pytest.mark.slow
 def test_room_walk_that_spins_in_place_is_joined_into_one_model(tmp_path):
     # frames 6-11 turn ~120 degrees on the spot: COLMAP's mapper poses the walk around them but
     # cannot grow into the spin, whose photos link to it through two photos seen at little parallax
@@ -113,6 +116,7 @@ def _temple_truth(root):
     return truth
 
 
+@pytest.mark.slow
 def test_middlebury_temple_against_ground_truth(tmp_path):
     root = shared_path("middlebury_templeSparseRing")
     truth = _temple_truth(root)
@@ -176,6 +180,7 @@ def test_photo_loading_converts_and_downscales(tmp_path):
     assert load_photo(tmp_path / "rotated.jpg", 1024)[0].pixels.shape == (40, 20, 3)
 
 
+@pytest.mark.slow
 def test_cli_reconstruct_then_render(tmp_path, capsys):
     from nvs.commands.cli import main
 
@@ -193,6 +198,7 @@ def test_cli_reconstruct_then_render(tmp_path, capsys):
     assert "no such file or folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_reconstruct_writes_stage_times_and_pose_errors(tmp_path):
     from nvs.commands.cli import main
 

@@ -30,6 +30,7 @@ def _cfg(tmp_path, *extra):
     return load_train_config(None, [*TINY, f"run.out_dir={tmp_path / 'run'}", *extra])
 
 
+@pytest.mark.slow
 def test_overfits_one_scene_by_8_db(tmp_path):
     cfg = _cfg(tmp_path, "data.num_scenes=1", "data.input_views=4", "data.target_views=4", "model.dim=64",
                "model.ttt_head_dim=32", "optim.steps=200", "optim.lr=3e-3", "optim.warmup_steps=10",
@@ -97,6 +98,7 @@ def _nvs(*args):
     return [sys.executable, "-m", "nvs", *args]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     common = [*TINY, "data.num_scenes=50", "optim.steps=12", "run.ckpt_every=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -127,6 +129,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert not (killed / "checkpoints" / ".tmp-step-0000099").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("budget", [[], ["optim.steps=100000", "optim.time_budget_s=6"]], ids=["steps", "time_budget"])
 def test_accelerate_two_cpu_processes_stay_in_sync(tmp_path, budget):
     """With a time budget, rank 0's clock decides: both ranks take the same learning rates and
@@ -164,6 +167,7 @@ def test_missing_data_path_is_named(tmp_path):
         train(_cfg(tmp_path, "data.kind=lvsm", "optim.steps=1"), resume=None)
 
 
+@pytest.mark.slow
 def test_trains_on_a_data_set_written_by_nvs_data_synth(tmp_path):
     out = subprocess.run([sys.executable, "-m", "nvs", "data", "synth", "--scenes", "3", "--views", "6", "--size", "32", "32",
                           "--format", "lvsm", "--out", str(tmp_path / "data")], capture_output=True, text=True)
@@ -192,6 +196,7 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
     assert torch.bfloat16 in linear_dtypes  # the training forward's linear layers ran under bf16 autocast
 
 
+@pytest.mark.slow
 def test_compiled_run_writes_checkpoints_that_load_and_resume(tmp_path):
     """run.compile: the checkpoint holds the plain module's keys (no torch.compile prefix)."""
     from nvs.models import build_renderer
@@ -235,6 +240,7 @@ def test_init_from_carries_weights_to_larger_patches(tmp_path):
         train(_cfg(tmp_path / "other", "model.dim=64", "optim.steps=1", f"run.init_from={path}"), resume=None)
 
 
+@pytest.mark.slow
 def test_time_budget_stops_the_run_and_decays_over_time(tmp_path):
     from nvs.training.config import OptimConfig
     from nvs.training.loop import Schedule

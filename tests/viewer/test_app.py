@@ -56,6 +56,7 @@ def _psnr(metrics: str) -> float:
     return float(match.group(1))
 
 
+@pytest.mark.slow
 def test_client_reconstruct_render_and_video(app_url, ring_photos, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
@@ -138,6 +139,7 @@ def _drag(page, selector: str, fraction: float) -> None:
     page.mouse.up()
 
 
+@pytest.mark.slow
 def test_browser_example_then_slider_changes_the_view(page, tmp_path):
     page.locator("#load-example").click()
     _wait_status(page, "procedural object")
@@ -158,6 +160,7 @@ def test_browser_example_then_slider_changes_the_view(page, tmp_path):
         page.screenshot(path=str(SCREENSHOT), full_page=False, type="png")
 
 
+@pytest.mark.slow
 def test_browser_uploads_a_photo_set(page, ring_photos):
     page.get_by_role("tab", name="Photos").click()
     page.locator("#photo-upload input[type=file]").set_input_files([str(p) for p in ring_photos])
@@ -168,6 +171,7 @@ def test_browser_uploads_a_photo_set(page, ring_photos):
     assert "PSNR" in page.locator("#metrics").inner_text()
 
 
+@pytest.mark.slow
 def test_browser_bad_inputs_show_messages_and_the_page_stays_usable(page, ring_photos, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a photo")

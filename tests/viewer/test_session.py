@@ -115,6 +115,7 @@ def test_too_many_photos_and_no_photos_are_refused(tmp_path):
         viewer.photo_scene(many, tmp_path)
 
 
+@pytest.mark.slow
 def test_memorise_render_score_and_video(tmp_path):
     model = load_renderer(DEMO_CHECKPOINT)
     scene = viewer.example_scene(seed=HELDOUT_SEED, input_views=4, heldout_views=2, size=64)
@@ -178,6 +179,7 @@ def test_viewer_renders_on_the_gpu():
     assert abs(scores["cpu"]["psnr"] - scores["cuda"]["psnr"]) < 0.05, scores
 
 
+@pytest.mark.slow
 def test_app_adapts_to_the_scene_and_reports_before_and_after():
     """The "Adapt to this scene" handler: adapts within the budget, re-memorises, scores before/after."""
     import gradio as gr
