@@ -19,6 +19,7 @@ One offscreen context per image size is kept and reused (creating one costs far 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 
@@ -48,6 +49,10 @@ def unavailable_reason() -> str | None:
 
 
 def _renderer(height: int, width: int):
+    # Mesa's llvmpipe and Triton (which torch.compile imports) each link their own LLVM: importing
+    # Triton after an EGL context exists crashes the process, while the other order is safe.
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
     import pyrender
 
     key = (int(height), int(width))

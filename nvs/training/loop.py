@@ -184,6 +184,8 @@ def train(
     (the schedule still spans optim.steps), as a crash would. ``dataset`` replaces the one the
     recipe describes (items as in nvs.datasets.views). Returns the summary dict."""
     check_train_config(cfg)  # the fields may have been changed since the config was built
+    # a run in this process that raised left accelerate's process-wide state (mixed precision) set
+    AcceleratorState._reset_state()
     # cpu=True on GPU-less machines lets torchrun-launched processes form a gloo group (MULTI_CPU)
     accelerator = Accelerator(mixed_precision=cfg.run.mixed_precision, cpu=not torch.cuda.is_available())
     run_dir = Path(cfg.run.out_dir)
