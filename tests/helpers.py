@@ -1,6 +1,7 @@
 """Small builders shared by tests."""
 
 import math
+import socket
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,8 @@ def ring_cameras(batch: int, views: int, size: int = 32, radius: float = 2.0, of
     return Cameras(intr.expand(batch, views, 4).clone(), c2w.expand(batch, views, 4, 4).clone(), size, size)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

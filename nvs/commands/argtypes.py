@@ -111,14 +111,19 @@ def _path_text(text: str) -> Path:
     return Path(text)
 
 
+def _check_parents(text: str, path: Path) -> None:
+    """An output path cannot lie below an existing file."""
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise argparse.ArgumentTypeError(f"'{text}' lies below '{parent}', which is a file")
+
+
 def out_dir(text: str) -> str:
     """A folder to write into: it may exist, but not as a file."""
     path = _path_text(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"'{text}' is an existing file; give a folder to write into")
-    for parent in path.parents:
-        if parent.exists() and not parent.is_dir():
-            raise argparse.ArgumentTypeError(f"'{text}' lies below '{parent}', which is a file")
+    _check_parents(text, path)
     return text
 
 
@@ -132,7 +137,5 @@ def out_media(text: str) -> str:
             raise argparse.ArgumentTypeError(f"'{text}' is an existing folder; give a video file name")
     elif path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"'{text}' is an existing file; give a folder for PNG frames or a .mp4/.gif name")
-    for parent in path.parents:
-        if parent.exists() and not parent.is_dir():
-            raise argparse.ArgumentTypeError(f"'{text}' lies below '{parent}', which is a file")
+    _check_parents(text, path)
     return text

@@ -4,7 +4,6 @@ Chromium (Debian's package, driven by Playwright)."""
 import os
 import re
 import shutil
-import socket
 import zipfile
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from nvs.datasets.procedural import object_scene, turntable_cameras
 from nvs.io.media import save_image
-from tests.helpers import ROOT
+from tests.helpers import ROOT, free_port
 
 
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
@@ -25,17 +24,11 @@ SCREENSHOT = ROOT / "docs" / "app.png"  # refreshed with NVS_SCREENSHOT=1
 WAIT_MS = 120_000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url():
     from nvs.viewer.app import launch
 
-    port = _free_port()
+    port = free_port()
     demo = launch(port=port, block=False)
     yield f"http://127.0.0.1:{port}/"
     demo.close()

@@ -6,7 +6,6 @@ within its disk budget, and stopping the server (SIGINT, SIGTERM) removes them a
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,25 +14,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT, free_port
 from nvs.io.untrusted import VIEWER_LIMITS, with_limits
 
 from ..io.attacks import random_image, small_scene, symlink_zip, write_frames, zeros_zip, zip_folder
 
-ROOT = Path(__file__).resolve().parents[2]
 BUDGET = with_limits(VIEWER_LIMITS, unpacked_bytes=8 << 20)  # small enough to exceed in a test
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server():
     from nvs.viewer.app import launch
 
-    port = _free_port()
+    port = free_port()
     demo = launch(port=port, block=False, limits=BUDGET)
     yield f"http://127.0.0.1:{port}/", demo.nvs_app
     demo.close()
@@ -167,7 +160,7 @@ def test_stopping_the_server_removes_every_session_s_files(tmp_path, sig):
 
     temp = tmp_path / "tmp"
     temp.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "TMPDIR": str(temp), "GRADIO_TEMP_DIR": str(temp / "gradio")}
     process = subprocess.Popen([sys.executable, "-m", "nvs", "app", "--port", str(port)], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
