@@ -1,7 +1,7 @@
 """`nvs demo`: the main job end to end on built-in data, with nothing downloaded.
 
 The package ships a small LaCT renderer trained by this project on procedural objects
-(nvs/assets/demo_lact.safetensors, see MODEL_CARD.md). The demo generates held-out scenes from
+(nvs/assets/demo_lact.safetensors, see docs/models/demo_lact.md). The demo generates held-out scenes from
 seeds never used in training, memorises each from its input views, renders held-out views and an
 orbit video, and compares with two references computed in the same run: the nearest input view
 (by camera distance) and the same architecture untrained.

@@ -1,4 +1,4 @@
-"""The Triton kernels against the plain-torch reference, forward and backward. tests/test_kernels.py
+"""The Triton kernels against the plain-torch reference, forward and backward. tests/kernels/test_kernels.py
 runs this module with TRITON_INTERPRET=1 on CPU tensors (Triton's interpreter, in every CI run)
 and, where a CUDA GPU is present, calls ``check(device="cuda", ...)`` at the published size too.
 Odd sizes exercise every mask."""
