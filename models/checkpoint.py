@@ -1,7 +1,9 @@
 """Reading and writing renderer weights.
 
 Formats, detected from the file:
-- ours: ``.safetensors`` whose metadata holds ``format = lact-nvs`` and the JSON ``config``;
+- ours: ``.safetensors`` whose metadata holds ``format = lact-nvs``, the JSON ``config`` and, for
+  renderers trained on re-expressed scenes, ``normalize`` (the scene normalisation rule the
+  renderer expects, applied by default by eval, render and the viewer);
 - the published LaCT checkpoints: a torch ``.pt`` holding ``{"model": state_dict, ...}`` (or a bare
   state dict) with the official key names, also accepted as ``.safetensors`` with those keys.
 Nothing here unpickles code: safetensors, or ``torch.load(weights_only=True)``.
@@ -23,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
 
+from nvs.geometry.scene_normalization import NORMALIZATIONS
 from nvs.io.untrusted import check_model_fields, check_model_size
 from nvs.models.config import ModelConfig
 from nvs.models.full_attention import FullAttentionRenderer
@@ -245,7 +248,8 @@ def load_renderer(
     ``newton_schulz_dtype`` ("bfloat16" as published, "bfloat16_emulated", "float32", "float64")
     overrides the stored setting. Float64 weights load as a float64 model; anything else as float32.
     Whether the file was an official checkpoint is recorded in ``renderer.source_format``
-    ("lact-nvs" or "official").
+    ("lact-nvs" or "official"), the scene normalisation it expects in ``renderer.normalization``
+    (a rule of NORMALIZATIONS, or None when the file names none).
     """
     path = Path(path)
     if not path.is_file():
@@ -289,5 +293,10 @@ def load_renderer(
     _check_fits(cfg, state, path)
     model = build_renderer(cfg).to(_weights_dtype(state))
     _load_weights(model, state, path)
+    normalization = metadata.get("normalize")
+    if normalization is not None and normalization not in NORMALIZATIONS:
+        raise CheckpointError(f"{path}: unknown scene normalisation {normalization!r} in metadata; "
+                              f"expected one of {NORMALIZATIONS}")
     model.source_format = FORMAT_TAG if metadata.get("format") == FORMAT_TAG else "official"
+    model.normalization = normalization
     return model.to(device).eval()

@@ -56,9 +56,11 @@ def add_protocol_arguments(p) -> None:
 
 
 def protocol_defaults(model, normalize: str | None, resize: str | None) -> tuple[str, str]:
-    """(normalisation, resize rule): the ones asked for, else the official ones for an official checkpoint."""
+    """(normalisation, resize rule): the ones asked for, else the renderer's own normalisation (its
+    checkpoint's metadata), else the official ones for an official checkpoint."""
     official = getattr(model, "source_format", "") == "official"
-    return normalize or ("lact" if official else "none"), resize or ("official" if official else "bilinear")
+    own = getattr(model, "normalization", None)
+    return normalize or own or ("lact" if official else "none"), resize or ("official" if official else "bilinear")
 
 
 def run(args: argparse.Namespace) -> int:

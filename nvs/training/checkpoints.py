@@ -42,14 +42,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
 
 
-def save_checkpoint(run_dir: Path, step: int, model, trainer_state: dict[str, Any], keep_last: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model, trainer_state: dict[str, Any], keep_last: int,
+                    normalization: str | None = None) -> Path:
     ckpt_root = run_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"{PREFIX}{step:07d}"
     tmp = ckpt_root / f".tmp-{PREFIX}{step:07d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_renderer(model, tmp / "model.safetensors", {"step": step})
+    save_renderer(model, tmp / "model.safetensors", {"step": step, **({"normalize": normalization} if normalization else {})})
     torch.save(trainer_state, tmp / "trainer.pt")
     if final.exists():
         shutil.rmtree(final)

@@ -34,6 +34,13 @@ class DataConfig:
     # file data: this share of training samples are procedural scenes of kind `scene` instead
     procedural_fraction: float = 0.0
 
+    @property
+    def normalization(self) -> str | None:
+        """The scene normalisation the trained renderer will expect (recorded in its checkpoints):
+        ``lvsm`` when samples are re-expressed in their mean input camera's frame."""
+        only_rooms = self.kind == "procedural" and self.scene == "room"  # procedural rooms are always re-expressed
+        return "lvsm" if self.normalize or only_rooms else None
+
 
 @dataclass
 class OptimConfig:

@@ -306,7 +306,7 @@ def train(
             if accelerator.is_main_process:
                 trainer_state = {"step": done, "skipped": skipped, "optimizer": optimizer.state_dict(), "rng": rng_state(),
                                  "elapsed_s": elapsed_before + time.time() - t0, "warmup_end_s": schedule.warmup_end_s}
-                save_checkpoint(run_dir, done, raw_model, trainer_state, cfg.run.keep_last)
+                save_checkpoint(run_dir, done, raw_model, trainer_state, cfg.run.keep_last, cfg.data.normalization)
             accelerator.wait_for_everyone()
         if last:
             break

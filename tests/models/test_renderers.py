@@ -154,6 +154,21 @@ def test_save_and_load_round_trip(tmp_path):
             assert torch.equal(a, b), k
 
 
+def test_a_checkpoint_names_the_scene_normalisation_its_renderer_expects(tmp_path):
+    from nvs.commands.eval import protocol_defaults
+
+    model = LaCTRenderer(tiny_config())
+    plain = load_renderer(save_renderer(model, tmp_path / "plain.safetensors"))
+    scene = load_renderer(save_renderer(model, tmp_path / "scene.safetensors", {"normalize": "lvsm"}))
+    assert plain.normalization is None and scene.normalization == "lvsm"
+    assert protocol_defaults(plain, None, None) == ("none", "bilinear")
+    assert protocol_defaults(scene, None, None) == ("lvsm", "bilinear")
+    assert protocol_defaults(scene, "none", None) == ("none", "bilinear")  # what the user asks wins
+    save_renderer(model, tmp_path / "bad.safetensors", {"normalize": "sideways"})
+    with pytest.raises(CheckpointError, match="unknown scene normalisation 'sideways'"):
+        load_renderer(tmp_path / "bad.safetensors")
+
+
 def test_load_official_pt_with_wrapper_prefixes(tmp_path):
     from safetensors.torch import load_file
 

@@ -57,6 +57,15 @@ def test_nan_batch_is_skipped_and_counted(tmp_path):
     assert all(torch.isfinite(t).all() for t in state.values())
 
 
+def test_checkpoints_of_re_expressed_scenes_name_their_normalisation(tmp_path):
+    cfg = _cfg(tmp_path, "data.scene=room", "data.num_scenes=2", "optim.steps=1", "optim.batch_size=1")
+    train(cfg, resume=None)
+    model = load_renderer(next((tmp_path / "run" / "checkpoints").iterdir()) / "model.safetensors")
+    assert model.normalization == "lvsm"  # procedural rooms are re-expressed in the mean input camera
+    assert _cfg(tmp_path).data.normalization is None  # objects stay in their own frame
+    assert _cfg(tmp_path, "data.kind=lact", "data.normalize=true").data.normalization == "lvsm"
+
+
 def test_unknown_key_names_the_closest(tmp_path):
     with pytest.raises(ValueError, match="did you mean 'optim.lr'"):
         load_train_config(None, ["optim.lrr=1"])

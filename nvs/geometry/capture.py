@@ -1,0 +1,59 @@
+"""What kind of capture a set of cameras is: a turntable around an object, or a walk through a scene.
+
+The shipped renderers are trained on one kind each (nvs/assets): the object renderer on cameras
+on a sphere looking at its centre, the scene renderer on camera walks through rooms. A capture
+counts as an object capture when the optical axes meet near one point that lies in front of
+the cameras, the cameras keep about the same distance from it, and they see it from directions
+spread over a wide angle. A walk that keeps its gaze on one spot meets the first test but not
+the other two (measured on the furnished-room walks of nvs/datasets/furnished_room.py: arcs up
+to 54 deg at distance ratios of 1.7 and more).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from nvs.cameras import Cameras
+
+CAPTURE_KINDS = ("object", "scene")
+MAX_AXIS_MISS_DEG = 20.0  # how far an optical axis may point away from the common centre
+MIN_ARC_DEG = 60.0  # how widely the cameras must surround the centre
+MAX_DISTANCE_RATIO = 1.5  # farthest over nearest camera distance to the centre
+MIN_SHARE = 0.8  # share of cameras whose axis must point at the centre
+
+
+def axes_meeting_point(c2w: Tensor) -> Tensor | None:
+    """The point closest, in least squares, to every optical axis of c2w [V, 4, 4] (OpenCV, +z
+    forward), or None when the axes are near-parallel and meet nowhere in particular."""
+    c2w = c2w.double()
+    centers, forward = c2w[:, :3, 3], torch.nn.functional.normalize(c2w[:, :3, 2], dim=-1)
+    if len(c2w) < 3:
+        return None
+    proj = torch.eye(3, dtype=c2w.dtype) - forward[:, :, None] * forward[:, None, :]  # [V, 3, 3]
+    a, b = proj.sum(0), (proj @ centers[:, :, None]).sum(0)[:, 0]
+    if float(torch.linalg.svdvals(forward - forward.mean(0)).max()) < 0.2 or torch.linalg.cond(a) > 1e6:
+        return None
+    return torch.linalg.solve(a, b)
+
+
+def capture_kind(cams: Cameras) -> str:
+    """``"object"`` for a capture around an object (turntable, orbit, a ring of photos),
+    ``"scene"`` otherwise (a walk through a room, a forward-facing capture)."""
+    c2w = cams.c2w.reshape(-1, 4, 4).double()
+    center = axes_meeting_point(c2w)
+    if center is None:
+        return "scene"
+    to_center = center - c2w[:, :3, 3]
+    distance = to_center.norm(dim=-1).clamp_min(1e-9)
+    forward = torch.nn.functional.normalize(c2w[:, :3, 2], dim=-1)
+    cos_miss = (to_center * forward).sum(-1) / distance
+    facing = cos_miss > math.cos(math.radians(MAX_AXIS_MISS_DEG))
+    if facing.double().mean() < MIN_SHARE or float(distance.max() / distance.min()) > MAX_DISTANCE_RATIO:
+        return "scene"
+    # the widest angle between two directions from the centre to a camera
+    dirs = -to_center / distance[:, None]
+    arc = math.degrees(math.acos(float((dirs @ dirs.T).min().clamp(-1, 1))))
+    return "object" if arc >= MIN_ARC_DEG else "scene"

@@ -1,0 +1,61 @@
+import math
+
+import torch
+
+from nvs.cameras import Cameras, look_at
+from nvs.geometry.capture import axes_meeting_point, capture_kind
+
+from tests.helpers import ring_cameras, shared_path
+
+
+def _cameras(eye: torch.Tensor, target: torch.Tensor) -> Cameras:
+    c2w = look_at(eye, target, torch.tensor([0.0, 0.0, 1.0]).expand_as(eye))
+    return Cameras(torch.tensor([40.0, 40.0, 32.0, 32.0]).expand(len(eye), 4), c2w, 64, 64)
+
+
+def test_a_ring_around_an_object_is_an_object_capture():
+    cams = ring_cameras(1, 8)[0]
+    assert capture_kind(cams) == "object"
+    assert torch.allclose(axes_meeting_point(cams.c2w), torch.zeros(3, dtype=torch.float64), atol=1e-5)
+
+
+def test_a_quarter_turn_around_an_object_is_an_object_capture():
+    az = torch.linspace(0, math.pi / 2, 6)
+    eye = torch.stack([2 * torch.cos(az), 2 * torch.sin(az), torch.full_like(az, 0.8)], -1)
+    assert capture_kind(_cameras(eye, torch.zeros(6, 3))) == "object"
+
+
+def test_a_forward_facing_capture_is_a_scene():
+    eye = torch.stack([torch.linspace(-0.3, 0.3, 6), torch.zeros(6), torch.zeros(6)], -1)
+    assert capture_kind(_cameras(eye, eye + torch.tensor([0.0, 3.0, 0.0]))) == "scene"
+
+
+def test_a_walk_towards_a_gaze_target_is_a_scene():
+    """Every axis meets the target, but the distance to it halves along the walk."""
+    eye = torch.stack([torch.linspace(-1.0, 0.0, 6), torch.linspace(-3.0, -1.5, 6), torch.full((6,), 1.5)], -1)
+    assert capture_kind(_cameras(eye, torch.zeros(6, 3))) == "scene"
+
+
+def test_a_short_sideways_walk_is_a_scene():
+    """The axes meet, the distances agree, but the arc around the gaze target is only ~20 deg."""
+    az = torch.linspace(-0.17, 0.17, 6)
+    eye = torch.stack([3 * torch.sin(az), -3 * torch.cos(az), torch.full_like(az, 1.5)], -1)
+    assert capture_kind(_cameras(eye, torch.zeros(6, 3))) == "scene"
+
+
+def test_cameras_looking_away_from_each_other_are_a_scene():
+    """A panorama from one spot: the axes' closest point is behind every camera."""
+    az = torch.linspace(0, 2 * math.pi, 9)[:-1]
+    eye = 0.1 * torch.stack([torch.cos(az), torch.sin(az), torch.zeros_like(az)], -1)
+    assert capture_kind(_cameras(eye, eye * 20)) == "scene"
+
+
+def test_two_cameras_are_a_scene():
+    assert axes_meeting_point(ring_cameras(1, 2)[0].c2w) is None
+    assert capture_kind(ring_cameras(1, 2)[0]) == "scene"
+
+
+def test_the_middlebury_temple_ring_is_an_object_capture():
+    from nvs.datasets.formats import read_any_scene
+
+    assert capture_kind(read_any_scene(shared_path("middlebury_templeSparseRing")).cameras) == "object"
