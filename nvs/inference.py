@@ -164,3 +164,17 @@ def render_cameras(model: torch.nn.Module, state, cams: Cameras, chunk: int = 8,
             progress("rendering", min(1.0, (i + chunk) / cams.shape[0]))
     images = torch.cat(out) if out else torch.zeros(0, 3, cams.height, cams.width)
     return images, seconds
+
+
+def capture_warning(model: torch.nn.Module, cams: Cameras) -> str | None:
+    """A warning when the input cameras walk through a scene (nvs.geometry.capture) but the
+    renderer works in an object frame (it names no scene normalisation and is not a published
+    scene checkpoint), as the shipped object renderer does; None otherwise."""
+    from nvs.geometry.capture import capture_kind
+
+    if getattr(model, "normalization", None) or getattr(model, "source_format", "") == "official":
+        return None
+    if capture_kind(cams) == "object":
+        return None
+    return ("the input cameras walk through a scene rather than circle an object, and this renderer was trained "
+            "on objects: expect blurred views; adapting it to the scene's own photos helps")

@@ -52,3 +52,15 @@ def test_bf16_renders_close_to_fp32():
     assert out["bf16"].dtype == torch.float32
     diff = (out["bf16"] - out["fp32"]).abs()
     assert 0 < diff.max() and diff.mean() < 0.01  # bf16 did run, and rounds only
+
+
+def test_a_scene_walk_given_to_an_object_renderer_is_warned_about():
+    from nvs.datasets.procedural import room_scene
+    from nvs.inference import capture_warning
+
+    model = LaCTRenderer(tiny_config()).eval()
+    walk, ring = room_scene(3, 8, 32, 32).cameras, ring_cameras(1, 8)[0]
+    assert "walk through a scene" in capture_warning(model, walk)
+    assert capture_warning(model, ring) is None
+    model.normalization = "lvsm"  # a renderer trained on re-expressed scenes
+    assert capture_warning(model, walk) is None

@@ -3,4 +3,4 @@
 from pathlib import Path
 
 ASSETS = Path(__file__).parent
-DEMO_CHECKPOINT = ASSETS / "demo_lact.safetensors"
+OBJECT_CHECKPOINT = ASSETS / "demo_lact.safetensors"

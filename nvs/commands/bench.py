@@ -106,11 +106,11 @@ def report(name: str, rows: list[dict], out: Path) -> None:
 
 
 def run_bench_adapt(args: argparse.Namespace) -> None:
-    from nvs.assets import DEMO_CHECKPOINT
+    from nvs.assets import OBJECT_CHECKPOINT
     from nvs.commands.bench_adapt import bench_adapt, plot_gain, summarize
     from nvs.models import load_renderer
 
-    model = load_renderer(args.checkpoint or DEMO_CHECKPOINT)
+    model = load_renderer(args.checkpoint or OBJECT_CHECKPOINT)
     rows = bench_adapt(model, Path(args.out), tuple(args.sets), args.scenes, tuple(args.budgets))
     report("adapt-summary", summarize(rows), Path(args.out))
     plot = plot_gain(rows, Path(args.out) / "adapt.png")

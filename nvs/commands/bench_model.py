@@ -156,13 +156,13 @@ def bench_lact_layer(out: Path, token_counts=(1024, 4096, 16384, 65536), chunks=
 
 # ----- renderers ----------------------------------------------------------------------------------
 def _views_model(arch: str):
-    from nvs.assets import DEMO_CHECKPOINT
+    from nvs.assets import OBJECT_CHECKPOINT
     from nvs.models import build_renderer
     from nvs.models.checkpoint import load_renderer
     from nvs.models.config import ModelConfig
 
     torch.manual_seed(0)  # the same weights in every child process
-    base = load_renderer(DEMO_CHECKPOINT).config
+    base = load_renderer(OBJECT_CHECKPOINT).config
     return build_renderer(ModelConfig(**{**base.to_dict(), "arch": arch})).eval()
 
 

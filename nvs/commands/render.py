@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 
+from nvs.assets import OBJECT_CHECKPOINT
 from nvs.cameras import Cameras
 from nvs.commands.eval import add_protocol_arguments, protocol_defaults
 from nvs.commands.adapt import add_adapt_options, options_from_args
@@ -14,7 +15,8 @@ from nvs.geometry.camera_paths import make_path
 from nvs.geometry.scene_normalization import SceneNormalization
 from nvs.datasets.formats import load_views, read_any_scene
 from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_eval_index, spread_order
-from nvs.inference import DEVICE_HELP, add_inference_arguments, configure_inference, memorize_views, render_cameras, resolve_device
+from nvs.inference import (DEVICE_HELP, add_inference_arguments, capture_warning, configure_inference, memorize_views,
+                           render_cameras, resolve_device)
 from nvs.io.media import save_video
 from nvs.models import load_renderer
 from nvs.commands import argtypes as T
@@ -64,6 +66,9 @@ def render_path(checkpoint: Path, scene: Path, path: str, frames: int, fps: floa
     record = read_any_scene(scene, scene_index)
     chosen = choose_inputs(record, views, selection, scene, scene_index, index)
     images, cams = load_views(record, chosen, *size, resize=resize)
+    warning = capture_warning(model, cams)
+    if warning:
+        print(f"warning: {warning} (--adapt)")
     path_cams, path_fps = make_path(path, cams, frames)
     if (path_cams.height, path_cams.width) != size:
         path_cams = path_cams.resize(*size)
@@ -90,7 +95,8 @@ def render_path(checkpoint: Path, scene: Path, path: str, frames: int, fps: floa
     summary = {"checkpoint": str(checkpoint), "scene": record.name, "input_views": chosen, "selection": selection,
                "normalize": normalize, "resize": resize, "path": path,
                "frames": int(video.shape[0]), "fps": fps, "size": list(size), "output": str(out),
-               "device": str(device), "dtype": dtype, "memorize_s": memorize_s, "render_s_per_frame": render_s / video.shape[0]}
+               "device": str(device), "dtype": dtype, "memorize_s": memorize_s, "render_s_per_frame": render_s / video.shape[0],
+               "warnings": [warning] if warning else []}
     if adapted is not None:
         summary["adaptation"] = adapted.summary()
     Path(str(out) + ".json").write_text(json.dumps(summary, indent=2))
@@ -99,7 +105,8 @@ def render_path(checkpoint: Path, scene: Path, path: str, frames: int, fps: floa
 
 def add_parser(sub) -> None:
     p = sub.add_parser("render", help="render a video along a camera path")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", type=Path, default=OBJECT_CHECKPOINT,
+                   help="ours (.safetensors) or a published LaCT .pt; default: the shipped object renderer")
     p.add_argument("--scene", required=True, help="data set folder/index, opencv_cameras.json, or an LVSM scene JSON")
     p.add_argument("--scene-index", type=T.nonneg_int(10**9), default=0, help="which scene of a data set")
     p.add_argument("--path", default="orbit", help="orbit | spiral | interpolate | nerfstudio camera_path.json")

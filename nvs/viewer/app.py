@@ -21,7 +21,8 @@ from nvs.viewer import session as viewer
 from nvs.datasets.procedural import HELDOUT_SEED
 from nvs.geometry.camera_paths import PATH_KINDS
 from nvs.viewer.camera_plot import camera_figure
-from nvs.assets import DEMO_CHECKPOINT
+from nvs.assets import OBJECT_CHECKPOINT
+from nvs.inference import capture_warning
 from nvs.io.media import to_uint8
 from nvs.io.untrusted import VIEWER_LIMITS, Limits, bounded_number, public_message
 from nvs.viewer.session_files import SESSION_TTL_S, SessionFolders, check_port
@@ -80,7 +81,7 @@ def _timings(scene: viewer.ViewerScene) -> str:
 class ViewerApp:
     """The handlers, bound to one renderer shared (read-only) by all sessions."""
 
-    def __init__(self, checkpoint: str | Path = DEMO_CHECKPOINT, size: int = 128, input_views: int = 8,
+    def __init__(self, checkpoint: str | Path = OBJECT_CHECKPOINT, size: int = 128, input_views: int = 8,
                  device: str = "auto", memory_budget: str | int | None = "auto", dtype: str = "fp32",
                  limits: Limits = VIEWER_LIMITS):
         from nvs.inference import configure_inference, resolve_device
@@ -136,8 +137,9 @@ class ViewerApp:
         else:
             metrics = f"**Held-out views:** {note}"
         status = f"**{scene.name}**: {scene.images.shape[0]} input views at {self.size}×{self.size} · {_timings(scene)} · {timing}"
-        if scene.notes:
-            status += "\n\n" + "\n".join(f"- {n}" for n in scene.notes)
+        notes = [*scene.notes, *filter(None, [capture_warning(self.model, scene.cameras)])]
+        if notes:
+            status += "\n\n" + "\n".join(f"- {n}" for n in notes)
         gallery = [(img, f"input {i}") for i, img in enumerate(to_uint8(scene.images))]
         return (session, status, gallery, pose.azimuth, pose.elevation, pose.distance, pose.fov,
                 image, figure, pairs, metrics)
@@ -286,7 +288,7 @@ def launch(checkpoint: str | Path | None = None, port: int = 7860, share: bool =
     """Build and serve the app; the queue runs one heavy job at a time, 32 waiting at most. The
     sessions' files are removed when the server stops (SIGINT, SIGTERM, exit or ``demo.close()``)."""
     check_port(host, port)  # before loading the renderer: a busy port is a message, not a traceback
-    app = ViewerApp(checkpoint or DEMO_CHECKPOINT, size, device=device, memory_budget=memory_budget, dtype=dtype,
+    app = ViewerApp(checkpoint or OBJECT_CHECKPOINT, size, device=device, memory_budget=memory_budget, dtype=dtype,
                     limits=limits)
     demo = app.build()
     demo.nvs_app = app  # its session folders, for tests and tools

@@ -189,9 +189,9 @@ def test_cli_reconstruct_then_render(tmp_path, capsys):
     assert main(["reconstruct", str(folder), "--out", str(tmp_path / "scene"), "--max-size", "256",
                  "--threads", "-1"]) == 0
     assert "registered 24 of 24 photos" in capsys.readouterr().out
-    from nvs.assets import DEMO_CHECKPOINT
+    from nvs.assets import OBJECT_CHECKPOINT
 
-    assert main(["render", "--checkpoint", str(DEMO_CHECKPOINT), "--scene", str(tmp_path / "scene"), "--frames", "4",
+    assert main(["render", "--checkpoint", str(OBJECT_CHECKPOINT), "--scene", str(tmp_path / "scene"), "--frames", "4",
                  "--size", "64", "64", "--views", "4", "--out", str(tmp_path / "orbit.mp4")]) == 0
     assert (tmp_path / "orbit.mp4").stat().st_size > 1000
     assert main(["reconstruct", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2

@@ -15,7 +15,7 @@ from nvs.cameras import Cameras
 from nvs.datasets.formats import write_lact_scene
 from nvs.datasets.nerfstudio import write_nerfstudio_scene
 from nvs.datasets.procedural import OBJECT_RADIUS, object_scene
-from nvs.assets import DEMO_CHECKPOINT
+from nvs.assets import OBJECT_CHECKPOINT
 from nvs.models import load_renderer
 from nvs.geometry.scene_normalization import rotation_between
 from tests.helpers import FIXTURES
@@ -117,7 +117,7 @@ def test_too_many_photos_and_no_photos_are_refused(tmp_path):
 
 @pytest.mark.slow
 def test_memorise_render_score_and_video(tmp_path):
-    model = load_renderer(DEMO_CHECKPOINT)
+    model = load_renderer(OBJECT_CHECKPOINT)
     scene = viewer.example_scene(seed=HELDOUT_SEED, input_views=4, heldout_views=2, size=64)
     state = viewer.memorize(model, scene)
     pred, scores, note = viewer.score_heldout(model, state, scene)
@@ -157,10 +157,10 @@ def test_app_device_is_checked():
     from nvs.viewer.app import ViewerApp
 
     with pytest.raises(ValueError, match="not a device name"):
-        ViewerApp(DEMO_CHECKPOINT, device="tpu")
+        ViewerApp(OBJECT_CHECKPOINT, device="tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="sees no CUDA GPU"):
-            ViewerApp(DEMO_CHECKPOINT, device="cuda")
+            ViewerApp(OBJECT_CHECKPOINT, device="cuda")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run where one is present)")
@@ -170,7 +170,7 @@ def test_viewer_renders_on_the_gpu():
     scene = viewer.example_scene()
     scores = {}
     for device in ("cpu", "cuda"):
-        model = load_renderer(DEMO_CHECKPOINT, device=device)
+        model = load_renderer(OBJECT_CHECKPOINT, device=device)
         state = viewer.memorize(model, scene)
         pose = viewer.initial_pose(scene)
         image = viewer.render_views(model, state, viewer.virtual_camera(scene, pose))
