@@ -114,7 +114,8 @@ class Losses:
                 from nvs.evaluation.lpips import lpips_model
 
                 self._lpips = lpips_model(self.cfg.lpips_net).to(self.device)
-            perceptual = self._lpips(pred.flatten(0, 1).float(), target.flatten(0, 1).float()).mean()
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.lpips_bf16):
+                perceptual = self._lpips(pred.flatten(0, 1).float(), target.flatten(0, 1).float()).mean().float()
             loss = loss + self.cfg.lpips_weight * perceptual
             logs["lpips"] = perceptual.item()
         return loss, logs

@@ -169,6 +169,21 @@ def test_lpips_loss_switches_on(tmp_path):
     assert summary["history"][2]["lpips"] > 0
 
 
+def test_lpips_loss_in_bfloat16_is_the_same_loss_to_a_few_thousandths():
+    from nvs.training.config import load_train_config
+    from nvs.training.loop import Losses
+
+    pred, target = torch.rand(1, 4, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.rand(1, 4, 3, 32, 32)
+    values = {}
+    for bf16 in (False, True):
+        cfg = load_train_config(None, ["loss.lpips_weight=1", "loss.lpips_start=0", "loss.lpips_net=alex",
+                                       f"loss.lpips_bf16={str(bf16).lower()}"])
+        loss, logs = Losses(cfg, torch.device("cpu"))(pred, target, step=0)
+        assert loss.dtype == torch.float32
+        values[bf16] = logs["lpips"]
+    assert values[True] == pytest.approx(values[False], abs=5e-3) and values[True] != values[False]
+
+
 def test_missing_data_path_is_named(tmp_path):
     with pytest.raises(ValueError, match="nowhere.*does not exist"):
         train(_cfg(tmp_path, "data.kind=lact", f"data.path={tmp_path / 'nowhere'}", "optim.steps=1"), resume=None)
