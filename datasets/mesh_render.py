@@ -15,12 +15,16 @@ so the intrinsics pass through unchanged; only the pose changes axes (OpenGL loo
 y up): c2w_gl = c2w_cv @ diag(1, -1, -1, 1).
 
 One offscreen context per image size is kept and reused (creating one costs far more than a view).
+An EGL context can be current in one thread at a time and pyrender never releases one, so renders
+are serialised by a lock and each releases its context when done: a viewer's worker threads can
+then take turns.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from dataclasses import dataclass
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # before OpenGL is first imported
@@ -33,6 +37,7 @@ from nvs.cameras import Cameras, opencv_to_opengl
 
 _RENDERERS: dict[tuple[int, int], object] = {}
 _UNAVAILABLE: list[str] = []
+_GL_LOCK = threading.RLock()
 
 
 def unavailable_reason() -> str | None:
@@ -40,7 +45,8 @@ def unavailable_reason() -> str | None:
     if _UNAVAILABLE:
         return _UNAVAILABLE[0]
     try:
-        _renderer(8, 8)
+        with _GL_LOCK:
+            _release(_renderer(8, 8))
     except Exception as exc:  # noqa: BLE001 - any failure to open a GL context means "unavailable"
         _UNAVAILABLE.append(f"headless OpenGL is unavailable ({type(exc).__name__}: {exc}); install pyrender and "
                             "Mesa's EGL (Debian: libegl1 libegl-mesa0 libgl1-mesa-dri; `make assets`)")
@@ -48,7 +54,17 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def _release(renderer) -> None:
+    """Make the renderer's EGL context current in no thread (pyrender's make_uncurrent does nothing)."""
+    display = getattr(renderer._platform, "_egl_display", None)
+    if display is not None:
+        from OpenGL.EGL import EGL_NO_CONTEXT, EGL_NO_SURFACE, eglMakeCurrent
+
+        eglMakeCurrent(display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT)
+
+
 def _renderer(height: int, width: int):
+    """The offscreen renderer of this image size (call with _GL_LOCK held)."""
     # Mesa's llvmpipe and Triton (which torch.compile imports) each link their own LLVM: importing
     # Triton after an EGL context exists crashes the process, while the other order is safe.
     if importlib.util.find_spec("triton") is not None:
@@ -202,19 +218,23 @@ def render_views(scene, cams: Cameras, znear: float = 0.05, zfar: float = 100.0)
     the scene's background colour; alpha = coverage) and z-depth [V, 1, H, W] (inf = background)."""
     import pyrender
 
-    renderer = _renderer(cams.height, cams.width)
     rgba, depth = [], []
     intr = cams.intrinsics.double().numpy()
     c2w_gl = opencv_to_opengl(cams.c2w.double()).numpy()
-    for i in range(cams.shape[0]):
-        fx, fy, cx, cy = intr[i]
-        node = scene.add(pyrender.IntrinsicsCamera(fx, fy, cx, cy, znear=znear, zfar=zfar), pose=c2w_gl[i])
+    with _GL_LOCK:
+        renderer = _renderer(cams.height, cams.width)
         try:
-            color, z = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
+            for i in range(cams.shape[0]):
+                fx, fy, cx, cy = intr[i]
+                node = scene.add(pyrender.IntrinsicsCamera(fx, fy, cx, cy, znear=znear, zfar=zfar), pose=c2w_gl[i])
+                try:
+                    color, z = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
+                finally:
+                    scene.remove_node(node)
+                rgba.append(color)
+                depth.append(z)
         finally:
-            scene.remove_node(node)
-        rgba.append(color)
-        depth.append(z)
+            _release(renderer)
     # stacked in numpy: torch's threaded copies stall while llvmpipe's threads hold the cores
     images = torch.from_numpy(np.stack(rgba).transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
     z = torch.from_numpy(np.stack(depth)[:, None].astype(np.float32))

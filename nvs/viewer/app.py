@@ -94,6 +94,7 @@ class ViewerApp:
         if size <= 0 or size % patch:
             raise ValueError(f"--size {size} is not a positive multiple of {self.checkpoint.name}'s patch size {patch}")
         self.size = size
+        self.example_kinds = viewer.example_kinds()
         self.input_views = input_views
         self.limits = limits
         self.folders = SessionFolders()
@@ -155,11 +156,13 @@ class ViewerApp:
         return to_uint8(image), figure, f"render {seconds * 1000:.0f} ms/view"
 
     @readable_errors
-    def load_example(self, seed, views, session, progress=gr.Progress()):
+    def load_example(self, seed, views, session, kind="procedural object", progress=gr.Progress()):
         progress(0.0, desc="generating the example")
+        if kind not in self.example_kinds:
+            raise gr.Error(f"unknown example {kind!r}; choose one of {', '.join(self.example_kinds)}", print_exception=False)
         seed = bounded_number(seed, "seed", "the example", 0, 2**32 - 1, integer=True)
         views = _views(views)
-        return self._load(session, lambda work: viewer.example_scene(seed, views, 4, self.size), progress)
+        return self._load(session, lambda work: viewer.example_scene(seed, views, 4, self.size, kind), progress)
 
     @readable_errors
     def load_photos(self, files, views, session, progress=gr.Progress()):
@@ -231,7 +234,9 @@ class ViewerApp:
             with gr.Row():
                 with gr.Column(scale=1):
                     with gr.Tab("Example"):
-                        seed = gr.Number(HELDOUT_SEED, precision=0, label="procedural object seed (held out from training)")
+                        example = gr.Radio(list(self.example_kinds), value=self.example_kinds[0], label="example",
+                                           elem_id="example-kind")
+                        seed = gr.Number(HELDOUT_SEED, precision=0, label="seed (objects and models held out from training)")
                         example_btn = gr.Button("Load example", variant="primary", elem_id="load-example")
                     with gr.Tab("Photos"):
                         photos = gr.File(file_count="multiple", label=f"photos, a zip of photos or a video (≤ {viewer.MAX_PHOTOS} photos)",
@@ -269,7 +274,7 @@ class ViewerApp:
                 metrics = gr.Markdown("", elem_id="metrics")
 
             scene_outputs = [session, status, gallery, azimuth, elevation, distance, fov, image, plot, heldout, metrics]
-            example_btn.click(self.load_example, [seed, views, session], scene_outputs, api_name="load_example")
+            example_btn.click(self.load_example, [seed, views, session, example], scene_outputs, api_name="load_example")
             photos_btn.click(self.load_photos, [photos, views, session], scene_outputs, api_name="reconstruct")
             posed_btn.click(self.load_posed, [posed, views, session], scene_outputs, api_name="load_posed")
             pose_inputs = [azimuth, elevation, distance, fov, session]

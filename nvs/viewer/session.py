@@ -60,13 +60,34 @@ class ViewPose:
     fov: float = 50.0
 
 
-def example_scene(seed: int = HELDOUT_SEED, input_views: int = 8, heldout_views: int = 4, size: int = 128) -> ViewerScene:
-    """A procedural object (a held-out seed by default) with ground truth for every view."""
+def example_kinds() -> tuple[str, ...]:
+    """The built-in examples this machine can make: renders of held-out furniture models where
+    Debian's furniture package and headless OpenGL are installed (``make assets``), and procedural
+    objects everywhere."""
+    from nvs.datasets.asset_scenes import unavailable_reason
+
+    return ("furniture model", "procedural object") if unavailable_reason() is None else ("procedural object",)
+
+
+def example_scene(seed: int = HELDOUT_SEED, input_views: int = 8, heldout_views: int = 4, size: int = 128,
+                  kind: str = "procedural object") -> ViewerScene:
+    """A built-in example with ground truth for every view: a procedural object (a held-out seed by
+    default) or a furniture model of the held-out split (``seed`` picks the model and its turn)."""
     t0 = time.perf_counter()
-    scene = object_scene(int(seed), input_views + heldout_views, size, size)
-    return ViewerScene(f"procedural object {seed}", scene.images[:input_views], scene.cameras[:input_views],
-                       scene.images[input_views:], scene.cameras[input_views:],
-                       {"generate": time.perf_counter() - t0})
+    views = input_views + heldout_views
+    if kind == "furniture model":
+        from nvs.datasets.asset_scenes import generate_asset_scene
+
+        scene = generate_asset_scene("furniture", int(seed), views, size, size, split="val")
+        piece = scene.attribution[0]
+        name = f"held-out furniture model '{piece['name']}'"
+        notes = [f"model '{piece['name']}' by {piece['creator']}, {piece['licence']} ({piece['library']})"]
+    elif kind == "procedural object":
+        scene, name, notes = object_scene(int(seed), views, size, size), f"procedural object {seed}", []
+    else:
+        raise ValueError(f"unknown example {kind!r}; choose one of {example_kinds()}")
+    return ViewerScene(name, scene.images[:input_views], scene.cameras[:input_views], scene.images[input_views:],
+                       scene.cameras[input_views:], {"generate": time.perf_counter() - t0}, notes)
 
 
 def normalize_to_object_frame(cams: Cameras, others: Cameras | None = None) -> tuple[Cameras, Cameras | None]:

@@ -103,3 +103,29 @@ def test_rendering_is_deterministic(tmp_path):
     second = mesh_render.render_views(mesh_render.build_scene([(mesh_render.make_mesh(model.parts), np.eye(4))], light, 0.2), cams)[0]
     assert torch.equal(first, second)
     assert not torch.equal(first[0], first[1])
+
+
+def test_threads_take_turns_with_the_gl_context(tmp_path):
+    """A viewer's worker threads render one after another: the context is released after each render."""
+    import threading
+
+    model = _quad_model(tmp_path)
+    light = [mesh_render.Light("point", np.array([0.3, -1.0, 1.0]), np.ones(3), 4.0)]
+    cams = _camera([0.5, -2.0, 0.8], [0.0, 0.0, 0.5])
+    here = mesh_render.render_views(mesh_render.build_scene([(mesh_render.make_mesh(model.parts), np.eye(4))], light, 0.2), cams)[0]
+    results, errors = [], []
+
+    def work():
+        try:
+            scene = mesh_render.build_scene([(mesh_render.make_mesh(model.parts), np.eye(4))], light, 0.2)
+            results.append(mesh_render.render_views(scene, cams)[0])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(results) == 3 and all(torch.equal(r, here) for r in results)

@@ -13,6 +13,7 @@ import pytest
 
 from nvs.datasets.procedural import object_scene, turntable_cameras
 from nvs.io.media import save_image
+from nvs.viewer import session as viewer
 from tests.helpers import ROOT, free_port
 
 
@@ -135,7 +136,7 @@ def _drag(page, selector: str, fraction: float) -> None:
 @pytest.mark.slow
 def test_browser_example_then_slider_changes_the_view(page, tmp_path):
     page.locator("#load-example").click()
-    _wait_status(page, "procedural object")
+    _wait_status(page, "held-out furniture model" if "furniture model" in viewer.example_kinds() else "procedural object")
     page.locator("#view img").wait_for(timeout=WAIT_MS)
     src = page.locator("#view img").get_attribute("src")
     before = _view_pixels(page)
@@ -193,5 +194,6 @@ def test_browser_bad_inputs_show_messages_and_the_page_stays_usable(page, ring_p
     page.get_by_text("points outside the archive").first.wait_for(timeout=WAIT_MS)
 
     page.get_by_role("tab", name="Example").click()
+    page.locator("#example-kind").get_by_text("procedural object").click()
     page.locator("#load-example").click()
     _wait_status(page, "procedural object")

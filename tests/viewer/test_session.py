@@ -198,3 +198,24 @@ def test_app_adapts_to_the_scene_and_reports_before_and_after():
     assert re.search(r"held-out views: PSNR [0-9.]+ → [0-9.]+", report), report
     assert ("unadapted model is kept" in report) == (session.model is None)
     assert session.scene.timings["adapt"] <= 5 * 1.5
+
+
+def test_a_held_out_furniture_model_is_an_example_with_its_attribution():
+    from nvs.datasets.asset_scenes import unavailable_reason
+    from nvs.datasets.furniture import split_of
+
+    if unavailable_reason():
+        pytest.skip(unavailable_reason())
+    assert viewer.example_kinds()[0] == "furniture model"
+    scene = viewer.example_scene(seed=3, input_views=4, heldout_views=2, size=32, kind="furniture model")
+    assert scene.images.shape == (4, 3, 32, 32) and scene.heldout_images.shape == (2, 3, 32, 32)
+    assert "held-out furniture model" in scene.name and " by " in scene.notes[0] and "CC" in scene.notes[0]
+    from nvs.datasets.asset_scenes import generate_asset_scene
+
+    piece_id = generate_asset_scene("furniture", 3, 1, 16, 16, split="val").attribution[0]["id"]
+    assert split_of(piece_id) == "val"  # never trained on
+
+
+def test_an_unknown_example_is_named():
+    with pytest.raises(ValueError, match="unknown example 'teapot'"):
+        viewer.example_scene(kind="teapot")
