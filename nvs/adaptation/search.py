@@ -8,7 +8,7 @@ adapt(base, images [K, 3, H, W], cams [K]) only ever sees the scene's input view
    on the training views with the base model; the best is adapted in.
 3. Augmentation set: each candidate set trains for a short slice; the verifier picks one, which
    trains on for the rest of the budget.
-4. Steps: the verifier scores the adapter every ``verify_every`` steps; the best step is kept.
+4. Steps: tasks train on MSE (plus ``lpips_weight`` times LPIPS); the verifier scores the adapter every ``verify_every`` steps; the best step is kept.
 5. Fallback: unless the best verified state beats the unadapted base model in the scene's own
    frame by ``min_gain_db``, the result is the base model unchanged. A new frame must likewise
    beat the given one by ``frame_margin_db``: the frame a scene comes in is the first guess.
@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from nvs.adaptation.adapter import Adapter, AdaptedRenderer, TrainableCopy, apply_adapter, check_parts, param_checksum
 from nvs.adaptation.frames import SceneFrame, frame_candidates
+from nvs.adaptation.loss import photometric_loss
 from nvs.adaptation.tasks import sample_task, split_verifier
 from nvs.cameras import Cameras
 from nvs.inference import model_device
@@ -53,6 +54,7 @@ class AdaptOptions:
     loo_tasks: int = 3  # leave-one-out renders per frame candidate
     min_gain_db: float = 0.3  # a single held-out view is a noisy judge: small gains are not trusted
     frame_margin_db: float = 0.3  # a new frame must beat the given one by this much (leave-one-out PSNR)
+    lpips_weight: float = 0.0  # training loss: MSE + this weight times LPIPS (alex) on each task's answer
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,12 +65,16 @@ class AdaptOptions:
             raise ValueError("max_steps must be >= 0")
         if not self.augmentation_sets:
             raise ValueError("give at least one augmentation set (an empty one means none)")
+        if not self.lpips_weight >= 0:
+            raise ValueError(f"the LPIPS weight of the adaptation loss must be >= 0, got {self.lpips_weight}")
 
 
 @dataclass
 class AdaptResult:
     """model: the renderer to use (the base one wrapped, when the fallback applies); adapter: what
-    was learned (empty for the fallback); curve: the verifier's scores."""
+    was learned (empty for the fallback); curve: the verifier's scores; last_adapter: the state
+    after the final training step, before the verifier's choice (None when nothing trained; for
+    measuring the training itself)."""
 
     model: AdaptedRenderer
     adapter: Adapter
@@ -80,6 +86,7 @@ class AdaptResult:
     augmentations: tuple[str, ...] = ()
     steps: int = 0
     seconds: float = 0.0
+    last_adapter: Adapter | None = None
 
     def summary(self) -> dict:
         return {"fallback": self.fallback, "base_verifier_psnr": self.base_verifier_psnr,
@@ -202,6 +209,8 @@ def adapt(base: nn.Module, images: Tensor, cams: Cameras, options: AdaptOptions 
     f_images, f_cams = tr_images, frame.apply(tr_cams)
 
     best = {"psnr": frame_score, "adapter": None, "step": 0, "augs": ()}
+    last: dict = {"adapter": None}
+    task_loss = photometric_loss(opts.lpips_weight)
     total_steps = 0
     step_s = 2.5 * render_s  # a training step renders fewer views but also runs backward: a first guess
 
@@ -226,7 +235,7 @@ def adapt(base: nn.Module, images: Tensor, cams: Cameras, options: AdaptOptions 
             device = model_device(copy_.model)
             pred = copy_.model(task.context[None].to(device), task.context_cams.unsqueeze(0).to(device),
                                task.answer_cams.unsqueeze(0).to(device))[0]
-            loss = F.mse_loss(pred, task.answer.to(device))
+            loss = task_loss(pred, task.answer.to(device))
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(copy_.parameters(), 1.0)
@@ -240,6 +249,8 @@ def adapt(base: nn.Module, images: Tensor, cams: Cameras, options: AdaptOptions 
             progress(f"adapt: {phase}", min(1.0, max(clock.elapsed / until_s, steps / max_steps if max_steps else 0.0)))
         if loss is not None and verified != steps:
             verify(loss)
+        if loss is not None:
+            last["adapter"] = copy_.adapter(checksum, frame)
         return steps
 
     def new_run():
@@ -280,4 +291,4 @@ def adapt(base: nn.Module, images: Tensor, cams: Cameras, options: AdaptOptions 
                          "step": best["step"] if not fallback else 0, "augmentations": list(best["augs"])})
     return AdaptResult(apply_adapter(base, adapter, check=False), adapter, fallback, base_score,
                        best["psnr"] if not fallback else base_score, curve, frames_report,
-                       best["augs"] if not fallback else (), total_steps, clock.elapsed)
+                       best["augs"] if not fallback else (), total_steps, clock.elapsed, last["adapter"])
