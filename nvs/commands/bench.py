@@ -118,6 +118,17 @@ def run_bench_adapt(args: argparse.Namespace) -> None:
         print(f"wrote {plot} (gain against budget)")
 
 
+def run_bench_adapt_ablation(args: argparse.Namespace) -> None:
+    from nvs.assets import DEMO_CHECKPOINT
+    from nvs.commands.bench_adapt_ablation import ablation_arms, bench_adapt_ablation, summarize_ablation
+    from nvs.models import load_renderer
+
+    arms = ablation_arms(args.augmentations, args.lpips_weights)
+    model = load_renderer(args.checkpoint or DEMO_CHECKPOINT)
+    rows = bench_adapt_ablation(model, Path(args.out), tuple(args.sets), args.scenes, arms, args.steps, args.seed)
+    report("adapt-ablation-summary", summarize_ablation(rows), Path(args.out))
+
+
 def add_parser(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks (print a table, write DIR/<name>.json)").add_subparsers(dest="bench_command", required=True)
     p = bench.add_parser("generator", help="scene generator throughput (views/s)")
@@ -182,6 +193,20 @@ def add_parser(sub) -> None:
     p.add_argument("--budgets", type=T.positive_float(86_400), nargs="+", default=[60.0], help="adaptation budgets in seconds (several: a plot)")
     p.add_argument("--out", default="outputs/bench")
     p.set_defaults(func=run)
+    p = bench.add_parser("adapt-ablation", help="test-time adaptation: each augmentation set and training loss alone, "
+                         "a fixed number of steps (target-view scores)")
+    p.add_argument("--checkpoint", help="default: the shipped object demo model")
+    p.add_argument("--sets", nargs="+", default=["rooms", "furnished-rooms", "temple", "furniture"],
+                   choices=["objects", "objects-detail", "rooms", "temple", "furniture", "furnished-rooms"])
+    p.add_argument("--scenes", type=T.positive_int(1000), default=2, help="scenes per set")
+    p.add_argument("--augmentations", nargs="+", default=["none", "mirror", "rotate", "colour", "all"],
+                   choices=["none", "mirror", "rotate", "colour", "all"], help="augmentation sets, each alone (all: the three together)")
+    p.add_argument("--lpips-weights", type=T.float_range(0.0, 100.0), nargs="+", default=[0.0],
+                   help="training losses: MSE + weight * LPIPS (alex); 0 is MSE alone")
+    p.add_argument("--steps", type=T.positive_int(100_000), default=20, help="training steps per run (no time budget)")
+    p.add_argument("--seed", type=T.nonneg_int(2**31 - 1), default=0)
+    p.add_argument("--out", type=T.out_dir, default="outputs/bench")
+    p.set_defaults(func=run)
     p = bench.add_parser("train-step", help="tokens/s of a training step of a recipe")
     p.add_argument("--recipe", default="configs/train-object-cpu.yaml")
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
@@ -217,6 +242,8 @@ def run(args: argparse.Namespace) -> int:
                                                args.config or bench_official.OFFICIAL_SIZE_CONFIG)
         elif args.bench_command == "adapt":
             run_bench_adapt(args)
+        elif args.bench_command == "adapt-ablation":
+            run_bench_adapt_ablation(args)
         elif args.bench_command == "train-step":
             bench_model.bench_train_step(Path(args.out), args.recipe)
     return 0
