@@ -8,7 +8,8 @@ adapt(base, images [K, 3, H, W], cams [K]) only ever sees the scene's input view
    on the training views with the base model; the best is adapted in.
 3. Augmentation set: each candidate set trains for a short slice; the verifier picks one, which
    trains on for the rest of the budget.
-4. Steps: tasks train on MSE (plus ``lpips_weight`` times LPIPS); the verifier scores the adapter every ``verify_every`` steps; the best step is kept.
+4. Steps: tasks train on MSE (plus ``lpips_weight`` times LPIPS); the verifier scores the
+   adapter every ``verify_every`` steps; the best step is kept.
 5. Fallback: unless the best verified state beats the unadapted base model in the scene's own
    frame by ``min_gain_db``, the result is the base model unchanged. A new frame must likewise
    beat the given one by ``frame_margin_db``: the frame a scene comes in is the first guess.
