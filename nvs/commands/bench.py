@@ -119,12 +119,12 @@ def run_bench_adapt(args: argparse.Namespace) -> None:
 
 
 def run_bench_adapt_ablation(args: argparse.Namespace) -> None:
-    from nvs.assets import DEMO_CHECKPOINT
+    from nvs.assets import OBJECT_CHECKPOINT
     from nvs.commands.bench_adapt_ablation import ablation_arms, bench_adapt_ablation, summarize_ablation
     from nvs.models import load_renderer
 
     arms = ablation_arms(args.augmentations, args.lpips_weights)
-    model = load_renderer(args.checkpoint or DEMO_CHECKPOINT)
+    model = load_renderer(args.checkpoint or OBJECT_CHECKPOINT)
     rows = bench_adapt_ablation(model, Path(args.out), tuple(args.sets), args.scenes, arms, args.steps, args.seed)
     report("adapt-ablation-summary", summarize_ablation(rows), Path(args.out))
 

@@ -1,5 +1,7 @@
 """`nvs bench adapt-ablation`: its arms, one arm's row on a held-out scene, and the summary."""
 
+import json
+
 import pytest
 import torch
 
@@ -57,3 +59,14 @@ def test_one_arm_adapts_a_heldout_room_for_fixed_steps():
     assert row["arm"] == "mirror/mse+0.5*lpips" and row["steps"] == 2
     assert {"psnr_last", "ssim_last", "lpips_last", "psnr_kept", "lpips_kept", "fallback"} <= row.keys()
     assert 0 < row["psnr_last"] < 60 and 0 <= row["lpips_last"] <= 1
+
+
+@pytest.mark.slow
+def test_command_runs_the_shipped_model_for_fixed_steps(tmp_path, capsys):
+    assert main(["bench", "adapt-ablation", "--sets", "rooms", "--scenes", "1", "--augmentations", "none", "mirror",
+                 "--steps", "1", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "adapt-ablation.json").read_text())
+    assert [(r["arm"], r["steps"]) for r in rows] == [("none/mse", 1), ("mirror/mse", 1)]
+    summary = json.loads((tmp_path / "adapt-ablation-summary.json").read_text())
+    assert [s["set"] for s in summary] == ["rooms", "rooms", "all sets", "all sets"]
+    assert "none/mse" in capsys.readouterr().out
