@@ -3,4 +3,4 @@
 from pathlib import Path
 
 ASSETS = Path(__file__).parent
-OBJECT_CHECKPOINT = ASSETS / "demo_lact.safetensors"
+OBJECT_CHECKPOINT = ASSETS / "lact_object.safetensors"

@@ -185,7 +185,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
     p = bench.add_parser("adapt", help="test-time adaptation: gain on held-out sets unlike the training data")
-    p.add_argument("--checkpoint", help="default: the shipped object demo model")
+    p.add_argument("--checkpoint", help="default: the shipped object renderer")
     p.add_argument("--sets", nargs="+", default=["objects", "rooms", "temple", "furniture", "furnished-rooms", "objects-detail"],
                    choices=["objects", "objects-detail", "rooms", "temple", "furniture", "furnished-rooms"],
                    help="held-out sets (furniture sets need sweethome3d-furniture and headless OpenGL)")
@@ -195,7 +195,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
     p = bench.add_parser("adapt-ablation", help="test-time adaptation: each augmentation set and training loss alone, "
                          "a fixed number of steps (target-view scores)")
-    p.add_argument("--checkpoint", help="default: the shipped object demo model")
+    p.add_argument("--checkpoint", help="default: the shipped object renderer")
     p.add_argument("--sets", nargs="+", default=["rooms", "furnished-rooms", "temple", "furniture"],
                    choices=["objects", "objects-detail", "rooms", "temple", "furniture", "furnished-rooms"])
     p.add_argument("--scenes", type=T.positive_int(1000), default=2, help="scenes per set")

@@ -227,7 +227,7 @@ def _sig3(x: float) -> float:
 
 
 def bench_views(out: Path, view_counts=(2, 4, 8, 16, 32, 64), size: int = 128, reps: int = 3) -> list[dict]:
-    """Memorise and per-view render time as inputs grow: LaCT vs full attention of the demo model's width and depth."""
+    """Memorise and per-view render time as inputs grow: LaCT vs full attention of the shipped object renderer's width and depth."""
     rows = []
     for arch, name in (("lact", "LaCT"), ("full_attention", "full attention")):
         memorized = [_in_child(_memorize_case, arch, views, size, reps) for views in view_counts]

@@ -15,7 +15,7 @@ from nvs.datasets.formats import write_dataset
 from nvs.datasets.procedural import object_scene
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKPOINT = ROOT / "nvs" / "assets" / "demo_lact.safetensors"
+CHECKPOINT = ROOT / "nvs" / "assets" / "lact_object.safetensors"
 
 
 def nvs(*args, timeout=300):

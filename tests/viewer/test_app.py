@@ -60,7 +60,7 @@ def test_client_reconstruct_render_and_video(app_url, ring_photos, tmp_path):
         [handle_file(str(p)) for p in ring_photos], 8, api_name="/reconstruct")
     assert "COLMAP registered 24 of 24 photos" in status and "16 posed view(s)" in status
     assert len(gallery) == 8 and len(heldout) == 32  # 16 truths, 16 renders
-    assert _psnr(metrics) > 12  # real photos posed by COLMAP, rendered by the demo model
+    assert _psnr(metrics) > 12  # real photos posed by COLMAP, rendered by the shipped object renderer
     first = iio.imread(image)
     assert first.shape == (128, 128, 3)
     turned, _, timing = client.predict(az + 60, el, dist, fov, api_name="/render_view")
