@@ -87,7 +87,8 @@ def heldout_scenes(name: str, count: int, temple: Path = TEMPLE):
             yield f"temple-split{i}", images[:INPUTS], in_cams, images[INPUTS:], tg_cams
 
 
-def _score(model, inputs, in_cams, targets, tg_cams) -> dict:
+def target_scores(model, inputs, in_cams, targets, tg_cams) -> dict:
+    """Mean PSNR, SSIM and LPIPS (vgg) of the model's renders of the target views from the inputs."""
     state, _ = memorize_views(model, inputs, in_cams)
     pred, _ = render_cameras(model, state, tg_cams)
     return {k: float(v.mean()) for k, v in all_metrics(pred.clamp(0, 1), targets, "vgg").items()}
@@ -99,12 +100,12 @@ def bench_adapt(model, out: Path, sets=SETS, scenes: int = 2, budgets=(60.0,), o
     rows = []
     for set_name in sets:
         for name, inputs, in_cams, targets, tg_cams in heldout_scenes(set_name, scenes):
-            before = _score(model, inputs, in_cams, targets, tg_cams)
+            before = target_scores(model, inputs, in_cams, targets, tg_cams)
             for budget in budgets:
                 start = time.perf_counter()
                 result = adapt(model, inputs, in_cams, AdaptOptions(budget_s=budget, **(options or {})))
                 seconds = time.perf_counter() - start
-                after = _score(result.model, inputs, in_cams, targets, tg_cams)
+                after = target_scores(result.model, inputs, in_cams, targets, tg_cams)
                 row = {"set": set_name, "scene": name, "budget_s": budget, "seconds": round(seconds, 1),
                        **{f"{k}_base": round(v, 4) for k, v in before.items()},
                        **{f"{k}_adapted": round(v, 4) for k, v in after.items()},

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nvs.adaptation.adapter import apply_adapter
 from nvs.adaptation.search import AdaptOptions, adapt
-from nvs.commands.bench_adapt import SETS, _score, heldout_scenes
+from nvs.commands.bench_adapt import SETS, heldout_scenes, target_scores
 
 AUGMENTATION_SETS = {"none": (), "mirror": ("mirror",), "rotate": ("rotate",), "colour": ("colour",),
                      "all": ("mirror", "rotate", "colour")}
@@ -61,8 +61,8 @@ def adapt_arm(model, arm: Arm, inputs, in_cams, targets, tg_cams, steps: int, se
     result = adapt(model, inputs, in_cams, arm.options(steps, seed))
     seconds = time.perf_counter() - start
     last_model = result.model if result.last_adapter is None else apply_adapter(model, result.last_adapter, check=False)
-    last = _score(last_model, inputs, in_cams, targets, tg_cams)
-    kept = _score(result.model, inputs, in_cams, targets, tg_cams)
+    last = target_scores(last_model, inputs, in_cams, targets, tg_cams)
+    kept = target_scores(result.model, inputs, in_cams, targets, tg_cams)
     return {"arm": arm.name, "augmentations": arm.augmentations, "lpips_weight": arm.lpips_weight, "steps": result.steps,
             **{f"{k}_last": round(v, 4) for k, v in last.items()}, **{f"{k}_kept": round(v, 4) for k, v in kept.items()},
             "fallback": result.fallback, "kept_step": int(result.adapter.info.get("step", 0)),
@@ -77,7 +77,7 @@ def bench_adapt_ablation(model, out: Path, sets=SETS, scenes: int = 2, arms: lis
     rows = []
     for set_name in sets:
         for name, inputs, in_cams, targets, tg_cams in heldout_scenes(set_name, scenes):
-            base = {f"{k}_base": round(v, 4) for k, v in _score(model, inputs, in_cams, targets, tg_cams).items()}
+            base = {f"{k}_base": round(v, 4) for k, v in target_scores(model, inputs, in_cams, targets, tg_cams).items()}
             for arm in arms:
                 row = {"set": set_name, "scene": name, **base, **adapt_arm(model, arm, inputs, in_cams, targets, tg_cams, steps, seed)}
                 rows.append(row)
