@@ -30,6 +30,11 @@ def _fingerprint(state: dict[str, torch.Tensor]) -> dict[str, tuple[float, float
     return {k: (float(v.double().sum()), float(v.double().square().sum())) for k, v in state.items()}
 
 
+def _seconds(x: float) -> float:
+    """Seconds to three significant digits: a fast step of a small model must not read as 0."""
+    return float(f"{x:.3g}")
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
@@ -132,9 +137,9 @@ def bench_official_size(out: Path, views: int = 32, size: int = 128, config: str
         raise RuntimeError("the weights read back from the official-format checkpoint differ from those written")
     rows = [{
         "config": Path(config).name, "parameters_m": round(params / 1e6, 1), "views": views, "size": size,
-        "newton_schulz": result["newton_schulz_dtype"], "build_s": round(build_s, 2), "save_s": round(save_s, 2),
-        "file_mb": round(file_mb, 1), "load_s": round(result["load_s"], 2), "load_peak_mb": round(result["load_peak_mb"], 1),
-        "memorize_s": round(result["memorize_s"], 2), "render_s": round(result["render_s"], 2),
+        "newton_schulz": result["newton_schulz_dtype"], "build_s": _seconds(build_s), "save_s": _seconds(save_s),
+        "file_mb": round(file_mb, 1), "load_s": _seconds(result["load_s"]), "load_peak_mb": round(result["load_peak_mb"], 1),
+        "memorize_s": _seconds(result["memorize_s"]), "render_s": _seconds(result["render_s"]),
         "run_peak_mb": round(result["run_peak_mb"], 1), "state_mb": round(result["state_mb"], 1),
         "weights_equal": True, "finite": result["finite"], "threads": torch.get_num_threads(),
     }]
