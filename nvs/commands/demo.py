@@ -1,9 +1,9 @@
 """`nvs demo`: the main job end to end on built-in data, with nothing downloaded.
 
 The package ships a small LaCT object renderer trained by this project (nvs/assets/lact_object.safetensors,
-see docs/models/lact_object.md). The demo makes held-out scenes (procedural objects from seeds never
-trained on and, where the furniture package is installed, renders of furniture models held out
-from training), memorises each from its input views, renders held-out views and an orbit video,
+see docs/models/lact_object.md). The demo takes the viewer's built-in examples (procedural objects from
+seeds never trained on and, where the furniture package is installed, renders of furniture models
+held out from training), memorises each from its input views, renders held-out views and an orbit video,
 and compares with two references computed in the same run: the nearest input view (by camera
 distance) and the same architecture untrained.
 """
@@ -14,13 +14,13 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm import tqdm
 
 from nvs.assets import OBJECT_CHECKPOINT
-from nvs.datasets.procedural import HELDOUT_SEED, Scene, object_scene
+from nvs.datasets.asset_scenes import unavailable_reason
+from nvs.datasets.procedural import HELDOUT_SEED
 from nvs.geometry.camera_paths import orbit_path
 from nvs.evaluation.evaluate import nearest_view
 from nvs.io.media import image_grid, save_image, save_video
@@ -28,27 +28,13 @@ from nvs.evaluation.metrics import all_metrics
 from nvs.inference import memorize_views, render_cameras
 from nvs.models import build_renderer, load_renderer
 from nvs.commands import argtypes as T
+from nvs.viewer.session import example_kinds, example_scene
 
 DEMO_SIZE = 128  # the shipped model's image size (16x16 patches: 8x8 tokens per view)
 
 
 def _mean(scores: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     return {k: float(torch.cat([s[k] for s in scores]).mean()) for k in scores[0]}
-
-
-def demo_sets(size: int) -> tuple[dict[str, Callable[[int, int], Scene]], list[str]]:
-    """The held-out scene sources the demo renders ({name: make(i, views) -> Scene}) and notes on
-    the ones it cannot make here: procedural objects (seeds never trained on) and, where Debian's
-    furniture package and headless OpenGL are installed (``make assets``), renders of the
-    furniture models held out from training."""
-    sets: dict[str, Callable[[int, int], Scene]] = {
-        "procedural objects": lambda i, views: object_scene(HELDOUT_SEED + i, views, size, size)}
-    from nvs.datasets.asset_scenes import generate_asset_scene, unavailable_reason
-
-    reason = unavailable_reason()
-    if reason is None:
-        sets["furniture models"] = lambda i, views: generate_asset_scene("furniture", i, views, size, size, split="val")
-    return sets, ([] if reason is None else [f"furniture models skipped: {reason} (make assets installs them)"])
 
 
 def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int = 4, size: int = DEMO_SIZE,
@@ -58,14 +44,14 @@ def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int
     model = load_renderer(checkpoint)
     torch.manual_seed(0)
     untrained = build_renderer(model.config).eval()
-    sets, notes = demo_sets(size)
-    summary, grid_rows, last = {}, [], None
-    for name, make in sets.items():
+    kinds = example_kinds()
+    notes = [] if "furniture model" in kinds else [f"furniture models skipped: {unavailable_reason()} (make assets installs them)"]
+    summary, grid_rows, first = {}, [], None
+    for kind in kinds:
         results = {"model": [], "nearest_view": [], "untrained": []}
-        for i in tqdm(range(scenes), desc=f"demo: {name}", unit="scene"):
-            scene = make(i, input_views + target_views)
-            inputs, in_cams = scene.images[:input_views], scene.cameras[:input_views]
-            targets, tg_cams = scene.images[input_views:], scene.cameras[input_views:]
+        for i in tqdm(range(scenes), desc=f"demo: {kind}s", unit="scene"):
+            scene = example_scene(HELDOUT_SEED + i, input_views, target_views, size, kind)
+            inputs, in_cams, targets, tg_cams = scene.images, scene.cameras, scene.heldout_images, scene.heldout_cameras
             state, _ = memorize_views(model, inputs, in_cams)
             pred, _ = render_cameras(model, state, tg_cams)
             with torch.no_grad():
@@ -75,10 +61,10 @@ def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int
             results["untrained"].append(all_metrics(base, targets))
             if i < 2:
                 grid_rows += [[*inputs[:target_views]], [*targets], [*pred]]
-            if i == 0:
-                last = (state, in_cams)  # the orbit video shows the first scene of the last set
-        summary[name] = {k: _mean(v) for k, v in results.items()}
-    state, in_cams = last
+            if first is None:
+                first = (state, in_cams)  # the orbit video shows the first scene
+        summary[f"{kind}s"] = {k: _mean(v) for k, v in results.items()}
+    state, in_cams = first
     frames, _ = render_cameras(model, state, orbit_path(in_cams, frames=60), chunk=12)
     save_video(frames, out / "orbit.mp4", fps=24)
     save_image(image_grid(grid_rows), out / "grid.png")

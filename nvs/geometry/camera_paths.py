@@ -14,6 +14,7 @@ from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_
 from torch import Tensor
 
 from nvs.cameras import Cameras, fov_to_focal, look_at, opengl_to_opencv
+from nvs.geometry.capture import axes_meeting_point
 
 PATH_KINDS = ("orbit", "spiral", "interpolate")
 
@@ -33,13 +34,8 @@ def estimate_scene_frame(cams: Cameras) -> tuple[Tensor, Tensor, float]:
     evals, evecs = torch.linalg.eigh(right.T @ right)
     if float(evals[1]) > 0.05 * len(cams):  # the x axes span a plane: its normal is up
         up = evecs[:, 0] * torch.sign(evecs[:, 0] @ up)
-    eye3 = torch.eye(3, dtype=c2w.dtype)
-    proj = eye3 - forward[:, :, None] * forward[:, None, :]  # [V, 3, 3] projectors orthogonal to each axis
-    a, b = proj.sum(0), (proj @ centers[:, :, None]).sum(0)[:, 0]
-    spread = float(torch.linalg.svdvals(forward - forward.mean(0)).max()) if len(cams) > 1 else 0.0
-    if len(cams) > 1 and spread > 0.2 and torch.linalg.cond(a) < 1e6:
-        center = torch.linalg.solve(a, b)
-    else:
+    center = axes_meeting_point(c2w, min_views=2)
+    if center is None:
         dist = max(float((centers - centers.mean(0)).norm(dim=-1).max()), 1e-3) * 3
         center = centers.mean(0) + torch.nn.functional.normalize(forward.mean(0), dim=0) * dist
     radius = float((centers - center).norm(dim=-1).mean())

@@ -25,12 +25,13 @@ MAX_DISTANCE_RATIO = 1.5  # farthest over nearest camera distance to the centre
 MIN_SHARE = 0.8  # share of cameras whose axis must point at the centre
 
 
-def axes_meeting_point(c2w: Tensor) -> Tensor | None:
+def axes_meeting_point(c2w: Tensor, min_views: int = 3) -> Tensor | None:
     """The point closest, in least squares, to every optical axis of c2w [V, 4, 4] (OpenCV, +z
-    forward), or None when the axes are near-parallel and meet nowhere in particular."""
+    forward), float64, or None when there are fewer than ``min_views`` cameras or the axes are
+    near-parallel and meet nowhere in particular."""
     c2w = c2w.double()
     centers, forward = c2w[:, :3, 3], torch.nn.functional.normalize(c2w[:, :3, 2], dim=-1)
-    if len(c2w) < 3:
+    if len(c2w) < max(2, min_views):
         return None
     proj = torch.eye(3, dtype=c2w.dtype) - forward[:, :, None] * forward[:, None, :]  # [V, 3, 3]
     a, b = proj.sum(0), (proj @ centers[:, :, None]).sum(0)[:, 0]
