@@ -6,13 +6,21 @@ written last and marks the scene complete), and ``index.json``, ``attribution.js
 ``synth.json`` are rewritten every ``flush_every`` scenes, so a partial data set can be trained on
 while the rest is made, and a second run with the same arguments skips what exists. The other
 formats are written in one go through :func:`nvs.datasets.formats.write_dataset`.
+
+With ``workers`` > 1, scenes are rendered by that many processes, each with one rasteriser
+thread: Mesa's llvmpipe leaves its threads idle while Python prepares a view, so one process per
+core keeps the cores busier than one process with a thread per core.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from nvs.datasets.asset_scenes import generate_asset_scene, merge_attribution
@@ -40,38 +48,88 @@ def _finish_lact(root: Path, summary: dict) -> dict:
     return summary
 
 
+def _make_scene(job: tuple) -> tuple:
+    """One scene of a job (root, fmt, kind, split, seed, views, height, width): written to
+    ``root`` in the lact layout, or returned as (name, images, cameras, attribution) to be
+    written with the others."""
+    root, fmt, kind, split, seed, views, height, width = job
+    scene = generate_asset_scene(kind, seed, views, height, width, split)
+    name = scene_name(kind, split, seed)
+    if fmt == "lact":
+        folder = write_lact_scene(Path(root), name, scene.images, scene.cameras).parent
+        _write_json(folder / "attribution.json", scene.attribution)
+        return name, None, None, scene.attribution
+    return name, scene.images, scene.cameras, scene.attribution
+
+
+def _start_worker(warm_up: tuple, ready) -> None:
+    """Pool initialiser: one rasteriser thread and one torch thread, the GL context of the image
+    size opened and its shaders compiled on a one-view scene, then wait for the other workers."""
+    os.environ["LP_NUM_THREADS"] = "1"  # read by llvmpipe when the first GL context opens
+    import torch
+
+    torch.set_num_threads(1)
+    kind, split, height, width = warm_up
+    generate_asset_scene(kind, 0, 1, height, width, split)
+    try:
+        ready.wait(READY_TIMEOUT_S)
+    except threading.BrokenBarrierError:  # a worker started again after one died: nobody waits for it
+        pass
+
+
+READY_TIMEOUT_S = 600.0
+
+
+@contextmanager
+def scene_pool(workers: int, kind: str, split: str, height: int, width: int):
+    """A pool of ``workers`` processes (spawned: GL and torch threads do not survive a fork), each
+    ready to render ``kind`` scenes at height x width when this yields. A worker that crashes
+    breaks the pool (an error), never hangs it."""
+    context = multiprocessing.get_context("spawn")
+    ready = context.Barrier(workers + 1)
+    with ProcessPoolExecutor(workers, context, _start_worker, ((kind, split, height, width), ready)) as pool:
+        started = [pool.submit(os.getpid) for _ in range(workers)]  # a worker starts per task until all run
+        ready.wait(READY_TIMEOUT_S)
+        for f in started:
+            f.result()
+        yield pool
+
+
 def write_asset_dataset(root: str | Path, kind: str, split: str, scenes: int, views: int, height: int, width: int,
-                        seed: int = 0, fmt: str = "lact", flush_every: int = 25, log=print) -> dict:
+                        seed: int = 0, fmt: str = "lact", flush_every: int = 25, log=print, workers: int = 1,
+                        pool=None) -> dict:
     """Render scenes with seeds ``seed .. seed + scenes - 1`` of ``kind`` from the models of
-    ``split`` into ``root``. Returns the summary also written to ``root/synth.json``."""
+    ``split`` into ``root``, in ``workers`` processes (or in ``pool``, see :func:`scene_pool`).
+    Returns the summary also written to ``root/synth.json``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     summary = {"kind": kind, "split": split, "format": fmt, "scenes": scenes, "views": views, "height": height,
                "width": width, "seed": seed, "source": "nvs.datasets.asset_scenes"}
+    pending = [s for s in range(seed, seed + scenes)
+               if fmt != "lact" or not (root / "scenes" / scene_name(kind, split, s) / "attribution.json").is_file()]
+    if pool is None and workers > 1 and len(pending) > 1:
+        with scene_pool(min(workers, len(pending)), kind, split, height, width) as pool:
+            return write_asset_dataset(root, kind, split, scenes, views, height, width, seed, fmt, flush_every, log,
+                                       pool=pool)
+    jobs = [(str(root), fmt, kind, split, s, views, height, width) for s in pending]
+    made = pool.map(_make_scene, jobs) if pool is not None else map(_make_scene, jobs)
     if fmt != "lact":
         records, attribution = [], {}
-        for s in range(seed, seed + scenes):
-            scene = generate_asset_scene(kind, s, views, height, width, split)
-            records.append((scene_name(kind, split, s), scene.images, scene.cameras))
-            attribution[records[-1][0]] = scene.attribution
+        for name, images, cams, credits in made:
+            records.append((name, images, cams))
+            attribution[name] = credits
         index = write_dataset(root, fmt, records)
         _write_json(root / "attribution.json", merge_attribution(attribution))
         summary = {**summary, "index": str(index), "scenes_written": scenes}
         _write_json(root / "synth.json", summary)
         return summary
-    t0, made = time.perf_counter(), 0
-    for s in range(seed, seed + scenes):
-        name = scene_name(kind, split, s)
-        if (root / "scenes" / name / "attribution.json").is_file():
-            continue
-        scene = generate_asset_scene(kind, s, views, height, width, split)
-        folder = write_lact_scene(root, name, scene.images, scene.cameras).parent
-        _write_json(folder / "attribution.json", scene.attribution)
-        made += 1
-        if made % flush_every == 0:
-            rate = made * views / (time.perf_counter() - t0)
-            log(f"{root}: {name} done; {made} scenes this run, {rate:.1f} views/s")
+    t0 = time.perf_counter()
+    for count, (name, *_) in enumerate(made, 1):
+        if count % flush_every == 0:
+            log(f"{root}: {name} done; {count} scenes this run, {count * views / (time.perf_counter() - t0):.1f} views/s")
             _finish_lact(root, summary)
     return _finish_lact(root, summary)

@@ -122,20 +122,26 @@ def merge_attribution(scenes: dict[str, list[dict]]) -> dict:
             "licences": licences, "models": [models[k] for k in sorted(models)]}
 
 
-def asset_throughput(kinds=ASSET_KINDS, views: int = 24, size: int = 128, scenes: int = 4, split: str = "train") -> list[dict]:
-    """Views per second of the asset generators at ``size`` x ``size`` (rooms: 16:9 at the same
-    height, width a multiple of 16). One untimed scene first (GL context, shader compilation).
-    ``cpu_seconds`` is the CPU time of every thread of this process (llvmpipe's included): on a
-    shared machine, views / cpu_seconds x cores is what an idle machine would reach."""
+def asset_throughput(kinds=ASSET_KINDS, views: int = 24, size: int = 128, scenes: int = 4, split: str = "train",
+                     workers: int = 1) -> list[dict]:
+    """Views per second of the asset data writer (rendering and PNG files, as ``nvs data synth``
+    runs it) at ``size`` x ``size`` (rooms: 16:9 at the same height, width a multiple of 16), in
+    ``workers`` processes started and warmed up (GL context, shaders) before the clock starts."""
+    import tempfile
+    from contextlib import nullcontext
+
+    from nvs.datasets.asset_dataset import scene_pool, write_asset_dataset
+
     rows = []
     for kind in kinds:
         width = size if kind == "furniture" else max(16, round(size * 16 / 9 / 16) * 16)
-        generate_asset_scene(kind, 10_000, 2, size, width, split)
-        t0, c0 = time.perf_counter(), time.process_time()
-        for seed in range(scenes):
-            generate_asset_scene(kind, seed, views, size, width, split)
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        with tempfile.TemporaryDirectory() as tmp, (
+                scene_pool(workers, kind, split, size, width) if workers > 1 else nullcontext()) as pool:
+            if pool is None:
+                generate_asset_scene(kind, 10_000, 1, size, width, split)
+            t0 = time.perf_counter()
+            write_asset_dataset(tmp, kind, split, scenes, views, size, width, log=lambda m: None, pool=pool)
+            seconds = time.perf_counter() - t0
         rows.append({"kind": kind, "height": size, "width": width, "views": views * scenes, "scenes": scenes,
-                     "seconds": round(seconds, 3), "views_per_second": round(views * scenes / seconds, 1),
-                     "cpu_seconds": round(cpu, 3), "views_per_cpu_second": round(views * scenes / cpu, 1)})
+                     "workers": workers, "seconds": round(seconds, 3), "views_per_second": round(views * scenes / seconds, 1)})
     return rows

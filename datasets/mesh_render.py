@@ -103,7 +103,12 @@ def make_material(surface: Surface):
     blend = surface.opacity < 1.0 or surface.cutout
     if surface.texture is not None:
         factor = np.array([1.0, 1.0, 1.0, surface.opacity])
-        texture = pyrender.Texture(source=surface.texture, source_channels="RGBA" if surface.texture.shape[-1] == 4 else "RGB",
+        # uploaded as RGBA: GL reads rows 4-byte aligned, so RGB rows of a width that is not a
+        # multiple of 4 would be read past their end (and renders would vary with stale memory)
+        pixels = surface.texture
+        if pixels.shape[-1] == 3:
+            pixels = np.concatenate([pixels, np.full(pixels.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+        texture = pyrender.Texture(source=pixels, source_channels="RGBA",
                                    sampler=pyrender.Sampler(magFilter=9729, minFilter=9987, wrapS=10497, wrapT=10497))
     else:
         factor = np.concatenate([_linear(surface.color), [surface.opacity]])

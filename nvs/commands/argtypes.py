@@ -6,6 +6,7 @@ before any code divides by it or allocates with it.
 from __future__ import annotations
 
 import argparse
+import os
 import math
 from pathlib import Path
 from typing import Callable
@@ -86,6 +87,19 @@ def threads(text: str) -> int:
     if value != -1 and not 1 <= value <= 1024:
         raise argparse.ArgumentTypeError(f"must be from 1 to 1024, or -1 for every core; got {text!r}")
     return value
+
+
+def workers(text: str) -> int:
+    """Worker processes: 1 to 64."""
+    value = _integer(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 64 worker processes; got {text!r}")
+    return value
+
+
+def default_workers() -> int:
+    """One worker process per core this process may use."""
+    return max(1, min(64, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def chunk(text: str) -> str:

@@ -18,10 +18,11 @@ from nvs.datasets.procedural import generate_scene
 from nvs.commands import argtypes as T
 
 
-def bench_generator(out: Path, kinds=("object", "room", "furniture", "furnished-room"), views: int = 8, size: int = 128,
-                    scenes: int = 10) -> list[dict]:
-    """Generated views per second at size x size (rooms at 16:9 with the same height); the asset
-    kinds (furniture, furnished-room) are skipped, saying why, where they cannot render."""
+def bench_generator(out: Path, kinds=("object", "room", "furniture", "furnished-room"), views: int = 24, size: int = 128,
+                    scenes: int = 10, workers: int = 1) -> list[dict]:
+    """Generated views per second at size x size (rooms at 16:9 with the same height). The asset
+    kinds (furniture, furnished-room) time the data writer in ``workers`` processes, and are
+    skipped, saying why, where they cannot render."""
     from nvs.datasets.asset_scenes import ASSET_KINDS, asset_throughput, unavailable_reason
 
     rows = []
@@ -31,9 +32,9 @@ def bench_generator(out: Path, kinds=("object", "room", "furniture", "furnished-
             if reason is not None:
                 print(f"{kind}: skipped, {reason}")
                 continue
-            (row,) = asset_throughput((kind,), views=views, size=size, scenes=scenes)
+            (row,) = asset_throughput((kind,), views=views, size=size, scenes=scenes, workers=workers)
             rows.append({k: row[k] for k in ("kind", "height", "width", "views", "seconds", "views_per_second")}
-                        | {"threads": torch.get_num_threads()})
+                        | {"threads": torch.get_num_threads(), "workers": workers})
             continue
         width = size if kind == "object" else size * 16 // 9 // 8 * 8
         generate_scene(kind, 0, 2, size, width)  # warm-up
@@ -42,7 +43,8 @@ def bench_generator(out: Path, kinds=("object", "room", "furniture", "furnished-
             generate_scene(kind, seed, views, size, width)
         seconds = time.perf_counter() - t0
         rows.append({"kind": kind, "height": size, "width": width, "views": views * scenes, "seconds": round(seconds, 3),
-                     "views_per_second": round(views * scenes / seconds, 1), "threads": torch.get_num_threads()})
+                     "views_per_second": round(views * scenes / seconds, 1), "threads": torch.get_num_threads(),
+                     "workers": 1})
     report("generator", rows, out)
     return rows
 
@@ -136,6 +138,9 @@ def add_parser(sub) -> None:
                    default=["object", "room", "furniture", "furnished-room"])
     p.add_argument("--size", type=T.image_side, default=128)
     p.add_argument("--scenes", type=T.positive_int(), default=10)
+    p.add_argument("--views", type=T.positive_int(4096), default=24, help="views per scene (the training sets have 24)")
+    p.add_argument("--workers", type=T.workers, default=T.default_workers(),
+                   help="processes rendering the asset kinds (default: one per core)")
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
     p = bench.add_parser("reconstruct", help="seconds per SfM stage for procedural photo sets")
@@ -215,7 +220,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.bench_command == "generator":
-        bench_generator(Path(args.out), kinds=tuple(args.kinds), size=args.size, scenes=args.scenes)
+        bench_generator(Path(args.out), kinds=tuple(args.kinds), views=args.views, size=args.size, scenes=args.scenes,
+                        workers=args.workers)
     elif args.bench_command == "reconstruct":
         bench_reconstruct(Path(args.out), view_counts=tuple(args.views), width=args.width, scene_kind=args.scene,
                                  threads=args.threads)

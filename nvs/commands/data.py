@@ -15,9 +15,10 @@ from nvs.commands import argtypes as T
 
 
 def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str, out: Path, seed: int,
-          split: str = "train") -> dict:
+          split: str = "train", workers: int = 1) -> dict:
     """Procedural kinds (object, room) or asset kinds (furniture, furnished-room: rendered from
-    the models of ``split``, resumable in the lact format, with attribution.json)."""
+    the models of ``split`` in ``workers`` processes, resumable in the lact format, with
+    attribution.json)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     from nvs.datasets.asset_scenes import ASSET_KINDS, unavailable_reason
@@ -29,7 +30,7 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
         from nvs.datasets.asset_dataset import write_asset_dataset
 
         summary = write_asset_dataset(out, kind, split, scenes, views, height, width, seed, fmt,
-                                      log=lambda m: tqdm.write(m))
+                                      log=lambda m: tqdm.write(m), workers=workers)
         return {**summary, "index": str(Path(out) / "index.json") if fmt == "lact" else summary.get("index", str(out))}
     records = []
     for i in tqdm(range(scenes), desc=f"synth {kind}", unit="scene"):
@@ -82,6 +83,8 @@ def add_parser(sub) -> None:
     p.add_argument("--size", type=T.image_side, nargs=2, metavar=("H", "W"), default=[128, 128])
     p.add_argument("--format", choices=list(FORMATS), default="lact")
     p.add_argument("--seed", type=T.seed, default=0)
+    p.add_argument("--workers", type=T.workers, default=T.default_workers(),
+                   help="furniture and furnished-room: processes rendering scenes (default: one per core)")
     p.add_argument("--out", type=T.out_dir, required=True)
     p.set_defaults(func=run_synth)
     p = data.add_parser("info", help="validate a data set and print what it holds (exit 1 if any scene is invalid)")
@@ -91,7 +94,7 @@ def add_parser(sub) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     summary = synth(args.kind, args.scenes, args.views, args.size[0], args.size[1], args.format, Path(args.out), args.seed,
-                    args.split)
+                    args.split, args.workers)
     print(f"wrote {summary['scenes']} {args.kind} scenes x {args.views} views ({args.format}) to {args.out}: {summary['index']}")
     return 0
 

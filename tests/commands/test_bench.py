@@ -70,3 +70,16 @@ def test_triton_kernels_without_a_gpu_are_refused_by_name(tmp_path):
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode != 0 and "--kernels triton" in out.stderr and "CUDA GPU" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "lact-layer.json").exists()
+
+
+@pytest.mark.slow
+def test_generator_bench_times_the_writer_in_worker_processes(tmp_path):
+    from nvs.datasets.asset_scenes import unavailable_reason
+
+    if unavailable_reason() is not None:
+        pytest.skip(unavailable_reason())
+    _bench(tmp_path, "generator", "--kinds", "object", "furniture", "--scenes", "2", "--views", "3", "--size", "16",
+           "--workers", "2")
+    rows = {r["kind"]: r for r in json.loads((tmp_path / "generator.json").read_text())}
+    assert rows["furniture"]["workers"] == 2 and rows["object"]["workers"] == 1
+    assert all(r["views"] == 6 and r["views_per_second"] == pytest.approx(6 / r["seconds"], rel=0.05) for r in rows.values())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from PIL import Image
 import pytest
 import torch
 
@@ -115,5 +116,19 @@ def test_synth_cli_writes_furniture_in_every_format(tmp_path):
 
 def test_throughput_rows_count_views_and_time():
     (row,) = asset_scenes.asset_throughput(("furniture",), views=2, size=16, scenes=1)
-    assert row["views"] == 2 and row["width"] == 16 and row["seconds"] > 0
+    assert row["views"] == 2 and row["width"] == 16 and row["seconds"] > 0 and row["workers"] == 1
     assert row["views_per_second"] == pytest.approx(2 / row["seconds"], rel=0.05)
+
+
+def test_worker_processes_write_the_same_data_set(tmp_path):
+    one = write_asset_dataset(tmp_path / "one", "furniture", "val", 3, 3, 16, 16, seed=4, log=lambda m: None)
+    two = write_asset_dataset(tmp_path / "two", "furniture", "val", 3, 3, 16, 16, seed=4, log=lambda m: None, workers=2)
+    assert one["scenes_written"] == two["scenes_written"] == 3
+    for scene in sorted((tmp_path / "one" / "scenes").iterdir()):
+        twin = tmp_path / "two" / "scenes" / scene.name
+        for name in ("opencv_cameras.json", "attribution.json"):
+            assert (scene / name).read_text() == (twin / name).read_text()
+        for image in sorted((scene / "images").iterdir()):
+            a, b = (np.asarray(Image.open(p)).astype(int) for p in (image, twin / "images" / image.name))
+            assert np.array_equal(a, b)
+    assert (tmp_path / "one" / "index.json").read_text() == (tmp_path / "two" / "index.json").read_text()

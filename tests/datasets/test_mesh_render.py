@@ -129,3 +129,23 @@ def test_threads_take_turns_with_the_gl_context(tmp_path):
         t.join()
     assert not errors, errors
     assert len(results) == 3 and all(torch.equal(r, here) for r in results)
+
+
+def test_rgb_texture_of_odd_width_is_read_row_by_row():
+    # 5 columns of distinct colours, 3 rows: 15-byte RGB rows, which GL's default 4-byte row
+    # alignment would read as sheared, past the end of the array
+    columns = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255]], dtype=np.uint8)
+    texture = np.repeat(columns[None], 3, axis=0)
+    part = _square([0, 0, 0], 1.0, [0.5, 0.5, 0.5])
+    uvs = (part.positions[:, [0, 2]] + 0.5).astype(np.float32)  # x -> u, z -> v over the square
+    part = furniture.Part(part.positions, part.normals, uvs, mesh_render.Surface(np.ones(3), texture=texture))
+    cams = _camera([0.0, -2.0, 0.0], [0.0, 0.0, 0.0])
+    renders = [mesh_render.render_views(mesh_render.build_scene([(mesh_render.make_mesh([part]), np.eye(4))], [], 1.0), cams)[0]
+               for _ in range(3)]
+    assert all(torch.equal(renders[0], r) for r in renders[1:])
+    # the square spans 30 pixels about the centre: 6 pixels per texture column, sampled half a pixel
+    # off each column's centre (bilinear filtering mixes in 1/12 of the neighbour); a sheared read
+    # would swap whole channels
+    for k, color in enumerate(columns):
+        for row in (22, 32, 42):
+            assert (renders[0][0, :3, row, 20 + 6 * k] * 255).round().tolist() == pytest.approx(color.tolist(), abs=32)
