@@ -87,9 +87,12 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def save_renderer(model: Renderer, path: str | Path, metadata: Mapping[str, str] | None = None) -> Path:
-    """Write weights + config as .safetensors, atomically (temporary file, then rename)."""
+    """Write weights + config as .safetensors, atomically (temporary file, then rename). The
+    model's scene normalisation (``model.normalization``, read from its checkpoint) is kept."""
     path = Path(path)
     meta = {"format": FORMAT_TAG, "config": json.dumps(model.config.to_dict())}
+    if getattr(model, "normalization", None):
+        meta["normalize"] = model.normalization
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))

@@ -166,15 +166,57 @@ def render_cameras(model: torch.nn.Module, state, cams: Cameras, chunk: int = 8,
     return images, seconds
 
 
+RENDERER_CHOICES = ("auto", "object", "scene")
+RENDERER_HELP = ("auto (the shipped renderer trained on this kind of capture: the scene renderer for walks through a "
+                 "scene, the object renderer for turntables), object, scene, or a checkpoint file: ours (.safetensors) "
+                 "or a published LaCT .pt")
+
+
+def trained_capture(model: torch.nn.Module) -> str:
+    """The kind of capture a renderer was trained on: ``scene`` when its checkpoint names a scene
+    normalisation (or it is a published LaCT checkpoint), else ``object``."""
+    if getattr(model, "normalization", None) or getattr(model, "source_format", "") == "official":
+        return "scene"
+    return "object"
+
+
+def choose_checkpoint(spec, cams: Cameras | None = None) -> tuple[Path, str]:
+    """(checkpoint file, why) for a ``--checkpoint`` value: ``object`` or ``scene`` (the shipped
+    renderers), ``auto`` (the shipped renderer of the capture kind of the input cameras ``cams``,
+    see nvs.geometry.capture), or a file, returned as given."""
+    from pathlib import Path
+
+    from nvs.assets import SHIPPED
+
+    spec = str(spec)
+    if spec == "auto":
+        if cams is None:
+            raise ValueError("--checkpoint auto picks a renderer from the input cameras; name object, scene or a file")
+        from nvs.geometry.capture import capture_kind
+
+        kind = capture_kind(cams)
+        why = ("auto: the input cameras walk through a scene" if kind == "scene"
+               else "auto: the input cameras circle an object")
+        return SHIPPED[kind], why
+    if spec in SHIPPED:
+        return SHIPPED[spec], f"the shipped {spec} renderer"
+    return Path(spec), "the checkpoint asked for"
+
+
 def capture_warning(model: torch.nn.Module, cams: Cameras) -> str | None:
-    """A warning when the input cameras walk through a scene (nvs.geometry.capture) but the
-    renderer works in an object frame (it names no scene normalisation and is not a published
-    scene checkpoint), as the shipped object renderer does; None otherwise."""
+    """A warning when the input cameras are not the kind of capture the renderer was trained on
+    (nvs.geometry.capture): a walk through a scene given to an object renderer, or a turntable
+    given to our scene renderer; None otherwise (and for published checkpoints)."""
     from nvs.geometry.capture import capture_kind
 
-    if getattr(model, "normalization", None) or getattr(model, "source_format", "") == "official":
+    if getattr(model, "source_format", "") == "official":
         return None
-    if capture_kind(cams) == "object":
+    kind, trained = capture_kind(cams), trained_capture(model)
+    if kind == trained:
         return None
-    return ("the input cameras walk through a scene rather than circle an object, and this renderer was trained "
-            "on objects: expect blurred views; adapting it to the scene's own photos helps")
+    if trained == "object":
+        return ("the input cameras walk through a scene rather than circle an object, and this renderer was trained "
+                "on objects: expect blurred views; the scene renderer (--checkpoint scene) is trained on walks, and "
+                "adapting to the scene's own photos helps")
+    return ("the input cameras circle an object, and this renderer was trained on walks through rooms: the object "
+            "renderer (--checkpoint object) is trained on turntables")

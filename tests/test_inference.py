@@ -54,13 +54,28 @@ def test_bf16_renders_close_to_fp32():
     assert 0 < diff.max() and diff.mean() < 0.01  # bf16 did run, and rounds only
 
 
-def test_a_scene_walk_given_to_an_object_renderer_is_warned_about():
+def test_a_capture_unlike_the_renderers_training_is_warned_about():
     from nvs.datasets.procedural import room_scene
     from nvs.inference import capture_warning
 
     model = LaCTRenderer(tiny_config()).eval()
     walk, ring = room_scene(3, 8, 32, 32).cameras, ring_cameras(1, 8)[0]
-    assert "walk through a scene" in capture_warning(model, walk)
+    assert "walk through a scene" in capture_warning(model, walk) and "--checkpoint scene" in capture_warning(model, walk)
     assert capture_warning(model, ring) is None
     model.normalization = "lvsm"  # a renderer trained on re-expressed scenes
     assert capture_warning(model, walk) is None
+    assert "--checkpoint object" in capture_warning(model, ring)
+
+
+def test_auto_picks_the_shipped_renderer_of_the_capture_kind(tmp_path):
+    from nvs.assets import OBJECT_CHECKPOINT, SCENE_CHECKPOINT
+    from nvs.datasets.procedural import room_scene
+    from nvs.inference import choose_checkpoint
+
+    walk, ring = room_scene(3, 8, 32, 32).cameras, ring_cameras(1, 8)[0]
+    assert choose_checkpoint("auto", walk) == (SCENE_CHECKPOINT, "auto: the input cameras walk through a scene")
+    assert choose_checkpoint("auto", ring) == (OBJECT_CHECKPOINT, "auto: the input cameras circle an object")
+    assert choose_checkpoint("scene", ring)[0] == SCENE_CHECKPOINT  # a name overrides the capture
+    assert choose_checkpoint(tmp_path / "mine.safetensors", walk)[0] == tmp_path / "mine.safetensors"
+    with pytest.raises(ValueError, match="input cameras"):
+        choose_checkpoint("auto")

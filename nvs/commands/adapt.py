@@ -12,6 +12,9 @@ from pathlib import Path
 from nvs.adaptation.adapter import PARTS
 from nvs.commands import argtypes as T
 from nvs.adaptation.search import AdaptOptions, AdaptResult, adapt
+from nvs.cameras import Cameras
+from nvs.geometry.scene_normalization import normalize_views
+from nvs.inference import RENDERER_HELP
 from nvs.progress import StageProgress
 
 DEFAULT_BUDGET_S = AdaptOptions.budget_s
@@ -50,7 +53,7 @@ def describe(result: AdaptResult) -> str:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("adapt", help="adapt a renderer to one scene on its input views (saves a small adapter)")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", default="auto", help=RENDERER_HELP)
     p.add_argument("--scene", required=True, help="data set folder/index, opencv_cameras.json, transforms.json, "
                                                  "an LVSM scene JSON or a Middlebury *_par.txt")
     p.add_argument("--scene-index", type=T.nonneg_int(10**9), default=0, help="which scene of a data set")
@@ -74,7 +77,6 @@ def load_scene_inputs(scene: Path, scene_index: int, views: int, size, object_fr
     chosen = spread_order(n, min(views, n))[: min(views, n)].tolist()
     images, cams = load_views(record, chosen, *size)
     if object_frame:
-        from nvs.cameras import Cameras
         from nvs.geometry.camera_paths import estimate_scene_frame
         from nvs.geometry.scene_normalization import object_frame as to_object_frame
 
@@ -84,16 +86,21 @@ def load_scene_inputs(scene: Path, scene_index: int, views: int, size, object_fr
 
 
 def run(args: argparse.Namespace) -> int:
-    from nvs.inference import resolve_device
+    from nvs.inference import choose_checkpoint, resolve_device
     from nvs.models import load_renderer
 
-    model = load_renderer(args.checkpoint, device=resolve_device(args.device))
     name, chosen, images, cams = load_scene_inputs(Path(args.scene), args.scene_index, args.views, tuple(args.size),
                                                    args.object_frame)
+    checkpoint, why = choose_checkpoint(args.checkpoint, cams)
+    print(f"renderer: {checkpoint.name} ({why})")
+    model = load_renderer(checkpoint, device=resolve_device(args.device))
+    if getattr(model, "normalization", None) and not args.object_frame:  # the frame the renderer was trained in
+        cams = Cameras(cams.intrinsics, normalize_views(model.normalization, cams.c2w, cams.c2w[:0])[0],
+                       cams.height, cams.width)
     with StageProgress() as bar:
         result = adapt(model, images, cams, options_from_args(args), progress=bar)
-    out = result.adapter.save(args.out, base_name=Path(args.checkpoint).name)
-    report = {"checkpoint": str(args.checkpoint), "scene": name, "input_views": chosen, "size": list(args.size),
+    out = result.adapter.save(args.out, base_name=checkpoint.name)
+    report = {"checkpoint": str(checkpoint), "renderer_choice": why, "scene": name, "input_views": chosen, "size": list(args.size),
               "object_frame": args.object_frame, **result.summary()}
     Path(str(out) + ".json").write_text(json.dumps(report, indent=2))
     print(describe(result))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from nvs.inference import DEVICE_HELP, add_inference_arguments
+from nvs.inference import DEVICE_HELP, RENDERER_HELP, add_inference_arguments
 from nvs.commands import argtypes as T
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("app", help="the Gradio viewer: upload photos (or pick an example), move the camera")
-    p.add_argument("--checkpoint", default=None, help="renderer: ours (.safetensors) or a published LaCT .pt (default: the shipped object renderer)")
+    p.add_argument("--checkpoint", default="auto", help=RENDERER_HELP)
     p.add_argument("--port", type=T.port, default=7860)
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for the local network)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")

@@ -1,11 +1,13 @@
 """`nvs demo`: the main job end to end on built-in data, with nothing downloaded.
 
-The package ships a small LaCT object renderer trained by this project (nvs/assets/lact_object.safetensors,
-see docs/models/lact_object.md). The demo takes the viewer's built-in examples (procedural objects from
-seeds never trained on and, where the furniture package is installed, renders of furniture models
-held out from training), memorises each from its input views, renders held-out views and an orbit video,
-and compares with two references computed in the same run: the nearest input view (by camera
-distance) and the same architecture untrained.
+The package ships two small LaCT renderers trained by this project: one on objects
+(nvs/assets/lact_object.safetensors) and one on walks through rooms (lact_scene.safetensors); see
+docs/models/. The demo takes the viewer's built-in examples (procedural objects and rooms from seeds
+never trained on and, where the furniture package is installed, furniture models and rooms furnished
+with models held out from training), gives each to the renderer the viewer picks for its kind of
+capture, memorises it from its input views, renders held-out views and an orbit video, and compares
+with two references computed in the same run: the nearest input view (by camera distance) and the
+same architecture untrained.
 """
 
 from __future__ import annotations
@@ -18,40 +20,45 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from nvs.assets import OBJECT_CHECKPOINT
+from nvs.assets import OBJECT_CHECKPOINT, SHIPPED
 from nvs.datasets.asset_scenes import unavailable_reason
 from nvs.datasets.procedural import HELDOUT_SEED
 from nvs.geometry.camera_paths import orbit_path
 from nvs.evaluation.evaluate import nearest_view
 from nvs.io.media import image_grid, save_image, save_video
 from nvs.evaluation.metrics import all_metrics
-from nvs.inference import memorize_views, render_cameras
+from nvs.inference import choose_checkpoint, memorize_views, render_cameras
 from nvs.models import build_renderer, load_renderer
 from nvs.commands import argtypes as T
-from nvs.viewer.session import example_kinds, example_scene
+from nvs.viewer.session import example_kinds, example_scene, renderer_frame
 
-DEMO_SIZE = 128  # the shipped model's image size (16x16 patches: 8x8 tokens per view)
+DEMO_SIZE = 128  # the viewer's image size (16x16 patches: 8x8 tokens per view)
 
 
 def _mean(scores: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     return {k: float(torch.cat([s[k] for s in scores]).mean()) for k in scores[0]}
 
 
-def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int = 4, size: int = DEMO_SIZE,
-             checkpoint: Path = OBJECT_CHECKPOINT) -> dict:
+def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int = 4, size: int = DEMO_SIZE) -> dict:
     t_start = time.time()
     out.mkdir(parents=True, exist_ok=True)
-    model = load_renderer(checkpoint)
+    models = {path: load_renderer(path) for path in SHIPPED.values()}
     torch.manual_seed(0)
-    untrained = build_renderer(model.config).eval()
+    untrained = build_renderer(models[OBJECT_CHECKPOINT].config).eval()
     kinds = example_kinds()
-    notes = [] if "furniture model" in kinds else [f"furniture models skipped: {unavailable_reason()} (make assets installs them)"]
-    summary, grid_rows, first = {}, [], None
+    notes = [] if "furniture model" in kinds else [f"furniture models and rooms skipped: {unavailable_reason()} "
+                                                   "(make assets installs them)"]
+    summary, renderers, grid_rows, first = {}, {}, [], None
     for kind in kinds:
         results = {"model": [], "nearest_view": [], "untrained": []}
         for i in tqdm(range(scenes), desc=f"demo: {kind}s", unit="scene"):
             scene = example_scene(HELDOUT_SEED + i, input_views, target_views, size, kind)
-            inputs, in_cams, targets, tg_cams = scene.images, scene.cameras, scene.heldout_images, scene.heldout_cameras
+            path, why = choose_checkpoint("auto", scene.cameras)
+            renderers.setdefault(f"{kind}s", set()).add(path.name)
+            model = models[path]
+            frame = renderer_frame(model, scene)
+            inputs, in_cams, targets = scene.images, frame(scene.cameras), scene.heldout_images
+            tg_cams = frame(scene.heldout_cameras)
             state, _ = memorize_views(model, inputs, in_cams)
             pred, _ = render_cameras(model, state, tg_cams)
             with torch.no_grad():
@@ -62,10 +69,10 @@ def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int
             if i < 2:
                 grid_rows += [[*inputs[:target_views]], [*targets], [*pred]]
             if first is None:
-                first = (state, in_cams)  # the orbit video shows the first scene
+                first = (model, state, scene, frame)  # the orbit video shows the first scene
         summary[f"{kind}s"] = {k: _mean(v) for k, v in results.items()}
-    state, in_cams = first
-    frames, _ = render_cameras(model, state, orbit_path(in_cams, frames=60), chunk=12)
+    model, state, scene, frame = first
+    frames, _ = render_cameras(model, state, frame(orbit_path(scene.cameras, frames=60)), chunk=12)
     save_video(frames, out / "orbit.mp4", fps=24)
     save_image(image_grid(grid_rows), out / "grid.png")
     metrics = {
@@ -73,7 +80,8 @@ def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int
         "input_views": input_views,
         "target_views": target_views,
         "size": [size, size],
-        "checkpoint": str(checkpoint),
+        "checkpoints": {kind: str(path) for kind, path in SHIPPED.items()},
+        "renderers": {name: sorted(used) for name, used in renderers.items()},
         "seconds": round(time.time() - t_start, 2),
         "sets": summary,
         "notes": notes,
@@ -94,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{m['scenes']} held-out scenes per set, {m['input_views']} input views, {m['target_views']} novel views each "
           f"({m['size'][0]}x{m['size'][1]}), {m['seconds']:.1f} s")
     for set_name, scores in m["sets"].items():
-        print(f"\n{set_name:24}{'PSNR':>8}{'SSIM':>8}{'LPIPS':>8}")
+        print(f"\n{set_name} ({', '.join(m['renderers'][set_name])})")
+        print(f"  {'':22}{'PSNR':>8}{'SSIM':>8}{'LPIPS':>8}")
         for name in ("model", "nearest_view", "untrained"):
             r = scores[name]
             print(f"  {name:22}{r['psnr']:8.2f}{r['ssim']:8.3f}{r['lpips']:8.3f}")

@@ -12,14 +12,15 @@ from nvs.datasets.views import FileViews
 from nvs.evaluation.evaluate import EvalScene, evaluate
 from nvs.geometry.image_ops import RESIZE_RULES
 from nvs.geometry.scene_normalization import NORMALIZATIONS
-from nvs.inference import DEVICE_HELP, add_inference_arguments, configure_inference, resolve_device
+from nvs.inference import DEVICE_HELP, add_inference_arguments, choose_checkpoint, configure_inference, resolve_device
 from nvs.models import load_renderer
 from nvs.commands import argtypes as T
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="PSNR / SSIM / LPIPS of a renderer on a data set")
-    p.add_argument("--checkpoint", required=True, help="ours (.safetensors) or a published LaCT .pt")
+    p.add_argument("--checkpoint", required=True, help="object or scene (the shipped renderers), or a checkpoint file: "
+                   "ours (.safetensors) or a published LaCT .pt")
     p.add_argument("--data", required=True, help="data set folder or index (lact / lvsm layout)")
     p.add_argument("--index", help="pixelSplat evaluation index JSON {scene: {context, target}}")
     p.add_argument("--views", type=T.positive_int(4096), default=4, help="input views per scene")
@@ -65,7 +66,8 @@ def protocol_defaults(model, normalize: str | None, resize: str | None) -> tuple
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    model = load_renderer(args.checkpoint, device=device)
+    checkpoint = choose_checkpoint(args.checkpoint)[0]
+    model = load_renderer(checkpoint, device=device)
     configure_inference(model, args.memory_budget, args.dtype)
     normalize, resize = protocol_defaults(model, args.normalize, args.resize)
     data = FileViews(args.data, args.views, args.targets, args.size[0], args.size[1], selection=args.selection,
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     protocol = {"selection": "index" if args.index else args.selection, "input_views": args.views,
                 "target_views": args.targets or "all remaining", "size": [h, w], "normalize": normalize, "resize": resize}
-    meta = {"checkpoint": str(args.checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol,
+    meta = {"checkpoint": str(checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol,
             "device": str(device), "dtype": args.dtype}
     adapt_scene = None
     if args.adapt:

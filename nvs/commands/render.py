@@ -7,16 +7,15 @@ import json
 from pathlib import Path
 
 
-from nvs.assets import OBJECT_CHECKPOINT
 from nvs.cameras import Cameras
 from nvs.commands.eval import add_protocol_arguments, protocol_defaults
 from nvs.commands.adapt import add_adapt_options, options_from_args
 from nvs.geometry.camera_paths import make_path
-from nvs.geometry.scene_normalization import SceneNormalization
+from nvs.geometry.scene_normalization import fitted_frame
 from nvs.datasets.formats import load_views, read_any_scene
 from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_eval_index, spread_order
-from nvs.inference import (DEVICE_HELP, add_inference_arguments, capture_warning, configure_inference, memorize_views,
-                           render_cameras, resolve_device)
+from nvs.inference import (DEVICE_HELP, RENDERER_HELP, add_inference_arguments, capture_warning, choose_checkpoint,
+                           configure_inference, memorize_views, render_cameras, resolve_device)
 from nvs.io.media import save_video
 from nvs.models import load_renderer
 from nvs.commands import argtypes as T
@@ -50,7 +49,7 @@ def choose_inputs(record, views: int, selection: str = "spread", scene: Path | N
     return spread_order(n, min(views, n))[: min(views, n)].tolist()
 
 
-def render_path(checkpoint: Path, scene: Path, path: str, frames: int, fps: float | None, out: Path,
+def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps: float | None, out: Path,
                 views: int, size: tuple[int, int], scene_index: int = 0, chunk: int = 8, device: str = "auto",
                 selection: str = "spread", normalize: str | None = None, resize: str | None = None,
                 index: str | None = None, write_index: str | None = None,
@@ -58,13 +57,16 @@ def render_path(checkpoint: Path, scene: Path, path: str, frames: int, fps: floa
     """Memorise the chosen input views of a scene and render a camera path. The path is built in
     the scene's world frame; with a normalisation, inputs and path are re-expressed together
     (fitted on the inputs: a path has no target views). ``adapt_options`` (AdaptOptions): adapt
-    the renderer to the input views first."""
+    the renderer to the input views first. ``checkpoint``: a file, or auto / object / scene (see
+    nvs.inference.choose_checkpoint; auto looks at the chosen input cameras)."""
     device = resolve_device(device)
+    record = read_any_scene(scene, scene_index)
+    chosen = choose_inputs(record, views, selection, scene, scene_index, index)
+    checkpoint, why = choose_checkpoint(checkpoint, record.cameras[chosen])
+    print(f"renderer: {Path(checkpoint).name} ({why})")
     model = load_renderer(checkpoint, device=device)
     configure_inference(model, memory_budget, dtype)
     normalize, resize = protocol_defaults(model, normalize, resize)
-    record = read_any_scene(scene, scene_index)
-    chosen = choose_inputs(record, views, selection, scene, scene_index, index)
     images, cams = load_views(record, chosen, *size, resize=resize)
     warning = capture_warning(model, cams)
     if warning:
@@ -72,11 +74,8 @@ def render_path(checkpoint: Path, scene: Path, path: str, frames: int, fps: floa
     path_cams, path_fps = make_path(path, cams, frames)
     if (path_cams.height, path_cams.width) != size:
         path_cams = path_cams.resize(*size)
-    if normalize != "none":
-        fitted = SceneNormalization.fit_lact(cams.c2w.double()) if normalize == "lact" else SceneNormalization.fit(cams.c2w.double())
-        cams = Cameras(cams.intrinsics, fitted.apply(cams.c2w.double()).to(cams.c2w.dtype), cams.height, cams.width)
-        path_cams = Cameras(path_cams.intrinsics, fitted.apply(path_cams.c2w.double()).to(path_cams.c2w.dtype),
-                            path_cams.height, path_cams.width)
+    to_frame = fitted_frame(normalize, cams)
+    cams, path_cams = to_frame(cams), to_frame(path_cams)
     if write_index:
         Path(write_index).write_text(json.dumps({record.name: {"context": chosen, "target": []}}, indent=1))
     fps = fps or path_fps or 24.0
@@ -92,7 +91,7 @@ def render_path(checkpoint: Path, scene: Path, path: str, frames: int, fps: floa
     state, memorize_s = memorize_views(model, images, cams)
     video, render_s = render_cameras(model, state, path_cams, chunk=chunk)
     save_video(video, out, fps=fps)
-    summary = {"checkpoint": str(checkpoint), "scene": record.name, "input_views": chosen, "selection": selection,
+    summary = {"checkpoint": str(checkpoint), "renderer_choice": why, "scene": record.name, "input_views": chosen, "selection": selection,
                "normalize": normalize, "resize": resize, "path": path,
                "frames": int(video.shape[0]), "fps": fps, "size": list(size), "output": str(out),
                "device": str(device), "dtype": dtype, "memorize_s": memorize_s, "render_s_per_frame": render_s / video.shape[0],
@@ -105,8 +104,7 @@ def render_path(checkpoint: Path, scene: Path, path: str, frames: int, fps: floa
 
 def add_parser(sub) -> None:
     p = sub.add_parser("render", help="render a video along a camera path")
-    p.add_argument("--checkpoint", type=Path, default=OBJECT_CHECKPOINT,
-                   help="ours (.safetensors) or a published LaCT .pt; default: the shipped object renderer")
+    p.add_argument("--checkpoint", default="auto", help=RENDERER_HELP)
     p.add_argument("--scene", required=True, help="data set folder/index, opencv_cameras.json, or an LVSM scene JSON")
     p.add_argument("--scene-index", type=T.nonneg_int(10**9), default=0, help="which scene of a data set")
     p.add_argument("--path", default="orbit", help="orbit | spiral | interpolate | nerfstudio camera_path.json")
@@ -128,7 +126,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    s = render_path(Path(args.checkpoint), Path(args.scene), args.path, args.frames, args.fps, Path(args.out),
+    s = render_path(args.checkpoint, Path(args.scene), args.path, args.frames, args.fps, Path(args.out),
                     args.views, tuple(args.size), args.scene_index, device=args.device, selection=args.selection,
                     normalize=args.normalize, resize=args.resize, index=args.index, write_index=args.write_index,
                     memory_budget=args.memory_budget, dtype=args.dtype,

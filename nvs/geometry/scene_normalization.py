@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nvs.cameras import invert_rigid
+from nvs.cameras import Cameras, invert_rigid
 
 LVSM_SCALE_MARGIN = 1.35
 NORMALIZATIONS = ("lact", "lvsm", "none")
@@ -117,3 +117,16 @@ def normalize_views(rule: str, input_c2w: Tensor, target_c2w: Tensor) -> tuple[T
     else:
         raise ValueError(f"unknown scene normalisation {rule!r}; choose one of {NORMALIZATIONS}")
     return norm.apply(input_c2w), norm.apply(target_c2w)
+
+
+def fitted_frame(rule: str, input_cams: Cameras):
+    """Cameras -> the same cameras re-expressed by a named rule fitted on ``input_cams`` alone
+    (lact: the official rule on the inputs; lvsm; none: unchanged), for cameras that come after
+    the inputs are fixed (camera paths, a viewer's virtual camera)."""
+    if rule == "none":
+        return lambda cams: cams
+    if rule not in NORMALIZATIONS:
+        raise ValueError(f"unknown scene normalisation {rule!r}; choose one of {NORMALIZATIONS}")
+    c2w = input_cams.c2w.double()
+    fitted = SceneNormalization.fit_lact(c2w) if rule == "lact" else SceneNormalization.fit(c2w)
+    return lambda cams: Cameras(cams.intrinsics, fitted.apply(cams.c2w.double()).to(cams.c2w.dtype), cams.height, cams.width)

@@ -21,8 +21,8 @@ from nvs.viewer import session as viewer
 from nvs.datasets.procedural import HELDOUT_SEED
 from nvs.geometry.camera_paths import PATH_KINDS
 from nvs.viewer.camera_plot import camera_figure
-from nvs.assets import OBJECT_CHECKPOINT
-from nvs.inference import capture_warning
+from nvs.assets import SHIPPED
+from nvs.inference import capture_warning, choose_checkpoint
 from nvs.io.media import to_uint8
 from nvs.io.untrusted import VIEWER_LIMITS, Limits, bounded_number, public_message
 from nvs.viewer.session_files import SESSION_TTL_S, SessionFolders, check_port
@@ -38,6 +38,8 @@ class Session:
     scene: viewer.ViewerScene
     state: object
     work: Path
+    renderer: str  # which of the app's renderers this scene uses
+    frame: object = viewer.same_frame  # the viewer's cameras -> the renderer's (viewer.renderer_frame)
     model: object = None  # this scene's adapted renderer, None: the shared one
 
 
@@ -81,18 +83,25 @@ def _timings(scene: viewer.ViewerScene) -> str:
 class ViewerApp:
     """The handlers, bound to one renderer shared (read-only) by all sessions."""
 
-    def __init__(self, checkpoint: str | Path = OBJECT_CHECKPOINT, size: int = 128, input_views: int = 8,
+    def __init__(self, checkpoint: str | Path = "auto", size: int = 128, input_views: int = 8,
                  device: str = "auto", memory_budget: str | int | None = "auto", dtype: str = "fp32",
                  limits: Limits = VIEWER_LIMITS):
+        """``checkpoint``: auto (both shipped renderers, each scene drawn by the one trained on its
+        kind of capture), object, scene, or a checkpoint file."""
         from nvs.inference import configure_inference, resolve_device
         from nvs.models import load_renderer
 
-        self.checkpoint = Path(checkpoint)
-        self.model = load_renderer(self.checkpoint, device=resolve_device(device))
-        configure_inference(self.model, memory_budget, dtype)
-        patch = self.model.config.patch_size
-        if size <= 0 or size % patch:
-            raise ValueError(f"--size {size} is not a positive multiple of {self.checkpoint.name}'s patch size {patch}")
+        self.choice = str(checkpoint)
+        files = dict(SHIPPED) if self.choice == "auto" else {self.choice: choose_checkpoint(self.choice)[0]}
+        self.renderers = {}
+        for key, path in files.items():
+            model = load_renderer(path, device=resolve_device(device))
+            configure_inference(model, memory_budget, dtype)
+            patch = model.config.patch_size
+            if size <= 0 or size % patch:
+                raise ValueError(f"--size {size} is not a positive multiple of {Path(path).name}'s patch size {patch}")
+            self.renderers[key] = model
+        self.files = files
         self.size = size
         self.example_kinds = viewer.example_kinds()
         self.input_views = input_views
@@ -100,8 +109,15 @@ class ViewerApp:
         self.folders = SessionFolders()
         self.root = self.folders.root
 
+    def _pick(self, scene: viewer.ViewerScene) -> tuple[str, str]:
+        """(the renderer for this scene, why)."""
+        if self.choice != "auto":
+            return self.choice, "the renderer asked for"
+        path, why = choose_checkpoint("auto", scene.cameras)
+        return next(k for k, p in SHIPPED.items() if p == path), why
+
     def _model(self, session: Session | None):
-        return session.model if session is not None and session.model is not None else self.model
+        return session.model if session.model is not None else self.renderers[session.renderer]
 
     def _work(self, session: Session | None) -> Path:
         if session is None:
@@ -126,19 +142,23 @@ class ViewerApp:
     def _open(self, scene: viewer.ViewerScene, work: Path, progress: gr.Progress):
         """Memorise a new scene and fill every output of the page."""
         progress(0.9, desc="memorising")
-        state = viewer.memorize(self.model, scene)
-        session = Session(scene, state, work)
+        key, why = self._pick(scene)
+        model = self.renderers[key]
+        frame = viewer.renderer_frame(model, scene)
+        state = viewer.memorize(model, scene, frame)
+        session = Session(scene, state, work, key, frame)
         pose = viewer.initial_pose(scene)
         image, figure, timing = self._render(session, pose)
-        pred, scores, note = viewer.score_heldout(self.model, state, scene)
+        pred, scores, note = viewer.score_heldout(model, state, scene, frame=frame)
         pairs = [(img, f"truth {i}") for i, img in enumerate(to_uint8(scene.heldout_images))]
         pairs += [(img, f"rendered {i}") for i, img in enumerate(to_uint8(pred))]
         if scores:
             metrics = "**Held-out views:** " + " · ".join(f"{k.upper()} {v:.3f}" for k, v in scores.items()) + f" ({note})"
         else:
             metrics = f"**Held-out views:** {note}"
-        status = f"**{scene.name}**: {scene.images.shape[0]} input views at {self.size}×{self.size} · {_timings(scene)} · {timing}"
-        notes = [*scene.notes, *filter(None, [capture_warning(self.model, scene.cameras)])]
+        status = (f"**{scene.name}**: {scene.images.shape[0]} input views at {self.size}×{self.size} · {_timings(scene)} · "
+                  f"{timing}\n\nrenderer `{Path(self.files[key]).name}` ({why})")
+        notes = [*scene.notes, *filter(None, [capture_warning(model, scene.cameras)])]
         if notes:
             status += "\n\n" + "\n".join(f"- {n}" for n in notes)
         gallery = [(img, f"input {i}") for i, img in enumerate(to_uint8(scene.images))]
@@ -148,7 +168,7 @@ class ViewerApp:
     def _render(self, session: Session, pose: viewer.ViewPose):
         cam = viewer.virtual_camera(session.scene, pose)
         t0 = time.perf_counter()
-        image = viewer.render_views(self._model(session), session.state, cam)[0]
+        image = viewer.render_views(self._model(session), session.state, session.frame(cam))[0]
         seconds = time.perf_counter() - t0
         groups = [("inputs", session.scene.cameras, "tab:blue"), ("held out", session.scene.heldout_cameras, "tab:green"),
                   ("virtual camera", cam, "tab:red")]
@@ -207,18 +227,19 @@ class ViewerApp:
         viewer.render_path_video(self._model(session), session.state, session.scene, str(kind),
                                  bounded_number(frames, "frames", "the video", 2, 600, integer=True),
                                  bounded_number(fps, "fps", "the video", 1, 60), out,
-                                 _progress_callback(progress))
+                                 _progress_callback(progress), frame=session.frame)
         return str(out)
 
     @readable_errors
     def adapt(self, budget, session, progress=gr.Progress()):
         if session is None:
             raise gr.Error("load a scene first: an example, photos or a posed zip", print_exception=False)
-        _, before, _ = viewer.score_heldout(self.model, viewer.memorize(self.model, session.scene), session.scene)
-        model, result = viewer.adapt_to_scene(self.model, session.scene, float(budget), _progress_callback(progress))
+        base, scene, frame = self.renderers[session.renderer], session.scene, session.frame
+        _, before, _ = viewer.score_heldout(base, viewer.memorize(base, scene, frame), scene, frame=frame)
+        model, result = viewer.adapt_to_scene(base, scene, float(budget), _progress_callback(progress), frame)
         session.model = None if result.fallback else model
-        session.state = viewer.memorize(self._model(session), session.scene)
-        pred, after, note = viewer.score_heldout(self._model(session), session.state, session.scene)
+        session.state = viewer.memorize(self._model(session), scene, frame)
+        pred, after, note = viewer.score_heldout(self._model(session), session.state, scene, frame=frame)
         image, figure, timing = self._render(session, viewer.initial_pose(session.scene))
         pairs = [(img, f"truth {i}") for i, img in enumerate(to_uint8(session.scene.heldout_images))]
         pairs += [(img, f"rendered {i}") for i, img in enumerate(to_uint8(pred))]
@@ -229,7 +250,9 @@ class ViewerApp:
         with gr.Blocks(title="LaCT-NVS viewer", delete_cache=(3600, 7200)) as demo:
             # a closed session's scene and work folder (uploads, reconstruction, videos) are dropped
             session = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_drop_session)
-            gr.Markdown(f"# LaCT-NVS viewer\nRenderer: `{self.checkpoint.name}`. Load a scene, then move the camera: "
+            renderer = ("the shipped object renderer for turntables, the scene renderer for walks through a scene"
+                        if self.choice == "auto" else f"`{Path(self.files[self.choice]).name}`")
+            gr.Markdown(f"# LaCT-NVS viewer\nRenderer: {renderer}. Load a scene, then move the camera: "
                         "the scene is memorised once (fast weights), each new view only renders.")
             with gr.Row():
                 with gr.Column(scale=1):
@@ -293,7 +316,7 @@ def launch(checkpoint: str | Path | None = None, port: int = 7860, share: bool =
     """Build and serve the app; the queue runs one heavy job at a time, 32 waiting at most. The
     sessions' files are removed when the server stops (SIGINT, SIGTERM, exit or ``demo.close()``)."""
     check_port(host, port)  # before loading the renderer: a busy port is a message, not a traceback
-    app = ViewerApp(checkpoint or OBJECT_CHECKPOINT, size, device=device, memory_budget=memory_budget, dtype=dtype,
+    app = ViewerApp(checkpoint or "auto", size, device=device, memory_budget=memory_budget, dtype=dtype,
                     limits=limits)
     demo = app.build()
     demo.nvs_app = app  # its session folders, for tests and tools

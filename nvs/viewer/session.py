@@ -21,7 +21,7 @@ from torch import Tensor
 from nvs.geometry.camera_paths import PATH_KINDS, estimate_scene_frame, make_path
 from nvs.cameras import Cameras, fov_to_focal, look_at
 from nvs.datasets.formats import load_views, read_any_scene, read_lact_scene
-from nvs.datasets.procedural import HELDOUT_SEED, OBJECT_RADIUS, object_scene
+from nvs.datasets.procedural import HELDOUT_SEED, OBJECT_RADIUS, object_scene, room_scene
 from nvs.datasets.views import spread_order
 from nvs.inference import memorize_views, render_cameras
 from nvs.io.media import save_video
@@ -29,7 +29,7 @@ from nvs.evaluation.metrics import psnr, ssim
 from nvs.io.untrusted import VIEWER_LIMITS, LimitExceeded, Limits, public_message, request, unpack_zip
 from nvs.reconstruction.photos import VIDEO_SUFFIXES
 from nvs.reconstruction.sfm import ReconstructOptions, reconstruct
-from nvs.geometry.scene_normalization import object_frame
+from nvs.geometry.scene_normalization import fitted_frame, object_frame
 from nvs.progress import Progress, no_progress
 
 MAX_PHOTOS = 64  # per upload: SfM on more than this is not interactive on a CPU
@@ -60,34 +60,53 @@ class ViewPose:
     fov: float = 50.0
 
 
+OBJECT_EXAMPLES = ("furniture model", "procedural object")
+SCENE_EXAMPLES = ("furnished room", "procedural room")
+
+
 def example_kinds() -> tuple[str, ...]:
-    """The built-in examples this machine can make: renders of held-out furniture models where
-    Debian's furniture package and headless OpenGL are installed (``make assets``), and procedural
-    objects everywhere."""
+    """The built-in examples this machine can make: renders of held-out furniture models and rooms
+    furnished with them where Debian's furniture package and headless OpenGL are installed (``make
+    assets``), and procedural objects and rooms everywhere."""
     from nvs.datasets.asset_scenes import unavailable_reason
 
-    return ("furniture model", "procedural object") if unavailable_reason() is None else ("procedural object",)
+    if unavailable_reason() is None:
+        return ("furniture model", "furnished room", "procedural object", "procedural room")
+    return ("procedural object", "procedural room")
 
 
 def example_scene(seed: int = HELDOUT_SEED, input_views: int = 8, heldout_views: int = 4, size: int = 128,
                   kind: str = "procedural object") -> ViewerScene:
-    """A built-in example with ground truth for every view: a procedural object (a held-out seed by
-    default) or a furniture model of the held-out split (``seed`` picks the model and its turn)."""
+    """A built-in example with ground truth for every view: a procedural object or room (a held-out
+    seed by default), or a furniture model or a room furnished with models of the held-out split
+    (``seed`` picks the model and its turn, or the room). Objects take their first views as
+    inputs; a room walk takes inputs spread along it, and the frames between are held out."""
     t0 = time.perf_counter()
     views = input_views + heldout_views
-    if kind == "furniture model":
+    notes: list[str] = []
+    if kind in ("furniture model", "furnished room"):
         from nvs.datasets.asset_scenes import generate_asset_scene
 
-        scene = generate_asset_scene("furniture", int(seed), views, size, size, split="val")
-        piece = scene.attribution[0]
-        name = f"held-out furniture model '{piece['name']}'"
-        notes = [f"model '{piece['name']}' by {piece['creator']}, {piece['licence']} ({piece['library']})"]
+        asset = "furniture" if kind == "furniture model" else "furnished-room"
+        scene = generate_asset_scene(asset, int(seed), views, size, size, split="val")
+        notes = [f"model '{p['name']}' by {p['creator']}, {p['licence']} ({p['library']})" for p in scene.attribution]
+        name = (f"held-out furniture model '{scene.attribution[0]['name']}'" if kind == "furniture model"
+                else f"room {seed} furnished with {len(scene.attribution)} held-out models")
     elif kind == "procedural object":
-        scene, name, notes = object_scene(int(seed), views, size, size), f"procedural object {seed}", []
+        scene, name = object_scene(int(seed), views, size, size), f"procedural object {seed}"
+    elif kind == "procedural room":
+        scene, name = room_scene(int(seed), views, size, size), f"procedural room {seed}"
     else:
         raise ValueError(f"unknown example {kind!r}; choose one of {example_kinds()}")
-    return ViewerScene(name, scene.images[:input_views], scene.cameras[:input_views], scene.images[input_views:],
-                       scene.cameras[input_views:], {"generate": time.perf_counter() - t0}, notes)
+    if kind in OBJECT_EXAMPLES:
+        inputs, heldout = list(range(input_views)), list(range(input_views, views))
+        in_cams, out_cams = scene.cameras[inputs], scene.cameras[heldout]
+    else:
+        order = spread_order(views, input_views).tolist()
+        inputs, heldout = order[:input_views], order[input_views:]
+        in_cams, out_cams = normalize_to_object_frame(scene.cameras[inputs], scene.cameras[heldout])
+    return ViewerScene(name, scene.images[inputs], in_cams, scene.images[heldout], out_cams,
+                       {"generate": time.perf_counter() - t0}, notes)
 
 
 def normalize_to_object_frame(cams: Cameras, others: Cameras | None = None) -> tuple[Cameras, Cameras | None]:
@@ -202,29 +221,41 @@ def initial_pose(scene: ViewerScene) -> ViewPose:
     return ViewPose(0.0, round(elevation, 1), 1.0, round(min(max(fov, 10.0), 120.0), 1))
 
 
-def memorize(model, scene: ViewerScene):
-    """The renderer's state for the scene's input views, on the renderer's device."""
-    state, scene.timings["memorize"] = memorize_views(model, scene.images, scene.cameras)
+def same_frame(cams: Cameras) -> Cameras:
+    return cams
+
+
+def renderer_frame(model, scene: ViewerScene):
+    """Cameras of the viewer's scene frame -> the frame the renderer was trained in: its
+    checkpoint's scene normalisation fitted on the scene's inputs (unchanged when it has none)."""
+    return fitted_frame(getattr(model, "normalization", None) or "none", scene.cameras)
+
+
+def memorize(model, scene: ViewerScene, frame=same_frame):
+    """The renderer's state for the scene's input views, on the renderer's device; ``frame`` maps
+    the viewer's cameras to the renderer's (see renderer_frame), here and in every call below."""
+    state, scene.timings["memorize"] = memorize_views(model, scene.images, frame(scene.cameras))
     return state
 
 
 def render_views(model, state, cams: Cameras, progress: Progress = no_progress) -> Tensor:
-    """Images [N, 3, H, W] (on the CPU) for cameras [N]."""
+    """Images [N, 3, H, W] (on the CPU) for cameras [N] in the renderer's frame."""
     return render_cameras(model, state, cams, progress=progress)[0]
 
 
 def render_path_video(model, state, scene: ViewerScene, kind: str, frames: int, fps: float, out: Path,
-                      progress: Progress = no_progress) -> Path:
+                      progress: Progress = no_progress, frame=same_frame) -> Path:
     """An mp4 along an orbit, spiral or interpolation through the input cameras."""
     if kind not in PATH_KINDS:
         raise ValueError(f"unknown trajectory {kind!r}: one of {', '.join(PATH_KINDS)}")
     if not 2 <= frames <= 600 or not 1 <= fps <= 60:
         raise ValueError("a video needs 2-600 frames at 1-60 fps")
     cams, _ = make_path(kind, scene.cameras, int(frames))
-    return save_video(render_views(model, state, cams, progress=progress), out, fps=float(fps))
+    return save_video(render_views(model, state, frame(cams), progress=progress), out, fps=float(fps))
 
 
-def score_heldout(model, state, scene: ViewerScene, lpips_net: str = "vgg") -> tuple[Tensor, dict[str, float] | None, str]:
+def score_heldout(model, state, scene: ViewerScene, lpips_net: str = "vgg",
+                  frame=same_frame) -> tuple[Tensor, dict[str, float] | None, str]:
     """(predictions [T, 3, H, W], mean PSNR/SSIM/LPIPS or None, a note on what was scored)."""
     if scene.heldout_cameras.shape[0] == 0:
         return torch.zeros(0, 3, scene.cameras.height, scene.cameras.width), None, "no held-out views with ground truth"
@@ -232,7 +263,7 @@ def score_heldout(model, state, scene: ViewerScene, lpips_net: str = "vgg") -> t
     note = f"{scene.heldout_cameras.shape[0]} held-out view(s)"
     lpips_missing = None
     for i in range(0, scene.heldout_cameras.shape[0], SCORE_BATCH):  # batches: bounded memory
-        pred = render_views(model, state, scene.heldout_cameras[i : i + SCORE_BATCH]).clamp(0, 1)
+        pred = render_views(model, state, frame(scene.heldout_cameras[i : i + SCORE_BATCH])).clamp(0, 1)
         target = scene.heldout_images[i : i + SCORE_BATCH]
         per_view["psnr"].append(psnr(pred, target))
         per_view["ssim"].append(ssim(pred, target))
@@ -250,7 +281,7 @@ def score_heldout(model, state, scene: ViewerScene, lpips_net: str = "vgg") -> t
     return torch.cat(preds), scores, note
 
 
-def adapt_to_scene(model, scene: ViewerScene, budget_s: float, progress: Progress = no_progress):
+def adapt_to_scene(model, scene: ViewerScene, budget_s: float, progress: Progress = no_progress, frame=same_frame):
     """Test-time adaptation on the scene's input views (its held-out views are never shown to it).
     Returns (the model to use from now on, the AdaptResult)."""
     from nvs.adaptation.search import AdaptOptions, adapt
@@ -259,7 +290,7 @@ def adapt_to_scene(model, scene: ViewerScene, budget_s: float, progress: Progres
         raise ValueError("adapting needs at least 3 input views (one is held out to check the result)")
     if not 5 <= budget_s <= 600:
         raise ValueError("the adaptation budget must be 5-600 seconds")
-    result = adapt(model, scene.images, scene.cameras, AdaptOptions(budget_s=float(budget_s)), progress)
+    result = adapt(model, scene.images, frame(scene.cameras), AdaptOptions(budget_s=float(budget_s)), progress)
     scene.timings["adapt"] = result.seconds
     return result.model, result
 

@@ -24,8 +24,11 @@ def test_nvs_demo_writes_its_outputs(tmp_path):
     assert metrics["scenes"] == 1 and metrics["input_views"] == 8
     from nvs.datasets.asset_scenes import unavailable_reason
 
-    expected_sets = {"procedural objects"} | ({"furniture models"} if unavailable_reason() is None else set())
+    assets = unavailable_reason() is None
+    expected_sets = {"procedural objects", "procedural rooms"} | ({"furniture models", "furnished rooms"} if assets else set())
     assert set(metrics["sets"]) == expected_sets, metrics["notes"]
+    for name, used in metrics["renderers"].items():  # each capture went to the renderer of its kind
+        assert used == (["lact_scene.safetensors"] if "rooms" in name else ["lact_object.safetensors"]), metrics["renderers"]
     for scores in metrics["sets"].values():
         for name in ("model", "nearest_view", "untrained"):
             assert set(scores[name]) == {"psnr", "ssim", "lpips"}

@@ -137,3 +137,25 @@ def test_eval_and_render_on_the_gpu(workspace):
     assert out.returncode == 0, out.stderr
     assert len(list((root / "frames-gpu").glob("*.png"))) == 3
     assert json.loads((root / "frames-gpu.json").read_text())["device"] == "cuda"
+
+
+def test_render_picks_the_shipped_renderer_of_the_capture(tmp_path):
+    """`nvs render` without --checkpoint: a walk through a room goes to the scene renderer, a
+    turntable to the object renderer; --checkpoint names either whatever the capture."""
+    from nvs.commands.cli import main
+    from nvs.datasets.formats import write_dataset
+    from nvs.datasets.procedural import object_scene, room_scene
+
+    for kind, scene, renderer in (("room", room_scene(5, 8, 64, 64), "lact_scene"),
+                                  ("object", object_scene(5, 8, 64, 64), "lact_object")):
+        write_dataset(tmp_path / kind, "lact", [(kind, scene.images, scene.cameras)])
+        out = tmp_path / f"{kind}.mp4"
+        assert main(["render", "--scene", str(tmp_path / kind), "--views", "4", "--frames", "3", "--size", "64", "64",
+                     "--out", str(out)]) == 0
+        summary = json.loads((tmp_path / f"{kind}.mp4.json").read_text())
+        assert summary["checkpoint"].endswith(f"{renderer}.safetensors") and summary["renderer_choice"].startswith("auto")
+        assert summary["warnings"] == [] and summary["normalize"] == ("lvsm" if kind == "room" else "none")
+    assert main(["render", "--checkpoint", "object", "--scene", str(tmp_path / "room"), "--views", "4", "--frames", "3",
+                 "--size", "64", "64", "--out", str(tmp_path / "forced.mp4")]) == 0
+    forced = json.loads((tmp_path / "forced.mp4.json").read_text())
+    assert forced["checkpoint"].endswith("lact_object.safetensors") and "--checkpoint scene" in forced["warnings"][0]

@@ -161,6 +161,7 @@ def test_a_checkpoint_names_the_scene_normalisation_its_renderer_expects(tmp_pat
     plain = load_renderer(save_renderer(model, tmp_path / "plain.safetensors"))
     scene = load_renderer(save_renderer(model, tmp_path / "scene.safetensors", {"normalize": "lvsm"}))
     assert plain.normalization is None and scene.normalization == "lvsm"
+    assert load_renderer(save_renderer(scene, tmp_path / "again.safetensors")).normalization == "lvsm"  # kept on re-saving
     assert protocol_defaults(plain, None, None) == ("none", "bilinear")
     assert protocol_defaults(scene, None, None) == ("lvsm", "bilinear")
     assert protocol_defaults(scene, "none", None) == ("none", "bilinear")  # what the user asks wins
