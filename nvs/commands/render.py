@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 
-from nvs.cameras import Cameras
 from nvs.commands.eval import add_protocol_arguments, protocol_defaults
 from nvs.commands.adapt import add_adapt_options, options_from_args
 from nvs.geometry.camera_paths import make_path

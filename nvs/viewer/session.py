@@ -2,9 +2,10 @@
 render orbit views, camera paths and held-out views with metrics. The Gradio app (nvs/viewer/app.py)
 and its API are thin wrappers around these functions.
 
-Scenes are brought into the frame object renderers are trained in: the point the cameras look
-at is the origin, up (see nvs.geometry.camera_paths.estimate_scene_frame) is +z, and the inputs sit at
-the training radius.
+Scenes are brought into an object frame, where the virtual camera moves: the point the cameras
+look at is the origin, up (see nvs.geometry.camera_paths.estimate_scene_frame) is +z, and the inputs
+sit at the object renderer's training radius. A renderer trained on re-expressed scenes gets every
+camera moved once more into its own frame (:func:`renderer_frame`).
 """
 
 from __future__ import annotations

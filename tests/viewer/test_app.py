@@ -59,6 +59,7 @@ def test_client_reconstruct_render_and_video(app_url, ring_photos, tmp_path):
     status, gallery, az, el, dist, fov, image, plot, heldout, metrics = client.predict(
         [handle_file(str(p)) for p in ring_photos], 8, api_name="/reconstruct")
     assert "COLMAP registered 24 of 24 photos" in status and "16 posed view(s)" in status
+    assert "renderer `lact_object.safetensors` (auto: the input cameras circle an object)" in status  # a turntable
     assert len(gallery) == 8 and len(heldout) == 32  # 16 truths, 16 renders
     assert _psnr(metrics) > 12  # real photos posed by COLMAP, rendered by the shipped object renderer
     first = iio.imread(image)
@@ -194,6 +195,10 @@ def test_browser_bad_inputs_show_messages_and_the_page_stays_usable(page, ring_p
     page.get_by_text("points outside the archive").first.wait_for(timeout=WAIT_MS)
 
     page.get_by_role("tab", name="Example").click()
+    page.locator("#example-kind").get_by_text("procedural room").click()
+    page.locator("#load-example").click()
+    _wait_status(page, "procedural room")
+    _wait_status(page, "lact_scene.safetensors")  # a walk through a room goes to the scene renderer
     page.locator("#example-kind").get_by_text("procedural object").click()
     page.locator("#load-example").click()
     _wait_status(page, "procedural object")
