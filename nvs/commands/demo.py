@@ -48,13 +48,14 @@ def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int
     kinds = example_kinds()
     notes = [] if "furniture model" in kinds else [f"furniture models and rooms skipped: {unavailable_reason()} "
                                                    "(make assets installs them)"]
-    summary, renderers, grid_rows, first = {}, {}, [], None
+    summary, renderers, sizes, grid_rows, first = {}, {}, {}, [], None
     for kind in kinds:
         results = {"model": [], "nearest_view": [], "untrained": []}
         for i in tqdm(range(scenes), desc=f"demo: {kind}s", unit="scene"):
             scene = example_scene(HELDOUT_SEED + i, input_views, target_views, size, kind)
             path, why = choose_checkpoint("auto", scene.cameras)
             renderers.setdefault(f"{kind}s", set()).add(path.name)
+            sizes[f"{kind}s"] = list(scene.images.shape[-2:])
             model = models[path]
             frame = renderer_frame(model, scene)
             inputs, in_cams, targets = scene.images, frame(scene.cameras), scene.heldout_images
@@ -79,7 +80,7 @@ def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int
         "scenes": scenes,
         "input_views": input_views,
         "target_views": target_views,
-        "size": [size, size],
+        "sizes": sizes,
         "checkpoints": {kind: str(path) for kind, path in SHIPPED.items()},
         "renderers": {name: sorted(used) for name, used in renderers.items()},
         "seconds": round(time.time() - t_start, 2),
@@ -99,10 +100,11 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     m = run_demo(Path(args.out), scenes=args.scenes)
-    print(f"\n{m['scenes']} held-out scenes per set, {m['input_views']} input views, {m['target_views']} novel views each "
-          f"({m['size'][0]}x{m['size'][1]}), {m['seconds']:.1f} s")
+    print(f"\n{m['scenes']} held-out scenes per set, {m['input_views']} input views, {m['target_views']} novel views each, "
+          f"{m['seconds']:.1f} s")
     for set_name, scores in m["sets"].items():
-        print(f"\n{set_name} ({', '.join(m['renderers'][set_name])})")
+        height, width = m["sizes"][set_name]
+        print(f"\n{set_name} at {height}x{width} ({', '.join(m['renderers'][set_name])})")
         print(f"  {'':22}{'PSNR':>8}{'SSIM':>8}{'LPIPS':>8}")
         for name in ("model", "nearest_view", "untrained"):
             r = scores[name]

@@ -45,13 +45,16 @@ def save_images(images: Sequence[Tensor | np.ndarray], paths: Sequence[str | Pat
 
 
 def image_grid(rows: list[list[Tensor]], pad: int = 2) -> Tensor:
-    """Tile images [3, H, W] (same size) into one [3, H', W'] image on white."""
-    h, w = rows[0][0].shape[-2:]
+    """Tile images [3, H, W] into one [3, H', W'] image on white, in cells of the largest height
+    and width (a smaller image sits at its cell's top left)."""
+    h = max(img.shape[-2] for row in rows for img in row)
+    w = max(img.shape[-1] for row in rows for img in row)
     cols = max(len(r) for r in rows)
     grid = torch.ones(3, len(rows) * (h + pad) - pad, cols * (w + pad) - pad)
     for i, row in enumerate(rows):
         for j, img in enumerate(row):
-            grid[:, i * (h + pad) : i * (h + pad) + h, j * (w + pad) : j * (w + pad) + w] = img.detach().float().cpu()
+            ih, iw = img.shape[-2:]
+            grid[:, i * (h + pad) : i * (h + pad) + ih, j * (w + pad) : j * (w + pad) + iw] = img.detach().float().cpu()
     return grid
 
 

@@ -156,7 +156,8 @@ class ViewerApp:
             metrics = "**Held-out views:** " + " · ".join(f"{k.upper()} {v:.3f}" for k, v in scores.items()) + f" ({note})"
         else:
             metrics = f"**Held-out views:** {note}"
-        status = (f"**{scene.name}**: {scene.images.shape[0]} input views at {self.size}×{self.size} · {_timings(scene)} · "
+        height, width = scene.images.shape[-2:]
+        status = (f"**{scene.name}**: {scene.images.shape[0]} input views at {height}×{width} · {_timings(scene)} · "
                   f"{timing}\n\nrenderer `{Path(self.files[key]).name}` ({why})")
         notes = [*scene.notes, *filter(None, [capture_warning(model, scene.cameras)])]
         if notes:

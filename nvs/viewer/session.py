@@ -40,7 +40,7 @@ SCORE_BATCH = 8  # held-out views scored at a time: memory stays bounded whateve
 
 @dataclass
 class ViewerScene:
-    """Input views [K, 3, S, S] and cameras [K]; held-out views [T, 3, S, S] with cameras [T] (T may be 0)."""
+    """Input views [K, 3, H, W] and cameras [K]; held-out views [T, 3, H, W] with cameras [T] (T may be 0)."""
 
     name: str
     images: Tensor
@@ -81,22 +81,25 @@ def example_scene(seed: int = HELDOUT_SEED, input_views: int = 8, heldout_views:
     """A built-in example with ground truth for every view: a procedural object or room (a held-out
     seed by default), or a furniture model or a room furnished with models of the held-out split
     (``seed`` picks the model and its turn, or the room). Objects take their first views as
-    inputs; a room walk takes inputs spread along it, and the frames between are held out."""
+    inputs; a room walk (16:9 frames of height ``size``) takes inputs spread along it, and the
+    frames between are held out."""
     t0 = time.perf_counter()
     views = input_views + heldout_views
+    # rooms in 16:9 frames, as photo walks are taken (and the scene renderer trained)
+    width = size if kind in OBJECT_EXAMPLES else max(size, round(size * 16 / 9 / 16) * 16)
     notes: list[str] = []
     if kind in ("furniture model", "furnished room"):
         from nvs.datasets.asset_scenes import generate_asset_scene
 
         asset = "furniture" if kind == "furniture model" else "furnished-room"
-        scene = generate_asset_scene(asset, int(seed), views, size, size, split="val")
+        scene = generate_asset_scene(asset, int(seed), views, size, width, split="val")
         notes = [f"model '{p['name']}' by {p['creator']}, {p['licence']} ({p['library']})" for p in scene.attribution]
         name = (f"held-out furniture model '{scene.attribution[0]['name']}'" if kind == "furniture model"
                 else f"room {seed} furnished with {len(scene.attribution)} held-out models")
     elif kind == "procedural object":
         scene, name = object_scene(int(seed), views, size, size), f"procedural object {seed}"
     elif kind == "procedural room":
-        scene, name = room_scene(int(seed), views, size, size), f"procedural room {seed}"
+        scene, name = room_scene(int(seed), views, size, width), f"procedural room {seed}"
     else:
         raise ValueError(f"unknown example {kind!r}; choose one of {example_kinds()}")
     if kind in OBJECT_EXAMPLES:

@@ -158,12 +158,13 @@ def test_auto_draws_turntables_with_the_object_renderer_and_walks_with_the_scene
 
     app = ViewerApp(size=64)
     assert set(app.renderers) == {"object", "scene"}
-    for kind, renderer in (("procedural object", "lact_object"), ("procedural room", "lact_scene")):
+    for kind, renderer, width in (("procedural object", "lact_object", 64), ("procedural room", "lact_scene", 112)):
         session, status, *_ = app.load_example(HELDOUT_SEED, 6, None, kind)
         assert f"renderer `{renderer}.safetensors` (auto: " in status and session.renderer == renderer.split("_")[1]
         assert "trained on" not in status  # no capture warning: each scene went to its own renderer
+        assert f"6 input views at 64×{width}" in status  # rooms in 16:9 frames
         view, *_ = app.render_view(20, 10, 1.0, 50, session)
-        assert view.shape == (64, 64, 3)
+        assert view.shape == (64, width, 3)
     forced = ViewerApp("object", size=64)  # the user's choice wins over the capture
     session, status, *_ = forced.load_example(HELDOUT_SEED, 6, None, "procedural room")
     assert "renderer `lact_object.safetensors` (the renderer asked for)" in status and "--checkpoint scene" in status
@@ -181,7 +182,7 @@ def test_scene_renderer_sees_the_scene_in_its_own_frame():
     assert torch.allclose(inputs.centers.mean(0), torch.zeros(3), atol=1e-5)
     assert inputs.centers.norm(dim=-1).max() == pytest.approx(1 / 1.35, abs=1e-5)
     pred, scores, _ = viewer.score_heldout(model, viewer.memorize(model, scene, frame), scene, lpips_net="alex", frame=frame)
-    assert pred.shape == (2, 3, 64, 64) and scores["psnr"] > 10
+    assert pred.shape == (2, 3, 64, 112) and scores["psnr"] > 10
 
 
 def test_app_device_is_checked():
