@@ -81,7 +81,7 @@ def _timings(scene: viewer.ViewerScene) -> str:
 
 
 class ViewerApp:
-    """The handlers, bound to one renderer shared (read-only) by all sessions."""
+    """The handlers, bound to the renderers shared (read-only) by all sessions."""
 
     def __init__(self, checkpoint: str | Path = "auto", size: int = 128, input_views: int = 8,
                  device: str = "auto", memory_budget: str | int | None = "auto", dtype: str = "fp32",
@@ -116,7 +116,7 @@ class ViewerApp:
         path, why = choose_checkpoint("auto", scene.cameras)
         return next(k for k, p in SHIPPED.items() if p == path), why
 
-    def _model(self, session: Session | None):
+    def _model(self, session: Session):
         return session.model if session.model is not None else self.renderers[session.renderer]
 
     def _work(self, session: Session | None) -> Path:
