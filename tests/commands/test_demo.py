@@ -5,14 +5,15 @@ import sys
 import imageio.v2 as iio2
 import pytest
 
-from nvs.assets import OBJECT_CHECKPOINT
+from nvs.assets import OBJECT_CHECKPOINT, SCENE_CHECKPOINT
 from nvs.models import LaCTRenderer, load_renderer
 
 
-def test_shipped_model_loads_and_is_small():
-    model = load_renderer(OBJECT_CHECKPOINT)
-    assert isinstance(model, LaCTRenderer)
-    assert OBJECT_CHECKPOINT.stat().st_size < 25 * 2**20
+def test_shipped_renderers_load_and_are_small():
+    for path, normalization in ((OBJECT_CHECKPOINT, None), (SCENE_CHECKPOINT, "lvsm")):
+        model = load_renderer(path)
+        assert isinstance(model, LaCTRenderer) and model.normalization == normalization
+        assert path.stat().st_size < 25 * 2**20
 
 
 @pytest.mark.slow
