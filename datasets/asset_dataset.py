@@ -84,7 +84,8 @@ READY_TIMEOUT_S = 600.0
 def scene_pool(workers: int, kind: str, split: str, height: int, width: int):
     """A pool of ``workers`` processes (spawned: GL and torch threads do not survive a fork), each
     ready to render ``kind`` scenes at height x width when this yields. A worker that crashes
-    breaks the pool (an error), never hangs it."""
+    while rendering breaks the pool (BrokenProcessPool) instead of hanging it; one that fails to
+    start is an error after READY_TIMEOUT_S."""
     context = multiprocessing.get_context("spawn")
     ready = context.Barrier(workers + 1)
     with ProcessPoolExecutor(workers, context, _start_worker, ((kind, split, height, width), ready)) as pool:
