@@ -166,18 +166,9 @@ def render_cameras(model: torch.nn.Module, state, cams: Cameras, chunk: int = 8,
     return images, seconds
 
 
-RENDERER_CHOICES = ("auto", "object", "scene")
 RENDERER_HELP = ("auto (the shipped renderer trained on this kind of capture: the scene renderer for walks through a "
                  "scene, the object renderer for turntables), object, scene, or a checkpoint file: ours (.safetensors) "
                  "or a published LaCT .pt")
-
-
-def trained_capture(model: torch.nn.Module) -> str:
-    """The kind of capture a renderer was trained on: ``scene`` when its checkpoint names a scene
-    normalisation (or it is a published LaCT checkpoint), else ``object``."""
-    if getattr(model, "normalization", None) or getattr(model, "source_format", "") == "official":
-        return "scene"
-    return "object"
 
 
 def choose_checkpoint(spec, cams: Cameras | None = None) -> tuple[Path, str]:
@@ -203,6 +194,14 @@ def choose_checkpoint(spec, cams: Cameras | None = None) -> tuple[Path, str]:
     return Path(spec), "the checkpoint asked for"
 
 
+def renderer_frame(model: torch.nn.Module, input_cams: Cameras):
+    """Cameras -> the same cameras in the frame the renderer was trained in: its checkpoint's scene
+    normalisation fitted on the input cameras (unchanged when it names none)."""
+    from nvs.geometry.scene_normalization import fitted_frame
+
+    return fitted_frame(getattr(model, "normalization", None) or "none", input_cams)
+
+
 def capture_warning(model: torch.nn.Module, cams: Cameras) -> str | None:
     """A warning when the input cameras are not the kind of capture the renderer was trained on
     (nvs.geometry.capture): a walk through a scene given to an object renderer, or a turntable
@@ -211,8 +210,8 @@ def capture_warning(model: torch.nn.Module, cams: Cameras) -> str | None:
 
     if getattr(model, "source_format", "") == "official":
         return None
-    kind, trained = capture_kind(cams), trained_capture(model)
-    if kind == trained:
+    trained = "scene" if getattr(model, "normalization", None) else "object"  # ours name a scene normalisation
+    if capture_kind(cams) == trained:
         return None
     if trained == "object":
         return ("the input cameras walk through a scene rather than circle an object, and this renderer was trained "

@@ -12,8 +12,6 @@ from pathlib import Path
 from nvs.adaptation.adapter import PARTS
 from nvs.commands import argtypes as T
 from nvs.adaptation.search import AdaptOptions, AdaptResult, adapt
-from nvs.cameras import Cameras
-from nvs.geometry.scene_normalization import normalize_views
 from nvs.inference import RENDERER_HELP
 from nvs.progress import StageProgress
 
@@ -77,6 +75,7 @@ def load_scene_inputs(scene: Path, scene_index: int, views: int, size, object_fr
     chosen = spread_order(n, min(views, n))[: min(views, n)].tolist()
     images, cams = load_views(record, chosen, *size)
     if object_frame:
+        from nvs.cameras import Cameras
         from nvs.geometry.camera_paths import estimate_scene_frame
         from nvs.geometry.scene_normalization import object_frame as to_object_frame
 
@@ -86,7 +85,7 @@ def load_scene_inputs(scene: Path, scene_index: int, views: int, size, object_fr
 
 
 def run(args: argparse.Namespace) -> int:
-    from nvs.inference import choose_checkpoint, resolve_device
+    from nvs.inference import choose_checkpoint, renderer_frame, resolve_device
     from nvs.models import load_renderer
 
     name, chosen, images, cams = load_scene_inputs(Path(args.scene), args.scene_index, args.views, tuple(args.size),
@@ -94,9 +93,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoint, why = choose_checkpoint(args.checkpoint, cams)
     print(f"renderer: {checkpoint.name} ({why})")
     model = load_renderer(checkpoint, device=resolve_device(args.device))
-    if getattr(model, "normalization", None) and not args.object_frame:  # the frame the renderer was trained in
-        cams = Cameras(cams.intrinsics, normalize_views(model.normalization, cams.c2w, cams.c2w[:0])[0],
-                       cams.height, cams.width)
+    if not args.object_frame:
+        cams = renderer_frame(model, cams)(cams)
     with StageProgress() as bar:
         result = adapt(model, images, cams, options_from_args(args), progress=bar)
     out = result.adapter.save(args.out, base_name=checkpoint.name)

@@ -27,10 +27,10 @@ from nvs.geometry.camera_paths import orbit_path
 from nvs.evaluation.evaluate import nearest_view
 from nvs.io.media import image_grid, save_image, save_video
 from nvs.evaluation.metrics import all_metrics
-from nvs.inference import choose_checkpoint, memorize_views, render_cameras
+from nvs.inference import choose_checkpoint, memorize_views, render_cameras, renderer_frame
 from nvs.models import build_renderer, load_renderer
 from nvs.commands import argtypes as T
-from nvs.viewer.session import example_kinds, example_scene, renderer_frame
+from nvs.viewer.session import example_kinds, example_scene
 
 DEMO_SIZE = 128  # the viewer's image size (16x16 patches: 8x8 tokens per view)
 
@@ -53,11 +53,11 @@ def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int
         results = {"model": [], "nearest_view": [], "untrained": []}
         for i in tqdm(range(scenes), desc=f"demo: {kind}s", unit="scene"):
             scene = example_scene(HELDOUT_SEED + i, input_views, target_views, size, kind)
-            path, why = choose_checkpoint("auto", scene.cameras)
+            path, _ = choose_checkpoint("auto", scene.cameras)
             renderers.setdefault(f"{kind}s", set()).add(path.name)
             sizes[f"{kind}s"] = list(scene.images.shape[-2:])
             model = models[path]
-            frame = renderer_frame(model, scene)
+            frame = renderer_frame(model, scene.cameras)
             inputs, in_cams, targets = scene.images, frame(scene.cameras), scene.heldout_images
             tg_cams = frame(scene.heldout_cameras)
             state, _ = memorize_views(model, inputs, in_cams)

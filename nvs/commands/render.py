@@ -62,7 +62,7 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
     record = read_any_scene(scene, scene_index)
     chosen = choose_inputs(record, views, selection, scene, scene_index, index)
     checkpoint, why = choose_checkpoint(checkpoint, record.cameras[chosen])
-    print(f"renderer: {Path(checkpoint).name} ({why})")
+    print(f"renderer: {checkpoint.name} ({why})")
     model = load_renderer(checkpoint, device=device)
     configure_inference(model, memory_budget, dtype)
     normalize, resize = protocol_defaults(model, normalize, resize)

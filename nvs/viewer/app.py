@@ -22,7 +22,7 @@ from nvs.datasets.procedural import HELDOUT_SEED
 from nvs.geometry.camera_paths import PATH_KINDS
 from nvs.viewer.camera_plot import camera_figure
 from nvs.assets import SHIPPED
-from nvs.inference import capture_warning, choose_checkpoint
+from nvs.inference import capture_warning, choose_checkpoint, renderer_frame
 from nvs.io.media import to_uint8
 from nvs.io.untrusted import VIEWER_LIMITS, Limits, bounded_number, public_message
 from nvs.viewer.session_files import SESSION_TTL_S, SessionFolders, check_port
@@ -39,7 +39,7 @@ class Session:
     state: object
     work: Path
     renderer: str  # which of the app's renderers this scene uses
-    frame: object = viewer.same_frame  # the viewer's cameras -> the renderer's (viewer.renderer_frame)
+    frame: object = viewer.same_frame  # the viewer's cameras -> the renderer's (nvs.inference.renderer_frame)
     model: object = None  # this scene's adapted renderer, None: the shared one
 
 
@@ -144,7 +144,7 @@ class ViewerApp:
         progress(0.9, desc="memorising")
         key, why = self._pick(scene)
         model = self.renderers[key]
-        frame = viewer.renderer_frame(model, scene)
+        frame = renderer_frame(model, scene.cameras)
         state = viewer.memorize(model, scene, frame)
         session = Session(scene, state, work, key, frame)
         pose = viewer.initial_pose(scene)

@@ -5,7 +5,7 @@ and its API are thin wrappers around these functions.
 Scenes are brought into an object frame, where the virtual camera moves: the point the cameras
 look at is the origin, up (see nvs.geometry.camera_paths.estimate_scene_frame) is +z, and the inputs
 sit at the object renderer's training radius. A renderer trained on re-expressed scenes gets every
-camera moved once more into its own frame (:func:`renderer_frame`).
+camera moved once more into its own frame (:func:`nvs.inference.renderer_frame`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from nvs.evaluation.metrics import psnr, ssim
 from nvs.io.untrusted import VIEWER_LIMITS, LimitExceeded, Limits, public_message, request, unpack_zip
 from nvs.reconstruction.photos import VIDEO_SUFFIXES
 from nvs.reconstruction.sfm import ReconstructOptions, reconstruct
-from nvs.geometry.scene_normalization import fitted_frame, object_frame
+from nvs.geometry.scene_normalization import object_frame
 from nvs.progress import Progress, no_progress
 
 MAX_PHOTOS = 64  # per upload: SfM on more than this is not interactive on a CPU
@@ -229,15 +229,9 @@ def same_frame(cams: Cameras) -> Cameras:
     return cams
 
 
-def renderer_frame(model, scene: ViewerScene):
-    """Cameras of the viewer's scene frame -> the frame the renderer was trained in: its
-    checkpoint's scene normalisation fitted on the scene's inputs (unchanged when it has none)."""
-    return fitted_frame(getattr(model, "normalization", None) or "none", scene.cameras)
-
-
 def memorize(model, scene: ViewerScene, frame=same_frame):
     """The renderer's state for the scene's input views, on the renderer's device; ``frame`` maps
-    the viewer's cameras to the renderer's (see renderer_frame), here and in every call below."""
+    the viewer's cameras to the renderer's (nvs.inference.renderer_frame), here and in every call below."""
     state, scene.timings["memorize"] = memorize_views(model, scene.images, frame(scene.cameras))
     return state
 

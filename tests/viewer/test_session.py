@@ -174,10 +174,11 @@ def test_scene_renderer_sees_the_scene_in_its_own_frame():
     """The viewer's cameras go to a scene-normalised renderer re-expressed as in its training:
     in the mean input camera's frame, which a similarity of the scene does not change."""
     from nvs.assets import SCENE_CHECKPOINT
+    from nvs.inference import renderer_frame
 
     model = load_renderer(SCENE_CHECKPOINT)
     scene = viewer.example_scene(HELDOUT_SEED, 6, 2, 64, "procedural room")
-    frame = viewer.renderer_frame(model, scene)
+    frame = renderer_frame(model, scene.cameras)
     inputs = frame(scene.cameras)
     assert torch.allclose(inputs.centers.mean(0), torch.zeros(3), atol=1e-5)
     assert inputs.centers.norm(dim=-1).max() == pytest.approx(1 / 1.35, abs=1e-5)
