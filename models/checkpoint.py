@@ -144,6 +144,8 @@ def official_config_dict(config: ModelConfig) -> dict:
     """``config`` in the official LaCT YAML layout (what :meth:`ModelConfig.from_official` reads)."""
     if config.arch != "lact":
         raise CheckpointError(f"only LaCT renderers have an official layout, not {config.arch!r}")
+    if config.view_blend:
+        raise CheckpointError("the official layout has no view-blending head (model config view_blend)")
 
     def number(x: float) -> int | float:
         return int(x) if float(x).is_integer() else float(x)

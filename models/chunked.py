@@ -218,5 +218,5 @@ def render_chunked(renderer: "LaCTRenderer", state: "SceneState", target_cams: C
     groups = []
     for start, end in _ranges(target_cams.shape[1], plan.views, x.device):
         part = x[:, start * per_view : end * per_view]
-        groups.append(renderer.head(part, end - start, target_cams.height, target_cams.width))
+        groups.append(renderer.decode(part, target_cams[:, start:end], state.sources))
     return torch.cat(groups, dim=1)

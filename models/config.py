@@ -32,6 +32,10 @@ class ModelConfig:
     muon_steps: int = 5
     # dtype of the Newton-Schulz products: "bfloat16" as published; see nvs.models.fast_weight
     newton_schulz_dtype: str = "bfloat16"
+    # k > 0: each target pixel also blends depth-warped samples of its k nearest input views
+    # (models/view_blend.py); 0 is the published decoder
+    view_blend: int = 0
+    view_blend_depth: float = 2.0  # the depth a new blending head starts at, in scene units
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -49,6 +53,13 @@ class ModelConfig:
                 raise ValueError(f"dim {self.dim} is not divisible by {name} {head}")
         if self.newton_schulz_dtype not in NEWTON_SCHULZ_DTYPES:
             raise ValueError(f"newton_schulz_dtype must be one of {NEWTON_SCHULZ_DTYPES}, got {self.newton_schulz_dtype!r}")
+        if isinstance(self.view_blend, bool) or not isinstance(self.view_blend, int) or self.view_blend < 0:
+            raise ValueError(f"model config 'view_blend' must be a whole number >= 0, got {self.view_blend!r}")
+        if isinstance(self.view_blend_depth, bool) or not isinstance(self.view_blend_depth, (int, float)) \
+                or not 0 < self.view_blend_depth < 1e3:
+            raise ValueError(f"model config 'view_blend_depth' must be a number in (0, 1000), got {self.view_blend_depth!r}")
+        if self.view_blend and self.arch != "lact":
+            raise ValueError("view_blend needs arch 'lact': the full-attention baseline keeps no input views to sample")
         if self.patch_size <= 0 or self.layers <= 0:
             raise ValueError("patch_size and layers must be positive")
 

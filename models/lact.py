@@ -21,6 +21,7 @@ from nvs.cameras import Cameras, pixel_rays
 from nvs.models.chunked import ChunkPlan, fits_one_pass, memorize_chunked, parse_memory_size, plan_chunks, render_chunked
 from nvs.models.config import ModelConfig
 from nvs.models.fast_weight import FastWeights, FastWeightSwiGLU, TTTOp
+from nvs.models.view_blend import ViewBlendHead, blend_views
 
 RAY_CHANNELS = 9  # o, d, o x d
 PIXEL_CHANNELS = RAY_CHANNELS + 3  # + RGB * 2 - 1
@@ -168,6 +169,7 @@ class RendererBase(nn.Module):
         self.config = config
         self.tokenizer = PatchTokenizer(config.patch_size, config.dim)
         self.head = RGBHead(config.patch_size, config.dim)
+        self.view_blend = ViewBlendHead(config.patch_size, config.dim, config.view_blend, config.view_blend_depth) if config.view_blend else None
         self.grad_checkpointing = False
 
     def init_weights(self, modules_per_block: int) -> None:
@@ -181,6 +183,8 @@ class RendererBase(nn.Module):
         for name, p in self.named_parameters():
             if name.startswith("blocks.") and name.endswith(".proj.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(depth))
+        if self.view_blend is not None:
+            self.view_blend.reset_parameters()
 
     def run_block(self, block: nn.Module, *args):
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
@@ -196,8 +200,15 @@ class RendererBase(nn.Module):
     def check_targets(self, target_cams: Cameras, batch: int) -> None:
         check_cameras(target_cams, batch, self.config.patch_size, "target cameras")
 
-    def decode(self, tokens: Tensor, target_cams: Cameras) -> Tensor:
-        return self.head(tokens, target_cams.shape[1], target_cams.height, target_cams.width)
+    def decode(self, tokens: Tensor, target_cams: Cameras, sources: tuple[Tensor, Cameras] | None = None) -> Tensor:
+        """Target tokens [B, T * L, dim] -> [B, T, 3, H, W]; ``sources`` (input images [B, V, 3, H, W],
+        cams [B, V]) are what a view-blending renderer samples."""
+        views, height, width = target_cams.shape[1], target_cams.height, target_cams.width
+        rgb = self.head(tokens, views, height, width)
+        if self.view_blend is None:
+            return rgb
+        maps = unpatchify(self.view_blend(tokens), views, height, width, self.config.patch_size)
+        return blend_views(rgb, maps, target_cams, *sources)
 
     @property
     def num_parameters(self) -> int:
@@ -240,24 +251,31 @@ class LaCTBlock(nn.Module):
 class SceneState:
     """A memorised scene: the fast weights of every LaCT layer. Its size does not depend on V.
 
-    layers: one FastWeights per block, each w [B, H, d, dh]; num_views: how many views were read.
+    layers: one FastWeights per block, each w [B, H, d, dh]; num_views: how many views were read;
+    sources: the input images [B, V, 3, H, W] and cams [B, V], kept only by a view-blending
+    renderer (``ModelConfig.view_blend``), which samples them when it renders.
     """
 
     layers: list[FastWeights]
     num_views: int
+    sources: tuple[Tensor, Cameras] | None = None
 
     @property
     def batch_size(self) -> int:
         return self.layers[0].w0.shape[0]
 
     def to(self, *args, **kwargs) -> "SceneState":
-        return SceneState([w.to(*args, **kwargs) for w in self.layers], self.num_views)
+        sources = None if self.sources is None else tuple(s.to(*args, **kwargs) for s in self.sources)
+        return SceneState([w.to(*args, **kwargs) for w in self.layers], self.num_views, sources)
 
     def detach(self) -> "SceneState":
-        return SceneState([w.detach() for w in self.layers], self.num_views)
+        sources = None if self.sources is None else (self.sources[0].detach(), self.sources[1])
+        return SceneState([w.detach() for w in self.layers], self.num_views, sources)
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for fw in self.layers for t in (fw.w0, fw.w1, fw.w2))
+        kept = [] if self.sources is None else [self.sources[0]]
+        return sum(t.numel() * t.element_size() for fw in self.layers for t in (fw.w0, fw.w1, fw.w2)) + \
+            sum(t.numel() * t.element_size() for t in kept)
 
 
 class LaCTRenderer(RendererBase):
@@ -306,11 +324,15 @@ class LaCTRenderer(RendererBase):
         plan = self.chunk_plan(cams.shape[0], cams.shape[1], self.tokens_per_view(cams))
         if plan is not None:
             with torch.no_grad():
-                return SceneState(memorize_chunked(self, images, cams, plan), num_views=cams.shape[1])
+                return SceneState(memorize_chunked(self, images, cams, plan), cams.shape[1], self.kept_sources(images, cams))
         x = self.tokenizer(cams, images)
         n = x.shape[1]
         _, states = self._run(x, self.tokens_per_view(cams), [TTTOp(0, n, update=True, apply=True)], None)
-        return SceneState(states, num_views=cams.shape[1])
+        return SceneState(states, cams.shape[1], self.kept_sources(images, cams))
+
+    def kept_sources(self, images: Tensor, cams: Cameras) -> tuple[Tensor, Cameras] | None:
+        """What a memorised scene keeps besides its fast weights: the inputs, if the renderer blends views."""
+        return None if self.view_blend is None else (images, cams)
 
     def render(self, state: SceneState, target_cams: Cameras) -> Tensor:
         if not isinstance(state, SceneState) or len(state.layers) != len(self.blocks):
@@ -322,7 +344,7 @@ class LaCTRenderer(RendererBase):
                 return render_chunked(self, state, target_cams, plan)
         x = self.tokenizer(target_cams)
         x, _ = self._run(x, self.tokens_per_view(target_cams), [TTTOp(0, x.shape[1], update=False, apply=True)], state.layers)
-        return self.decode(x, target_cams)
+        return self.decode(x, target_cams, state.sources)
 
     def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras) -> Tensor:
         """Joint pass (training): inputs and targets in one sequence; the update sees inputs only."""
@@ -334,4 +356,4 @@ class LaCTRenderer(RendererBase):
         n_in = self.tokens_per_view(cams) * cams.shape[1]
         ops = [TTTOp(0, n_in, update=True, apply=False), TTTOp(0, x.shape[1], update=False, apply=True)]
         x, _ = self._run(x, self.tokens_per_view(cams), ops, None)
-        return self.decode(x[:, n_in:], target_cams)
+        return self.decode(x[:, n_in:], target_cams, self.kept_sources(images, cams))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -136,14 +137,26 @@ def validate(model, data: Dataset | None, device: torch.device) -> float:
     return sum(scores) / max(1, len(scores))
 
 
+def add_view_blend(model: Renderer, config: ModelConfig) -> Renderer:
+    """``model`` with a new view-blending head as ``config`` sets it, which starts near the decoded colour."""
+    grown = build_renderer(dataclasses.replace(model.config, view_blend=config.view_blend,
+                                               view_blend_depth=config.view_blend_depth))
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not name.startswith("view_blend.") for name in missing):
+        raise ValueError(f"cannot add a view-blending head: unexpected {unexpected}, missing {missing}")
+    return grown.train(model.training)
+
+
 def initial_weights(config: ModelConfig, path: str) -> Renderer:
-    """The renderer ``config`` describes, with the weights of ``path`` (patches resized and identity
-    blocks appended if the recipe asks for larger patches or more blocks)."""
+    """The renderer ``config`` describes, with the weights of ``path`` (patches resized, identity
+    blocks appended or a fresh view-blending head added if the recipe asks for them)."""
     loaded = load_renderer(path)
     if loaded.config.patch_size != config.patch_size:
         loaded = resize_patches(loaded, config.patch_size)
     if loaded.config.layers < config.layers:
         loaded = add_identity_blocks(loaded, config.layers)
+    if loaded.config.view_blend == 0 and config.view_blend:
+        loaded = add_view_blend(loaded, config)
     if loaded.config != config:
         raise ValueError(f"{path}: its model config {loaded.config} differs from the recipe's {config}")
     return loaded.train()

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from nvs.geometry.camera_paths import PATH_KINDS, estimate_scene_frame, make_path
+from nvs.geometry.capture import capture_kind
 from nvs.cameras import Cameras, fov_to_focal, look_at
 from nvs.datasets.formats import load_views, read_any_scene, read_lact_scene
 from nvs.datasets.procedural import HELDOUT_SEED, OBJECT_RADIUS, object_scene, room_scene
@@ -65,6 +66,14 @@ OBJECT_EXAMPLES = ("furniture model", "procedural object")
 SCENE_EXAMPLES = ("furnished room", "procedural room")
 
 
+def frame_size(size: int, aspect: float) -> tuple[int, int]:
+    """(height, width) of the viewer's frames for photos of ``aspect`` (width / height): the short
+    side ``size``, the long side rounded to a multiple of 16 (any renderer's patch) and at most
+    twice the short side."""
+    long = min(2 * size, max(size, round(size * max(aspect, 1 / aspect) / 16) * 16))
+    return (size, long) if aspect >= 1 else (long, size)
+
+
 def example_kinds() -> tuple[str, ...]:
     """The built-in examples this machine can make: renders of held-out furniture models and rooms
     furnished with them where Debian's furniture package and headless OpenGL are installed (``make
@@ -86,7 +95,7 @@ def example_scene(seed: int = HELDOUT_SEED, input_views: int = 8, heldout_views:
     t0 = time.perf_counter()
     views = input_views + heldout_views
     # rooms in 16:9 frames, as photo walks are taken (and the scene renderer trained)
-    width = size if kind in OBJECT_EXAMPLES else max(size, round(size * 16 / 9 / 16) * 16)
+    _, width = frame_size(size, 1.0 if kind in OBJECT_EXAMPLES else 16 / 9)
     notes: list[str] = []
     if kind in ("furniture model", "furnished room"):
         from nvs.datasets.asset_scenes import generate_asset_scene
@@ -137,11 +146,14 @@ def _split_views(record, input_views: int, size: int, name: str, timings: dict, 
         raise ValueError(f"{name}: {n} posed view; the viewer needs at least 2")
     k = min(input_views, n)
     order = spread_order(n, k).tolist()
-    images, cams = load_views(record, order, size, size)
+    # a turntable in square frames, as object renderers are trained; a walk keeps its photos' shape
+    aspect = 1.0 if capture_kind(record.cameras) == "object" else record.cameras.width / record.cameras.height
+    height, width = frame_size(size, aspect)
+    images, cams = load_views(record, order, height, width)
     in_cams, out_cams = normalize_to_object_frame(cams[:k], cams[k:] if n > k else None)
     if n > k:
         notes.append(f"{n - k} posed view(s) beyond the {k} inputs are held out and scored")
-    empty = Cameras(torch.zeros(0, 4), torch.zeros(0, 4, 4), size, size)
+    empty = Cameras(torch.zeros(0, 4), torch.zeros(0, 4, 4), height, width)
     return ViewerScene(name, images[:k], in_cams, images[k:], out_cams if out_cams is not None else empty, timings, notes)
 
 

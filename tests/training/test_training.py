@@ -337,6 +337,31 @@ def test_init_from_appends_identity_blocks_that_learn(tmp_path, arch):
         assert summary["start_step"] == 0 and summary["steps"] == 1
 
 
+def test_init_from_adds_a_view_blending_head(tmp_path):
+    """A checkpoint without a blending head starts a view_blend recipe: its weights kept, the head
+    new (close to the decoded colour), and a run trains from there."""
+    from nvs.datasets.procedural import object_scene
+    from nvs.models import build_renderer, save_renderer
+    from nvs.models.view_blend import SAMPLE_LOGIT_INIT
+
+    from tests.helpers import tiny_config
+
+    plain = build_renderer(tiny_config()).eval()
+    path = save_renderer(plain, tmp_path / "plain.safetensors")
+    cfg = _cfg(tmp_path, "model.view_blend=2", "model.view_blend_depth=3.0", "optim.steps=1", f"run.init_from={path}")
+    blended = initial_weights(cfg.model, str(path)).eval()
+    assert blended.config.view_blend == 2 and blended.config.view_blend_depth == 3.0
+    for name, value in plain.state_dict().items():
+        assert torch.equal(blended.state_dict()[name], value), name
+    scene = object_scene(2, 5, 32, 32)
+    args = scene.images[None, :4], scene.cameras[None, :4], scene.cameras[None, 4:]
+    with torch.no_grad():
+        gap = (blended(*args) - plain(*args)).abs().max()
+    assert 0 < gap <= 2 * math.exp(SAMPLE_LOGIT_INIT) / (1 + 2 * math.exp(SAMPLE_LOGIT_INIT))
+    summary = train(cfg, resume=None)
+    assert summary["start_step"] == 0 and summary["steps"] == 1
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_shipped_recipe_loads_and_starts_from_weights_a_clone_has(recipe):
     """A recipe starts from scratch, from a file in the repository, or from another recipe's run."""

@@ -14,7 +14,7 @@ from nvs.datasets.procedural import HELDOUT_SEED
 from nvs.cameras import Cameras
 from nvs.datasets.formats import write_lact_scene
 from nvs.datasets.nerfstudio import write_nerfstudio_scene
-from nvs.datasets.procedural import OBJECT_RADIUS, object_scene
+from nvs.datasets.procedural import OBJECT_RADIUS, object_scene, room_scene
 from nvs.assets import OBJECT_CHECKPOINT
 from nvs.models import load_renderer
 from nvs.geometry.scene_normalization import rotation_between
@@ -87,6 +87,20 @@ def test_posed_zip_scene_reads_both_layouts(tmp_path, writer):
     assert scene.images.shape == (6, 3, 32, 32) and scene.heldout_images.shape == (4, 3, 32, 32)
     assert torch.allclose(scene.cameras.centers.norm(dim=-1).mean(), torch.tensor(OBJECT_RADIUS), atol=1e-3)
     assert any("held out" in n for n in scene.notes)
+
+
+def test_frames_keep_a_walk_s_shape_and_square_a_turntable(tmp_path):
+    assert viewer.frame_size(128, 16 / 9) == (128, 224) and viewer.frame_size(128, 3 / 4) == (176, 128)
+    assert viewer.frame_size(128, 1.0) == (128, 128) and viewer.frame_size(64, 5.0) == (64, 128)  # at most 2:1
+    walk = room_scene(4, 10, 72, 128)
+    written = write_lact_scene(tmp_path / "walk", "s", walk.images, walk.cameras)
+    scene = viewer.posed_zip_scene(_zip_folder(written.parent, tmp_path / "walk.zip"), tmp_path / "w1", 6, size=32)
+    assert scene.images.shape == (6, 3, 32, 64) and scene.heldout_images.shape == (4, 3, 32, 64)
+    assert (scene.cameras.height, scene.cameras.width) == (32, 64)
+    turntable = object_scene(3, 10, 48, 64)
+    written = write_lact_scene(tmp_path / "turn", "s", turntable.images, turntable.cameras)
+    scene = viewer.posed_zip_scene(_zip_folder(written.parent, tmp_path / "turn.zip"), tmp_path / "w2", 6, size=32)
+    assert scene.images.shape == (6, 3, 32, 32) and scene.cameras.width == 32
 
 
 def test_posed_zip_refusals(tmp_path):

@@ -1,0 +1,121 @@
+"""Target pixels drawn from the input photos: the decoded colour blended with depth-warped samples.
+
+A renderer with ``view_blend = k`` decodes, per target pixel, a colour (the published RGB head), a
+depth along the pixel's ray and k + 1 blending logits. The pixel's surface point is projected into
+the k input views nearest the target camera and their photos are sampled there; the output is the
+softmax-weighted mix of the decoded colour and the samples that land in front of their camera and
+inside its image. Where the depth is right, texture comes from the photos at full resolution
+instead of through a token of 16x16 pixels; where no photo sees the point (disocclusions, views
+outside the inputs), the decoded colour carries the pixel. Depth is learnt from the rendering loss
+alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nvs.cameras import Cameras, pixel_rays
+
+MIN_LOG_DEPTH, MAX_LOG_DEPTH = -6.0, 6.0
+SAMPLE_LOGIT_INIT = -2.0  # a new head starts close to its decoded colour (weight 0.79 with k = 2)
+INVALID_LOGIT = -1e4
+
+
+def nearest_views(input_cams: Cameras, target_cams: Cameras, k: int) -> Tensor:
+    """The k input views nearest each target: input_cams [B, V], target_cams [B, T] -> index [B, T, k].
+
+    Distance = centre distance / the inputs' spread (largest distance from their mean centre)
+    + distance between unit viewing directions, so position and orientation both count, whatever
+    the scene's scale. k is capped at V.
+    """
+    centres, target_centres = input_cams.centers, target_cams.centers
+    spread = (centres - centres.mean(dim=1, keepdim=True)).norm(dim=-1).amax(dim=1).clamp_min(1e-6)
+    position = torch.cdist(target_centres, centres) / spread[:, None, None]
+    direction = torch.cdist(target_cams.c2w[..., :3, 2], input_cams.c2w[..., :3, 2])
+    return (position + direction).topk(min(k, centres.shape[1]), dim=-1, largest=False).indices
+
+
+def gather_views(images: Tensor, cams: Cameras, index: Tensor) -> tuple[Tensor, Cameras]:
+    """images [B, V, 3, H, W], cams [B, V], index [B, T, k] -> (images [B, T, k, 3, H, W], cams [B, T, k])."""
+    rows = torch.arange(index.shape[0], device=index.device)[:, None, None]
+    return images[rows, index], Cameras(cams.intrinsics[rows, index], cams.c2w[rows, index], cams.height, cams.width)
+
+
+def warp_views(images: Tensor, cams: Cameras, target_cams: Cameras, depth: Tensor) -> tuple[Tensor, Tensor]:
+    """Sample photos at the surface points of the target pixels.
+
+    images [B, T, k, 3, Hs, Ws] with cams [B, T, k] (the views to sample for each target);
+    target_cams [B, T] with depth [B, T, 1, H, W] along each pixel's unit ray.
+    Returns (samples [B, T, k, 3, H, W] bilinear, valid [B, T, k, 1, H, W] bool: the point lies in
+    front of the view's camera and inside its image).
+    """
+    b, t, k = cams.shape
+    height, width = target_cams.height, target_cams.width
+    origins, dirs = pixel_rays(target_cams, depth.dtype)
+    points = (origins + depth * dirs).flatten(-2).transpose(-1, -2)  # [B, T, HW, 3]
+    pixels, z = cams.project(points[:, :, None].expand(b, t, k, height * width, 3))
+    scale = torch.tensor([cams.width, cams.height], dtype=pixels.dtype, device=pixels.device)
+    grid = pixels / scale * 2.0 - 1.0  # align_corners=False: -1 and 1 are the outer pixel edges
+    valid = (z > 1e-6) & (grid.abs() <= 1.0).all(dim=-1)
+    grid = torch.where(valid[..., None], grid, torch.zeros_like(grid))  # no inf/NaN into grid_sample
+    samples = F.grid_sample(
+        images.reshape(b * t * k, 3, cams.height, cams.width).to(grid.dtype),
+        grid.reshape(b * t * k, height, width, 2),
+        mode="bilinear", padding_mode="border", align_corners=False,
+    )
+    return samples.reshape(b, t, k, 3, height, width), valid.reshape(b, t, k, 1, height, width)
+
+
+def blend(decoded: Tensor, samples: Tensor, valid: Tensor, logits: Tensor) -> Tensor:
+    """Softmax mix: decoded [B, T, 3, H, W], samples [B, T, k, 3, H, W], valid [B, T, k, 1, H, W],
+    logits [B, T, k + 1, H, W] (the decoded colour first) -> [B, T, 3, H, W]."""
+    sample_logits = logits[:, :, 1:, None].masked_fill(~valid, INVALID_LOGIT)
+    weights = torch.cat([logits[:, :, :1, None], sample_logits], dim=2).softmax(dim=2)
+    return weights[:, :, 0] * decoded + (weights[:, :, 1:] * samples).sum(dim=2)
+
+
+class ViewBlendHead(nn.Module):
+    """Target tokens [B, T * L, dim] -> per-pixel features [B, T * L, p * p * (k + 2)]: log-depth,
+    then the logits of the decoded colour and of the k samples (unpatchified by the caller)."""
+
+    def __init__(self, patch: int, dim: int, views: int, depth: float = 2.0):
+        super().__init__()
+        self.patch, self.views, self.initial_depth = patch, views, depth
+        self.norm = nn.LayerNorm(dim, bias=False)
+        self.proj = nn.Linear(dim, patch * patch * (views + 2))
+        self.reset_parameters()
+
+    @property
+    def channels(self) -> int:
+        return self.views + 2
+
+    def reset_parameters(self) -> None:
+        """Start close to the decoded colour: zero weights, every depth ``initial_depth``, sample
+        logits at SAMPLE_LOGIT_INIT."""
+        nn.init.zeros_(self.proj.weight)
+        bias = torch.zeros(self.patch * self.patch, self.channels)
+        bias[:, 0] = math.log(self.initial_depth)
+        bias[:, 2:] = SAMPLE_LOGIT_INIT
+        with torch.no_grad():
+            self.proj.bias.copy_(bias.flatten())
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.proj(self.norm(tokens))
+
+
+def blend_views(decoded: Tensor, maps: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras) -> Tensor:
+    """The output of a view-blending renderer.
+
+    decoded [B, T, 3, H, W] (the RGB head), maps [B, T, k + 2, H, W] (:class:`ViewBlendHead`,
+    unpatchified), target_cams [B, T], and the memorised inputs: images [B, V, 3, Hs, Ws], cams [B, V].
+    """
+    dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+    maps = maps.to(dtype)
+    index = nearest_views(cams, target_cams, maps.shape[2] - 2)
+    depth = maps[:, :, :1].clamp(MIN_LOG_DEPTH, MAX_LOG_DEPTH).exp()
+    samples, valid = warp_views(*gather_views(images, cams, index), target_cams, depth)
+    return blend(decoded.to(dtype), samples, valid, maps[:, :, 1 : index.shape[-1] + 2])

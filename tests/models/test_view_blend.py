@@ -1,0 +1,140 @@
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+from nvs.cameras import Cameras, pixel_rays
+from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
+from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, gather_views, nearest_views, warp_views
+
+from tests.helpers import ring_cameras, tiny_config
+
+PLANE_Z = 3.0
+
+
+def _camera(x: float, size: int = 48, yaw_deg: float = 0.0) -> Cameras:
+    """A camera at (x, 0, 0) looking along +z (turned by yaw about y), 60 deg field of view."""
+    yaw = math.radians(yaw_deg)
+    c2w = torch.eye(4, dtype=torch.float64)
+    c2w[:3, :3] = torch.tensor([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
+    c2w[0, 3] = x
+    focal = size / (2 * math.tan(math.radians(30)))
+    return Cameras(torch.tensor([focal, focal, size / 2, size / 2], dtype=torch.float64), c2w, size, size)
+
+
+def _plane_view(cams: Cameras) -> tuple[Tensor, Tensor]:
+    """What cams see of a smoothly textured plane z = PLANE_Z: (image [..., 3, H, W], depth along each ray)."""
+    origins, dirs = pixel_rays(cams, torch.float64)
+    depth = (PLANE_Z - origins[..., 2:3, :, :]) / dirs[..., 2:3, :, :]
+    hit = origins + depth * dirs
+    x, y = hit[..., 0, :, :], hit[..., 1, :, :]
+    image = torch.stack([0.5 + 0.4 * torch.sin(2 * x), 0.5 + 0.4 * torch.cos(3 * y), 0.5 + 0.2 * torch.sin(x + y)], -3)
+    return image, depth
+
+
+
+def test_warp_with_the_true_depth_reproduces_the_target_view():
+    target, source = _camera(0.0), _camera(0.4, yaw_deg=-5)
+    target_image, depth = _plane_view(target)
+    source_image, _ = _plane_view(source)
+    views = source_image[None, None, None]  # [B, T, k, 3, H, W]
+    view_cams = Cameras(source.intrinsics[None, None, None], source.c2w[None, None, None], 48, 48)
+    samples, valid = warp_views(views, view_cams, target.unsqueeze(0).unsqueeze(0), depth[None, None])
+    seen = valid[0, 0, 0, 0]
+    assert 0.6 < seen.double().mean() < 1.0  # the shifted view misses part of the target's field
+    error = (samples[0, 0, 0] - target_image).abs()[:, seen]
+    # bilinear sampling of a smooth texture; the outer half-pixel ring of the view clamps to its border
+    assert error.mean() < 2e-3 and error.quantile(0.98) < 0.01 and error.max() < 0.05, error.max()
+    wrong, _ = warp_views(views, view_cams, target.unsqueeze(0).unsqueeze(0), 0.5 * depth[None, None])
+    assert (wrong[0, 0, 0] - target_image).abs()[:, seen].mean() > 10 * error.mean()
+
+
+def test_points_behind_a_view_or_outside_its_image_are_invalid():
+    target = _camera(0.0)
+    source = _camera(0.0, yaw_deg=180)  # looks the other way: every point on the plane is behind it
+    _, depth = _plane_view(target)
+    view_cams = Cameras(source.intrinsics[None, None, None], source.c2w[None, None, None], 48, 48)
+    images = torch.rand(1, 1, 1, 3, 48, 48, dtype=torch.float64)
+    samples, valid = warp_views(images, view_cams, target.unsqueeze(0).unsqueeze(0), depth[None, None])
+    assert not valid.any() and torch.isfinite(samples).all()
+
+
+def test_nearest_views_weigh_position_and_direction():
+    xs = [0.0, 1.0, 2.0, 3.0]
+    inputs = Cameras.cat([_camera(x).unsqueeze(0) for x in xs]).unsqueeze(0)  # [1, 4]
+    targets = Cameras.cat([_camera(2.2).unsqueeze(0), _camera(0.1, yaw_deg=170).unsqueeze(0)]).unsqueeze(0)
+    index = nearest_views(inputs, targets, 2)
+    assert index.shape == (1, 2, 2)
+    assert index[0, 0].tolist() == [2, 3]
+    assert index[0, 1, 0].item() == 0
+    assert nearest_views(inputs, targets, 9).shape == (1, 2, 4)  # k is capped at the number of inputs
+    images = torch.arange(4, dtype=torch.float64).view(1, 4, 1, 1, 1).expand(1, 4, 3, 2, 2)
+    picked, cams = gather_views(images, inputs, index)
+    assert picked[0, 0, :, 0, 0, 0].tolist() == [2.0, 3.0] and cams.shape == (1, 2, 2)
+    assert torch.equal(cams.c2w[0, 0, 1], inputs.c2w[0, 3])
+
+
+def test_blend_weights_follow_the_logits_and_drop_invalid_samples():
+    decoded = torch.zeros(1, 1, 3, 4, 4)
+    samples = torch.stack([torch.full((3, 4, 4), 0.5), torch.ones(3, 4, 4)])[None, None]
+    valid = torch.ones(1, 1, 2, 1, 4, 4, dtype=torch.bool)
+    logits = torch.tensor([0.0, 0.0, 20.0]).view(1, 1, 3, 1, 1).expand(1, 1, 3, 4, 4)
+    assert torch.allclose(blend(decoded, samples, valid, logits), torch.ones(1, 1, 3, 4, 4), atol=1e-6)
+    valid[:, :, 1, :, 2, :] = False  # the favoured sample misses at row 2: the other two share it equally
+    out = blend(decoded, samples, valid, logits)
+    assert torch.allclose(out[..., 2, :], torch.full_like(out[..., 2, :], 0.25))
+
+
+def _blend_model(**overrides) -> LaCTRenderer:
+    torch.manual_seed(0)
+    return LaCTRenderer(tiny_config(view_blend=2, **overrides)).eval()
+
+
+def test_a_new_blending_head_starts_near_the_decoded_colour():
+    model = _blend_model()
+    plain = LaCTRenderer(tiny_config())
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("view_blend.")})
+    images, cams = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3)
+    targets = ring_cameras(1, 2, offset=0.3)
+    with torch.no_grad():
+        decoded = plain.eval()(images, cams, targets)
+        blended = model(images, cams, targets)
+    sample_weight = 2 * math.exp(SAMPLE_LOGIT_INIT) / (1 + 2 * math.exp(SAMPLE_LOGIT_INIT))
+    assert (blended - decoded).abs().max() <= sample_weight + 1e-6
+    assert (blended - decoded).abs().max() > 1e-3
+
+
+def test_blending_renderer_memorize_render_chunks_and_gradients():
+    model = _blend_model()
+    images, cams = torch.rand(2, 3, 3, 32, 32), ring_cameras(2, 3)
+    targets = ring_cameras(2, 4, offset=0.3)
+    with torch.no_grad():
+        joint = model(images, cams, targets)
+        state = model.memorize(images, cams)
+        split = model.render(state, targets)
+        model.set_memory_budget(2 * 4 * 16 * 32 * 4 + 200_000)
+        plan = model.chunk_plan(2, 4, 16)
+        assert plan is not None and plan.views < 4
+        chunked = model.render(model.memorize(images, cams), targets)
+        model.set_memory_budget(None)
+    assert state.sources is not None and state.nbytes() > sum(
+        t.numel() * t.element_size() for fw in state.layers for t in (fw.w0, fw.w1, fw.w2))
+    assert (joint - split).abs().max() < 1e-5 and (joint - chunked).abs().max() < 1e-4
+    model.train()
+    model(images, cams, targets).square().mean().backward()
+    grad = model.view_blend.proj.weight.grad
+    depth_rows = grad.view(-1, 4, grad.shape[-1])[:, 0]  # channel 0 of every pixel is the log-depth
+    assert grad.abs().sum() > 0 and depth_rows.abs().sum() > 0
+
+
+def test_view_blend_survives_saving_and_is_checked(tmp_path):
+    model = _blend_model()
+    save_renderer(model, tmp_path / "blend.safetensors")
+    loaded = load_renderer(tmp_path / "blend.safetensors")
+    assert loaded.config.view_blend == 2
+    assert torch.equal(loaded.view_blend.proj.bias, model.view_blend.proj.bias)
+    with pytest.raises(ValueError, match="view_blend needs arch 'lact'"):
+        tiny_config(arch="full_attention", view_blend=2)
+    with pytest.raises(ValueError, match="view_blend"):
+        ModelConfig(view_blend=-1)
