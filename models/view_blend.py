@@ -23,6 +23,7 @@ from nvs.cameras import Cameras, pixel_rays
 MIN_LOG_DEPTH, MAX_LOG_DEPTH = -6.0, 6.0
 SAMPLE_LOGIT_INIT = -2.0  # a new head starts close to its decoded colour (weight 0.79 with k = 2)
 INVALID_LOGIT = -1e4
+MIN_VIEW_DEPTH = 1e-6  # points nearer a view's camera plane than this are not sampled from it
 
 
 def nearest_views(input_cams: Cameras, target_cams: Cameras, k: int) -> Tensor:
@@ -57,11 +58,10 @@ def warp_views(images: Tensor, cams: Cameras, target_cams: Cameras, depth: Tenso
     height, width = target_cams.height, target_cams.width
     origins, dirs = pixel_rays(target_cams, depth.dtype)
     points = (origins + depth * dirs).flatten(-2).transpose(-1, -2)  # [B, T, HW, 3]
-    pixels, z = cams.project(points[:, :, None].expand(b, t, k, height * width, 3))
+    pixels, z = cams.project(points[:, :, None].expand(b, t, k, height * width, 3), min_depth=MIN_VIEW_DEPTH)
     scale = torch.tensor([cams.width, cams.height], dtype=pixels.dtype, device=pixels.device)
     grid = pixels / scale * 2.0 - 1.0  # align_corners=False: -1 and 1 are the outer pixel edges
-    valid = (z > 1e-6) & (grid.abs() <= 1.0).all(dim=-1)
-    grid = torch.where(valid[..., None], grid, torch.zeros_like(grid))  # no inf/NaN into grid_sample
+    valid = (z > MIN_VIEW_DEPTH) & (grid.abs() <= 1.0).all(dim=-1)
     samples = F.grid_sample(
         images.reshape(b * t * k, 3, cams.height, cams.width).to(grid.dtype),
         grid.reshape(b * t * k, height, width, 2),

@@ -205,18 +205,21 @@ class Cameras:
         """[..., 4] fx/W, fy/H, cx/W, cy/H."""
         return pixel_to_normalized_intrinsics(self.intrinsics, self.height, self.width)
 
-    def project(self, points: Tensor) -> tuple[Tensor, Tensor]:
+    def project(self, points: Tensor, min_depth: float | None = None) -> tuple[Tensor, Tensor]:
         """Project world points.
 
         points: [..., N, 3] with the cameras' batch shape in front.
-        Returns (pixels [..., N, 2] in continuous pixel coordinates, depth [..., N]).
+        Returns (pixels [..., N, 2] in continuous pixel coordinates, depth [..., N]). With
+        ``min_depth``, points at a smaller depth get the pixel of the optical axis instead of an
+        inf or a mirrored pixel (and a finite gradient); their depth says which they are.
         """
         w2c = self.w2c.to(points.dtype)
         cam = points @ w2c[..., :3, :3].transpose(-1, -2) + w2c[..., None, :3, 3]
         depth = cam[..., 2]
+        divisor = depth if min_depth is None else torch.where(depth > min_depth, depth, torch.full_like(depth, torch.inf))
         fx, fy, cx, cy = self.intrinsics.to(points.dtype)[..., None, :].unbind(-1)
-        u = fx * cam[..., 0] / depth + cx
-        v = fy * cam[..., 1] / depth + cy
+        u = fx * cam[..., 0] / divisor + cx
+        v = fy * cam[..., 1] / divisor + cy
         return torch.stack([u, v], dim=-1), depth
 
     # ----- image-space edits (intrinsics follow the pixels) -----------------------------

@@ -58,6 +58,13 @@ def test_points_behind_a_view_or_outside_its_image_are_invalid():
     images = torch.rand(1, 1, 1, 3, 48, 48, dtype=torch.float64)
     samples, valid = warp_views(images, view_cams, target.unsqueeze(0).unsqueeze(0), depth[None, None])
     assert not valid.any() and torch.isfinite(samples).all()
+    on_plane = _camera(0.0)
+    on_plane.c2w[2, 3] = PLANE_Z  # every point of the plane lies on this camera's own plane: depth 0
+    view_cams = Cameras(on_plane.intrinsics[None, None, None], on_plane.c2w[None, None, None], 48, 48)
+    depth = depth[None, None].clone().requires_grad_()
+    samples, valid = warp_views(images, view_cams, target.unsqueeze(0).unsqueeze(0), depth)
+    samples.sum().backward()
+    assert not valid.any() and torch.isfinite(samples).all() and torch.isfinite(depth.grad).all()
 
 
 def test_nearest_views_weigh_position_and_direction():
