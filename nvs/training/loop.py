@@ -58,11 +58,17 @@ def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset | None:
     return data
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on tensors with 2+ dims only (matrices and fast-weight initial states)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def param_groups(model: torch.nn.Module, weight_decay: float, view_blend_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """Weight decay on tensors with 2+ dims only (matrices and fast-weight initial states); a
+    view-blending head's parameters in groups of their own, at ``view_blend_lr_scale`` times the
+    learning rate (``lr_scale``)."""
+    groups = []
+    for head in (False, True):
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and n.startswith("view_blend.") == head]
+        scale = view_blend_lr_scale if head else 1.0
+        groups += [{"params": [p for _, p in named if p.ndim >= 2], "weight_decay": weight_decay, "lr_scale": scale},
+                   {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0, "lr_scale": scale}]
+    return [g for g in groups if g["params"]]
 
 
 def param_checksum(model: torch.nn.Module) -> float:
@@ -208,7 +214,8 @@ def train(
 
     model = build_renderer(cfg.model)
     model.grad_checkpointing = cfg.run.grad_checkpointing
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay, cfg.optim.view_blend_lr_scale),
+                                  lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
     schedule = Schedule(cfg.optim)
 
     start_step, skipped, elapsed_before, found = 0, 0, 0.0, None
@@ -269,7 +276,7 @@ def train(
             break
         lr = cfg.optim.lr * schedule.factor(step, elapsed)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # checkpoints from before the key: one scale
         logs_sum: dict[str, float] = {}
         for micro in range(accum):
             batch = {k: v.to(device) for k, v in next(batches).items()}

@@ -362,6 +362,23 @@ def test_init_from_adds_a_view_blending_head(tmp_path):
     assert summary["start_step"] == 0 and summary["steps"] == 1
 
 
+def test_a_view_blending_head_trains_at_its_own_learning_rate():
+    from nvs.models import build_renderer
+    from nvs.training.loop import param_groups
+
+    from tests.helpers import tiny_config
+
+    model = build_renderer(tiny_config(view_blend=2))
+    groups = param_groups(model, 0.05, 20.0)
+    head = {id(p) for p in model.view_blend.parameters()}
+    for group in groups:
+        in_head = {id(p) in head for p in group["params"]}
+        assert len(in_head) == 1 and group["lr_scale"] == (20.0 if in_head == {True} else 1.0)
+        assert group["weight_decay"] == (0.05 if group["params"][0].ndim >= 2 else 0.0)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert len(param_groups(build_renderer(tiny_config()), 0.05, 20.0)) == 2  # no head, no extra groups
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_shipped_recipe_loads_and_starts_from_weights_a_clone_has(recipe):
     """A recipe starts from scratch, from a file in the repository, or from another recipe's run."""
