@@ -200,15 +200,19 @@ class RendererBase(nn.Module):
     def check_targets(self, target_cams: Cameras, batch: int) -> None:
         check_cameras(target_cams, batch, self.config.patch_size, "target cameras")
 
-    def decode(self, tokens: Tensor, target_cams: Cameras, sources: tuple[Tensor, Cameras] | None = None) -> Tensor:
+    def decode(self, tokens: Tensor, target_cams: Cameras, sources: tuple[Tensor, Cameras] | None = None,
+               with_samples: bool = False):
         """Target tokens [B, T * L, dim] -> [B, T, 3, H, W]; ``sources`` (input images [B, V, 3, H, W],
-        cams [B, V]) are what a view-blending renderer samples."""
+        cams [B, V]) are what a view-blending renderer samples; ``with_samples`` also returns its
+        warped samples (see :func:`nvs.models.view_blend.blend_views`)."""
         views, height, width = target_cams.shape[1], target_cams.height, target_cams.width
         rgb = self.head(tokens, views, height, width)
         if self.view_blend is None:
+            if with_samples:
+                raise ValueError("with_samples needs a view-blending renderer (model config view_blend > 0)")
             return rgb
         maps = unpatchify(self.view_blend(tokens), views, height, width, self.config.patch_size)
-        return blend_views(rgb, maps, target_cams, *sources)
+        return blend_views(rgb, maps, target_cams, *sources, with_samples=with_samples)
 
     @property
     def num_parameters(self) -> int:
@@ -346,14 +350,17 @@ class LaCTRenderer(RendererBase):
         x, _ = self._run(x, self.tokens_per_view(target_cams), [TTTOp(0, x.shape[1], update=False, apply=True)], state.layers)
         return self.decode(x, target_cams, state.sources)
 
-    def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras) -> Tensor:
-        """Joint pass (training): inputs and targets in one sequence; the update sees inputs only."""
+    def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras, with_samples: bool = False):
+        """Joint pass (training): inputs and targets in one sequence; the update sees inputs only.
+        ``with_samples``: (images, (samples, valid)) of a view-blending renderer, for its warp loss."""
         self.check_inputs(images, cams)
         self.check_targets(target_cams, images.shape[0])
         if (target_cams.height, target_cams.width) != (cams.height, cams.width):
+            if with_samples:
+                raise ValueError("with_samples needs targets of the inputs' size")
             return self.render(self.memorize(images, cams), target_cams)
         x = torch.cat([self.tokenizer(cams, images), self.tokenizer(target_cams)], dim=1)
         n_in = self.tokens_per_view(cams) * cams.shape[1]
         ops = [TTTOp(0, n_in, update=True, apply=False), TTTOp(0, x.shape[1], update=False, apply=True)]
         x, _ = self._run(x, self.tokens_per_view(cams), ops, None)
-        return self.decode(x[:, n_in:], target_cams, self.kept_sources(images, cams))
+        return self.decode(x[:, n_in:], target_cams, self.kept_sources(images, cams), with_samples)

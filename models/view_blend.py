@@ -107,15 +107,30 @@ class ViewBlendHead(nn.Module):
         return self.proj(self.norm(tokens))
 
 
-def blend_views(decoded: Tensor, maps: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras) -> Tensor:
+def blend_views(decoded: Tensor, maps: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras,
+                with_samples: bool = False) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
     """The output of a view-blending renderer.
 
     decoded [B, T, 3, H, W] (the RGB head), maps [B, T, k + 2, H, W] (:class:`ViewBlendHead`,
     unpatchified), target_cams [B, T], and the memorised inputs: images [B, V, 3, Hs, Ws], cams [B, V].
+    ``with_samples``: also return (samples, valid) of :func:`warp_views`, for :func:`warp_loss`.
     """
     dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
     maps = maps.to(dtype)
     index = nearest_views(cams, target_cams, maps.shape[2] - 2)
     depth = maps[:, :, :1].clamp(MIN_LOG_DEPTH, MAX_LOG_DEPTH).exp()
     samples, valid = warp_views(*gather_views(images, cams, index), target_cams, depth)
-    return blend(decoded.to(dtype), samples, valid, maps[:, :, 1 : index.shape[-1] + 2])
+    out = blend(decoded.to(dtype), samples, valid, maps[:, :, 1 : index.shape[-1] + 2])
+    return (out, (samples, valid)) if with_samples else out
+
+
+def warp_loss(samples: Tensor, valid: Tensor, targets: Tensor) -> Tensor:
+    """Mean squared error of every warped sample against the target where the sample is valid:
+    samples [B, T, k, 3, H, W], valid [B, T, k, 1, H, W], targets [B, T, 3, H, W].
+
+    It trains the depth directly, whatever the blending weights: through the blend alone, a head
+    that has learnt to weigh its samples at zero (as on wide baselines, before the depth is right)
+    passes no gradient to the depth, and stays there.
+    """
+    error = (samples - targets[:, :, None].to(samples.dtype)).square() * valid
+    return error.sum() / (3 * valid.sum()).clamp_min(1)

@@ -70,6 +70,9 @@ class LossConfig:
     # the LPIPS network in bfloat16 autocast: on a CPU with AMX the VGG loss of 16 128x128 views
     # took 2.9 s instead of 6.8 (forward + backward), its value moved by 2e-4
     lpips_bf16: bool = False
+    # a view-blending renderer: MSE of each depth-warped input sample against the target where it
+    # is valid (models/view_blend.warp_loss), which trains the depth whatever the blending weights
+    warp_weight: float = 0.0
 
 
 @dataclass
@@ -114,7 +117,7 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "optim.clip_grad_norm": (0, 1e12, True), "optim.skip_grad_norm": (0, float("inf"), True),
     "optim.min_lr_ratio": (0, 1, False), "optim.time_budget_s": (0, 1e9, False),
     "optim.view_blend_lr_scale": (0, 1e4, True),
-    "loss.lpips_weight": (0, 1e6, False), "loss.lpips_start": (0, 2**62, False),
+    "loss.lpips_weight": (0, 1e6, False), "loss.lpips_start": (0, 2**62, False), "loss.warp_weight": (0, 1e6, False),
     "run.seed": (0, 2**62, False), "run.log_every": (1, 2**62, False), "run.image_every": (1, 2**62, False),
     "run.val_every": (1, 2**62, False), "run.ckpt_every": (1, 2**62, False), "run.keep_last": (1, 10**6, False),
 }

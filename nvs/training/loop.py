@@ -25,6 +25,7 @@ from nvs.evaluation.metrics import psnr
 from nvs.models import build_renderer
 from nvs.models.checkpoint import Renderer, load_renderer
 from nvs.models.config import ModelConfig
+from nvs.models.view_blend import warp_loss
 from nvs.training.grow_depth import add_identity_blocks
 from nvs.training.patch_resize import resize_patches
 from nvs.training.checkpoints import latest_readable_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -105,17 +106,23 @@ class Schedule:
 
 
 class Losses:
-    """MSE, plus LPIPS (weight and switch-on step from the config) once it is switched on."""
+    """MSE, plus LPIPS (weight and switch-on step from the config) once it is switched on, plus
+    the warp loss of a view-blending renderer's samples when ``warps`` are given."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         self.cfg = cfg.loss
         self._lpips = None
         self.device = device
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor, step: int,
+                 warps: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         mse = torch.nn.functional.mse_loss(pred.float(), target.float())
         logs = {"mse": mse.item()}
         loss = mse
+        if warps is not None:
+            warped = warp_loss(*warps, target)
+            loss = loss + self.cfg.warp_weight * warped
+            logs["warp_mse"] = warped.item()
         if self.cfg.lpips_weight > 0 and step >= self.cfg.lpips_start:
             if self._lpips is None:
                 from nvs.evaluation.lpips import lpips_model
@@ -248,6 +255,9 @@ def train(
         model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     losses = Losses(cfg, device)
+    warp_weight = cfg.loss.warp_weight
+    if warp_weight > 0 and not cfg.model.view_blend:
+        raise ValueError("loss.warp_weight needs a view-blending renderer (model.view_blend > 0)")
 
     dataset = build_dataset(cfg) if dataset is None else dataset
     val_data = build_dataset(cfg, validation=True) if accelerator.is_main_process else None
@@ -282,8 +292,9 @@ def train(
             batch = {k: v.to(device) for k, v in next(batches).items()}
             sync = accelerator.no_sync(model) if micro < accum - 1 else nullcontext()
             with sync, accelerator.autocast():
-                pred = model(batch["inputs"], batch_cameras(batch, "input"), batch_cameras(batch, "target"))
-                loss, logs = losses(pred, batch["targets"], step)
+                args = batch["inputs"], batch_cameras(batch, "input"), batch_cameras(batch, "target")
+                pred, warps = model(*args, with_samples=True) if warp_weight > 0 else (model(*args), None)
+                loss, logs = losses(pred, batch["targets"], step, warps)
                 accelerator.backward(loss / accum)
             for k, v in logs.items():
                 logs_sum[k] = logs_sum.get(k, 0.0) + v / accum

@@ -6,7 +6,7 @@ from torch import Tensor
 
 from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
-from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, gather_views, nearest_views, warp_views
+from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, gather_views, nearest_views, warp_loss, warp_views
 
 from tests.helpers import ring_cameras, tiny_config
 
@@ -145,3 +145,25 @@ def test_view_blend_survives_saving_and_is_checked(tmp_path):
         tiny_config(arch="full_attention", view_blend=2)
     with pytest.raises(ValueError, match="view_blend"):
         ModelConfig(view_blend=-1)
+
+
+def test_the_warp_loss_reaches_the_depth_when_the_blend_ignores_the_samples():
+    model = _blend_model()
+    with torch.no_grad():  # every sample weighed at zero: the blend alone gives the depth no gradient
+        model.view_blend.proj.bias.view(-1, 4)[:, 2:] = -60.0
+    images, cams = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3)
+    targets, truth = ring_cameras(1, 2, offset=0.3), torch.rand(1, 2, 3, 32, 32)
+    out, (samples, valid) = model.train()(images, cams, targets, with_samples=True)
+    assert torch.equal(out, model(images, cams, targets))
+    assert samples.shape == (1, 2, 2, 3, 32, 32) and valid.shape == (1, 2, 2, 1, 32, 32) and valid.any()
+    depth_bias = model.view_blend.proj.bias
+    (out - truth).square().mean().backward(retain_graph=True)
+    assert depth_bias.grad.view(-1, 4)[:, 0].abs().max() < 1e-20
+    model.zero_grad()
+    loss = warp_loss(samples, valid, truth)
+    expected = ((samples - truth[:, :, None]).square() * valid).sum() / (3 * valid.sum())
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert depth_bias.grad.view(-1, 4)[:, 0].abs().max() > 0
+    with pytest.raises(ValueError, match="view-blending"):
+        LaCTRenderer(tiny_config())(images, cams, targets, with_samples=True)

@@ -360,6 +360,10 @@ def test_init_from_adds_a_view_blending_head(tmp_path):
     assert 0 < gap <= 2 * math.exp(SAMPLE_LOGIT_INIT) / (1 + 2 * math.exp(SAMPLE_LOGIT_INIT))
     summary = train(cfg, resume=None)
     assert summary["start_step"] == 0 and summary["steps"] == 1
+    with_warp = _cfg(tmp_path / "warp", "model.view_blend=2", "optim.steps=1", "loss.warp_weight=1.0", f"run.init_from={path}")
+    assert train(with_warp, resume=None)["steps"] == 1
+    with pytest.raises(ValueError, match="loss.warp_weight needs a view-blending renderer"):
+        train(_cfg(tmp_path / "plain", "optim.steps=1", "loss.warp_weight=1.0"), resume=None)
 
 
 def test_a_view_blending_head_trains_at_its_own_learning_rate():
