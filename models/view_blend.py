@@ -113,7 +113,7 @@ def blend_views(decoded: Tensor, maps: Tensor, target_cams: Cameras, images: Ten
 
     decoded [B, T, 3, H, W] (the RGB head), maps [B, T, k + 2, H, W] (:class:`ViewBlendHead`,
     unpatchified), target_cams [B, T], and the memorised inputs: images [B, V, 3, Hs, Ws], cams [B, V].
-    ``with_samples``: also return (samples, valid) of :func:`warp_views`, for :func:`warp_loss`.
+    ``with_samples``: also return (samples, valid) of :func:`warp_views` (samples for :func:`warp_loss`).
     """
     dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
     maps = maps.to(dtype)
@@ -124,13 +124,14 @@ def blend_views(decoded: Tensor, maps: Tensor, target_cams: Cameras, images: Ten
     return (out, (samples, valid)) if with_samples else out
 
 
-def warp_loss(samples: Tensor, valid: Tensor, targets: Tensor) -> Tensor:
-    """Mean squared error of every warped sample against the target where the sample is valid:
-    samples [B, T, k, 3, H, W], valid [B, T, k, 1, H, W], targets [B, T, 3, H, W].
+def warp_loss(samples: Tensor, targets: Tensor) -> Tensor:
+    """Mean squared error of every warped sample against the target: samples [B, T, k, 3, H, W],
+    targets [B, T, 3, H, W].
 
     It trains the depth directly, whatever the blending weights: through the blend alone, a head
     that has learnt to weigh its samples at zero (as on wide baselines, before the depth is right)
-    passes no gradient to the depth, and stays there.
+    passes no gradient to the depth, and stays there. Every pixel counts, valid or not (an invalid
+    sample holds the colour at its view's border): averaged over valid samples only, the loss is
+    lowered by depths that throw hard pixels out of every view.
     """
-    error = (samples - targets[:, :, None].to(samples.dtype)).square() * valid
-    return error.sum() / (3 * valid.sum()).clamp_min(1)
+    return (samples - targets[:, :, None].to(samples.dtype)).square().mean()

@@ -120,7 +120,7 @@ class Losses:
         logs = {"mse": mse.item()}
         loss = mse
         if warps is not None:
-            warped = warp_loss(*warps, target)
+            warped = warp_loss(warps[0], target)
             loss = loss + self.cfg.warp_weight * warped
             logs["warp_mse"] = warped.item()
         if self.cfg.lpips_weight > 0 and step >= self.cfg.lpips_start:
