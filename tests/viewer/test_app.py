@@ -150,6 +150,18 @@ def test_browser_example_then_slider_changes_the_view(page, tmp_path):
     shot = tmp_path / "app.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_browser_room_walk_is_drawn_by_the_scene_renderer_in_16_9(page):
+    kind = "furnished room" if "furnished room" in viewer.example_kinds() else "procedural room"
+    page.locator("#example-kind").get_by_text(kind).click()
+    page.locator("#load-example").click()
+    _wait_status(page, "lact_scene.safetensors")
+    page.locator("#view img").wait_for(timeout=WAIT_MS)
+    assert "PSNR" in page.locator("#metrics").inner_text()
+    height, width = _view_pixels(page).shape[:2]
+    assert abs(width / height - 16 / 9) < 0.1, (height, width)
     if os.environ.get("NVS_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=False, type="png")
