@@ -253,7 +253,7 @@ class LaCTBlock(nn.Module):
 
 @dataclass
 class SceneState:
-    """A memorised scene: the fast weights of every LaCT layer. Its size does not depend on V.
+    """A memorised scene: the fast weights of every LaCT layer, whose size does not depend on V.
 
     layers: one FastWeights per block, each w [B, H, d, dh]; num_views: how many views were read;
     sources: the input images [B, V, 3, H, W] and cams [B, V], kept only by a view-blending
@@ -277,9 +277,8 @@ class SceneState:
         return SceneState([w.detach() for w in self.layers], self.num_views, sources)
 
     def nbytes(self) -> int:
-        kept = [] if self.sources is None else [self.sources[0]]
-        return sum(t.numel() * t.element_size() for fw in self.layers for t in (fw.w0, fw.w1, fw.w2)) + \
-            sum(t.numel() * t.element_size() for t in kept)
+        kept = [t for fw in self.layers for t in (fw.w0, fw.w1, fw.w2)] + ([] if self.sources is None else [self.sources[0]])
+        return sum(t.numel() * t.element_size() for t in kept)
 
 
 class LaCTRenderer(RendererBase):
@@ -352,7 +351,7 @@ class LaCTRenderer(RendererBase):
 
     def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras, with_samples: bool = False):
         """Joint pass (training): inputs and targets in one sequence; the update sees inputs only.
-        ``with_samples``: (images, (samples, valid)) of a view-blending renderer, for its warp loss."""
+        ``with_samples``: (rendered images, (samples, valid)) of a view-blending renderer, for its warp loss."""
         self.check_inputs(images, cams)
         self.check_targets(target_cams, images.shape[0])
         if (target_cams.height, target_cams.width) != (cams.height, cams.width):
