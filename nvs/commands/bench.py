@@ -42,7 +42,7 @@ def bench_generator(out: Path, kinds=("object", "room", "furniture", "furnished-
         for seed in range(1, scenes + 1):
             generate_scene(kind, seed, views, size, width)
         seconds = time.perf_counter() - t0
-        rows.append({"kind": kind, "height": size, "width": width, "views": views * scenes, "seconds": round(seconds, 3),
+        rows.append({"kind": kind, "height": size, "width": width, "views": views * scenes, "seconds": round(seconds, 6),
                      "views_per_second": round(views * scenes / seconds, 1), "threads": torch.get_num_threads(),
                      "workers": 1})
     report("generator", rows, out)
