@@ -6,8 +6,8 @@ the k input views nearest the target camera and their photos are sampled there; 
 softmax-weighted mix of the decoded colour and the samples that land in front of their camera and
 inside its image. Where the depth is right, texture comes from the photos at full resolution
 instead of through a token of 16x16 pixels; where no photo sees the point (disocclusions, views
-outside the inputs), the decoded colour carries the pixel. Depth is learnt from the rendering loss
-alone.
+outside the inputs), the decoded colour carries the pixel. Depth has no supervision: it is learnt
+from the rendering loss, and from :func:`warp_loss` where a recipe adds it.
 """
 
 from __future__ import annotations

@@ -70,8 +70,8 @@ class LossConfig:
     # the LPIPS network in bfloat16 autocast: on a CPU with AMX the VGG loss of 16 128x128 views
     # took 2.9 s instead of 6.8 (forward + backward), its value moved by 2e-4
     lpips_bf16: bool = False
-    # a view-blending renderer: MSE of each depth-warped input sample against the target where it
-    # is valid (models/view_blend.warp_loss), which trains the depth whatever the blending weights
+    # a view-blending renderer: MSE of each depth-warped input sample against the target, over
+    # every pixel (models/view_blend.warp_loss), which trains the depth whatever the blending weights
     warp_weight: float = 0.0
 
 

@@ -107,7 +107,7 @@ class Schedule:
 
 class Losses:
     """MSE, plus LPIPS (weight and switch-on step from the config) once it is switched on, plus
-    the warp loss of a view-blending renderer's samples when ``warps`` are given."""
+    the warp loss of a view-blending renderer's warped ``samples`` when they are given."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         self.cfg = cfg.loss
@@ -115,12 +115,12 @@ class Losses:
         self.device = device
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor, step: int,
-                 warps: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                 samples: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         mse = torch.nn.functional.mse_loss(pred.float(), target.float())
         logs = {"mse": mse.item()}
         loss = mse
-        if warps is not None:
-            warped = warp_loss(warps[0], target)
+        if samples is not None:
+            warped = warp_loss(samples, target)
             loss = loss + self.cfg.warp_weight * warped
             logs["warp_mse"] = warped.item()
         if self.cfg.lpips_weight > 0 and step >= self.cfg.lpips_start:
@@ -293,8 +293,11 @@ def train(
             sync = accelerator.no_sync(model) if micro < accum - 1 else nullcontext()
             with sync, accelerator.autocast():
                 args = batch["inputs"], batch_cameras(batch, "input"), batch_cameras(batch, "target")
-                pred, warps = model(*args, with_samples=True) if warp_weight > 0 else (model(*args), None)
-                loss, logs = losses(pred, batch["targets"], step, warps)
+                if warp_weight > 0:
+                    pred, (samples, _) = model(*args, with_samples=True)
+                else:
+                    pred, samples = model(*args), None
+                loss, logs = losses(pred, batch["targets"], step, samples)
                 accelerator.backward(loss / accum)
             for k, v in logs.items():
                 logs_sum[k] = logs_sum.get(k, 0.0) + v / accum

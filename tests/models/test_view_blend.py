@@ -128,6 +128,9 @@ def test_blending_renderer_memorize_render_chunks_and_gradients():
     assert state.sources is not None and state.nbytes() > sum(
         t.numel() * t.element_size() for fw in state.layers for t in (fw.w0, fw.w1, fw.w2))
     assert (joint - split).abs().max() < 1e-5 and (joint - chunked).abs().max() < 1e-4
+    with torch.no_grad():  # one input view: one sample, two logits
+        single = model(images[:, :1], cams[:, :1], targets)
+    assert single.shape == joint.shape and torch.isfinite(single).all()
     model.train()
     model(images, cams, targets).square().mean().backward()
     grad = model.view_blend.proj.weight.grad
