@@ -104,7 +104,7 @@ def lact_layer_case(tokens: int, chunk: int | None, d: int = 768, dh: int = 1536
     seconds = best_time(run, repeats=2 if timed >= 16384 else 3, device=dev)
     flops = lact_layer_flops(timed, d, dh, len(ops), muon_steps)
     return {"tokens": tokens, "chunk": "full" if chunk is None else chunk, "dtype": dtype, "tokens_timed": timed,
-            "seconds": round(seconds * tokens / timed, 4), "tokens_per_s": round(timed / seconds, 1),
+            "seconds": round(seconds * tokens / timed, 6), "tokens_per_s": round(timed / seconds, 1),
             "gflops": round(flops / seconds / 1e9, 1)}
 
 
