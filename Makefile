@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser assets app clean
+.PHONY: demo test install browser assets app train-gpu clean
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,22 @@ demo: $(STAMP) assets
 
 test: $(STAMP) browser assets
 	$(PY) -m pytest
+
+# One CUDA GPU, about ten minutes: a shipped renderer's recipe in bfloat16 autocast
+# (configs/train-lact-$(RENDERER)-gpu.yaml, RENDERER=object or scene). Its data is written first;
+# a second run skips the scenes already written.
+RENDERER ?= object
+SYNTH_object := --kind furniture --views 24 --size 128 128
+SYNTH_scene := --kind furnished-room --views 24 --size 144 256
+DATA_object := furniture
+DATA_scene := rooms
+TRAIN_SCENES_object := 615
+TRAIN_SCENES_scene := 1000
+train-gpu: $(STAMP) assets
+	@test -n "$(SYNTH_$(RENDERER))" || { echo "RENDERER must be object or scene, not '$(RENDERER)'"; exit 2; }
+	$(VENV)/bin/nvs data synth $(SYNTH_$(RENDERER)) --split train --scenes $(TRAIN_SCENES_$(RENDERER)) --out data/$(DATA_$(RENDERER))-train
+	$(VENV)/bin/nvs data synth $(SYNTH_$(RENDERER)) --split val --scenes 60 --out data/$(DATA_$(RENDERER))-val
+	$(VENV)/bin/nvs train configs/train-lact-$(RENDERER)-gpu.yaml
 
 clean:
 	rm -rf $(VENV) outputs

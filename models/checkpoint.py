@@ -146,6 +146,8 @@ def official_config_dict(config: ModelConfig) -> dict:
         raise CheckpointError(f"only LaCT renderers have an official layout, not {config.arch!r}")
     if config.view_blend:
         raise CheckpointError("the official layout has no view-blending head (model config view_blend)")
+    if config.pixel_decoder:
+        raise CheckpointError("the official layout has no pixel decoder (model config pixel_decoder)")
 
     def number(x: float) -> int | float:
         return int(x) if float(x).is_integer() else float(x)

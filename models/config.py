@@ -36,6 +36,9 @@ class ModelConfig:
     # (models/view_blend.py); 0 is the published decoder
     view_blend: int = 0
     view_blend_depth: float = 2.0  # the depth a new blending head starts at, in scene units
+    # c > 0: a convolutional decoder with c channels per pixel corrects the RGB head's patches
+    # (models/pixel_decoder.py); 0 is the published linear head
+    pixel_decoder: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -53,8 +56,10 @@ class ModelConfig:
                 raise ValueError(f"dim {self.dim} is not divisible by {name} {head}")
         if self.newton_schulz_dtype not in NEWTON_SCHULZ_DTYPES:
             raise ValueError(f"newton_schulz_dtype must be one of {NEWTON_SCHULZ_DTYPES}, got {self.newton_schulz_dtype!r}")
-        if isinstance(self.view_blend, bool) or not isinstance(self.view_blend, int) or self.view_blend < 0:
-            raise ValueError(f"model config 'view_blend' must be a whole number >= 0, got {self.view_blend!r}")
+        for name in ("view_blend", "pixel_decoder"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4096:
+                raise ValueError(f"model config '{name}' must be a whole number in [0, 4096], got {value!r}")
         if isinstance(self.view_blend_depth, bool) or not isinstance(self.view_blend_depth, (int, float)) \
                 or not 0 < self.view_blend_depth < 1e3:
             raise ValueError(f"model config 'view_blend_depth' must be a number in (0, 1000), got {self.view_blend_depth!r}")

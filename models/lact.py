@@ -21,6 +21,7 @@ from nvs.cameras import Cameras, pixel_rays
 from nvs.models.chunked import ChunkPlan, fits_one_pass, memorize_chunked, parse_memory_size, plan_chunks, render_chunked
 from nvs.models.config import ModelConfig
 from nvs.models.fast_weight import FastWeights, FastWeightSwiGLU, TTTOp
+from nvs.models.pixel_decoder import PixelDecoder
 from nvs.models.view_blend import ViewBlendHead, blend_views
 
 RAY_CHANNELS = 9  # o, d, o x d
@@ -120,9 +121,12 @@ class RGBHead(nn.Module):
         self.norm = nn.LayerNorm(dim, bias=False)
         self.proj = nn.Linear(dim, patch * patch * 3, bias=False)
 
+    def logits(self, tokens: Tensor, views: int, height: int, width: int) -> Tensor:
+        """Colour before the sigmoid, [B, T, 3, H, W]."""
+        return unpatchify(self.proj(self.norm(tokens)), views, height, width, self.patch)
+
     def forward(self, tokens: Tensor, views: int, height: int, width: int) -> Tensor:
-        rgb = torch.sigmoid(self.proj(self.norm(tokens)))
-        return unpatchify(rgb, views, height, width, self.patch)
+        return torch.sigmoid(self.logits(tokens, views, height, width))
 
 
 # ----------------------------------------------------------------------------- attention and MLP
@@ -169,6 +173,7 @@ class RendererBase(nn.Module):
         self.config = config
         self.tokenizer = PatchTokenizer(config.patch_size, config.dim)
         self.head = RGBHead(config.patch_size, config.dim)
+        self.pixel_decoder = PixelDecoder(config.patch_size, config.dim, config.pixel_decoder) if config.pixel_decoder else None
         self.view_blend = ViewBlendHead(config.patch_size, config.dim, config.view_blend, config.view_blend_depth) if config.view_blend else None
         self.grad_checkpointing = False
 
@@ -183,8 +188,9 @@ class RendererBase(nn.Module):
         for name, p in self.named_parameters():
             if name.startswith("blocks.") and name.endswith(".proj.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(depth))
-        if self.view_blend is not None:
-            self.view_blend.reset_parameters()
+        for head in (self.pixel_decoder, self.view_blend):
+            if head is not None:
+                head.reset_parameters()
 
     def run_block(self, block: nn.Module, *args):
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
@@ -206,7 +212,12 @@ class RendererBase(nn.Module):
         cams [B, V]) are what a view-blending renderer samples; ``with_samples`` also returns its
         warped samples (see :func:`nvs.models.view_blend.blend_views`)."""
         views, height, width = target_cams.shape[1], target_cams.height, target_cams.width
-        rgb = self.head(tokens, views, height, width)
+        if self.pixel_decoder is None:
+            rgb = self.head(tokens, views, height, width)
+        else:
+            logits = self.head.logits(tokens, views, height, width)
+            features = unpatchify(self.pixel_decoder.spread(tokens), views, height, width, self.config.patch_size)
+            rgb = torch.sigmoid(logits + self.pixel_decoder(features, logits))
         if self.view_blend is None:
             if with_samples:
                 raise ValueError("with_samples needs a view-blending renderer (model config view_blend > 0)")

@@ -60,6 +60,8 @@ class OptimConfig:
     # learning rate of a view-blending head (models/view_blend.py) as a multiple of lr: a new head
     # starts from zero weights and its biases must move by whole units, the rest only a little
     view_blend_lr_scale: float = 1.0
+    # the same for a pixel decoder (models/pixel_decoder.py), whose last layer starts at zero
+    pixel_decoder_lr_scale: float = 1.0
 
 
 @dataclass
@@ -116,7 +118,7 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "optim.steps": (1, 2**62, False), "optim.batch_size": (1, 65536, False), "optim.grad_accum": (1, 65536, False),
     "optim.clip_grad_norm": (0, 1e12, True), "optim.skip_grad_norm": (0, float("inf"), True),
     "optim.min_lr_ratio": (0, 1, False), "optim.time_budget_s": (0, 1e9, False),
-    "optim.view_blend_lr_scale": (0, 1e4, True),
+    "optim.view_blend_lr_scale": (0, 1e4, True), "optim.pixel_decoder_lr_scale": (0, 1e4, True),
     "loss.lpips_weight": (0, 1e6, False), "loss.lpips_start": (0, 2**62, False), "loss.warp_weight": (0, 1e6, False),
     "run.seed": (0, 2**62, False), "run.log_every": (1, 2**62, False), "run.image_every": (1, 2**62, False),
     "run.val_every": (1, 2**62, False), "run.ckpt_every": (1, 2**62, False), "run.keep_last": (1, 10**6, False),

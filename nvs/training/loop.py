@@ -59,14 +59,20 @@ def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset | None:
     return data
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float, view_blend_lr_scale: float = 1.0) -> list[dict[str, Any]]:
-    """Weight decay on tensors with 2+ dims only (matrices and fast-weight initial states); a
-    view-blending head's parameters in groups of their own, at ``view_blend_lr_scale`` times the
-    learning rate (``lr_scale``)."""
+def param_groups(model: torch.nn.Module, weight_decay: float, head_lr_scales: dict[str, float] | None = None
+                 ) -> list[dict[str, Any]]:
+    """Weight decay on tensors with 2+ dims only (matrices and fast-weight initial states); the
+    parameters of each module named in ``head_lr_scales`` (e.g. ``{"view_blend": 20.0}``) in groups
+    of their own, at that multiple of the learning rate (``lr_scale``)."""
+    scales = {name: scale for name, scale in (head_lr_scales or {}).items() if getattr(model, name, None) is not None}
+
+    def owner(param_name: str) -> str | None:
+        return next((name for name in scales if param_name.startswith(name + ".")), None)
+
     groups = []
-    for head in (False, True):
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and n.startswith("view_blend.") == head]
-        scale = view_blend_lr_scale if head else 1.0
+    for head in [None, *scales]:
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and owner(n) == head]
+        scale = 1.0 if head is None else scales[head]
         groups += [{"params": [p for _, p in named if p.ndim >= 2], "weight_decay": weight_decay, "lr_scale": scale},
                    {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0, "lr_scale": scale}]
     return [g for g in groups if g["params"]]
@@ -150,26 +156,34 @@ def validate(model, data: Dataset | None, device: torch.device) -> float:
     return sum(scores) / max(1, len(scores))
 
 
-def add_view_blend(model: Renderer, config: ModelConfig) -> Renderer:
-    """``model`` with a new view-blending head as ``config`` sets it, which starts near the decoded colour."""
-    grown = build_renderer(dataclasses.replace(model.config, view_blend=config.view_blend,
-                                               view_blend_depth=config.view_blend_depth))
+GROWABLE_HEADS = ("view_blend", "pixel_decoder")  # modules a recipe may add to a checkpoint that lacks them
+
+
+def add_heads(model: Renderer, config: ModelConfig) -> Renderer:
+    """``model`` with the heads ``config`` has and it lacks (view blending, pixel decoder), each new
+    one starting where it changes nothing or little (see their ``reset_parameters``)."""
+    changes = {"view_blend": config.view_blend, "view_blend_depth": config.view_blend_depth} \
+        if model.config.view_blend == 0 and config.view_blend else {}
+    if model.config.pixel_decoder == 0 and config.pixel_decoder:
+        changes["pixel_decoder"] = config.pixel_decoder
+    if not changes:
+        return model
+    grown = build_renderer(dataclasses.replace(model.config, **changes))
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or any(not name.startswith("view_blend.") for name in missing):
-        raise ValueError(f"cannot add a view-blending head: unexpected {unexpected}, missing {missing}")
+    if unexpected or any(name.split(".")[0] not in GROWABLE_HEADS for name in missing):
+        raise ValueError(f"cannot add heads {sorted(changes)}: unexpected {unexpected}, missing {missing}")
     return grown.train(model.training)
 
 
 def initial_weights(config: ModelConfig, path: str) -> Renderer:
     """The renderer ``config`` describes, with the weights of ``path`` (patches resized, identity
-    blocks appended or a fresh view-blending head added if the recipe asks for them)."""
+    blocks appended, or a fresh view-blending head or pixel decoder added, if the recipe asks for them)."""
     loaded = load_renderer(path)
     if loaded.config.patch_size != config.patch_size:
         loaded = resize_patches(loaded, config.patch_size)
     if loaded.config.layers < config.layers:
         loaded = add_identity_blocks(loaded, config.layers)
-    if loaded.config.view_blend == 0 and config.view_blend:
-        loaded = add_view_blend(loaded, config)
+    loaded = add_heads(loaded, config)
     if loaded.config != config:
         raise ValueError(f"{path}: its model config {loaded.config} differs from the recipe's {config}")
     return loaded.train()
@@ -221,7 +235,8 @@ def train(
 
     model = build_renderer(cfg.model)
     model.grad_checkpointing = cfg.run.grad_checkpointing
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay, cfg.optim.view_blend_lr_scale),
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay, {
+        "view_blend": cfg.optim.view_blend_lr_scale, "pixel_decoder": cfg.optim.pixel_decoder_lr_scale}),
                                   lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
     schedule = Schedule(cfg.optim)
 

@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -366,21 +367,43 @@ def test_init_from_adds_a_view_blending_head(tmp_path):
         train(_cfg(tmp_path / "plain", "optim.steps=1", "loss.warp_weight=1.0"), resume=None)
 
 
-def test_a_view_blending_head_trains_at_its_own_learning_rate():
+def test_init_from_adds_a_pixel_decoder_that_starts_where_the_checkpoint_was(tmp_path):
+    from nvs.datasets.procedural import object_scene
+    from nvs.models import build_renderer, save_renderer
+
+    from tests.helpers import tiny_config
+
+    plain = build_renderer(tiny_config()).eval()
+    path = save_renderer(plain, tmp_path / "plain.safetensors")
+    cfg = _cfg(tmp_path, "model.pixel_decoder=4", "optim.steps=2", "optim.pixel_decoder_lr_scale=5", f"run.init_from={path}")
+    grown = initial_weights(cfg.model, str(path)).eval()
+    assert grown.config.pixel_decoder == 4
+    scene = object_scene(2, 5, 32, 32)
+    args = scene.images[None, :4], scene.cameras[None, :4], scene.cameras[None, 4:]
+    with torch.no_grad():
+        assert torch.equal(grown(*args), plain(*args))
+    summary = train(cfg, resume=None)
+    assert summary["start_step"] == 0 and summary["steps"] == 2
+    trained = load_renderer(tmp_path / "run" / "checkpoints" / "step-0000002" / "model.safetensors")
+    assert trained.config.pixel_decoder == 4 and trained.pixel_decoder.convs[-1].weight.abs().sum() > 0
+
+
+def test_added_heads_train_at_their_own_learning_rates():
     from nvs.models import build_renderer
     from nvs.training.loop import param_groups
 
     from tests.helpers import tiny_config
 
-    model = build_renderer(tiny_config(view_blend=2))
-    groups = param_groups(model, 0.05, 20.0)
-    head = {id(p) for p in model.view_blend.parameters()}
+    model = build_renderer(tiny_config(view_blend=2, pixel_decoder=4))
+    scales = {"view_blend": 20.0, "pixel_decoder": 5.0}
+    groups = param_groups(model, 0.05, scales)
+    owner = {id(p): name for name in scales for p in getattr(model, name).parameters()}
     for group in groups:
-        in_head = {id(p) in head for p in group["params"]}
-        assert len(in_head) == 1 and group["lr_scale"] == (20.0 if in_head == {True} else 1.0)
+        owners = {owner.get(id(p)) for p in group["params"]}
+        assert len(owners) == 1 and group["lr_scale"] == scales.get(owners.pop(), 1.0)
         assert group["weight_decay"] == (0.05 if group["params"][0].ndim >= 2 else 0.0)
-    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
-    assert len(param_groups(build_renderer(tiny_config()), 0.05, 20.0)) == 2  # no head, no extra groups
+    assert len(groups) == 6 and sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert len(param_groups(build_renderer(tiny_config()), 0.05, scales)) == 2  # no head, no extra groups
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
@@ -392,6 +415,24 @@ def test_every_shipped_recipe_loads_and_starts_from_weights_a_clone_has(recipe):
         in_repo = (ROOT / cfg.run.init_from).is_file()
         assert in_repo or any(cfg.run.init_from.startswith(f"{d}/") for d in out_dirs), (
             f"{recipe.name} starts from {cfg.run.init_from}: neither a file in the repository nor another recipe's run")
+
+
+GPU_RUN_KEYS = {("data", "workers"), ("optim", "batch_size"), ("optim", "time_budget_s"), ("run", "mixed_precision"),
+                ("run", "out_dir"), ("run", "log_every"), ("run", "val_every"), ("run", "ckpt_every")}
+
+
+@pytest.mark.parametrize("renderer", ["object", "scene"])
+def test_the_gpu_recipes_are_the_shipped_recipes_in_bf16_within_ten_minutes(renderer):
+    """`make train-gpu` trains the shipped recipe: same model, data, loss and learning rate; only
+    the batch, the budget, bf16 autocast and where it writes differ."""
+    cpu = load_train_config(CONFIGS / f"train-lact-{renderer}.yaml").to_dict()
+    gpu = load_train_config(CONFIGS / f"train-lact-{renderer}-gpu.yaml").to_dict()
+    differ = {(section, key) for section in cpu for key in cpu[section] if cpu[section][key] != gpu[section][key]}
+    assert differ <= GPU_RUN_KEYS and ("run", "mixed_precision") in differ
+    assert gpu["run"]["mixed_precision"] == "bf16" and gpu["optim"]["time_budget_s"] <= 480
+    makefile = (ROOT / "Makefile").read_text()  # writes the data the recipe reads
+    data = re.search(rf"^DATA_{renderer} := (\S+)$", makefile, re.M).group(1)
+    assert (gpu["data"]["path"], gpu["data"]["val_path"]) == (f"data/{data}-train", f"data/{data}-val")
 
 
 def test_shipped_renderer_is_what_its_manifest_says():
