@@ -32,6 +32,9 @@ def resize_patches(model: Renderer, new_patch: int) -> Renderer:
     old_patch = model.config.patch_size
     if new_patch % old_patch:
         raise ValueError(f"new patch size {new_patch} is not a multiple of the checkpoint's {old_patch}")
+    if model.config.view_blend or model.config.pixel_decoder:
+        raise ValueError("only a renderer with the plain RGB head can move to larger patches; this one has a "
+                         "view-blending head or a pixel decoder (model config view_blend, pixel_decoder)")
     factor = new_patch // old_patch
     config = dataclasses.replace(model.config, patch_size=new_patch)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -256,6 +256,9 @@ def test_init_from_carries_weights_to_larger_patches(tmp_path):
     assert (b - upsampled).abs().mean() < 0.01 and (b - upsampled).abs().max() < 0.1
     with pytest.raises(ValueError, match="not a multiple"):
         resize_patches(small, 12)
+    for head in ("view_blend", "pixel_decoder"):
+        with pytest.raises(ValueError, match="plain RGB head"):
+            resize_patches(build_renderer(tiny_config(**{head: 2})), 16)
 
     path = save_renderer(small, tmp_path / "small.safetensors")
     summary = train(_cfg(tmp_path, "model.patch_size=16", "data.height=64", "data.width=64", "optim.steps=1",
