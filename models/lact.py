@@ -113,7 +113,7 @@ class PatchTokenizer(nn.Module):
 
 
 class RGBHead(nn.Module):
-    """Target tokens [B, T * L, dim] -> images [B, T, 3, H, W] in [0, 1]."""
+    """Target tokens [B, T * L, dim] -> colour logits [B, T, 3, H, W] (a sigmoid makes them images)."""
 
     def __init__(self, patch: int, dim: int):
         super().__init__()
@@ -121,12 +121,8 @@ class RGBHead(nn.Module):
         self.norm = nn.LayerNorm(dim, bias=False)
         self.proj = nn.Linear(dim, patch * patch * 3, bias=False)
 
-    def logits(self, tokens: Tensor, views: int, height: int, width: int) -> Tensor:
-        """Colour before the sigmoid, [B, T, 3, H, W]."""
-        return unpatchify(self.proj(self.norm(tokens)), views, height, width, self.patch)
-
     def forward(self, tokens: Tensor, views: int, height: int, width: int) -> Tensor:
-        return torch.sigmoid(self.logits(tokens, views, height, width))
+        return unpatchify(self.proj(self.norm(tokens)), views, height, width, self.patch)
 
 
 # ----------------------------------------------------------------------------- attention and MLP
@@ -212,12 +208,11 @@ class RendererBase(nn.Module):
         cams [B, V]) are what a view-blending renderer samples; ``with_samples`` also returns its
         warped samples (see :func:`nvs.models.view_blend.blend_views`)."""
         views, height, width = target_cams.shape[1], target_cams.height, target_cams.width
-        if self.pixel_decoder is None:
-            rgb = self.head(tokens, views, height, width)
-        else:
-            logits = self.head.logits(tokens, views, height, width)
+        logits = self.head(tokens, views, height, width)
+        if self.pixel_decoder is not None:
             features = unpatchify(self.pixel_decoder.spread(tokens), views, height, width, self.config.patch_size)
-            rgb = torch.sigmoid(logits + self.pixel_decoder(features, logits))
+            logits = logits + self.pixel_decoder(features, logits)
+        rgb = torch.sigmoid(logits)
         if self.view_blend is None:
             if with_samples:
                 raise ValueError("with_samples needs a view-blending renderer (model config view_blend > 0)")
