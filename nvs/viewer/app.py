@@ -29,6 +29,9 @@ from nvs.viewer.session_files import SESSION_TTL_S, SessionFolders, check_port
 
 log = logging.getLogger("nvs.viewer.app")
 MAX_UPLOAD = "200mb"  # per file
+# the rendered view fills its box's height at the frame's own aspect ratio (gradio shows an image
+# at its pixel size otherwise: a 128-pixel frame would be a thumbnail)
+VIEW_CSS = "#view img {height: 100%; width: auto; max-width: 100%; object-fit: contain}"
 
 
 @dataclass
@@ -282,7 +285,7 @@ class ViewerApp:
                         azimuth = gr.Slider(-180, 180, value=0, step=1, label="azimuth (°)", elem_id="azimuth")
                         elevation = gr.Slider(-89, 89, value=20, step=1, label="elevation (°)", elem_id="elevation")
                     with gr.Row():
-                        distance = gr.Slider(0.4, 3.0, value=1.0, step=0.05, label="distance (× inputs')", elem_id="distance")
+                        distance = gr.Slider(0.4, 3.0, value=1.0, step=0.05, label="distance (× first view's)", elem_id="distance")
                         fov = gr.Slider(10, 120, value=50, step=1, label="field of view (°)", elem_id="fov")
                     with gr.Row():
                         kind = gr.Dropdown(list(PATH_KINDS), value="orbit", label="trajectory")
@@ -335,7 +338,7 @@ def launch(checkpoint: str | Path | None = None, port: int = 7860, share: bool =
         app.folders.remove_on_signals()
     try:
         demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-                    prevent_thread_lock=not block, show_error=True, quiet=not block)
+                    prevent_thread_lock=not block, show_error=True, quiet=not block, css=VIEW_CSS)
     except OSError as exc:  # gradio's own check: the port was taken in the meantime
         app.folders.cleanup()
         raise ValueError(f"--port {port}: cannot serve on {host}:{port} ({exc})") from None

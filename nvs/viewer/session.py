@@ -213,28 +213,43 @@ def photo_scene(files: list[Path], work: Path, input_views: int = 8, size: int =
     return _split_views(record, input_views, size, "uploaded photos", timings, notes)
 
 
+def orbit_target(cams: Cameras) -> Tensor:
+    """The point [3] the viewer's camera orbits: the point of the first input camera's optical axis
+    nearest the scene centre (the origin). On a turntable that is the centre; on a walk, whose
+    cameras look across the room, it is a point the first photo looks at."""
+    first = cams.c2w[0].double()
+    eye, forward = first[:3, 3], first[:3, 2]
+    depth = float(-(eye @ forward))
+    if depth < 0.1 * float(eye.norm()):  # the centre is behind the camera or beside it
+        depth = max(float(eye.norm()), 1e-6)
+    return eye + depth * forward
+
+
 def virtual_camera(scene: ViewerScene, pose: ViewPose) -> Cameras:
-    """A camera [1] at (azimuth, elevation) on a sphere about the origin, looking at it, up +z.
-    Azimuth 0 is the first input view's; distance 1 is the inputs' mean distance."""
-    first = scene.cameras.centers[0].double()
-    base_az = math.degrees(math.atan2(float(first[1]), float(first[0])))
-    radius = float(scene.cameras.centers.double().norm(dim=-1).mean()) * pose.distance
+    """A camera [1] at (azimuth, elevation) about :func:`orbit_target`, looking at it, up +z, at
+    ``distance`` times the first input camera's distance from it; azimuth 0 is the first input's."""
+    target = orbit_target(scene.cameras)
+    offset = scene.cameras.c2w[0, :3, 3].double() - target
+    base_az = math.degrees(math.atan2(float(offset[1]), float(offset[0])))
+    radius = float(offset.norm()) * pose.distance
     az, el = math.radians(base_az + pose.azimuth), math.radians(pose.elevation)
-    eye = radius * torch.tensor([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
-    up = torch.tensor([0.0, 0.0, 1.0])
-    c2w = look_at(eye[None], torch.zeros(1, 3), up[None]).float()
+    eye = target + radius * torch.tensor([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)],
+                                         dtype=torch.float64)
+    up = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    c2w = look_at(eye[None], target[None], up[None]).float()
     h, w = scene.cameras.height, scene.cameras.width
     focal = float(fov_to_focal(math.radians(pose.fov), w))
     return Cameras(torch.tensor([[focal, focal, w / 2, h / 2]]), c2w, h, w)
 
 
 def initial_pose(scene: ViewerScene) -> ViewPose:
-    """The pose that reproduces the first input view's position and horizontal field of view."""
-    first = scene.cameras.centers[0].double()
-    elevation = math.degrees(math.asin(float(first[2] / first.norm().clamp_min(1e-9))))
+    """The pose that reproduces the first input view: its position, its view direction (up to any
+    roll) and its horizontal field of view."""
+    offset = scene.cameras.c2w[0, :3, 3].double() - orbit_target(scene.cameras)
+    elevation = math.degrees(math.asin(float(offset[2] / offset.norm().clamp_min(1e-9))))
     fx = float(scene.cameras.intrinsics[0, 0])
     fov = math.degrees(2 * math.atan(scene.cameras.width / (2 * fx)))
-    return ViewPose(0.0, round(elevation, 1), 1.0, round(min(max(fov, 10.0), 120.0), 1))
+    return ViewPose(0.0, round(elevation, 2), 1.0, round(min(max(fov, 10.0), 120.0), 1))
 
 
 def same_frame(cams: Cameras) -> Cameras:

@@ -162,6 +162,7 @@ def test_browser_room_walk_is_drawn_by_the_scene_renderer_in_16_9(page):
     assert "PSNR" in page.locator("#metrics").inner_text()
     height, width = _view_pixels(page).shape[:2]
     assert abs(width / height - 16 / 9) < 0.1, (height, width)
+    assert height >= 2 * 128, f"the 128-pixel frame is shown at {height} pixels, not enlarged to its box"
     if os.environ.get("NVS_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=False, type="png")

@@ -65,8 +65,33 @@ def test_initial_pose_reproduces_the_first_input_camera():
     assert torch.allclose(cam.c2w[0], scene.cameras.c2w[0], atol=2e-3)
     assert torch.allclose(cam.intrinsics[0], scene.cameras.intrinsics[0], rtol=2e-2)
     turned = viewer.virtual_camera(scene, viewer.ViewPose(90.0, 0.0, 2.0, 50.0))
-    assert math.isclose(float(turned.centers.norm()), 2 * float(scene.cameras.centers.norm(dim=-1).mean()), rel_tol=1e-5)
-    assert abs(float(turned.centers[0, 2])) < 1e-5  # elevation 0
+    assert math.isclose(float(turned.centers.norm()), 2 * float(scene.cameras.centers[0].norm()), rel_tol=1e-3)
+    assert abs(float(turned.centers[0, 2])) < 1e-3  # elevation 0 about the turntable's centre
+    forward = turned.c2w[0, :3, 2]
+    assert float(forward @ torch.nn.functional.normalize(-turned.centers[0], dim=0)) > 0.9999
+
+
+def test_initial_pose_of_a_walk_is_the_first_photo_and_the_orbit_keeps_it_in_view():
+    """A walk's cameras do not look at the scene centre: the initial view is still the first input
+    camera, and the sliders orbit the point it looks at, with the horizon level."""
+    scene = viewer.example_scene(seed=7, input_views=6, heldout_views=2, size=32, kind="procedural room")
+    first = scene.cameras.c2w[0]
+    assert float(first[:3, 2] @ torch.nn.functional.normalize(-first[:3, 3], dim=0)) < 0.999  # not aimed at the centre
+    pose = viewer.initial_pose(scene)
+    cam = viewer.virtual_camera(scene, pose)
+    assert torch.allclose(cam.c2w[0, :3, 2], first[:3, 2], atol=1e-3)  # the same view direction
+    assert torch.allclose(cam.c2w[0, :3, 3], first[:3, 3], atol=1e-3 * float(first[:3, 3].norm()))
+    target = viewer.orbit_target(scene.cameras).float()
+    for az, el in ((90.0, pose.elevation), (-40.0, 35.0)):
+        moved = viewer.virtual_camera(scene, viewer.ViewPose(az, el, 1.0, pose.fov))
+        to_target = target - moved.centers[0]
+        assert math.isclose(float(to_target.norm()), float((target - first[:3, 3]).norm()), rel_tol=1e-4)
+        assert float(moved.c2w[0, :3, 2] @ torch.nn.functional.normalize(to_target, dim=0)) > 0.9999
+        assert abs(float(moved.c2w[0, 2, 0])) < 1e-5  # the camera's x axis stays horizontal
+    moved = viewer.virtual_camera(scene, viewer.ViewPose(90.0, pose.elevation, 1.0, pose.fov))
+    # a quarter turn about the vertical through the target
+    quarter = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert torch.allclose(moved.centers[0] - target, quarter @ (cam.centers[0] - target), atol=1e-4)
 
 
 def _zip_folder(folder, archive, prefix=""):
