@@ -1,7 +1,8 @@
 """Data sets of asset scenes on disk, with the attribution of every model they show.
 
 In the ``lact`` layout the writer streams and resumes: each finished scene is
-``scenes/<name>/{images/*.png, opencv_cameras.json, attribution.json}`` (the attribution file is
+``scenes/<name>/{images/*.png, depth/*.png, opencv_cameras.json, attribution.json}`` (depth: 16-bit
+z-depth, see :mod:`nvs.datasets.depth_maps`) (the attribution file is
 written last and marks the scene complete), and ``index.json``, ``attribution.json`` and
 ``synth.json`` are rewritten every ``flush_every`` scenes, so a partial data set can be trained on
 while the rest is made, and a second run with the same arguments skips what exists. The other
@@ -56,7 +57,7 @@ def _make_scene(job: tuple) -> tuple:
     scene = generate_asset_scene(kind, seed, views, height, width, split)
     name = scene_name(kind, split, seed)
     if fmt == "lact":
-        folder = write_lact_scene(Path(root), name, scene.images, scene.cameras).parent
+        folder = write_lact_scene(Path(root), name, scene.images, scene.cameras, scene.depth).parent
         _write_json(folder / "attribution.json", scene.attribution)
         return name, None, None, scene.attribution
     return name, scene.images, scene.cameras, scene.attribution

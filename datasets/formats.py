@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from nvs.cameras import Cameras, normalized_to_pixel_intrinsics, pixel_to_normalized_intrinsics
+from nvs.datasets.depth_maps import DEPTH_SCALE, write_depth_png
 from nvs.datasets.records import SceneRecord, cameras_from_w2c, check_image, finite_matrix, image_size, load_json, number
 from nvs.datasets.colmap import is_colmap_scene, read_colmap_scene, write_colmap_scene
 from nvs.datasets.dl3dv import is_dl3dv_scene, read_dl3dv_scene
@@ -59,27 +60,54 @@ def read_lact_scene(cameras_json: Path, name: str | None = None) -> SceneRecord:
         if "file_path" not in f:
             raise ValueError(f"{where}: missing 'file_path'")
         paths.append(check_image(scene_path(cameras_json.parent, f["file_path"], where), where))
-    return SceneRecord(name, paths, cameras_from_w2c(intr, w2c, sizes, f"{cameras_json} (scene '{name}')"), str(cameras_json))
+    where = f"{cameras_json} (scene '{name}')"
+    return SceneRecord(name, paths, cameras_from_w2c(intr, w2c, sizes, where), str(cameras_json),
+                       depths=_lact_depths(frames, cameras_json.parent, where))
+
+
+def _lact_depths(frames: list[dict], folder: Path, where: str) -> list[tuple[Path, float]] | None:
+    """Each frame's (depth map, scale) when the frames name them (all or none), else None."""
+    named = ["depth_path" in f for f in frames]
+    if not any(named):
+        return None
+    if not all(named):
+        raise ValueError(f"{where}: frames {[i for i, n in enumerate(named) if not n][:10]} have no 'depth_path' "
+                         "while others do; give every frame a depth map or none")
+    depths = []
+    for i, f in enumerate(frames):
+        scale = number(f, "depth_scale", f"{where}, frame {i}")
+        if scale <= 0:
+            raise ValueError(f"{where}, frame {i}: 'depth_scale' must be positive, got {scale}")
+        depths.append((check_image(scene_path(folder, f["depth_path"], f"{where}, frame {i}"), f"{where}, frame {i}"), scale))
+    return depths
 
 
 def write_lact_frames(folder: Path, images: Tensor, cams: Cameras, file_names: list[str] | None = None,
-                      images_dir: str = "images") -> Path:
-    """images [V, 3, H, W] -> folder/{images/<file name>, opencv_cameras.json} (names default to 000.png ...)."""
+                      images_dir: str = "images", depths: Tensor | None = None) -> Path:
+    """images [V, 3, H, W] -> folder/{images/<file name>, opencv_cameras.json} (names default to
+    000.png ...); with ``depths`` [V, 1, H, W] (z-depth, inf or 0 = no surface), also
+    ``depth/<name>.png`` (see :func:`write_depth_png`), named by each frame's ``depth_path``."""
     frames = []
     w2c = cams.w2c.double()
     rels = [f"{images_dir}/{file_names[i] if file_names else f'{i:03d}.png'}" for i in range(images.shape[0])]
     save_images(list(images), [folder / rel for rel in rels])
     for i, rel in enumerate(rels):
         fx, fy, cx, cy = (float(v) for v in cams.intrinsics[i])
-        frames.append({"w": cams.width, "h": cams.height, "fx": fx, "fy": fy, "cx": cx, "cy": cy,
-                       "w2c": w2c[i].tolist(), "file_path": rel})
+        frame = {"w": cams.width, "h": cams.height, "fx": fx, "fy": fy, "cx": cx, "cy": cy,
+                 "w2c": w2c[i].tolist(), "file_path": rel}
+        if depths is not None:
+            depth_rel = f"depth/{Path(rel).stem}.png"
+            write_depth_png(folder / depth_rel, depths[i, 0])
+            frame.update(depth_path=depth_rel, depth_scale=DEPTH_SCALE)
+        frames.append(frame)
     (folder / "opencv_cameras.json").write_text(json.dumps(frames, indent=1))
     return folder / "opencv_cameras.json"
 
 
-def write_lact_scene(root: Path, name: str, images: Tensor, cams: Cameras) -> Path:
-    """images [V, 3, H, W] -> root/scenes/<name>/{images/*.png, opencv_cameras.json}."""
-    return write_lact_frames(root / "scenes" / name, images, cams)
+def write_lact_scene(root: Path, name: str, images: Tensor, cams: Cameras, depths: Tensor | None = None) -> Path:
+    """images [V, 3, H, W] (and depths [V, 1, H, W]) -> root/scenes/<name>/{images/*.png, depth/*.png,
+    opencv_cameras.json}."""
+    return write_lact_frames(root / "scenes" / name, images, cams, depths=depths)
 
 
 # ----- LVSM RealEstate10K JSON -------------------------------------------------------------------
@@ -326,6 +354,21 @@ def load_views(record: SceneRecord, indices: list[int], height: int | None = Non
         images.append(img)
         cams.append(cam)
     return torch.stack(images), Cameras.cat(cams)
+
+
+def load_depths(record: SceneRecord, indices: list[int], height: int, width: int) -> Tensor:
+    """Depth maps [K, 1, H, W] (z-depth, 0 = no surface) of selected views, read at their stored
+    size, which must be (height, width): depth is not resampled."""
+    from nvs.datasets.depth_maps import read_depth_png
+
+    if record.depths is None:
+        raise ValueError(f"{record.where or record.name}: scene '{record.name}' has no depth maps")
+    size = (record.cameras.height, record.cameras.width)
+    if size != (height, width):
+        raise ValueError(f"scene '{record.name}': depth maps are read at their stored size {size}, not resized to "
+                         f"{(height, width)}; ask for that size")
+    return torch.stack([read_depth_png(record.depths[i][0], record.depths[i][1], size,
+                                       f"{record.where} (scene '{record.name}', frame {i})") for i in indices])
 
 
 def read_any_scene(path: Path, scene_index: int = 0) -> SceneRecord:

@@ -26,6 +26,8 @@ class SceneRecord:
     # [V, 4] when the cameras are those of a converter that undistorts to new intrinsics (DL3DV):
     # the stored images' own intrinsics, from which cv2.undistort maps to ``cameras.intrinsics``
     distorted_intrinsics: Tensor | None = None
+    # per view a depth map file and its scale (see nvs.datasets.depth_maps), or None
+    depths: list[tuple[Path, float]] | None = None
 
 
 def finite_matrix(value, where: str, key: str = "w2c") -> Tensor:

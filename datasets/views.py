@@ -2,7 +2,8 @@
 
 A sample is a dict of tensors (default-collatable):
   inputs [V, 3, H, W], input_intrinsics [V, 4], input_c2w [V, 4, 4],
-  targets [T, 3, H, W], target_intrinsics [T, 4], target_c2w [T, 4, 4].
+  targets [T, 3, H, W], target_intrinsics [T, 4], target_c2w [T, 4, 4],
+  and where depth is asked for, target_depth [T, 1, H, W] (z-depth, 0 = no surface).
 """
 
 from __future__ import annotations
@@ -14,21 +15,35 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from nvs.cameras import Cameras
-from nvs.datasets.formats import list_scenes, load_views, read_scene, scene_name
+from nvs.datasets.formats import list_scenes, load_depths, load_views, read_scene, scene_name
 from nvs.datasets.procedural import generate_scene
-from nvs.geometry.scene_normalization import normalize_views
+from nvs.geometry.scene_normalization import fit_views
 
 
-def make_sample(images: Tensor, cams: Cameras, n_inputs: int, normalize: bool | str) -> dict[str, Tensor]:
+def make_sample(images: Tensor, cams: Cameras, n_inputs: int, normalize: bool | str,
+                target_depths: Tensor | None = None) -> dict[str, Tensor]:
     """Split views [V] into the first n_inputs as inputs and the rest as targets. ``normalize``:
-    a rule of :data:`~nvs.geometry.scene_normalization.NORMALIZATIONS` (True means ``lvsm``)."""
+    a rule of :data:`~nvs.geometry.scene_normalization.NORMALIZATIONS` (True means ``lvsm``).
+    ``target_depths`` [T, 1, H, W] (z-depth, 0 = no surface) become ``target_depth``, in the
+    normalised frame's units."""
     rule = ("lvsm" if normalize else "none") if isinstance(normalize, bool) else normalize
     c2w = cams.c2w.float()
-    c2w = torch.cat(normalize_views(rule, c2w[:n_inputs], c2w[n_inputs:]), dim=0)
-    return {
+    norm = fit_views(rule, c2w[:n_inputs], c2w[n_inputs:])
+    if norm is not None:
+        c2w = torch.cat([norm.apply(c2w[:n_inputs]), norm.apply(c2w[n_inputs:])], dim=0)
+    sample = {
         "inputs": images[:n_inputs], "input_intrinsics": cams.intrinsics[:n_inputs].float(), "input_c2w": c2w[:n_inputs],
         "targets": images[n_inputs:], "target_intrinsics": cams.intrinsics[n_inputs:].float(), "target_c2w": c2w[n_inputs:],
     }
+    if target_depths is not None:
+        depth = target_depths.float()
+        sample["target_depth"] = depth if norm is None else depth * norm.scale.float()
+    return sample
+
+
+def known_depth(depth: Tensor) -> Tensor:
+    """z-depth with inf or nan (no surface) as 0, the on-disk and in-sample convention."""
+    return torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth))
 
 
 def spread_order(views: int, n_inputs: int) -> Tensor:
@@ -49,8 +64,9 @@ class ProceduralViews(Dataset):
     """Procedural scenes: item i is the scene with seed ``seed + i``; rooms are normalised
     (LVSM convention), objects stay in their canonical frame (radius 2.7, like the LaCT data)."""
 
-    def __init__(self, scene: str, num_scenes: int, input_views: int, target_views: int, height: int, width: int, seed: int = 0):
-        self.scene, self.num_scenes, self.seed = scene, num_scenes, seed
+    def __init__(self, scene: str, num_scenes: int, input_views: int, target_views: int, height: int, width: int, seed: int = 0,
+                 depth: bool = False):
+        self.scene, self.num_scenes, self.seed, self.depth = scene, num_scenes, seed, depth
         self.input_views, self.target_views, self.height, self.width = input_views, target_views, height, width
 
     def __len__(self) -> int:
@@ -63,10 +79,10 @@ class ProceduralViews(Dataset):
         index %= self.num_scenes
         views = self.input_views + self.target_views
         s = generate_scene(self.scene, self.seed + index, views, self.height, self.width)
-        if self.scene == "room":
-            order = spread_order(views, self.input_views)
-            return make_sample(s.images[order], s.cameras[order], self.input_views, normalize=True)
-        return make_sample(s.images, s.cameras, self.input_views, normalize=False)
+        order = spread_order(views, self.input_views) if self.scene == "room" else torch.arange(views)
+        depths = known_depth(s.depth[order[self.input_views:]]) if self.depth else None
+        return make_sample(s.images[order], s.cameras[order], self.input_views, normalize=self.scene == "room",
+                           target_depths=depths)
 
 
 class MixedViews(Dataset):
@@ -258,7 +274,8 @@ class FileViews(Dataset):
     (pixelSplat evaluation JSON) fixes inputs and targets per scene.
     ``normalize`` re-expresses cameras by a named rule (``lact``, ``lvsm``, ``none``; True means
     ``lvsm``); ``selection="gap"`` samples windows of ``frame_gap`` frames (video data);
-    ``"official"`` is the seeded sampling of the official LaCT inference (run-wide, in scene order:
+    ``depth``: samples also hold ``target_depth`` (the lact layout's depth maps, see
+    :func:`~nvs.datasets.formats.load_depths`). ``"official"`` is the seeded sampling of the official LaCT inference (run-wide, in scene order:
     reading item i first samples the scenes before it); ``"kmeans"`` the Long-LRM protocol. ``resize``: ``bilinear``
     (antialiased) or ``official`` (PIL Lanczos, the official rule). ``chosen`` records the views
     each read item used, in the evaluation-index layout.
@@ -266,8 +283,9 @@ class FileViews(Dataset):
 
     def __init__(self, root, input_views: int, target_views: int, height: int, width: int, selection: str = "random",
                  seed: int = 0, index=None, normalize: bool | str = False, frame_gap: tuple[int, int] = (25, 192),
-                 resize: str = "bilinear"):
+                 resize: str = "bilinear", depth: bool = False):
         self.format, self.scene_files = list_scenes(root)
+        self.depth = depth
         self.frame_gap = tuple(frame_gap)
         self.input_views, self.target_views, self.height, self.width = input_views, target_views, height, width
         if selection not in SELECTIONS:
@@ -322,4 +340,5 @@ class FileViews(Dataset):
         inputs, targets = self.views(i, rec, epoch)
         self.chosen[self.name(i)] = {"context": list(inputs), "target": list(targets)}
         images, cams = load_views(rec, inputs + targets, self.height, self.width, resize=self.resize)
-        return make_sample(images, cams, len(inputs), self.normalize)
+        depths = load_depths(rec, targets, self.height, self.width) if self.depth else None
+        return make_sample(images, cams, len(inputs), self.normalize, target_depths=depths)

@@ -206,7 +206,7 @@ class RendererBase(nn.Module):
                with_samples: bool = False):
         """Target tokens [B, T * L, dim] -> [B, T, 3, H, W]; ``sources`` (input images [B, V, 3, H, W],
         cams [B, V]) are what a view-blending renderer samples; ``with_samples`` also returns its
-        warped samples (see :func:`nvs.models.view_blend.blend_views`)."""
+        warped samples and depth (see :func:`nvs.models.view_blend.blend_views`)."""
         views, height, width = target_cams.shape[1], target_cams.height, target_cams.width
         logits = self.head(tokens, views, height, width)
         if self.pixel_decoder is not None:
@@ -357,7 +357,8 @@ class LaCTRenderer(RendererBase):
 
     def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras, with_samples: bool = False):
         """Joint pass (training): inputs and targets in one sequence; the update sees inputs only.
-        ``with_samples``: (rendered images, (samples, valid)) of a view-blending renderer, for its warp loss."""
+        ``with_samples``: (rendered images, (samples, valid, depth)) of a view-blending renderer,
+        for its warp and depth losses."""
         self.check_inputs(images, cams)
         self.check_targets(target_cams, images.shape[0])
         if (target_cams.height, target_cams.width) != (cams.height, cams.width):

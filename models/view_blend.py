@@ -6,8 +6,9 @@ the k input views nearest the target camera and their photos are sampled there; 
 softmax-weighted mix of the decoded colour and the samples that land in front of their camera and
 inside its image. Where the depth is right, texture comes from the photos at full resolution
 instead of through a token of 16x16 pixels; where no photo sees the point (disocclusions, views
-outside the inputs), the decoded colour carries the pixel. Depth has no supervision: it is learnt
-from the rendering loss, and from :func:`warp_loss` where a recipe adds it.
+outside the inputs), the decoded colour carries the pixel. Depth is learnt from the rendering loss,
+from :func:`warp_loss` where a recipe adds it, and from true depth maps (:func:`depth_loss`) where
+the training data has them.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def blend_views(decoded: Tensor, maps: Tensor, target_cams: Cameras, images: Ten
 
     decoded [B, T, 3, H, W] (the RGB head), maps [B, T, k + 2, H, W] (:class:`ViewBlendHead`,
     unpatchified), target_cams [B, T], and the memorised inputs: images [B, V, 3, Hs, Ws], cams [B, V].
-    ``with_samples``: also return (samples, valid) of :func:`warp_views` (samples for :func:`warp_loss`).
+    ``with_samples``: also return (samples, valid) of :func:`warp_views` and the decoded depth
+    [B, T, 1, H, W] along each pixel's ray (for :func:`warp_loss` and :func:`depth_loss`).
     """
     dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
     maps = maps.to(dtype)
@@ -121,7 +123,7 @@ def blend_views(decoded: Tensor, maps: Tensor, target_cams: Cameras, images: Ten
     depth = maps[:, :, :1].clamp(MIN_LOG_DEPTH, MAX_LOG_DEPTH).exp()
     samples, valid = warp_views(*gather_views(images, cams, index), target_cams, depth)
     out = blend(decoded.to(dtype), samples, valid, maps[:, :, 1 : index.shape[-1] + 2])
-    return (out, (samples, valid)) if with_samples else out
+    return (out, (samples, valid, depth)) if with_samples else out
 
 
 def warp_loss(samples: Tensor, targets: Tensor) -> Tensor:
@@ -135,3 +137,17 @@ def warp_loss(samples: Tensor, targets: Tensor) -> Tensor:
     lowered by depths that throw hard pixels out of every view.
     """
     return (samples - targets[:, :, None].to(samples.dtype)).square().mean()
+
+
+def depth_loss(depth: Tensor, target_z: Tensor, target_cams: Cameras) -> Tensor:
+    """Mean absolute log-depth error over the pixels with a surface: depth [B, T, 1, H, W] along
+    each pixel's unit ray (as decoded), target_z [B, T, 1, H, W] z-depth (0 = no surface) of
+    target_cams [B, T]. Log depth weighs near and far surfaces by their relative error, which is
+    what a warp's pixel error follows. 0 when no pixel has a surface."""
+    with torch.autocast(device_type=depth.device.type, enabled=False):
+        _, dirs = pixel_rays(target_cams, torch.float32)
+        cos = (dirs * target_cams.c2w[..., :3, 2, None, None].float()).sum(dim=-3, keepdim=True)
+        known = target_z > 0
+        truth = target_z.float() / cos.clamp_min(1e-6)
+        error = (depth.float().clamp_min(1e-6).log() - truth.clamp_min(1e-6).log()).abs()
+        return torch.where(known, error, torch.zeros_like(error)).sum() / known.sum().clamp_min(1)

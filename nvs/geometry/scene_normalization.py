@@ -108,15 +108,22 @@ def normalize_views(rule: str, input_c2w: Tensor, target_c2w: Tensor) -> tuple[T
     """Apply a named rule (:data:`NORMALIZATIONS`) to input [..., V, 4, 4] and target [..., T, 4, 4]
     cameras of one sample; returns both, re-expressed. ``lact`` fits on inputs and targets
     together, ``lvsm`` on the inputs only, ``none`` returns them unchanged."""
-    if rule == "none":
+    norm = fit_views(rule, input_c2w, target_c2w)
+    if norm is None:
         return input_c2w, target_c2w
-    if rule == "lact":
-        norm = SceneNormalization.fit_lact(torch.cat([input_c2w, target_c2w], dim=-3))
-    elif rule == "lvsm":
-        norm = SceneNormalization.fit(input_c2w)
-    else:
-        raise ValueError(f"unknown scene normalisation {rule!r}; choose one of {NORMALIZATIONS}")
     return norm.apply(input_c2w), norm.apply(target_c2w)
+
+
+def fit_views(rule: str, input_c2w: Tensor, target_c2w: Tensor) -> "SceneNormalization | None":
+    """The normalisation :func:`normalize_views` applies (None for ``none``): its ``scale`` also
+    converts the sample's depths to the new frame."""
+    if rule == "none":
+        return None
+    if rule == "lact":
+        return SceneNormalization.fit_lact(torch.cat([input_c2w, target_c2w], dim=-3))
+    if rule == "lvsm":
+        return SceneNormalization.fit(input_c2w)
+    raise ValueError(f"unknown scene normalisation {rule!r}; choose one of {NORMALIZATIONS}")
 
 
 def fitted_frame(rule: str, input_cams: Cameras):

@@ -33,6 +33,9 @@ class DataConfig:
     workers: int = 0
     # file data: this share of training samples are procedural scenes of kind `scene` instead
     procedural_fraction: float = 0.0
+    # training samples also carry their targets' true depth (lact-layout depth maps, and the
+    # procedural scenes' own), for loss.depth_weight
+    depth: bool = False
 
     @property
     def normalization(self) -> str | None:
@@ -75,6 +78,9 @@ class LossConfig:
     # a view-blending renderer: MSE of each depth-warped input sample against the target, over
     # every pixel (models/view_blend.warp_loss), which trains the depth whatever the blending weights
     warp_weight: float = 0.0
+    # a view-blending renderer: mean absolute log-depth error of its decoded depth against the
+    # targets' true depth where they show a surface (models/view_blend.depth_loss; needs data.depth)
+    depth_weight: float = 0.0
 
 
 @dataclass
@@ -120,6 +126,7 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "optim.min_lr_ratio": (0, 1, False), "optim.time_budget_s": (0, 1e9, False),
     "optim.view_blend_lr_scale": (0, 1e4, True), "optim.pixel_decoder_lr_scale": (0, 1e4, True),
     "loss.lpips_weight": (0, 1e6, False), "loss.lpips_start": (0, 2**62, False), "loss.warp_weight": (0, 1e6, False),
+    "loss.depth_weight": (0, 1e6, False),
     "run.seed": (0, 2**62, False), "run.log_every": (1, 2**62, False), "run.image_every": (1, 2**62, False),
     "run.val_every": (1, 2**62, False), "run.ckpt_every": (1, 2**62, False), "run.keep_last": (1, 10**6, False),
 }

@@ -25,7 +25,7 @@ from nvs.evaluation.metrics import psnr
 from nvs.models import build_renderer
 from nvs.models.checkpoint import Renderer, load_renderer
 from nvs.models.config import ModelConfig
-from nvs.models.view_blend import warp_loss
+from nvs.models.view_blend import depth_loss, warp_loss
 from nvs.training.grow_depth import add_identity_blocks
 from nvs.training.patch_resize import resize_patches
 from nvs.training.checkpoints import latest_readable_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -43,18 +43,20 @@ def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset | None:
     if d.kind == "procedural":
         if validation:
             return ProceduralViews(d.scene, d.val_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.val_seed)
-        return ProceduralViews(d.scene, d.num_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.seed)
+        return ProceduralViews(d.scene, d.num_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.seed,
+                               depth=d.depth)
     path = d.val_path if validation else d.path
     if path is None:
         if validation:
             return None
         raise ValueError(f"data.kind {d.kind!r} needs data.path (a data set folder or index file)")
     data = FileViews(path, d.input_views, d.target_views, d.height, d.width, "first" if validation else d.selection,
-                     seed=d.seed, normalize=d.normalize, frame_gap=d.frame_gap)
+                     seed=d.seed, normalize=d.normalize, frame_gap=d.frame_gap, depth=d.depth and not validation)
     if data.format != d.kind:
         raise ValueError(f"{path}: holds {data.format} data, the recipe says data.kind={d.kind}")
     if d.procedural_fraction > 0 and not validation:
-        procedural = ProceduralViews(d.scene, d.num_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.seed)
+        procedural = ProceduralViews(d.scene, d.num_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.seed,
+                                     depth=d.depth)
         return MixedViews(data, procedural, d.procedural_fraction)
     return data
 
@@ -112,23 +114,30 @@ class Schedule:
 
 
 class Losses:
-    """MSE, plus LPIPS (weight and switch-on step from the config) once it is switched on, plus
-    the warp loss of a view-blending renderer's warped ``samples`` when they are given."""
+    """MSE, plus LPIPS (weight and switch-on step from the config) once it is switched on, plus,
+    for a view-blending renderer's ``blend`` outputs (samples, valid, depth), the warp loss of its
+    samples and the depth loss against the batch's ``target_depth``, as the config weighs them."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         self.cfg = cfg.loss
         self._lpips = None
         self.device = device
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor, step: int,
-                 samples: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(self, pred: torch.Tensor, batch: dict[str, torch.Tensor], step: int,
+                 blend: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+        target = batch["targets"]
         mse = torch.nn.functional.mse_loss(pred.float(), target.float())
         logs = {"mse": mse.item()}
         loss = mse
-        if samples is not None:
-            warped = warp_loss(samples, target)
+        if blend is not None and self.cfg.warp_weight > 0:
+            warped = warp_loss(blend[0], target)
             loss = loss + self.cfg.warp_weight * warped
             logs["warp_mse"] = warped.item()
+        if blend is not None and self.cfg.depth_weight > 0:
+            depth_error = depth_loss(blend[2], batch["target_depth"], batch_cameras(batch, "target"))
+            loss = loss + self.cfg.depth_weight * depth_error
+            logs["depth_log_l1"] = depth_error.item()
         if self.cfg.lpips_weight > 0 and step >= self.cfg.lpips_start:
             if self._lpips is None:
                 from nvs.evaluation.lpips import lpips_model
@@ -270,9 +279,13 @@ def train(
         model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     losses = Losses(cfg, device)
-    warp_weight = cfg.loss.warp_weight
-    if warp_weight > 0 and not cfg.model.view_blend:
-        raise ValueError("loss.warp_weight needs a view-blending renderer (model.view_blend > 0)")
+    for key in ("warp_weight", "depth_weight"):
+        if getattr(cfg.loss, key) > 0 and not cfg.model.view_blend:
+            raise ValueError(f"loss.{key} needs a view-blending renderer (model.view_blend > 0)")
+    if cfg.loss.depth_weight > 0 and not cfg.data.depth:
+        raise ValueError("loss.depth_weight needs the targets' true depth: set data.depth=true (lact-layout data "
+                         "written by `nvs data synth --kind furniture|furnished-room`, or procedural data)")
+    blend_losses = cfg.loss.warp_weight > 0 or cfg.loss.depth_weight > 0
 
     dataset = build_dataset(cfg) if dataset is None else dataset
     val_data = build_dataset(cfg, validation=True) if accelerator.is_main_process else None
@@ -308,11 +321,8 @@ def train(
             sync = accelerator.no_sync(model) if micro < accum - 1 else nullcontext()
             with sync, accelerator.autocast():
                 args = batch["inputs"], batch_cameras(batch, "input"), batch_cameras(batch, "target")
-                if warp_weight > 0:
-                    pred, (samples, _) = model(*args, with_samples=True)
-                else:
-                    pred, samples = model(*args), None
-                loss, logs = losses(pred, batch["targets"], step, samples)
+                pred, blend = model(*args, with_samples=True) if blend_losses else (model(*args), None)
+                loss, logs = losses(pred, batch, step, blend)
                 accelerator.backward(loss / accum)
             for k, v in logs.items():
                 logs_sum[k] = logs_sum.get(k, 0.0) + v / accum
@@ -330,7 +340,7 @@ def train(
 
         train_psnr = -10 * math.log10(max(logs_sum["mse"], 1e-10)) if math.isfinite(logs_sum["mse"]) else float("nan")
         history.append({"step": done, "loss": logs_sum["mse"], "psnr": train_psnr, "grad_norm": grad_norm,
-                        **({"lpips": logs_sum["lpips"]} if "lpips" in logs_sum else {})})
+                        **{k: v for k, v in logs_sum.items() if k != "mse"}})  # lpips, warp_mse, depth_log_l1
         if accelerator.is_main_process:
             rate = (done - start_step) / max(time.time() - t0, 1e-9)
             bar.update(1)

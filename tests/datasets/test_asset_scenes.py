@@ -95,6 +95,11 @@ def test_written_data_set_resumes_and_trains(tmp_path):
     assert views.format == "lact" and len(views) == 3
     sample = views[0]
     assert sample["inputs"].shape == (2, 3, 16, 16) and sample["targets"].shape == (2, 3, 16, 16)
+    # the renders' depth maps are written beside their images, for depth-supervised training
+    with_depth = FileViews(root, 2, 2, 16, 16, selection="first", depth=True)
+    truth = asset_scenes.generate_asset_scene("furniture", 7, 4, 16, 16, "train").depth[2:]
+    truth = torch.where(torch.isfinite(truth), truth, torch.zeros_like(truth))
+    assert (with_depth[0]["target_depth"] - truth).abs().max() <= 6e-4 and (truth > 0).any()
 
 
 def test_synth_cli_writes_furniture_in_every_format(tmp_path):

@@ -6,7 +6,8 @@ from torch import Tensor
 
 from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
-from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, gather_views, nearest_views, warp_loss, warp_views
+from nvs.models.view_blend import (SAMPLE_LOGIT_INIT, blend, depth_loss, gather_views, nearest_views, warp_loss,
+                                   warp_views)
 
 from tests.helpers import ring_cameras, tiny_config
 
@@ -156,7 +157,7 @@ def test_the_warp_loss_reaches_the_depth_when_the_blend_ignores_the_samples():
         model.view_blend.proj.bias.view(-1, 4)[:, 2:] = -60.0
     images, cams = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3)
     targets, truth = ring_cameras(1, 2, offset=0.3), torch.rand(1, 2, 3, 32, 32)
-    out, (samples, valid) = model.train()(images, cams, targets, with_samples=True)
+    out, (samples, valid, depth) = model.train()(images, cams, targets, with_samples=True)
     assert torch.equal(out, model(images, cams, targets))
     assert samples.shape == (1, 2, 2, 3, 32, 32) and valid.shape == (1, 2, 2, 1, 32, 32) and valid.any()
     depth_bias = model.view_blend.proj.bias
@@ -169,3 +170,30 @@ def test_the_warp_loss_reaches_the_depth_when_the_blend_ignores_the_samples():
     assert depth_bias.grad.view(-1, 4)[:, 0].abs().max() > 0
     with pytest.raises(ValueError, match="view-blending"):
         LaCTRenderer(tiny_config())(images, cams, targets, with_samples=True)
+
+
+def test_depth_loss_compares_ray_depth_with_z_depth_where_there_is_a_surface():
+    cams = _camera(0.0, size=16, yaw_deg=20.0)
+    cams = Cameras(cams.intrinsics[None, None].float(), cams.c2w[None, None].float(), 16, 16)
+    _, ray_depth = _plane_view(cams)
+    _, dirs = pixel_rays(cams)
+    z = ray_depth * (dirs * cams.c2w[..., :3, 2, None, None]).sum(-3, keepdim=True)  # along the optical axis
+    assert not torch.allclose(z, ray_depth, atol=1e-3)  # off-axis pixels: the two differ
+    assert float(depth_loss(ray_depth, z, cams)) < 1e-5
+    assert float(depth_loss(ray_depth * 1.1, z, cams)) == pytest.approx(math.log(1.1), abs=1e-5)
+    # pixels without a surface (0) do not count, whatever the decoded depth there
+    wrong = ray_depth.clone()
+    wrong[..., :8, :] = 50.0
+    assert float(depth_loss(wrong, torch.where(wrong == 50.0, torch.zeros_like(z), z), cams)) < 1e-5
+    assert float(depth_loss(ray_depth, torch.zeros_like(z), cams)) == 0.0
+
+
+def test_depth_loss_trains_the_head_depth_from_the_renderer():
+    model = _blend_model()
+    images, cams = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3)
+    targets = ring_cameras(1, 2, offset=0.3)
+    _, (_, _, depth) = model.train()(images, cams, targets, with_samples=True)
+    assert depth.shape == (1, 2, 1, 32, 32)
+    loss = depth_loss(depth, torch.full_like(depth, 2.5), targets)
+    loss.backward()
+    assert float(loss.detach()) > 0 and model.view_blend.proj.bias.grad.view(-1, 4)[:, 0].abs().max() > 0
