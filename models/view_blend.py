@@ -107,6 +107,16 @@ class ViewBlendHead(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         return self.proj(self.norm(tokens))
 
+    def drop_logit_grads(self) -> None:
+        """Zero the gradients of the blending logits' outputs, keeping the depth's: a recipe holds
+        the blend at its start this way while the depth learns (optim.view_blend_hold_steps)."""
+        depth_only = torch.zeros(self.channels, dtype=torch.bool, device=self.proj.bias.device)
+        depth_only[0] = True
+        logits = ~depth_only.repeat(self.patch * self.patch)  # outputs are [p * p, channels], flattened
+        for param in (self.proj.weight, self.proj.bias):
+            if param.grad is not None:
+                param.grad[logits] = 0
+
 
 def blend_views(decoded: Tensor, maps: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras,
                 with_samples: bool = False) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:

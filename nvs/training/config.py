@@ -65,6 +65,10 @@ class OptimConfig:
     view_blend_lr_scale: float = 1.0
     # the same for a pixel decoder (models/pixel_decoder.py), whose last layer starts at zero
     pixel_decoder_lr_scale: float = 1.0
+    # a view-blending head's blending logits stay as they are for this many steps (their gradients
+    # are dropped) while its depth trains: on wide baselines a new head's samples land on the wrong
+    # pixels at first, and it learns to shut them out before the depth is right
+    view_blend_hold_steps: int = 0
 
 
 @dataclass
@@ -125,6 +129,7 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "optim.clip_grad_norm": (0, 1e12, True), "optim.skip_grad_norm": (0, float("inf"), True),
     "optim.min_lr_ratio": (0, 1, False), "optim.time_budget_s": (0, 1e9, False),
     "optim.view_blend_lr_scale": (0, 1e4, True), "optim.pixel_decoder_lr_scale": (0, 1e4, True),
+    "optim.view_blend_hold_steps": (0, 2**62, False),
     "loss.lpips_weight": (0, 1e6, False), "loss.lpips_start": (0, 2**62, False), "loss.warp_weight": (0, 1e6, False),
     "loss.depth_weight": (0, 1e6, False),
     "run.seed": (0, 2**62, False), "run.log_every": (1, 2**62, False), "run.image_every": (1, 2**62, False),

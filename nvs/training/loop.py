@@ -326,6 +326,8 @@ def train(
                 accelerator.backward(loss / accum)
             for k, v in logs.items():
                 logs_sum[k] = logs_sum.get(k, 0.0) + v / accum
+        if step < cfg.optim.view_blend_hold_steps and getattr(raw_model, "view_blend", None) is not None:
+            raw_model.view_blend.drop_logit_grads()
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad_norm)
         grad_norm = float(grad_norm)
         if math.isfinite(grad_norm) and grad_norm <= cfg.optim.skip_grad_norm:

@@ -137,7 +137,7 @@ def test_outputs_that_are_existing_files_are_refused(tmp_path):
 ZERO_OK_KEYS = {"data.seed", "data.val_scenes", "data.val_seed", "data.workers", "optim.weight_decay",
                 "optim.warmup_steps", "optim.min_lr_ratio", "optim.time_budget_s", "loss.lpips_weight",
                 "loss.lpips_start", "run.seed", "model.muon_steps", "data.procedural_fraction", "model.view_blend", "loss.warp_weight",
-                "loss.depth_weight",
+                "loss.depth_weight", "optim.view_blend_hold_steps",
                 "model.pixel_decoder"}
 
 

@@ -385,11 +385,23 @@ def test_depth_supervision_trains_a_blending_head_on_data_with_depth(tmp_path):
     cfg = _cfg(tmp_path, "model.view_blend=2", "model.view_blend_depth=2.7", "data.kind=lact", f"data.path={root}",
                "data.depth=true", "data.procedural_fraction=0.5", "loss.depth_weight=1.0",
                "optim.view_blend_lr_scale=20", "optim.steps=12", "optim.warmup_steps=1", "optim.lr=1e-3",
-               "run.ckpt_every=100")
+               "optim.view_blend_hold_steps=12", "run.ckpt_every=100")
     summary = train(cfg, resume=None)
     depth_logs = [h["depth_log_l1"] for h in summary["history"]]
     assert len(depth_logs) == 12 and all(math.isfinite(v) and v > 0 for v in depth_logs)
     assert sum(depth_logs[-3:]) < sum(depth_logs[:3]), depth_logs
+    # held: the blending logits are where a new head starts, the depth has moved
+    head = load_renderer(tmp_path / "run" / "checkpoints" / "step-0000012" / "model.safetensors").view_blend
+    fresh = type(head)(head.patch, 32, head.views, depth=2.7)
+    channels = torch.arange(head.proj.bias.numel()) % head.channels
+    assert torch.equal(head.proj.bias[channels > 0], fresh.proj.bias[channels > 0])
+    assert not torch.equal(head.proj.bias[channels == 0], fresh.proj.bias[channels == 0])
+    assert head.proj.weight[channels > 0].abs().max() < 1e-6 < head.proj.weight[channels == 0].abs().max()
+    free = _cfg(tmp_path / "free", "model.view_blend=2", "model.view_blend_depth=2.7", "data.kind=lact",
+                f"data.path={root}", "data.depth=true", "loss.depth_weight=1.0", "optim.steps=2", "optim.warmup_steps=1")
+    train(free, resume=None)
+    moved = load_renderer(tmp_path / "free" / "run" / "checkpoints" / "step-0000002" / "model.safetensors").view_blend
+    assert not torch.equal(moved.proj.bias[channels > 0], fresh.proj.bias[channels > 0])  # unheld, they move
     with pytest.raises(ValueError, match="loss.depth_weight needs the targets' true depth: set data.depth=true"):
         train(_cfg(tmp_path / "nodepth", "model.view_blend=2", "optim.steps=1", "loss.depth_weight=1.0"), resume=None)
     with pytest.raises(ValueError, match="loss.depth_weight needs a view-blending renderer"):
