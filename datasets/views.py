@@ -274,11 +274,11 @@ class FileViews(Dataset):
     (pixelSplat evaluation JSON) fixes inputs and targets per scene.
     ``normalize`` re-expresses cameras by a named rule (``lact``, ``lvsm``, ``none``; True means
     ``lvsm``); ``selection="gap"`` samples windows of ``frame_gap`` frames (video data);
-    ``depth``: samples also hold ``target_depth`` (the lact layout's depth maps, see
-    :func:`~nvs.datasets.formats.load_depths`). ``"official"`` is the seeded sampling of the official LaCT inference (run-wide, in scene order:
+    ``"official"`` is the seeded sampling of the official LaCT inference (run-wide, in scene order:
     reading item i first samples the scenes before it); ``"kmeans"`` the Long-LRM protocol. ``resize``: ``bilinear``
-    (antialiased) or ``official`` (PIL Lanczos, the official rule). ``chosen`` records the views
-    each read item used, in the evaluation-index layout.
+    (antialiased) or ``official`` (PIL Lanczos, the official rule). ``depth``: samples also hold
+    ``target_depth`` (the lact layout's depth maps, see :func:`~nvs.datasets.formats.load_depths`).
+    ``chosen`` records the views each read item used, in the evaluation-index layout.
     """
 
     def __init__(self, root, input_views: int, target_views: int, height: int, width: int, selection: str = "random",
