@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nvs.commands.eval import add_protocol_arguments, protocol_defaults
 from nvs.commands.adapt import add_adapt_options, options_from_args
-from nvs.geometry.camera_paths import make_path
+from nvs.geometry.camera_paths import auto_path_kind, make_path
 from nvs.geometry.scene_normalization import fitted_frame
 from nvs.datasets.formats import load_views, read_any_scene
 from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_eval_index, spread_order
@@ -70,6 +70,9 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
     warning = capture_warning(model, cams)
     if warning:
         print(f"warning: {warning} (--adapt)")
+    if path == "auto":
+        path = auto_path_kind(cams)
+        print(f"camera path: {path} (auto, from the input cameras)")
     path_cams, path_fps = make_path(path, cams, frames)
     if (path_cams.height, path_cams.width) != size:
         path_cams = path_cams.resize(*size)
@@ -106,7 +109,9 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", default="auto", help=RENDERER_HELP)
     p.add_argument("--scene", required=True, help="data set folder/index, opencv_cameras.json, or an LVSM scene JSON")
     p.add_argument("--scene-index", type=T.nonneg_int(10**9), default=0, help="which scene of a data set")
-    p.add_argument("--path", default="orbit", help="orbit | spiral | interpolate | nerfstudio camera_path.json")
+    p.add_argument("--path", default="auto",
+                   help="auto (orbit for a capture around an object, interpolate through a walk's inputs) | "
+                        "orbit | spiral | interpolate | nerfstudio camera_path.json")
     p.add_argument("--frames", type=T.positive_int(10_000), default=60)
     p.add_argument("--fps", type=T.positive_float(1000), help="default: the path file's fps, else 24")
     p.add_argument("--views", type=T.positive_int(4096), default=8, help="input views")

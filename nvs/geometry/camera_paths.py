@@ -14,9 +14,9 @@ from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_
 from torch import Tensor
 
 from nvs.cameras import Cameras, fov_to_focal, look_at, opengl_to_opencv
-from nvs.geometry.capture import axes_meeting_point
+from nvs.geometry.capture import axes_meeting_point, capture_kind
 
-PATH_KINDS = ("orbit", "spiral", "interpolate")
+PATH_KINDS = ("auto", "orbit", "spiral", "interpolate")
 
 
 def estimate_scene_frame(cams: Cameras) -> tuple[Tensor, Tensor, float]:
@@ -161,8 +161,17 @@ def read_nerfstudio_path(path: str | Path, height: int | None = None, width: int
     return cams, fps
 
 
+def auto_path_kind(cams: Cameras) -> str:
+    """The path a capture's own kind calls for: an orbit around an object, and through a walk's
+    cameras in order (an orbit about a room's far wall leaves the views the inputs saw)."""
+    return "orbit" if capture_kind(cams) == "object" else "interpolate"
+
+
 def make_path(kind_or_file: str, cams: Cameras, frames: int) -> tuple[Cameras, float | None]:
-    """Build a path by name, or read a nerfstudio camera_path.json. Returns (Cameras, fps or None)."""
+    """Build a path by name (``auto``: see auto_path_kind), or read a nerfstudio camera_path.json.
+    Returns (Cameras, fps or None)."""
+    if kind_or_file == "auto":
+        kind_or_file = auto_path_kind(cams)
     if kind_or_file == "orbit":
         return orbit_path(cams, frames), None
     if kind_or_file == "spiral":

@@ -288,7 +288,7 @@ class ViewerApp:
                         distance = gr.Slider(0.4, 3.0, value=1.0, step=0.05, label="distance (× first view's)", elem_id="distance")
                         fov = gr.Slider(10, 120, value=50, step=1, label="field of view (°)", elem_id="fov")
                     with gr.Row():
-                        kind = gr.Dropdown(list(PATH_KINDS), value="orbit", label="trajectory")
+                        kind = gr.Dropdown(list(PATH_KINDS), value="auto", label="trajectory")
                         frames = gr.Slider(8, 240, value=48, step=1, label="frames")
                         fps = gr.Slider(1, 60, value=24, step=1, label="fps")
                     video_btn = gr.Button("Render video", elem_id="render-video")

@@ -270,7 +270,8 @@ def render_views(model, state, cams: Cameras, progress: Progress = no_progress) 
 
 def render_path_video(model, state, scene: ViewerScene, kind: str, frames: int, fps: float, out: Path,
                       progress: Progress = no_progress, frame=same_frame) -> Path:
-    """An mp4 along an orbit, spiral or interpolation through the input cameras."""
+    """An mp4 along an orbit, spiral or interpolation through the input cameras (``auto``: the one
+    the capture calls for, nvs.geometry.camera_paths.auto_path_kind)."""
     if kind not in PATH_KINDS:
         raise ValueError(f"unknown trajectory {kind!r}: one of {', '.join(PATH_KINDS)}")
     if not 2 <= frames <= 600 or not 1 <= fps <= 60:

@@ -7,8 +7,8 @@ import imageio.v2 as iio2
 import pytest
 import torch
 
-from nvs.geometry.camera_paths import interpolate_path, orbit_path, read_nerfstudio_path, spiral_path
-from nvs.cameras import opencv_to_opengl
+from nvs.geometry.camera_paths import interpolate_path, make_path, orbit_path, read_nerfstudio_path, spiral_path
+from nvs.cameras import Cameras, look_at, opencv_to_opengl
 from nvs.datasets.procedural import object_cameras
 from nvs.models import LaCTRenderer, save_renderer
 
@@ -92,6 +92,17 @@ def test_paths_geometry():
     rot = inter.c2w[:, :3, :3]
     assert torch.allclose(rot @ rot.mT, torch.eye(3).expand(9, 3, 3), atol=1e-5)
     assert spiral_path(cams, 10).shape == (10,)
+
+
+def test_the_auto_path_orbits_an_object_and_follows_a_walk():
+    ring = object_cameras(torch.Generator().manual_seed(2), 6, 32, 32)
+    assert torch.equal(make_path("auto", ring, 12)[0].c2w, orbit_path(ring, 12).c2w)
+    eye = torch.stack([torch.linspace(-1.0, 1.0, 4), torch.zeros(4), torch.full((4,), 1.5)], -1)
+    walk = Cameras(torch.tensor([40.0, 40.0, 16.0, 16.0]).expand(4, 4),
+                   look_at(eye, eye + torch.tensor([0.0, 3.0, 0.0]), torch.tensor([0.0, 0.0, 1.0]).expand(4, 3)), 32, 32)
+    path = make_path("auto", walk, 7)[0]
+    assert torch.allclose(path.c2w, interpolate_path(walk, 7).c2w)
+    assert torch.allclose(path.centers[[0, -1]], eye[[0, -1]], atol=1e-5)  # from the first input camera to the last
 
 
 @pytest.mark.slow

@@ -66,7 +66,7 @@ def test_client_reconstruct_render_and_video(app_url, ring_photos, tmp_path):
     assert first.shape == (128, 128, 3)
     turned, _, timing = client.predict(az + 60, el, dist, fov, api_name="/render_view")
     assert "ms/view" in timing and np.abs(iio.imread(turned).astype(int) - first).mean() > 2
-    video = client.predict("orbit", 8, 12, api_name="/render_video")
+    video = client.predict("auto", 8, 12, api_name="/render_video")
     video = video["video"] if isinstance(video, dict) else video
     assert iio.imread(video).shape[0] == 8
     with pytest.raises(AppError, match="need at least 2 readable photos"):
