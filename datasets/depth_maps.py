@@ -34,6 +34,8 @@ def read_depth_png(path: Path, scale: float, size: tuple[int, int], where: str) 
 
     from nvs.io.untrusted import check_image_file
 
+    if not Path(path).is_file():
+        raise ValueError(f"{where}: depth map {path} is missing")
     stored = check_image_file(path, where)
     if stored != tuple(size):
         raise ValueError(f"{where}: depth map {path.name} is {stored} pixels, its image {tuple(size)}")

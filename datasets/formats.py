@@ -40,6 +40,7 @@ from nvs.io.media import decode_image, read_image, save_images
 
 FORMATS = ("lact", "lvsm", "pixelsplat", "nerfstudio", "colmap")
 INDEX_FILES = {"lact": "index.json", "lvsm": "full_list.txt", "pixelsplat": "index.json"}
+MAX_DEPTH_SCALE = 1e3  # scene units per stored depth step (a 16-bit map then reaches 6.5e7 units)
 
 
 # ----- LaCT / GS-LRM ---------------------------------------------------------------------------
@@ -76,9 +77,10 @@ def _lact_depths(frames: list[dict], folder: Path, where: str) -> list[tuple[Pat
     depths = []
     for i, f in enumerate(frames):
         scale = number(f, "depth_scale", f"{where}, frame {i}")
-        if scale <= 0:
-            raise ValueError(f"{where}, frame {i}: 'depth_scale' must be positive, got {scale}")
-        depths.append((check_image(scene_path(folder, f["depth_path"], f"{where}, frame {i}"), f"{where}, frame {i}"), scale))
+        if not 0 < scale <= MAX_DEPTH_SCALE:
+            raise ValueError(f"{where}, frame {i}: 'depth_scale' must be in (0, {MAX_DEPTH_SCALE:g}], got {scale}")
+        # read (and found missing) only where depth is asked for: a copy without depth/ still renders
+        depths.append((scene_path(folder, f["depth_path"], f"{where}, frame {i}"), scale))
     return depths
 
 
@@ -97,6 +99,8 @@ def write_lact_frames(folder: Path, images: Tensor, cams: Cameras, file_names: l
                  "w2c": w2c[i].tolist(), "file_path": rel}
         if depths is not None:
             depth_rel = f"depth/{Path(rel).stem}.png"
+            if any(f.get("depth_path") == depth_rel for f in frames):
+                raise ValueError(f"{folder}: two frames would share the depth map {depth_rel}; give file names distinct stems")
             write_depth_png(folder / depth_rel, depths[i, 0])
             frame.update(depth_path=depth_rel, depth_scale=DEPTH_SCALE)
         frames.append(frame)

@@ -107,19 +107,36 @@ class ViewBlendHead(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         return self.proj(self.norm(tokens))
 
-    def drop_logit_grads(self) -> None:
-        """Zero the gradients of the blending logits' outputs, keeping the depth's: a recipe holds
-        the blend at its start this way while the depth learns (optim.view_blend_hold_steps)."""
+    def _logit_rows(self) -> Tensor:
+        """[p * p * channels] bool: the outputs that are blending logits (every channel but depth)."""
         depth_only = torch.zeros(self.channels, dtype=torch.bool, device=self.proj.bias.device)
         depth_only[0] = True
-        logits = ~depth_only.repeat(self.patch * self.patch)  # outputs are [p * p, channels], flattened
+        return ~depth_only.repeat(self.patch * self.patch)  # outputs are [p * p, channels], flattened
+
+    def drop_logit_grads(self) -> None:
+        """Zero the gradients of the blending logits' outputs, keeping the depth's: a recipe holds
+        the blend at its start this way while the depth learns (optim.view_blend_hold_steps; with
+        :meth:`logit_weights` / :meth:`restore_logit_weights` around the step, which undo what
+        weight decay does to them)."""
+        rows = self._logit_rows()
         for param in (self.proj.weight, self.proj.bias):
             if param.grad is not None:
-                param.grad[logits] = 0
+                param.grad[rows] = 0
+
+    def logit_weights(self) -> tuple[Tensor, Tensor]:
+        """Copies of the weight and bias rows that give the blending logits."""
+        rows = self._logit_rows()
+        return self.proj.weight[rows].detach().clone(), self.proj.bias[rows].detach().clone()
+
+    @torch.no_grad()
+    def restore_logit_weights(self, saved: tuple[Tensor, Tensor]) -> None:
+        rows = self._logit_rows()
+        self.proj.weight[rows] = saved[0]
+        self.proj.bias[rows] = saved[1]
 
 
 def blend_views(decoded: Tensor, maps: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras,
-                with_samples: bool = False) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+                with_samples: bool = False) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
     """The output of a view-blending renderer.
 
     decoded [B, T, 3, H, W] (the RGB head), maps [B, T, k + 2, H, W] (:class:`ViewBlendHead`,

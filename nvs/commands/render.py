@@ -73,7 +73,8 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
     if path == "auto":
         path = auto_path_kind(cams)
         print(f"camera path: {path} (auto, from the input cameras)")
-    path_cams, path_fps = make_path(path, cams, frames)
+    capture_order = sorted(range(len(chosen)), key=chosen.__getitem__)  # official and index inputs come shuffled
+    path_cams, path_fps = make_path(path, cams[capture_order], frames)
     if (path_cams.height, path_cams.width) != size:
         path_cams = path_cams.resize(*size)
     to_frame = fitted_frame(normalize, cams)

@@ -163,8 +163,9 @@ def read_nerfstudio_path(path: str | Path, height: int | None = None, width: int
 
 def auto_path_kind(cams: Cameras) -> str:
     """The path a capture's own kind calls for: an orbit around an object, and through a walk's
-    cameras in order (an orbit about a room's far wall leaves the views the inputs saw)."""
-    return "orbit" if capture_kind(cams) == "object" else "interpolate"
+    cameras in order (an orbit about a room's far wall leaves the views the inputs saw); an orbit
+    for a single camera, which has no path to follow."""
+    return "interpolate" if cams.shape[0] >= 2 and capture_kind(cams) == "scene" else "orbit"
 
 
 def make_path(kind_or_file: str, cams: Cameras, frames: int) -> tuple[Cameras, float | None]:

@@ -302,7 +302,8 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def recipe_changes(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
     """``key: old -> new`` for each setting of ``cfg`` that differs from the recipe ``saved`` (a
-    run folder's config.yaml) other than those in RESUMABLE_CHANGES."""
-    old, new = _flat(saved), _flat(cfg.to_dict())
+    run folder's config.yaml) other than those in RESUMABLE_CHANGES. A key the saved recipe lacks
+    (written before the key existed) counts as its default."""
+    old, new = _flat(TrainConfig().to_dict()) | _flat(saved), _flat(cfg.to_dict())
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
             if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key)]

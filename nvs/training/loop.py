@@ -54,6 +54,12 @@ def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset | None:
                      seed=d.seed, normalize=d.normalize, frame_gap=d.frame_gap, depth=d.depth and not validation)
     if data.format != d.kind:
         raise ValueError(f"{path}: holds {data.format} data, the recipe says data.kind={d.kind}")
+    if data.depth:  # now, not hours in at the first scene without depth maps
+        lacking = [data.name(i) for i in range(len(data)) if data.record(i).depths is None]
+        if lacking:
+            raise ValueError(f"{path}: data.depth is set but {len(lacking)} of {len(data)} scenes have no depth maps "
+                             f"({', '.join(lacking[:5])}{', ...' if len(lacking) > 5 else ''}); nvs data synth --kind "
+                             "furniture or furnished-room writes them in the lact format; or set data.depth=false")
     if d.procedural_fraction > 0 and not validation:
         procedural = ProceduralViews(d.scene, d.num_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.seed,
                                      depth=d.depth)
@@ -135,6 +141,9 @@ class Losses:
             loss = loss + self.cfg.warp_weight * warped
             logs["warp_mse"] = warped.item()
         if blend is not None and self.cfg.depth_weight > 0:
+            if "target_depth" not in batch:
+                raise ValueError("loss.depth_weight needs samples with the targets' depth (target_depth); "
+                                 "this data set gives none")
             depth_error = depth_loss(blend[2], batch["target_depth"], batch_cameras(batch, "target"))
             loss = loss + self.cfg.depth_weight * depth_error
             logs["depth_log_l1"] = depth_error.item()
@@ -326,12 +335,16 @@ def train(
                 accelerator.backward(loss / accum)
             for k, v in logs.items():
                 logs_sum[k] = logs_sum.get(k, 0.0) + v / accum
+        held = None
         if step < cfg.optim.view_blend_hold_steps and getattr(raw_model, "view_blend", None) is not None:
             raw_model.view_blend.drop_logit_grads()
+            held = raw_model.view_blend.logit_weights()
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad_norm)
         grad_norm = float(grad_norm)
         if math.isfinite(grad_norm) and grad_norm <= cfg.optim.skip_grad_norm:
             optimizer.step()
+            if held is not None:
+                raw_model.view_blend.restore_logit_weights(held)
         else:
             skipped += 1
         optimizer.zero_grad(set_to_none=True)

@@ -219,9 +219,12 @@ def orbit_target(cams: Cameras) -> Tensor:
     cameras look across the room, it is a point the first photo looks at."""
     first = cams.c2w[0].double()
     eye, forward = first[:3, 3], first[:3, 2]
+    # how far to look when the centre gives no answer: the centre's distance, or, from a camera at
+    # the centre itself, half the spread of the cameras
+    reach = max(float(eye.norm()), float((cams.centers.double() - eye).norm(dim=-1).max()) / 2, 1e-6)
     depth = float(-(eye @ forward))
-    if depth < 0.1 * float(eye.norm()):  # the centre is behind the camera or beside it
-        depth = max(float(eye.norm()), 1e-6)
+    if depth < 0.1 * reach:  # the centre is behind the camera or beside it
+        depth = reach
     return eye + depth * forward
 
 

@@ -103,6 +103,7 @@ def test_the_auto_path_orbits_an_object_and_follows_a_walk():
     path = make_path("auto", walk, 7)[0]
     assert torch.allclose(path.c2w, interpolate_path(walk, 7).c2w)
     assert torch.allclose(path.centers[[0, -1]], eye[[0, -1]], atol=1e-5)  # from the first input camera to the last
+    assert make_path("auto", walk[:1], 5)[0].shape == (5,)  # one camera: nothing to follow, an orbit
 
 
 @pytest.mark.slow

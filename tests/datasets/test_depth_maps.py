@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nvs.datasets.depth_maps import DEPTH_SCALE, read_depth_png, write_depth_png
-from nvs.datasets.formats import list_scenes, load_depths, read_scene, write_lact_scene
+from nvs.datasets.formats import list_scenes, load_depths, read_scene, write_lact_frames, write_lact_scene
 from nvs.datasets.procedural import object_scene, room_scene
 from nvs.datasets.views import FileViews, ProceduralViews, known_depth
 from nvs.geometry.scene_normalization import SceneNormalization
@@ -73,10 +73,10 @@ def test_procedural_samples_carry_their_targets_depth():
 
 @pytest.mark.parametrize("edit, message", [
     (lambda frames: frames[1].pop("depth_path"), "have no 'depth_path' while others do"),
-    (lambda frames: frames[0].update(depth_scale=0), "'depth_scale' must be positive"),
+    (lambda frames: frames[0].update(depth_scale=0), r"'depth_scale' must be in \(0, 1000\]"),
+    (lambda frames: frames[0].update(depth_scale=1e300), r"'depth_scale' must be in \(0, 1000\]"),
     (lambda frames: frames[0].update(depth_scale="mm"), "'depth_scale' must be a finite number"),
     (lambda frames: frames[0].update(depth_path="../../outside.png"), "outside"),
-    (lambda frames: frames[0].update(depth_path="depth/missing.png"), "missing"),
 ])
 def test_bad_depth_entries_are_named(tmp_path, scene, edit, message):
     cameras = _write(tmp_path, "s0", scene)
@@ -85,6 +85,20 @@ def test_bad_depth_entries_are_named(tmp_path, scene, edit, message):
     cameras.write_text(json.dumps(frames))
     with pytest.raises(ValueError, match=message):
         _record(tmp_path)
+
+
+def test_a_scene_whose_depth_maps_are_gone_still_renders_and_names_them_when_asked(tmp_path, scene):
+    cameras = _write(tmp_path, "s0", scene)
+    (cameras.parent / "depth" / "002.png").unlink()
+    sample = FileViews(tmp_path, 4, 2, 32, 32, selection="first")[0]
+    assert sample["targets"].shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="depth map .*002.png is missing"):
+        load_depths(_record(tmp_path), [1, 2], 32, 32)
+
+
+def test_two_frames_with_one_depth_map_name_are_refused(tmp_path, scene):
+    with pytest.raises(ValueError, match="would share the depth map depth/x.png"):
+        write_lact_frames(tmp_path, scene.images[:2], scene.cameras[:2], file_names=["x.png", "x.jpg"], depths=scene.depth[:2])
 
 
 def test_a_depth_map_of_the_wrong_kind_or_a_scene_without_depth_is_refused(tmp_path, scene):

@@ -6,8 +6,8 @@ from torch import Tensor
 
 from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
-from nvs.models.view_blend import (SAMPLE_LOGIT_INIT, blend, depth_loss, gather_views, nearest_views, warp_loss,
-                                   warp_views)
+from nvs.models.view_blend import (SAMPLE_LOGIT_INIT, ViewBlendHead, blend, depth_loss, gather_views, nearest_views,
+                                   warp_loss, warp_views)
 
 from tests.helpers import ring_cameras, tiny_config
 
@@ -197,3 +197,29 @@ def test_depth_loss_trains_the_head_depth_from_the_renderer():
     loss = depth_loss(depth, torch.full_like(depth, 2.5), targets)
     loss.backward()
     assert float(loss.detach()) > 0 and model.view_blend.proj.bias.grad.view(-1, 4)[:, 0].abs().max() > 0
+
+
+def test_a_held_head_keeps_its_logit_weights_through_adamw_weight_decay():
+    """optim.view_blend_hold_steps on a head that already blends (non-zero logit rows): dropping
+    the logits' gradients alone would let weight decay shrink them; restoring after the step holds."""
+    head = ViewBlendHead(patch=2, dim=8, views=2, depth=2.0)
+    with torch.no_grad():
+        head.proj.weight.normal_()
+    opt = torch.optim.AdamW(head.parameters(), lr=0.1, weight_decay=0.5)
+    before = head.logit_weights()
+    depth_rows = torch.arange(head.proj.bias.numel()) % head.channels == 0
+    depth_before = head.proj.weight[depth_rows].detach().clone()
+    for _ in range(3):
+        head(torch.randn(4, 8)).square().sum().backward()
+        head.drop_logit_grads()
+        held = head.logit_weights()
+        opt.step()
+        head.restore_logit_weights(held)
+        opt.zero_grad()
+    after = head.logit_weights()
+    assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
+    assert not torch.allclose(head.proj.weight[depth_rows], depth_before)
+    head(torch.randn(4, 8)).square().sum().backward()
+    head.drop_logit_grads()
+    opt.step()  # without the restore, decay alone moves them
+    assert not torch.equal(head.logit_weights()[0], before[0])

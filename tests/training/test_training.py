@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from nvs.datasets.views import ProceduralViews
 from nvs.models import load_renderer
-from nvs.training.config import load_train_config
+from nvs.training.config import load_train_config, recipe_changes
 from nvs.training.loop import initial_weights, param_checksum, train
 from tests.helpers import ROOT
 
@@ -290,6 +290,15 @@ def test_time_budget_stops_the_run_and_decays_over_time(tmp_path):
     assert again["start_step"] == steps and again["steps"] == steps
 
 
+def test_a_saved_recipe_from_before_a_key_existed_reads_as_that_keys_default():
+    cfg = load_train_config(None, ["optim.lr=5e-4"])
+    saved = cfg.to_dict()
+    del saved["loss"]["depth_weight"], saved["optim"]["view_blend_hold_steps"]  # keys newer than the run
+    assert recipe_changes(saved, cfg) == []
+    assert recipe_changes(saved, load_train_config(None, ["optim.lr=5e-4", "loss.depth_weight=2"])) == [
+        "loss.depth_weight: 0.0 -> 2.0"]
+
+
 def test_resume_refuses_a_run_folder_trained_with_another_recipe(tmp_path):
     cfg = _cfg(tmp_path, "data.num_scenes=4", "model.layers=1", "optim.steps=1", "optim.batch_size=1", "run.ckpt_every=1")
     train(cfg, resume=None)
@@ -379,6 +388,9 @@ def test_depth_supervision_trains_a_blending_head_on_data_with_depth(tmp_path):
     root = tmp_path / "data"
     scenes = [object_scene(seed, 5, 32, 32) for seed in range(2)]
     write_dataset(root, "lact", [(f"s{i}", s.images, s.cameras) for i, s in enumerate(scenes)])
+    with pytest.raises(ValueError, match="data.depth is set but 2 of 2 scenes have no depth maps"):
+        train(_cfg(tmp_path / "early", "model.view_blend=2", "data.kind=lact", f"data.path={root}", "data.depth=true",
+                   "loss.depth_weight=1.0", "optim.steps=1"), resume=None)
     for i, s in enumerate(scenes):  # the same scenes again, now with their depth maps
         from nvs.datasets.formats import write_lact_scene
         write_lact_scene(root, f"s{i}", s.images, s.cameras, s.depth)

@@ -1,5 +1,6 @@
 """The viewer's logic without the page: normalisation, the virtual camera, posed zips, videos."""
 
+import dataclasses
 import math
 import re
 import zipfile
@@ -92,6 +93,21 @@ def test_initial_pose_of_a_walk_is_the_first_photo_and_the_orbit_keeps_it_in_vie
     # a quarter turn about the vertical through the target
     quarter = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     assert torch.allclose(moved.centers[0] - target, quarter @ (cam.centers[0] - target), atol=1e-4)
+
+
+def test_a_walk_that_starts_at_the_world_origin_orbits_a_point_ahead_of_its_first_photo():
+    """Reconstructions may put the first camera at the origin: the orbit then looks half the
+    cameras' spread ahead instead of collapsing onto the camera."""
+    scene = viewer.example_scene(seed=7, input_views=6, heldout_views=2, size=32, kind="procedural room")
+    c2w = scene.cameras.c2w.clone()
+    c2w[:, :3, 3] -= c2w[0, :3, 3].clone()
+    moved = dataclasses.replace(scene, cameras=Cameras(scene.cameras.intrinsics, c2w, 32, 32))
+    target = viewer.orbit_target(moved.cameras)
+    spread = float(moved.cameras.centers.norm(dim=-1).max())
+    assert math.isclose(float(target.norm()), spread / 2, rel_tol=1e-5)
+    assert float(torch.nn.functional.normalize(target.float(), dim=0) @ c2w[0, :3, 2]) > 0.9999
+    cam = viewer.virtual_camera(moved, viewer.ViewPose(30.0, 10.0, 1.0, 50.0))
+    assert torch.isfinite(cam.c2w).all() and float(cam.centers[0].norm()) > 0.1 * spread
 
 
 def _zip_folder(folder, archive, prefix=""):
