@@ -210,7 +210,8 @@ def capture_warning(model: torch.nn.Module, cams: Cameras) -> str | None:
 
     if getattr(model, "source_format", "") == "official":
         return None
-    trained = "scene" if getattr(model, "normalization", None) else "object"  # ours name a scene normalisation
+    # ours trained on walks name a scene normalisation; on objects, none or the object frame
+    trained = "object" if getattr(model, "normalization", None) in (None, "none", "object") else "scene"
     if capture_kind(cams) == trained:
         return None
     if trained == "object":

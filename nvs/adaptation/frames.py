@@ -14,10 +14,7 @@ import torch
 from torch import Tensor
 
 from nvs.cameras import Cameras
-from nvs.geometry.camera_paths import estimate_scene_frame
-from nvs.geometry.scene_normalization import rotation_between
-
-OBJECT_RADIUS = 2.7  # the training radius of the object data (nvs.datasets.procedural)
+from nvs.geometry.scene_normalization import OBJECT_CAMERA_RADIUS, estimate_scene_frame, rotation_between
 
 
 @dataclass(frozen=True)
@@ -65,13 +62,13 @@ class SceneFrame:
         return cls(name, rot.clone(), t[:3, 3].clone(), float(t[3, 3]))
 
 
-def frame_candidates(cams: Cameras, target_radius: float = OBJECT_RADIUS) -> list[SceneFrame]:
+def frame_candidates(cams: Cameras, target_radius: float = OBJECT_CAMERA_RADIUS) -> list[SceneFrame]:
     """The frames to try for input cameras [V]: as given; centred on the point the cameras look at,
     up to +z, at ``target_radius``; and that frame nearer and farther (x 0.8, x 1.25)."""
     out = [SceneFrame.identity()]
     if cams.shape[0] < 2:
         return out
-    centre, up, radius = estimate_scene_frame(cams)
+    centre, up, radius = estimate_scene_frame(cams.c2w)
     rot = rotation_between(torch.nn.functional.normalize(up.double(), dim=0), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
     base = target_radius / max(radius, 1e-6)
     for name, factor in (("object frame", 1.0), ("object frame, nearer", 0.8), ("object frame, farther", 1.25)):

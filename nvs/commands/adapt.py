@@ -75,12 +75,9 @@ def load_scene_inputs(scene: Path, scene_index: int, views: int, size, object_fr
     chosen = spread_order(n, min(views, n))[: min(views, n)].tolist()
     images, cams = load_views(record, chosen, *size)
     if object_frame:
-        from nvs.cameras import Cameras
-        from nvs.geometry.camera_paths import estimate_scene_frame
-        from nvs.geometry.scene_normalization import object_frame as to_object_frame
+        from nvs.geometry.scene_normalization import fitted_frame
 
-        centre, up, radius = estimate_scene_frame(cams)
-        cams = Cameras(cams.intrinsics, to_object_frame(cams.c2w, centre, up, max(radius, 1e-6), 2.7), cams.height, cams.width)
+        cams = fitted_frame("object", cams)(cams)
     return record.name, chosen, images, cams
 
 

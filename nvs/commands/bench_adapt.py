@@ -26,9 +26,8 @@ from nvs.cameras import Cameras
 from nvs.datasets.procedural import HELDOUT_SEED, object_scene, room_scene
 from nvs.datasets.views import spread_order
 from nvs.evaluation.metrics import all_metrics
-from nvs.geometry.camera_paths import estimate_scene_frame
 from nvs.geometry.image_ops import resize_and_center_crop
-from nvs.geometry.scene_normalization import object_frame
+from nvs.geometry.scene_normalization import fitted_frame
 from nvs.inference import memorize_views, render_cameras
 
 SETS = ("objects", "objects-detail", "rooms", "temple", "furniture", "furnished-rooms")
@@ -43,8 +42,7 @@ def _split(images, cams: Cameras, order: list[int]):
 
 def _object_frame(in_cams: Cameras, tg_cams: Cameras) -> tuple[Cameras, Cameras]:
     """Both camera sets in the object frame fitted to the inputs (what the viewer does for any scene)."""
-    centre, up, radius = estimate_scene_frame(in_cams)
-    move = lambda c: Cameras(c.intrinsics, object_frame(c.c2w, centre, up, max(radius, 1e-6), 2.7), c.height, c.width)
+    move = fitted_frame("object", in_cams)
     return move(in_cams), move(tg_cams)
 
 

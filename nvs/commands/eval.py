@@ -48,8 +48,9 @@ def add_protocol_arguments(p) -> None:
     """--normalize and --resize, shared by `nvs eval` and `nvs render`."""
     p.add_argument("--normalize", nargs="?", const="lvsm", choices=NORMALIZATIONS, default=None,
                    help="scene normalisation: lact (the official rule: mean camera of inputs and targets, "
-                        "translations / max |t|), lvsm (mean input camera, 1.35 margin; a bare --normalize), or none; "
-                        "default: lact for published LaCT checkpoints, none otherwise")
+                        "translations / max |t|), lvsm (mean input camera, 1.35 margin; a bare --normalize), object "
+                        "(the inputs' gaze point at the origin, up +z, radius 2.7) or none; default: the renderer's "
+                        "own (its checkpoint's), lact for published LaCT checkpoints, else none")
     p.add_argument("--resize", choices=RESIZE_RULES, default=None,
                    help="how images are resized to cover the size before the centre crop: bilinear (antialiased) "
                         "or official (PIL Lanczos, the official rule); default: official for published LaCT "

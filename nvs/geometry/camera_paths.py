@@ -14,32 +14,10 @@ from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_
 from torch import Tensor
 
 from nvs.cameras import Cameras, fov_to_focal, look_at, opengl_to_opencv
-from nvs.geometry.capture import axes_meeting_point, capture_kind
+from nvs.geometry.capture import capture_kind
+from nvs.geometry.scene_normalization import estimate_scene_frame
 
 PATH_KINDS = ("auto", "orbit", "spiral", "interpolate")
-
-
-def estimate_scene_frame(cams: Cameras) -> tuple[Tensor, Tensor, float]:
-    """(centre [3], up [3], radius) of a scene seen by cams [V].
-
-    Up is the direction most orthogonal to every camera's x axis (exact for cameras without roll,
-    as photos are taken), oriented along the cameras' mean up vector (OpenCV -y); when the x axes
-    do not span a plane (cameras all turned the same way) it is that mean up vector. The centre
-    is the point closest, in least squares, to all optical axes; for near-parallel axes
-    (forward-facing captures) it falls back to a point in front of the mean camera.
-    """
-    c2w = cams.c2w.double()
-    centers, forward, right = c2w[:, :3, 3], c2w[:, :3, 2], c2w[:, :3, 0]
-    up = torch.nn.functional.normalize(-c2w[:, :3, 1].mean(0), dim=0)
-    evals, evecs = torch.linalg.eigh(right.T @ right)
-    if float(evals[1]) > 0.05 * len(cams):  # the x axes span a plane: its normal is up
-        up = evecs[:, 0] * torch.sign(evecs[:, 0] @ up)
-    center = axes_meeting_point(c2w, min_views=2)
-    if center is None:
-        dist = max(float((centers - centers.mean(0)).norm(dim=-1).max()), 1e-3) * 3
-        center = centers.mean(0) + torch.nn.functional.normalize(forward.mean(0), dim=0) * dist
-    radius = float((centers - center).norm(dim=-1).mean())
-    return center.float(), up.float(), radius
 
 
 def _with_intrinsics(c2w: Tensor, ref: Cameras) -> Cameras:
@@ -56,7 +34,7 @@ def _basis(up: Tensor) -> tuple[Tensor, Tensor]:
 
 def orbit_path(cams: Cameras, frames: int, elevation_deg: float | None = None, radius_scale: float = 1.0) -> Cameras:
     """A full circle around the scene centre at the inputs' mean elevation (or ``elevation_deg``)."""
-    center, up, radius = estimate_scene_frame(cams)
+    center, up, radius = estimate_scene_frame(cams.c2w)
     radius *= radius_scale
     e1, e2 = _basis(up)
     if elevation_deg is None:
@@ -74,7 +52,7 @@ def orbit_path(cams: Cameras, frames: int, elevation_deg: float | None = None, r
 
 def spiral_path(cams: Cameras, frames: int, rotations: float = 2.0, amplitude: float = 0.5) -> Cameras:
     """A spiral around the mean camera, looking at the scene centre (forward-facing captures)."""
-    center, up, _ = estimate_scene_frame(cams)
+    center, up, _ = estimate_scene_frame(cams.c2w)
     mean_pos = cams.centers.float().mean(0)
     offsets = cams.centers.float() - mean_pos
     span = float(offsets.norm(dim=-1).max()) if len(cams) > 1 else 0.1

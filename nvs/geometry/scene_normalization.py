@@ -1,13 +1,17 @@
-"""Scene normalisation: re-express cameras in the frame of the mean camera, then rescale.
+"""Scene normalisation: re-express cameras in a canonical frame, then rescale.
 
-Scene data is normalised so that networks see a canonical frame: the mean camera sits at the
-origin looking down +z. Two named rules (:data:`NORMALIZATIONS`) differ in which cameras they fit
-and how they scale:
-- ``lact`` (the official LaCT ``--scene_inference``, for the published scene checkpoints): fitted
-  on all sampled views, inputs and targets together; translations divided by their largest
-  absolute coordinate, so every camera lies in [-1, 1]^3.
-- ``lvsm``: fitted on the input views only; translations divided by ``1.35 * max distance``, so
-  the farthest input camera lies at distance 1/1.35.
+Data is normalised so that networks see the frame they were trained in. Named rules
+(:data:`NORMALIZATIONS`):
+- ``lact`` (the official LaCT ``--scene_inference``, for the published scene checkpoints): the
+  mean camera at the origin looking down +z, fitted on all sampled views, inputs and targets
+  together; translations divided by their largest absolute coordinate, so every camera lies in
+  [-1, 1]^3.
+- ``lvsm``: the mean camera frame fitted on the input views only; translations divided by
+  ``1.35 * max distance``, so the farthest input camera lies at distance 1/1.35.
+- ``object`` (the object renderers): fitted on the input views, the point their optical axes
+  meet at the origin, up (:func:`estimate_scene_frame`) along +z, and the cameras' mean distance
+  from it OBJECT_CAMERA_RADIUS, the frame the object data is rendered in. A capture already in
+  that frame is left as it is, up to rounding.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import torch
 from torch import Tensor
 
 from nvs.cameras import Cameras, invert_rigid
+from nvs.geometry.capture import axes_meeting_point
 
 LVSM_SCALE_MARGIN = 1.35
-NORMALIZATIONS = ("lact", "lvsm", "none")
+OBJECT_CAMERA_RADIUS = 2.7  # the distance of the object data's cameras from the object (as in the LaCT object data)
+NORMALIZATIONS = ("lact", "lvsm", "object", "none")
 
 
 def mean_camera(c2w: Tensor) -> Tensor:
@@ -37,6 +43,30 @@ def mean_camera(c2w: Tensor) -> Tensor:
     out[..., :3, 0], out[..., :3, 1], out[..., :3, 2], out[..., :3, 3] = right, down, forward, center
     out[..., 3, 3] = 1.0
     return out
+
+
+def estimate_scene_frame(c2w: Tensor) -> tuple[Tensor, Tensor, float]:
+    """(centre [3], up [3], radius) of a scene seen by cameras c2w [V, 4, 4] (OpenCV).
+
+    Up is the direction most orthogonal to every camera's x axis (exact for cameras without roll,
+    as photos are taken), oriented along the cameras' mean up vector (OpenCV -y); when the x axes
+    do not span a plane (cameras all turned the same way) it is that mean up vector. The centre
+    is the point closest, in least squares, to all optical axes; for near-parallel axes
+    (forward-facing captures) it falls back to a point in front of the mean camera. The radius is
+    the cameras' mean distance from the centre.
+    """
+    c2w = c2w.double()
+    centers, forward, right = c2w[:, :3, 3], c2w[:, :3, 2], c2w[:, :3, 0]
+    up = torch.nn.functional.normalize(-c2w[:, :3, 1].mean(0), dim=0)
+    evals, evecs = torch.linalg.eigh(right.T @ right)
+    if float(evals[1]) > 0.05 * len(c2w):  # the x axes span a plane: its normal is up
+        up = evecs[:, 0] * torch.sign(evecs[:, 0] @ up)
+    center = axes_meeting_point(c2w, min_views=2)
+    if center is None:
+        dist = max(float((centers - centers.mean(0)).norm(dim=-1).max()), 1e-3) * 3
+        center = centers.mean(0) + torch.nn.functional.normalize(forward.mean(0), dim=0) * dist
+    radius = float((centers - center).norm(dim=-1).mean())
+    return center.float(), up.float(), radius
 
 
 @dataclass
@@ -67,6 +97,16 @@ class SceneNormalization:
         extent = local[..., :3, 3].abs().flatten(-2).amax(-1)
         return cls(frame, 1.0 / extent.clamp_min(1e-8))
 
+    @classmethod
+    def fit_object(cls, c2w: Tensor, radius: float = OBJECT_CAMERA_RADIUS) -> "SceneNormalization":
+        """The object frame (module docstring) fitted to cameras [V, 4, 4] around an object."""
+        center, up, distance = estimate_scene_frame(c2w)
+        rot = rotation_between(torch.nn.functional.normalize(up.double(), dim=0),
+                               torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+        frame = torch.eye(4, dtype=torch.float64)
+        frame[:3, :3], frame[:3, 3] = rot.T, center.double()
+        return cls(frame.to(c2w.dtype), torch.tensor(radius / max(distance, 1e-6), dtype=c2w.dtype))
+
     def apply(self, c2w: Tensor) -> Tensor:
         """Map cameras [..., V, 4, 4] into the normalised frame."""
         out = invert_rigid(self.frame)[..., None, :, :] @ c2w
@@ -94,16 +134,6 @@ def rotation_between(a: Tensor, b: Tensor) -> Tensor:
     return torch.eye(3, dtype=a.dtype) + vx + vx @ vx / (1 + c)
 
 
-def object_frame(c2w: Tensor, center: Tensor, up: Tensor, radius: float, target_radius: float) -> Tensor:
-    """Cameras [..., 4, 4] re-expressed so that ``center`` is the origin, ``up`` is +z and a
-    distance ``radius`` becomes ``target_radius``: the frame object renderers are trained in."""
-    rot = rotation_between(torch.nn.functional.normalize(up.double(), dim=0), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
-    out = c2w.double().clone()
-    out[..., :3, :3] = rot @ out[..., :3, :3]
-    out[..., :3, 3] = (out[..., :3, 3] - center.double()) @ rot.T * (target_radius / radius)
-    return out.to(c2w.dtype)
-
-
 def normalize_views(rule: str, input_c2w: Tensor, target_c2w: Tensor) -> tuple[Tensor, Tensor]:
     """Apply a named rule (:data:`NORMALIZATIONS`) to input [..., V, 4, 4] and target [..., T, 4, 4]
     cameras of one sample; returns both, re-expressed. ``lact`` fits on inputs and targets
@@ -123,17 +153,22 @@ def fit_views(rule: str, input_c2w: Tensor, target_c2w: Tensor) -> "SceneNormali
         return SceneNormalization.fit_lact(torch.cat([input_c2w, target_c2w], dim=-3))
     if rule == "lvsm":
         return SceneNormalization.fit(input_c2w)
+    if rule == "object":
+        if input_c2w.ndim != 3:
+            raise ValueError("the object normalisation is fitted to one sample's cameras [V, 4, 4]")
+        return SceneNormalization.fit_object(input_c2w)
     raise ValueError(f"unknown scene normalisation {rule!r}; choose one of {NORMALIZATIONS}")
 
 
 def fitted_frame(rule: str, input_cams: Cameras):
     """Cameras -> the same cameras re-expressed by a named rule fitted on ``input_cams`` alone
-    (lact: the official rule on the inputs; lvsm; none: unchanged), for cameras that come after
-    the inputs are fixed (camera paths, a viewer's virtual camera)."""
+    (lact: the official rule on the inputs; lvsm; object; none: unchanged), for cameras that come
+    after the inputs are fixed (camera paths, a viewer's virtual camera)."""
     if rule == "none":
         return lambda cams: cams
     if rule not in NORMALIZATIONS:
         raise ValueError(f"unknown scene normalisation {rule!r}; choose one of {NORMALIZATIONS}")
     c2w = input_cams.c2w.double()
-    fitted = SceneNormalization.fit_lact(c2w) if rule == "lact" else SceneNormalization.fit(c2w)
+    fitted = {"lact": SceneNormalization.fit_lact, "lvsm": SceneNormalization.fit,
+              "object": SceneNormalization.fit_object}[rule](c2w)
     return lambda cams: Cameras(cams.intrinsics, fitted.apply(cams.c2w.double()).to(cams.c2w.dtype), cams.height, cams.width)

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from nvs.models.config import ModelConfig
+from nvs.geometry.scene_normalization import NORMALIZATIONS
 
 
 @dataclass
@@ -24,7 +25,9 @@ class DataConfig:
     height: int = 64
     width: int = 64
     seed: int = 0
-    normalize: bool = False  # file data: re-express each sample in its mean input camera's frame
+    # file data: re-express each sample by a named rule (nvs.geometry.scene_normalization: lvsm,
+    # object, none, lact); true means lvsm. The renderer's checkpoints record it
+    normalize: bool | str = False
     selection: str = "random"  # file data: random | gap (video windows of frame_gap frames) | spread | first
     frame_gap: tuple[int, int] = (25, 192)  # selection=gap: min and max frames between the outer inputs
     val_path: str | None = None  # file data: held-out data set for validation (default: none)
@@ -39,9 +42,12 @@ class DataConfig:
 
     @property
     def normalization(self) -> str | None:
-        """The scene normalisation the trained renderer will expect (recorded in its checkpoints):
-        ``lvsm`` when samples are re-expressed in their mean input camera's frame."""
-        only_rooms = self.kind == "procedural" and self.scene == "room"  # procedural rooms are always re-expressed
+        """The scene normalisation of the training samples, which the trained renderer will expect
+        (recorded in its checkpoints): the rule ``normalize`` names, ``lvsm`` for true and for
+        procedural rooms (always re-expressed), else None."""
+        if isinstance(self.normalize, str):
+            return None if self.normalize == "none" else self.normalize
+        only_rooms = self.kind == "procedural" and self.scene == "room"
         return "lvsm" if self.normalize or only_rooms else None
 
 
@@ -158,6 +164,9 @@ def check_train_config(cfg: "TrainConfig") -> None:
     betas = cfg.optim.betas
     if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
         raise ValueError(f"config key 'optim.betas' must be two numbers in [0, 1), got {betas!r}")
+    norm = cfg.data.normalize
+    if not isinstance(norm, bool) and norm not in NORMALIZATIONS:
+        raise ValueError(f"config key 'data.normalize' must be true, false or one of {NORMALIZATIONS}, got {norm!r}")
     gap = cfg.data.frame_gap
     if len(gap) != 2 or not 1 <= gap[0] <= gap[1]:
         raise ValueError(f"config key 'data.frame_gap' must be [min, max] with 1 <= min <= max, got {gap!r}")

@@ -3,7 +3,7 @@ render orbit views, camera paths and held-out views with metrics. The Gradio app
 and its API are thin wrappers around these functions.
 
 Scenes are brought into an object frame, where the virtual camera moves: the point the cameras
-look at is the origin, up (see nvs.geometry.camera_paths.estimate_scene_frame) is +z, and the inputs
+look at is the origin, up (see nvs.geometry.scene_normalization.estimate_scene_frame) is +z, and the inputs
 sit at the object renderer's training radius. A renderer trained on re-expressed scenes gets every
 camera moved once more into its own frame (:func:`nvs.inference.renderer_frame`).
 """
@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from nvs.geometry.camera_paths import PATH_KINDS, estimate_scene_frame, make_path
+from nvs.geometry.camera_paths import PATH_KINDS, make_path
 from nvs.geometry.capture import capture_kind
 from nvs.cameras import Cameras, fov_to_focal, look_at
 from nvs.datasets.formats import load_views, read_any_scene, read_lact_scene
-from nvs.datasets.procedural import HELDOUT_SEED, OBJECT_RADIUS, object_scene, room_scene
+from nvs.datasets.procedural import HELDOUT_SEED, object_scene, room_scene
 from nvs.datasets.views import spread_order
 from nvs.inference import memorize_views, render_cameras
 from nvs.io.media import save_video
@@ -31,7 +31,7 @@ from nvs.evaluation.metrics import psnr, ssim
 from nvs.io.untrusted import VIEWER_LIMITS, LimitExceeded, Limits, public_message, request, unpack_zip
 from nvs.reconstruction.photos import VIDEO_SUFFIXES
 from nvs.reconstruction.sfm import ReconstructOptions, reconstruct
-from nvs.geometry.scene_normalization import object_frame
+from nvs.geometry.scene_normalization import SceneNormalization
 from nvs.progress import Progress, no_progress
 
 MAX_PHOTOS = 64  # per upload: SfM on more than this is not interactive on a CPU
@@ -123,11 +123,12 @@ def example_scene(seed: int = HELDOUT_SEED, input_views: int = 8, heldout_views:
 
 
 def normalize_to_object_frame(cams: Cameras, others: Cameras | None = None) -> tuple[Cameras, Cameras | None]:
-    """Inputs [K] (and any other cameras of the scene) in the renderer's object frame, fitted to the inputs."""
-    center, up, radius = estimate_scene_frame(cams)
+    """Inputs [K] (and any other cameras of the scene) in the object frame fitted to the inputs
+    (nvs.geometry.scene_normalization, rule ``object``)."""
+    fitted = SceneNormalization.fit_object(cams.c2w.double())
 
     def move(c: Cameras) -> Cameras:
-        return Cameras(c.intrinsics, object_frame(c.c2w, center, up, max(radius, 1e-6), OBJECT_RADIUS), c.height, c.width)
+        return Cameras(c.intrinsics, fitted.apply(c.c2w.double()).to(c.c2w.dtype), c.height, c.width)
 
     return move(cams), (move(others) if others is not None else None)
 

@@ -10,7 +10,7 @@ from nvs.models import LaCTRenderer, load_renderer
 
 
 def test_shipped_renderers_load_and_are_small():
-    for path, normalization in ((OBJECT_CHECKPOINT, None), (SCENE_CHECKPOINT, "lvsm")):
+    for path, normalization in ((OBJECT_CHECKPOINT, "object"), (SCENE_CHECKPOINT, "lvsm")):
         model = load_renderer(path)
         assert isinstance(model, LaCTRenderer) and model.normalization == normalization
         assert path.stat().st_size < 25 * 2**20

@@ -58,6 +58,24 @@ def test_lvsm_rule_fits_the_inputs_only_with_a_margin():
     torch.testing.assert_close(new_tg[:, :3, 3], torch.tensor([[0, 2 / 1.35, 0]], dtype=torch.float64))
 
 
+def test_object_rule_leaves_the_object_frame_and_recovers_it_from_another():
+    """Cameras around an object in the frame object data is rendered in stay put; the same cameras
+    in a y-up world, at another scale and off the origin come back to it."""
+    from nvs.datasets.procedural import object_cameras
+
+    cams = object_cameras(torch.Generator().manual_seed(3), 10, 32, 32).c2w.double()
+    same_in, same_tg = normalize_views("object", cams[:6], cams[6:])
+    torch.testing.assert_close(torch.cat([same_in, same_tg]), cams, atol=1e-6, rtol=0)
+    y_up = torch.tensor([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=torch.float64)
+    moved = cams.clone()
+    moved[:, :3, :3] = y_up @ cams[:, :3, :3]
+    moved[:, :3, 3] = 0.3 * cams[:, :3, 3] @ y_up.T + torch.tensor([5.0, -2.0, 1.0], dtype=torch.float64)
+    back_in, back_tg = normalize_views("object", moved[:6], moved[6:])
+    torch.testing.assert_close(torch.cat([back_in, back_tg]), cams, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="one sample's cameras"):
+        normalize_views("object", moved[None, :6], moved[None, 6:])
+
+
 def test_none_and_unknown_rules():
     inputs, targets = _poses([[1, 0, 0], [3, 0, 0]]), _poses([[2, 2, 0]])
     assert all(torch.equal(a, b) for a, b in zip(normalize_views("none", inputs, targets), (inputs, targets)))

@@ -65,6 +65,13 @@ def test_checkpoints_of_re_expressed_scenes_name_their_normalisation(tmp_path):
     assert model.normalization == "lvsm"  # procedural rooms are re-expressed in the mean input camera
     assert _cfg(tmp_path).data.normalization is None  # objects stay in their own frame
     assert _cfg(tmp_path, "data.kind=lact", "data.normalize=true").data.normalization == "lvsm"
+    # a rule by name: samples re-expressed by it, checkpoints naming it
+    cfg = _cfg(tmp_path / "obj", "data.normalize=object", "data.num_scenes=2", "optim.steps=1", "optim.batch_size=1")
+    train(cfg, resume=None)
+    model = load_renderer(next((tmp_path / "obj" / "run" / "checkpoints").iterdir()) / "model.safetensors")
+    assert model.normalization == "object"
+    with pytest.raises(ValueError, match="'data.normalize' must be true, false or one of"):
+        _cfg(tmp_path, "data.normalize=mean")
 
 
 def test_unknown_key_names_the_closest(tmp_path):
@@ -502,6 +509,7 @@ def test_shipped_renderer_is_what_its_manifest_says():
         model = load_renderer(ASSETS / manifest["file"])
         assert model.config == ModelConfig.from_dict(manifest["config"]) == ModelConfig.from_yaml(ROOT / manifest["config_file"])
         assert model.num_parameters == manifest["parameters"]
+        assert model.normalization == manifest["normalize"]  # the frame eval, render and the viewer put cameras in
         # approx only for the float64 reduction order; other weights differ by far more
         assert param_checksum(model) == pytest.approx(manifest["param_checksum"], rel=1e-12)
         stages = manifest["training"]["stages"]
