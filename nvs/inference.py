@@ -53,6 +53,11 @@ def synchronize(device: torch.device) -> None:
 
 
 INFERENCE_DTYPES = ("fp32", "bf16")
+AUTO_TURNS = 4  # copies of the world an object renderer runs in by default (models/turn_ensemble.py)
+MAX_TURNS = 36
+TURNS_HELP = ("auto (the default: 4 for renderers trained in the object frame, such as the shipped object renderer; "
+              "1 otherwise) or N: memorise and render the scene in N copies of its world turned about the up axis "
+              "and keep each pixel's median (N times the compute)")
 DTYPE_HELP = ("fp32 (the default) or bf16: matrix products in bfloat16 autocast, on GPUs and on CPUs with "
               "native bfloat16 (AVX512-BF16 / AMX)")
 MEMORY_BUDGET_HELP = ("memory that memorising and rendering may use above the model and its inputs: auto (the "
@@ -80,10 +85,26 @@ def memory_size_argument(text: str) -> str:
     return text
 
 
+def turns_argument(text: str) -> int | str:
+    """An argparse type: ``auto`` or a whole number of turns, 1 to MAX_TURNS."""
+    import argparse
+
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not auto or a whole number") from None
+    if not 1 <= value <= MAX_TURNS:
+        raise argparse.ArgumentTypeError(f"{value} turns: use 1-{MAX_TURNS}")
+    return value
+
+
 def add_inference_arguments(parser) -> None:
-    """--memory-budget and --dtype of the commands that memorise and render (eval, render, app)."""
+    """--memory-budget, --dtype and --turns of the commands that memorise and render (eval, render, app)."""
     parser.add_argument("--memory-budget", type=memory_size_argument, default="auto", help=MEMORY_BUDGET_HELP)
     parser.add_argument("--dtype", choices=INFERENCE_DTYPES, default="fp32", help=DTYPE_HELP)
+    parser.add_argument("--turns", type=turns_argument, default="auto", help=TURNS_HELP)
 
 
 # Inference settings per model, so every caller of memorize_views / render_cameras sees them.
@@ -101,11 +122,26 @@ def free_memory_bytes(device: torch.device) -> int:
     raise RuntimeError("/proc/meminfo has no MemAvailable line")
 
 
-def configure_inference(model: torch.nn.Module, memory_budget: str | int | None = "auto", dtype: str = "fp32") -> None:
+def resolve_turns(model: torch.nn.Module, turns: int | str = "auto") -> int:
+    """How many turned copies of the world a renderer runs in (models/turn_ensemble.py): ``auto``
+    is AUTO_TURNS for renderers trained in the object frame (their checkpoint names the ``object``
+    normalisation), else 1."""
+    if turns == "auto":
+        return AUTO_TURNS if getattr(model, "normalization", None) == "object" else 1
+    if isinstance(turns, bool) or not isinstance(turns, int) or not 1 <= turns <= MAX_TURNS:
+        raise ValueError(f"--turns must be auto or 1-{MAX_TURNS}, got {turns!r}")
+    return turns
+
+
+def configure_inference(model: torch.nn.Module, memory_budget: str | int | None = "auto", dtype: str = "fp32",
+                        turns: int | str = 1) -> torch.nn.Module:
     """Set how ``model`` runs in :func:`memorize_views` / :func:`render_cameras`: the memory budget of
-    renderers that can chunk (``auto``: 80% of the device's free memory now) and the autocast dtype.
-    ValueError for an unknown dtype, bf16 on a CPU without native bfloat16, or a malformed size."""
+    renderers that can chunk (``auto``: 80% of the device's free memory now) and the autocast dtype;
+    returns the renderer to run: ``model`` itself, or with ``turns`` (:func:`resolve_turns`) above 1
+    a turn ensemble of it. ValueError for an unknown dtype, bf16 on a CPU without native bfloat16,
+    or a malformed size."""
     from nvs.models.fast_weight import cpu_has_native_bf16
+    from nvs.models.turn_ensemble import TurnEnsemble
 
     if dtype not in INFERENCE_DTYPES:
         raise ValueError(f"--dtype must be one of {INFERENCE_DTYPES}, got {dtype!r}")
@@ -118,6 +154,12 @@ def configure_inference(model: torch.nn.Module, memory_budget: str | int | None 
         if isinstance(memory_budget, str) and memory_budget.strip().lower() == "auto":
             memory_budget = int(0.8 * free_memory_bytes(device))
         model.set_memory_budget(memory_budget)
+    count = resolve_turns(model, turns)
+    if count == 1:
+        return model
+    ensemble = TurnEnsemble(model, count)
+    _DTYPES[ensemble] = dtype
+    return ensemble
 
 
 def inference_autocast(model: torch.nn.Module):

@@ -25,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     from nvs.viewer.app import launch  # gradio is slow to import: only when the viewer starts
 
     launch(args.checkpoint, port=args.port, share=args.share, size=args.size, host=args.host, device=args.device,
-           memory_budget=args.memory_budget, dtype=args.dtype)
+           memory_budget=args.memory_budget, dtype=args.dtype, turns=args.turns)
     return 0

@@ -27,7 +27,7 @@ from nvs.geometry.camera_paths import orbit_path
 from nvs.evaluation.evaluate import nearest_view
 from nvs.io.media import image_grid, save_image, save_video
 from nvs.evaluation.metrics import all_metrics
-from nvs.inference import choose_checkpoint, memorize_views, render_cameras, renderer_frame
+from nvs.inference import choose_checkpoint, configure_inference, memorize_views, render_cameras, renderer_frame
 from nvs.models import build_renderer, load_renderer
 from nvs.commands import argtypes as T
 from nvs.viewer.session import example_kinds, example_scene
@@ -42,7 +42,7 @@ def _mean(scores: list[dict[str, torch.Tensor]]) -> dict[str, float]:
 def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int = 4, size: int = DEMO_SIZE) -> dict:
     t_start = time.time()
     out.mkdir(parents=True, exist_ok=True)
-    models = {path: load_renderer(path) for path in SHIPPED.values()}
+    models = {path: configure_inference(load_renderer(path), turns="auto") for path in SHIPPED.values()}
     torch.manual_seed(0)
     untrained = build_renderer(models[OBJECT_CHECKPOINT].config).eval()
     kinds = example_kinds()

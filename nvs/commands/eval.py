@@ -12,7 +12,8 @@ from nvs.datasets.views import FileViews
 from nvs.evaluation.evaluate import EvalScene, evaluate
 from nvs.geometry.image_ops import RESIZE_RULES
 from nvs.geometry.scene_normalization import NORMALIZATIONS
-from nvs.inference import DEVICE_HELP, add_inference_arguments, choose_checkpoint, configure_inference, resolve_device
+from nvs.inference import (DEVICE_HELP, add_inference_arguments, choose_checkpoint, configure_inference, resolve_device,
+                           resolve_turns)
 from nvs.models import load_renderer
 from nvs.commands import argtypes as T
 
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     checkpoint = choose_checkpoint(args.checkpoint)[0]
     model = load_renderer(checkpoint, device=device)
-    configure_inference(model, args.memory_budget, args.dtype)
+    turns = resolve_turns(model, args.turns)  # of the renderer loaded, adapted or not
+    runner = configure_inference(model, args.memory_budget, args.dtype, turns)
     normalize, resize = protocol_defaults(model, args.normalize, args.resize)
     data = FileViews(args.data, args.views, args.targets, args.size[0], args.size[1], selection=args.selection,
                      index=args.index, normalize=normalize, resize=resize)
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     protocol = {"selection": "index" if args.index else args.selection, "input_views": args.views,
                 "target_views": args.targets or "all remaining", "size": [h, w], "normalize": normalize, "resize": resize}
     meta = {"checkpoint": str(checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol,
-            "device": str(device), "dtype": args.dtype}
+            "device": str(device), "dtype": args.dtype, "turns": getattr(runner, "turns", 1)}
     adapt_scene = None
     if args.adapt:
         from nvs.adaptation.search import adapt
@@ -95,10 +97,9 @@ def run(args: argparse.Namespace) -> int:
 
         def adapt_scene(inputs, input_cams):  # sees the input views alone
             adapted = adapt(model, inputs, input_cams, options).model
-            configure_inference(adapted, args.memory_budget, args.dtype)
-            return adapted
+            return configure_inference(adapted, args.memory_budget, args.dtype, turns)
 
-    summary = evaluate(model, scenes(), Path(args.out), meta, lpips_net=args.lpips_net,
+    summary = evaluate(runner, scenes(), Path(args.out), meta, lpips_net=args.lpips_net,
                        save_images=not args.no_images, total=len(data), adapt=adapt_scene)
     if args.write_index:
         Path(args.write_index).parent.mkdir(parents=True, exist_ok=True)

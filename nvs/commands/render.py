@@ -14,7 +14,7 @@ from nvs.geometry.scene_normalization import fitted_frame
 from nvs.datasets.formats import load_views, read_any_scene
 from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_eval_index, spread_order
 from nvs.inference import (DEVICE_HELP, RENDERER_HELP, add_inference_arguments, capture_warning, choose_checkpoint,
-                           configure_inference, memorize_views, render_cameras, resolve_device)
+                           configure_inference, memorize_views, render_cameras, resolve_device, resolve_turns)
 from nvs.io.media import save_video
 from nvs.models import load_renderer
 from nvs.commands import argtypes as T
@@ -52,19 +52,22 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
                 views: int, size: tuple[int, int], scene_index: int = 0, chunk: int = 8, device: str = "auto",
                 selection: str = "spread", normalize: str | None = None, resize: str | None = None,
                 index: str | None = None, write_index: str | None = None,
-                memory_budget: str | int | None = "auto", dtype: str = "fp32", adapt_options=None) -> dict:
+                memory_budget: str | int | None = "auto", dtype: str = "fp32", adapt_options=None,
+                turns: int | str = "auto") -> dict:
     """Memorise the chosen input views of a scene and render a camera path. The path is built in
     the scene's world frame; with a normalisation, inputs and path are re-expressed together
     (fitted on the inputs: a path has no target views). ``adapt_options`` (AdaptOptions): adapt
-    the renderer to the input views first. ``checkpoint``: a file, or auto / object / scene (see
-    nvs.inference.choose_checkpoint; auto looks at the chosen input cameras)."""
+    the renderer to the input views first; ``turns``: nvs.inference.resolve_turns. ``checkpoint``:
+    a file, or auto / object / scene (see nvs.inference.choose_checkpoint; auto looks at the
+    chosen input cameras)."""
     device = resolve_device(device)
     record = read_any_scene(scene, scene_index)
     chosen = choose_inputs(record, views, selection, scene, scene_index, index)
     checkpoint, why = choose_checkpoint(checkpoint, record.cameras[chosen])
     print(f"renderer: {checkpoint.name} ({why})")
     model = load_renderer(checkpoint, device=device)
-    configure_inference(model, memory_budget, dtype)
+    turns = resolve_turns(model, turns)  # of the renderer loaded, adapted or not
+    runner = configure_inference(model, memory_budget, dtype, turns)
     normalize, resize = protocol_defaults(model, normalize, resize)
     images, cams = load_views(record, chosen, *size, resize=resize)
     warning = capture_warning(model, cams)
@@ -89,15 +92,14 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
 
         with StageProgress() as bar:
             adapted = adapt(model, images, cams, adapt_options, progress=bar)
-        model = adapted.model
-        configure_inference(model, memory_budget, dtype)
-    state, memorize_s = memorize_views(model, images, cams)
-    video, render_s = render_cameras(model, state, path_cams, chunk=chunk)
+        runner = configure_inference(adapted.model, memory_budget, dtype, turns)
+    state, memorize_s = memorize_views(runner, images, cams)
+    video, render_s = render_cameras(runner, state, path_cams, chunk=chunk)
     save_video(video, out, fps=fps)
     summary = {"checkpoint": str(checkpoint), "renderer_choice": why, "scene": record.name, "input_views": chosen, "selection": selection,
                "normalize": normalize, "resize": resize, "path": path,
                "frames": int(video.shape[0]), "fps": fps, "size": list(size), "output": str(out),
-               "device": str(device), "dtype": dtype, "memorize_s": memorize_s, "render_s_per_frame": render_s / video.shape[0],
+               "device": str(device), "dtype": dtype, "turns": getattr(runner, "turns", 1), "memorize_s": memorize_s, "render_s_per_frame": render_s / video.shape[0],
                "warnings": [warning] if warning else []}
     if adapted is not None:
         summary["adaptation"] = adapted.summary()
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
                     args.views, tuple(args.size), args.scene_index, device=args.device, selection=args.selection,
                     normalize=args.normalize, resize=args.resize, index=args.index, write_index=args.write_index,
                     memory_budget=args.memory_budget, dtype=args.dtype,
-                    adapt_options=options_from_args(args) if args.adapt else None)
+                    adapt_options=options_from_args(args) if args.adapt else None, turns=args.turns)
     print(f"rendered {s['frames']} frames of scene {s['scene']} at {s['fps']} fps to {args.out} "
           f"(memorise {s['memorize_s']:.2f} s, {s['render_s_per_frame'] * 1000:.1f} ms/frame); summary {args.out}.json")
     if "adaptation" in s:

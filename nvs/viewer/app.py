@@ -22,7 +22,7 @@ from nvs.datasets.procedural import HELDOUT_SEED
 from nvs.geometry.camera_paths import PATH_KINDS
 from nvs.viewer.camera_plot import camera_figure
 from nvs.assets import SHIPPED
-from nvs.inference import capture_warning, choose_checkpoint, renderer_frame
+from nvs.inference import capture_warning, choose_checkpoint, configure_inference, renderer_frame
 from nvs.io.media import to_uint8
 from nvs.io.untrusted import VIEWER_LIMITS, Limits, bounded_number, public_message
 from nvs.viewer.session_files import SESSION_TTL_S, SessionFolders, check_port
@@ -88,22 +88,23 @@ class ViewerApp:
 
     def __init__(self, checkpoint: str | Path = "auto", size: int = 128, input_views: int = 8,
                  device: str = "auto", memory_budget: str | int | None = "auto", dtype: str = "fp32",
-                 limits: Limits = VIEWER_LIMITS):
+                 limits: Limits = VIEWER_LIMITS, turns: int | str = "auto"):
         """``checkpoint``: auto (both shipped renderers, each scene drawn by the one trained on its
-        kind of capture), object, scene, or a checkpoint file."""
-        from nvs.inference import configure_inference, resolve_device
+        kind of capture), object, scene, or a checkpoint file. ``turns``: nvs.inference.resolve_turns."""
+        from nvs.inference import configure_inference, resolve_device, resolve_turns
         from nvs.models import load_renderer
 
         self.choice = str(checkpoint)
         files = dict(SHIPPED) if self.choice == "auto" else {self.choice: choose_checkpoint(self.choice)[0]}
-        self.renderers = {}
+        self.renderers, self.runners = {}, {}  # as loaded (adaptation starts there), and as run
         for key, path in files.items():
             model = load_renderer(path, device=resolve_device(device))
-            configure_inference(model, memory_budget, dtype)
             patch = model.config.patch_size
             if size <= 0 or size % patch:
                 raise ValueError(f"--size {size} is not a positive multiple of {Path(path).name}'s patch size {patch}")
             self.renderers[key] = model
+            self.runners[key] = configure_inference(model, memory_budget, dtype, resolve_turns(model, turns))
+        self.inference = (memory_budget, dtype)
         self.files = files
         self.size = size
         self.example_kinds = viewer.example_kinds()
@@ -120,7 +121,7 @@ class ViewerApp:
         return next(k for k, p in SHIPPED.items() if p == path), why
 
     def _model(self, session: Session):
-        return session.model if session.model is not None else self.renderers[session.renderer]
+        return session.model if session.model is not None else self.runners[session.renderer]
 
     def _work(self, session: Session | None) -> Path:
         if session is None:
@@ -146,7 +147,7 @@ class ViewerApp:
         """Memorise a new scene and fill every output of the page."""
         progress(0.9, desc="memorising")
         key, why = self._pick(scene)
-        model = self.renderers[key]
+        model = self.runners[key]
         frame = renderer_frame(model, scene.cameras)
         state = viewer.memorize(model, scene, frame)
         session = Session(scene, state, work, key, frame)
@@ -238,10 +239,12 @@ class ViewerApp:
     def adapt(self, budget, session, progress=gr.Progress()):
         if session is None:
             raise gr.Error("load a scene first: an example, photos or a posed zip", print_exception=False)
-        base, scene, frame = self.renderers[session.renderer], session.scene, session.frame
-        _, before, _ = viewer.score_heldout(base, viewer.memorize(base, scene, frame), scene, frame=frame)
+        base, runner = self.renderers[session.renderer], self.runners[session.renderer]
+        scene, frame = session.scene, session.frame
+        _, before, _ = viewer.score_heldout(runner, viewer.memorize(runner, scene, frame), scene, frame=frame)
         model, result = viewer.adapt_to_scene(base, scene, float(budget), _progress_callback(progress), frame)
-        session.model = None if result.fallback else model
+        turns = getattr(runner, "turns", 1)  # the adapted renderer runs as the shared one does
+        session.model = None if result.fallback else configure_inference(model, *self.inference, turns)
         session.state = viewer.memorize(self._model(session), scene, frame)
         pred, after, note = viewer.score_heldout(self._model(session), session.state, scene, frame=frame)
         image, figure, timing = self._render(session, viewer.initial_pose(session.scene))
@@ -316,12 +319,12 @@ class ViewerApp:
 
 def launch(checkpoint: str | Path | None = None, port: int = 7860, share: bool = False, size: int = 128,
            host: str = "127.0.0.1", block: bool = True, device: str = "auto", memory_budget: str | int | None = "auto",
-           dtype: str = "fp32", limits: Limits = VIEWER_LIMITS) -> gr.Blocks:
+           dtype: str = "fp32", limits: Limits = VIEWER_LIMITS, turns: int | str = "auto") -> gr.Blocks:
     """Build and serve the app; the queue runs one heavy job at a time, 32 waiting at most. The
     sessions' files are removed when the server stops (SIGINT, SIGTERM, exit or ``demo.close()``)."""
     check_port(host, port)  # before loading the renderer: a busy port is a message, not a traceback
     app = ViewerApp(checkpoint or "auto", size, device=device, memory_budget=memory_budget, dtype=dtype,
-                    limits=limits)
+                    limits=limits, turns=turns)
     demo = app.build()
     demo.nvs_app = app  # its session folders, for tests and tools
     demo.queue(max_size=32, default_concurrency_limit=1)

@@ -1,0 +1,80 @@
+"""Turn ensembles: one renderer run in several copies of its world turned about +z, merged per pixel.
+
+An object renderer is trained at random azimuths in a frame whose up axis is +z through the
+object's centre (the ``object`` normalisation), but it is not exactly equivariant to turns about
+that axis: its errors change from one turn of the world to the next while the object does not.
+Memorising and rendering a capture in ``turns`` equally spaced turns and taking each pixel's
+median keeps what the copies agree on. Costs ``turns`` times the compute and the state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from nvs.cameras import Cameras
+
+
+def turn_about_z(cams: Cameras, angle: float) -> Cameras:
+    """Cameras [...] of the world turned by ``angle`` radians about the z axis through the origin."""
+    turn = torch.eye(4, dtype=cams.c2w.dtype, device=cams.c2w.device)
+    c, s = math.cos(angle), math.sin(angle)
+    turn[0, 0], turn[0, 1], turn[1, 0], turn[1, 1] = c, -s, s, c
+    return Cameras(cams.intrinsics, turn @ cams.c2w, cams.height, cams.width)
+
+
+@dataclass
+class TurnedStates:
+    """One memorised state per turn of the world (see :class:`TurnEnsemble`)."""
+
+    states: list
+
+
+class TurnEnsemble(nn.Module):
+    """``renderer`` run in ``turns`` copies of the world turned about +z by multiples of 360 / turns
+    degrees; a rendered pixel is the (lower) median of its copies. Same memorize / render /
+    forward interface as the renderer, inference only."""
+
+    def __init__(self, renderer: nn.Module, turns: int):
+        super().__init__()
+        if turns < 2:
+            raise ValueError(f"a turn ensemble needs at least 2 turns, got {turns}")
+        self.renderer, self.turns = renderer, turns
+
+    @property
+    def angles(self) -> list[float]:
+        return [2 * math.pi * k / self.turns for k in range(self.turns)]
+
+    # what callers read off a renderer
+    @property
+    def config(self):
+        return self.renderer.config
+
+    @property
+    def normalization(self):
+        return getattr(self.renderer, "normalization", None)
+
+    @property
+    def source_format(self):
+        return getattr(self.renderer, "source_format", "")
+
+    def set_memory_budget(self, budget) -> None:
+        if hasattr(self.renderer, "set_memory_budget"):
+            self.renderer.set_memory_budget(budget)
+
+    def memorize(self, images: Tensor, cams: Cameras) -> TurnedStates:
+        """images [B, V, 3, H, W], cams [B, V] -> one state per turn."""
+        return TurnedStates([self.renderer.memorize(images, turn_about_z(cams, a)) for a in self.angles])
+
+    def render(self, state: TurnedStates, target_cams: Cameras) -> Tensor:
+        """target_cams [B, T] -> images [B, T, 3, H, W], each pixel the median over the turns."""
+        if not isinstance(state, TurnedStates) or len(state.states) != self.turns:
+            raise ValueError("state must come from this turn ensemble's memorize()")
+        renders = [self.renderer.render(s, turn_about_z(target_cams, a)) for s, a in zip(state.states, self.angles)]
+        return torch.stack(renders).median(dim=0).values
+
+    def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras) -> Tensor:
+        return self.render(self.memorize(images, cams), target_cams)

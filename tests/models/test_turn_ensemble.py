@@ -1,0 +1,68 @@
+import math
+
+import pytest
+import torch
+
+from nvs.inference import configure_inference, memorize_views, render_cameras, resolve_turns
+from nvs.models import LaCTRenderer
+from nvs.models.turn_ensemble import TurnEnsemble, turn_about_z
+
+from tests.helpers import ring_cameras, tiny_config
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    # float32 Newton-Schulz: bfloat16 rounding would turn the 1e-7 differences of composed turns into noise
+    return LaCTRenderer(tiny_config(newton_schulz_dtype="float32")).eval()
+
+
+def test_turn_about_z_moves_cameras_round_the_up_axis():
+    cams = ring_cameras(1, 4)
+    turned = turn_about_z(cams, math.pi / 2)
+    torch.testing.assert_close(turned.centers[0, 0], cams.centers[0, 1], atol=1e-6, rtol=0)  # 90 deg: the next camera
+    torch.testing.assert_close(turned.c2w[0, 0], cams.c2w[0, 1], atol=1e-6, rtol=0)
+    assert torch.equal(turned.intrinsics, cams.intrinsics)
+
+
+def test_the_ensemble_is_the_median_of_the_turned_copies(model):
+    images, cams, targets = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3), ring_cameras(1, 2, offset=0.4)
+    ensemble = TurnEnsemble(model, 3)
+    with torch.no_grad():
+        out = ensemble(images, cams, targets)
+        copies = torch.stack([model(images, turn_about_z(cams, a), turn_about_z(targets, a)) for a in ensemble.angles])
+    torch.testing.assert_close(out, copies.median(0).values)
+    assert (copies[0] - copies[1]).abs().max() > 1e-3  # the renderer is not turn-equivariant: the copies differ
+
+
+def test_turning_the_world_by_one_step_leaves_the_ensemble_as_it_was(model):
+    """A turn by 360 / N degrees permutes the N copies, and the median does not see the order."""
+    images, cams, targets = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3), ring_cameras(1, 2, offset=0.4)
+    ensemble = TurnEnsemble(model, 4)
+    with torch.no_grad():
+        out = ensemble(images, cams, targets)
+        turned = ensemble(images, turn_about_z(cams, math.pi / 2), turn_about_z(targets, math.pi / 2))
+        single = model(images, turn_about_z(cams, math.pi / 2), turn_about_z(targets, math.pi / 2))
+    torch.testing.assert_close(turned, out, atol=1e-4, rtol=0)
+    assert (single - model(images, cams, targets)).abs().max() > 1e-3
+
+
+def test_inference_runs_object_renderers_in_four_turns_unless_told(model):
+    assert resolve_turns(model) == 1  # no normalisation named
+    model.normalization = "object"
+    try:
+        assert resolve_turns(model) == 4 and resolve_turns(model, 1) == 1
+        runner = configure_inference(model, None, "fp32", "auto")
+        assert isinstance(runner, TurnEnsemble) and runner.turns == 4 and runner.normalization == "object"
+        images, cams = torch.rand(3, 3, 32, 32), ring_cameras(1, 3)[0]
+        state, _ = memorize_views(runner, images, cams)
+        pred, _ = render_cameras(runner, state, ring_cameras(1, 2, offset=0.4)[0])
+        assert pred.shape == (2, 3, 32, 32)
+        with pytest.raises(ValueError, match="must come from this turn ensemble"):
+            runner.render(memorize_views(model, images, cams)[0], ring_cameras(1, 2)[0].unsqueeze(0))
+    finally:
+        model.normalization = None
+    assert configure_inference(model, None, "fp32", "auto") is model
+    for bad in (0, 37, "four", True):
+        with pytest.raises(ValueError, match="--turns must be auto or 1-36"):
+            resolve_turns(model, bad)
