@@ -51,7 +51,8 @@ def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset | None:
             return None
         raise ValueError(f"data.kind {d.kind!r} needs data.path (a data set folder or index file)")
     data = FileViews(path, d.input_views, d.target_views, d.height, d.width, "first" if validation else d.selection,
-                     seed=d.seed, normalize=d.normalization or "none", frame_gap=d.frame_gap, depth=d.depth and not validation)
+                     seed=d.seed, normalize=d.normalization or "none", frame_gap=d.frame_gap,
+                     depth=d.depth and not validation)
     if data.format != d.kind:
         raise ValueError(f"{path}: holds {data.format} data, the recipe says data.kind={d.kind}")
     if data.depth:  # now, not hours in at the first scene without depth maps
