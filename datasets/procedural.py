@@ -21,7 +21,6 @@ from nvs.cameras import pixel_rays
 
 SCENE_KINDS = ("object", "room")
 OBJECT_SHAPES = ("sphere", "box", "cylinder", "cone", "torus")
-OBJECT_RADIUS = OBJECT_CAMERA_RADIUS
 OBJECT_FOV_DEG = 50.0
 ROOM_FOV_DEG = 60.0
 AMBIENT = 0.35
@@ -106,7 +105,7 @@ def render_primitives(
 def object_cameras(g: torch.Generator, views: int, height: int, width: int, elevation_deg=(0.0, 60.0)) -> Cameras:
     az = _uniform(g, 0, 2 * math.pi, views)
     el = torch.deg2rad(_uniform(g, *elevation_deg, views))
-    eye = OBJECT_RADIUS * torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
+    eye = OBJECT_CAMERA_RADIUS * torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
     c2w = look_at(eye, torch.zeros_like(eye), torch.tensor([0.0, 0.0, 1.0]).expand_as(eye))
     focal = fov_to_focal(math.radians(OBJECT_FOV_DEG), width)
     intr = torch.tensor([focal, focal, width / 2, height / 2]).expand(views, 4).clone()
@@ -119,7 +118,7 @@ def turntable_cameras(views: int, height: int, width: int | None = None) -> Came
     i = torch.arange(views)
     az = (i // 2) * (4 * math.pi / views) + (i % 2) * (2 * math.pi / views)
     el = torch.deg2rad(torch.where(i % 2 == 0, 20.0, 45.0))
-    eye = OBJECT_RADIUS * torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
+    eye = OBJECT_CAMERA_RADIUS * torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
     c2w = look_at(eye, torch.zeros_like(eye), torch.tensor([0.0, 0.0, 1.0]).expand_as(eye))
     focal = fov_to_focal(math.radians(OBJECT_FOV_DEG), width)
     return Cameras(torch.tensor([focal, focal, width / 2, height / 2]).expand(views, 4).clone(), c2w, height, width)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from nvs.cameras import Cameras
-from nvs.geometry.scene_normalization import OBJECT_CAMERA_RADIUS, estimate_scene_frame, rotation_between
+from nvs.geometry.scene_normalization import OBJECT_CAMERA_RADIUS, SceneNormalization
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,8 @@ def frame_candidates(cams: Cameras, target_radius: float = OBJECT_CAMERA_RADIUS)
     out = [SceneFrame.identity()]
     if cams.shape[0] < 2:
         return out
-    centre, up, radius = estimate_scene_frame(cams.c2w)
-    rot = rotation_between(torch.nn.functional.normalize(up.double(), dim=0), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
-    base = target_radius / max(radius, 1e-6)
+    fitted = SceneNormalization.fit_object(cams.c2w.double(), target_radius)  # world' = scale R^T (world - t)
+    rot, centre, base = fitted.frame[:3, :3].T, fitted.frame[:3, 3], float(fitted.scale)
     for name, factor in (("object frame", 1.0), ("object frame, nearer", 0.8), ("object frame, farther", 1.25)):
-        out.append(SceneFrame(name, rot, centre.double(), base * factor))
+        out.append(SceneFrame(name, rot, centre, base * factor))
     return out

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     protocol = {"selection": "index" if args.index else args.selection, "input_views": args.views,
                 "target_views": args.targets or "all remaining", "size": [h, w], "normalize": normalize, "resize": resize}
     meta = {"checkpoint": str(checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol,
-            "device": str(device), "dtype": args.dtype, "turns": getattr(runner, "turns", 1)}
+            "device": str(device), "dtype": args.dtype, "turns": turns}
     adapt_scene = None
     if args.adapt:
         from nvs.adaptation.search import adapt

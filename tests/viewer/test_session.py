@@ -15,7 +15,8 @@ from nvs.datasets.procedural import HELDOUT_SEED
 from nvs.cameras import Cameras
 from nvs.datasets.formats import write_lact_scene
 from nvs.datasets.nerfstudio import write_nerfstudio_scene
-from nvs.datasets.procedural import OBJECT_RADIUS, object_scene, room_scene
+from nvs.datasets.procedural import object_scene, room_scene
+from nvs.geometry.scene_normalization import OBJECT_CAMERA_RADIUS
 from nvs.assets import OBJECT_CHECKPOINT
 from nvs.models import load_renderer
 from nvs.geometry.scene_normalization import rotation_between
@@ -47,7 +48,7 @@ def test_normalisation_undoes_a_similarity():
     moved = _similarity(truth, scale=0.37)
     inputs, others = viewer.normalize_to_object_frame(moved[:8], moved[8:])
     # centres land on the training sphere, up is +z: the frame the renderer was trained in
-    assert torch.allclose(inputs.centers.norm(dim=-1).mean(), torch.tensor(OBJECT_RADIUS), atol=1e-3)
+    assert torch.allclose(inputs.centers.norm(dim=-1).mean(), torch.tensor(OBJECT_CAMERA_RADIUS), atol=1e-3)
     assert torch.allclose(inputs.centers.norm(dim=-1), truth.centers[:8].norm(dim=-1), atol=2e-3)
     assert torch.allclose(others.centers.norm(dim=-1), truth.centers[8:].norm(dim=-1), atol=2e-3)
     # up is recovered (cameras without roll), so elevations come back whatever the rotation was
@@ -126,7 +127,7 @@ def test_posed_zip_scene_reads_both_layouts(tmp_path, writer):
     archive = _zip_folder(folder, tmp_path / "scene.zip", prefix="my_capture/")
     scene = viewer.posed_zip_scene(archive, tmp_path / "work", input_views=6, size=32)
     assert scene.images.shape == (6, 3, 32, 32) and scene.heldout_images.shape == (4, 3, 32, 32)
-    assert torch.allclose(scene.cameras.centers.norm(dim=-1).mean(), torch.tensor(OBJECT_RADIUS), atol=1e-3)
+    assert torch.allclose(scene.cameras.centers.norm(dim=-1).mean(), torch.tensor(OBJECT_CAMERA_RADIUS), atol=1e-3)
     assert any("held out" in n for n in scene.notes)
 
 
