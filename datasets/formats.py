@@ -13,6 +13,8 @@
   index; a scene folder, or a folder of scene folders (directly or under ``scenes/``).
 - ``dl3dv`` (:mod:`nvs.datasets.dl3dv`, read only): the raw DL3DV benchmark layout, a scene folder
   with ``nerfstudio/transforms.json`` + ``nerfstudio/images_4/``, or a folder of them.
+- ``middlebury`` (:mod:`nvs.datasets.middlebury`, read only): the Middlebury multi-view sets, a
+  folder with a ``*_par.txt`` beside its images, or a folder of them.
 
 Every reader returns :class:`SceneRecord` (paths + cameras at the stored image size) and checks
 what it reads: a problem raises ValueError naming the file and the scene.
@@ -33,6 +35,7 @@ from nvs.datasets.depth_maps import DEPTH_SCALE, write_depth_png
 from nvs.datasets.records import SceneRecord, cameras_from_w2c, check_image, finite_matrix, image_size, load_json, number
 from nvs.datasets.colmap import is_colmap_scene, read_colmap_scene, write_colmap_scene
 from nvs.datasets.dl3dv import is_dl3dv_scene, read_dl3dv_scene
+from nvs.datasets.middlebury import read_middlebury_scene
 from nvs.datasets.dl3dv import is_portrait as is_dl3dv_portrait
 from nvs.datasets.nerfstudio import read_nerfstudio_scene, write_nerfstudio_scene
 from nvs.io.untrusted import current, scene_path
@@ -238,6 +241,8 @@ def _scene_folders(root: Path) -> tuple[str, list[Path]] | None:
         return "nerfstudio", [root / "transforms.json"]
     if is_colmap_scene(root):
         return "colmap", [root]
+    if list(root.glob("*_par.txt")):
+        return "middlebury", sorted(root.glob("*_par.txt"))
     for parent in (root, root / "scenes"):
         nerf = sorted(parent.glob("*/transforms.json"))
         colmap = sorted(p for p in parent.glob("*") if p.is_dir() and is_colmap_scene(p))
@@ -245,7 +250,8 @@ def _scene_folders(root: Path) -> tuple[str, list[Path]] | None:
             raise ValueError(f"{parent}: holds both nerfstudio and COLMAP scenes; keep one format per data set")
         if nerf or colmap:
             return ("nerfstudio", nerf) if nerf else ("colmap", colmap)
-    return None
+    middlebury = sorted(root.glob("*/*_par.txt"))
+    return ("middlebury", middlebury) if middlebury else None
 
 
 def list_scenes(root: str | Path) -> tuple[str, list[SceneRef]]:
@@ -262,8 +268,8 @@ def list_scenes(root: str | Path) -> tuple[str, list[SceneRef]]:
     else:
         found = _scene_folders(root)
         if found is None:
-            raise ValueError(f"{root}: no data set found (expected index.json, full_list.txt, transforms.json "
-                             "or a COLMAP scene with images/ and sparse/)")
+            raise ValueError(f"{root}: no data set found (expected index.json, full_list.txt, transforms.json, "
+                             "a COLMAP scene with images/ and sparse/, or a Middlebury *_par.txt)")
         return found
     index = root / INDEX_FILES[fmt]
     if fmt == "pixelsplat":
@@ -291,11 +297,13 @@ def scene_name(fmt: str, ref: SceneRef) -> str:
         return ref[1]
     if fmt in ("colmap", "dl3dv"):
         return ref.name
+    if fmt == "middlebury":
+        return ref.name.removesuffix("_par.txt")
     return ref.parent.name if fmt in ("lact", "nerfstudio") else ref.stem
 
 
 READERS = {"lact": read_lact_scene, "lvsm": read_lvsm_scene, "nerfstudio": read_nerfstudio_scene, "colmap": read_colmap_scene,
-           "dl3dv": read_dl3dv_scene}
+           "dl3dv": read_dl3dv_scene, "middlebury": read_middlebury_scene}
 WRITERS = {"lact": write_lact_scene, "lvsm": write_lvsm_scene, "nerfstudio": write_nerfstudio_scene, "colmap": write_colmap_scene}
 
 
@@ -385,11 +393,8 @@ def read_any_scene(path: Path, scene_index: int = 0) -> SceneRecord:
         return read_nerfstudio_scene(path)
     if path.is_file() and path.suffix == ".json" and path.name != "index.json":
         return read_lvsm_scene(path)
-    middlebury = [path] if path.is_file() and path.name.endswith("_par.txt") else sorted(path.glob("*_par.txt")) if path.is_dir() else []
-    if middlebury:
-        from nvs.datasets.middlebury import read_middlebury_scene
-
-        return read_middlebury_scene(middlebury[0])
+    if path.is_file() and path.name.endswith("_par.txt"):
+        return read_middlebury_scene(path)
     fmt, files = list_scenes(path)
     if not 0 <= scene_index < len(files):
         raise ValueError(f"{path}: scene {scene_index} requested, the data set has {len(files)}")

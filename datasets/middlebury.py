@@ -13,6 +13,7 @@ import torch
 
 from nvs.cameras import Cameras
 from nvs.datasets.records import SceneRecord
+from nvs.io.untrusted import scene_path
 
 
 def read_middlebury_scene(par_file: str | Path) -> SceneRecord:
@@ -38,7 +39,7 @@ def read_middlebury_scene(par_file: str | Path) -> SceneRecord:
     k, rot, t = values[:, :9].view(-1, 3, 3), values[:, 9:18].view(-1, 3, 3), values[:, 18:21]
     w2c = torch.eye(4, dtype=torch.float64).repeat(len(rows), 1, 1)
     w2c[:, :3, :3], w2c[:, :3, 3] = rot, t
-    sources = [par_file.parent / r[0] for r in rows]
+    sources = [scene_path(par_file.parent, r[0], f"{par_file} (line {i + 2})") for i, r in enumerate(rows)]
     missing = [s.name for s in sources if not s.is_file()]
     if missing:
         raise ValueError(f"{par_file}: images not found: {missing[:5]}")

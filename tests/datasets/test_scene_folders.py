@@ -9,7 +9,7 @@ import torch
 
 from nvs.cameras import Cameras
 from nvs.datasets.colmap import write_colmap_model
-from nvs.datasets.formats import list_scenes, load_views, read_scene, write_dataset
+from nvs.datasets.formats import list_scenes, load_views, read_scene, scene_name, write_dataset
 from nvs.datasets.procedural import object_scene, room_scene
 from nvs.io.media import save_image
 
@@ -162,3 +162,36 @@ def test_synth_cli_writes_every_format(tmp_path):
         assert kind == fmt and len(refs) == 2
         cams: Cameras = read_scene(kind, refs[1]).cameras
         assert (cams.height, cams.width) == (36, 64) and len(cams) == 3
+
+
+def _middlebury_scene(folder, scene, name="temple"):
+    """A Middlebury set: ``{name}_par.txt`` (count, then name + K, R, t row by row) beside PNGs."""
+    folder.mkdir(parents=True)
+    w2c = torch.linalg.inv(scene.cameras.c2w.double())
+    lines = [str(len(scene.images))]
+    for i, image in enumerate(scene.images):
+        save_image(image, folder / f"{name}{i:04d}.png")
+        fx, fy, cx, cy = scene.cameras.intrinsics[i].tolist()
+        k = [fx, 0, cx, 0, fy, cy, 0, 0, 1]
+        numbers = k + w2c[i, :3, :3].flatten().tolist() + w2c[i, :3, 3].tolist()
+        lines.append(f"{name}{i:04d}.png " + " ".join(f"{x:.9f}" for x in numbers))
+    (folder / f"{name}_par.txt").write_text("\n".join(lines) + "\n")
+    return folder / f"{name}_par.txt"
+
+
+def test_middlebury_folders_are_a_data_set(tmp_path, scene):
+    par = _middlebury_scene(tmp_path / "sets" / "temple", scene)
+    _middlebury_scene(tmp_path / "sets" / "dino", scene, name="dino")
+    for root, names in ((tmp_path / "sets" / "temple", ["temple"]), (tmp_path / "sets", ["dino", "temple"])):
+        kind, refs = list_scenes(root)
+        assert kind == "middlebury" and [scene_name(kind, r) for r in refs] == names
+    record = read_scene("middlebury", par)
+    images, cams = load_views(record, [0, 3])
+    assert (images - scene.images[[0, 3]]).abs().max() <= 1 / 255 + 1e-6
+    assert (cams.c2w - scene.cameras.c2w[[0, 3]]).abs().max() < 1e-5
+
+    lines = par.read_text().splitlines()
+    lines[2] = "../../outside.png" + lines[2][len("temple0001.png"):]
+    par.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="outside.png' leads outside the scene's folder"):
+        read_scene("middlebury", par)
