@@ -67,6 +67,11 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read as a renderer; the message names the file and the reason."""
 
 
+def param_checksum(model: torch.nn.Module) -> float:
+    """The float64 sum of every parameter: names a set of weights (training summaries, manifests, adapters)."""
+    return sum(float(p.detach().double().sum()) for p in model.parameters())
+
+
 def build_renderer(config: ModelConfig) -> Renderer:
     return LaCTRenderer(config) if config.arch == "lact" else FullAttentionRenderer(config)
 

@@ -27,16 +27,12 @@ from torch import Tensor, nn
 
 from nvs.adaptation.frames import SceneFrame
 from nvs.cameras import Cameras
+from nvs.models.checkpoint import param_checksum
 
 PARTS = ("lora", "norms", "fast_init", "head")
 ADAPTER_FORMAT = "lact-nvs-adapter"
 _LORA_EXCLUDE = ("lr_proj",)
 _NORM_TYPES = (nn.LayerNorm, nn.RMSNorm)
-
-
-def param_checksum(model: nn.Module) -> float:
-    """The float64 sum of every parameter (the trainer's ``param_checksum``): names a checkpoint."""
-    return sum(float(p.detach().double().sum()) for p in model.parameters())
 
 
 class LoRALinear(nn.Module):

@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nvs.adaptation.adapter import Adapter, AdaptedRenderer, TrainableCopy, apply_adapter, check_parts, param_checksum
+from nvs.adaptation.adapter import Adapter, AdaptedRenderer, TrainableCopy, apply_adapter, check_parts
 from nvs.adaptation.frames import SceneFrame, frame_candidates
 from nvs.adaptation.loss import photometric_loss
 from nvs.adaptation.tasks import sample_task, split_verifier
 from nvs.cameras import Cameras
 from nvs.inference import model_device
+from nvs.models.checkpoint import param_checksum
 from nvs.progress import Progress, no_progress
 
 

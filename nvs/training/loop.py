@@ -23,7 +23,7 @@ from nvs.io.media import image_grid
 from nvs.io.outputs import atomic_write_text
 from nvs.evaluation.metrics import psnr
 from nvs.models import build_renderer
-from nvs.models.checkpoint import Renderer, load_renderer
+from nvs.models.checkpoint import Renderer, load_renderer, param_checksum
 from nvs.models.config import ModelConfig
 from nvs.models.view_blend import depth_loss, warp_loss
 from nvs.training.grow_depth import add_identity_blocks
@@ -85,11 +85,6 @@ def param_groups(model: torch.nn.Module, weight_decay: float, head_lr_scales: di
         groups += [{"params": [p for _, p in named if p.ndim >= 2], "weight_decay": weight_decay, "lr_scale": scale},
                    {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0, "lr_scale": scale}]
     return [g for g in groups if g["params"]]
-
-
-def param_checksum(model: torch.nn.Module) -> float:
-    """The float64 sum of every parameter: what ``summary.json`` reports as ``param_checksums``."""
-    return sum(float(p.detach().double().sum()) for p in model.parameters())
 
 
 def lr_factor(step: int, progress: float, warmup: int, min_ratio: float) -> float:

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from nvs.adaptation.adapter import Adapter, TrainableCopy, apply_adapter, param_checksum
+from nvs.adaptation.adapter import Adapter, TrainableCopy, apply_adapter
+from nvs.models.checkpoint import param_checksum
 from nvs.adaptation.frames import SceneFrame, frame_candidates
 from nvs.adaptation.search import AdaptOptions, adapt
 from nvs.adaptation.tasks import sample_task, split_verifier

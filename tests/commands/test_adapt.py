@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from nvs.adaptation.adapter import Adapter, apply_adapter, param_checksum
+from nvs.adaptation.adapter import Adapter, apply_adapter
+from nvs.models.checkpoint import param_checksum
 from nvs.commands.cli import main
 from nvs.models import LaCTRenderer, load_renderer, save_renderer
 from tests.helpers import shared_path, tiny_config

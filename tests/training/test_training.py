@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 from nvs.datasets.views import ProceduralViews
 from nvs.models import load_renderer
 from nvs.training.config import load_train_config, recipe_changes
-from nvs.training.loop import initial_weights, param_checksum, train
+from nvs.models.checkpoint import param_checksum
+from nvs.training.loop import initial_weights, train
 from tests.helpers import ROOT
 
 TINY = [
