@@ -208,15 +208,16 @@ def render_cameras(model: torch.nn.Module, state, cams: Cameras, chunk: int = 8,
     return images, seconds
 
 
-RENDERER_HELP = ("auto (the shipped renderer trained on this kind of capture: the scene renderer for walks through a "
-                 "scene, the object renderer for turntables), object, scene, or a checkpoint file: ours (.safetensors) "
-                 "or a published LaCT .pt")
+RENDERER_HELP = ("auto (the shipped renderer trained on this kind of capture: the object renderer for turntables of an "
+                 "object on white, the scene renderer for walks through a scene and for photos with a background), "
+                 "object, scene, or a checkpoint file: ours (.safetensors) or a published LaCT .pt")
 
 
-def choose_checkpoint(spec, cams: Cameras | None = None) -> tuple[Path, str]:
+def choose_checkpoint(spec, cams: Cameras | None = None, images: Tensor | None = None) -> tuple[Path, str]:
     """(checkpoint file, why) for a ``--checkpoint`` value: ``object`` or ``scene`` (the shipped
-    renderers), ``auto`` (the shipped renderer of the capture kind of the input cameras ``cams``,
-    see nvs.geometry.capture), or a file, returned as given."""
+    renderers), ``auto`` (the shipped renderer of the kind of capture of the input cameras ``cams``
+    and, when given, their images [V, 3, H, W]: see nvs.geometry.capture), or a file, returned as
+    given."""
     from pathlib import Path
 
     from nvs.assets import SHIPPED
@@ -225,12 +226,14 @@ def choose_checkpoint(spec, cams: Cameras | None = None) -> tuple[Path, str]:
     if spec == "auto":
         if cams is None:
             raise ValueError("--checkpoint auto picks a renderer from the input cameras; name object, scene or a file")
-        from nvs.geometry.capture import capture_kind
+        from nvs.geometry.capture import capture_kind, white_background
 
-        kind = capture_kind(cams)
-        why = ("auto: the input cameras walk through a scene" if kind == "scene"
-               else "auto: the input cameras circle an object")
-        return SHIPPED[kind], why
+        if capture_kind(cams) == "scene":
+            return SHIPPED["scene"], "auto: the input cameras walk through a scene"
+        if images is not None and not white_background(images):
+            return SHIPPED["scene"], ("auto: the input cameras circle an object, but the photos show a background "
+                                      "(the object renderer knows objects on white only)")
+        return SHIPPED["object"], "auto: the input cameras circle an object"
     if spec in SHIPPED:
         return SHIPPED[spec], f"the shipped {spec} renderer"
     return Path(spec), "the checkpoint asked for"
@@ -244,21 +247,27 @@ def renderer_frame(model: torch.nn.Module, input_cams: Cameras):
     return fitted_frame(getattr(model, "normalization", None) or "none", input_cams)
 
 
-def capture_warning(model: torch.nn.Module, cams: Cameras) -> str | None:
-    """A warning when the input cameras are not the kind of capture the renderer was trained on
-    (nvs.geometry.capture): a walk through a scene given to an object renderer, or a turntable
-    given to our scene renderer; None otherwise (and for published checkpoints)."""
-    from nvs.geometry.capture import capture_kind
+def capture_warning(model: torch.nn.Module, cams: Cameras, images: Tensor | None = None) -> str | None:
+    """A warning when the inputs are not the kind of capture the renderer was trained on
+    (nvs.geometry.capture): a walk through a scene, or photos with a background, given to an object
+    renderer; a turntable of an object on white given to our scene renderer; None otherwise (and
+    for published checkpoints). ``images`` [V, 3, H, W]: the input photos, when at hand."""
+    from nvs.geometry.capture import capture_kind, white_background
 
     if getattr(model, "source_format", "") == "official":
         return None
     # ours trained on walks name a scene normalisation; on objects, none or the object frame
     trained = "object" if getattr(model, "normalization", None) in (None, "none", "object") else "scene"
-    if capture_kind(cams) == trained:
-        return None
-    if trained == "object":
+    kind = capture_kind(cams)
+    on_white = images is None or white_background(images)
+    if trained == "object" and kind == "scene":
         return ("the input cameras walk through a scene rather than circle an object, and this renderer was trained "
                 "on objects: expect blurred views; the scene renderer (--checkpoint scene) is trained on walks, and "
                 "adapting to the scene's own photos helps")
-    return ("the input cameras circle an object, and this renderer was trained on walks through rooms: the object "
-            "renderer (--checkpoint object) is trained on turntables")
+    if trained == "object" and not on_white:
+        return ("the photos show a background, and this renderer was trained on objects on white: expect a wrong "
+                "background; the scene renderer (--checkpoint scene) draws backgrounds")
+    if trained == "scene" and kind == "object" and on_white:
+        return ("the input cameras circle an object on white, and this renderer was trained on walks through rooms: "
+                "the object renderer (--checkpoint object) is trained on such turntables")
+    return None

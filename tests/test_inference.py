@@ -62,9 +62,13 @@ def test_a_capture_unlike_the_renderers_training_is_warned_about():
     walk, ring = room_scene(3, 8, 32, 32).cameras, ring_cameras(1, 8)[0]
     assert "walk through a scene" in capture_warning(model, walk) and "--checkpoint scene" in capture_warning(model, walk)
     assert capture_warning(model, ring) is None
+    on_white, on_a_table = torch.ones(8, 3, 32, 32), torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert capture_warning(model, ring, on_white) is None
+    assert "photos show a background" in capture_warning(model, ring, on_a_table)
     model.normalization = "lvsm"  # a renderer trained on re-expressed scenes
     assert capture_warning(model, walk) is None
-    assert "--checkpoint object" in capture_warning(model, ring)
+    assert "--checkpoint object" in capture_warning(model, ring) == capture_warning(model, ring, on_white)
+    assert capture_warning(model, ring, on_a_table) is None  # what auto gives such photos
 
 
 def test_auto_picks_the_shipped_renderer_of_the_capture_kind(tmp_path):
@@ -75,6 +79,11 @@ def test_auto_picks_the_shipped_renderer_of_the_capture_kind(tmp_path):
     walk, ring = room_scene(3, 8, 32, 32).cameras, ring_cameras(1, 8)[0]
     assert choose_checkpoint("auto", walk) == (SCENE_CHECKPOINT, "auto: the input cameras walk through a scene")
     assert choose_checkpoint("auto", ring) == (OBJECT_CHECKPOINT, "auto: the input cameras circle an object")
+    assert choose_checkpoint("auto", ring, torch.ones(8, 3, 32, 32))[0] == OBJECT_CHECKPOINT
+    on_a_table = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    path, why = choose_checkpoint("auto", ring, on_a_table)
+    assert path == SCENE_CHECKPOINT and "the photos show a background" in why
+    assert choose_checkpoint("object", ring, on_a_table)[0] == OBJECT_CHECKPOINT
     assert choose_checkpoint("scene", ring)[0] == SCENE_CHECKPOINT  # a name overrides the capture
     assert choose_checkpoint(tmp_path / "mine.safetensors", walk)[0] == tmp_path / "mine.safetensors"
     with pytest.raises(ValueError, match="input cameras"):

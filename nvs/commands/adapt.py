@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     name, chosen, images, cams = load_scene_inputs(Path(args.scene), args.scene_index, args.views, tuple(args.size),
                                                    args.object_frame)
-    checkpoint, why = choose_checkpoint(args.checkpoint, cams)
+    checkpoint, why = choose_checkpoint(args.checkpoint, cams, images)
     print(f"renderer: {checkpoint.name} ({why})")
     model = load_renderer(checkpoint, device=resolve_device(args.device))
     if not args.object_frame:

@@ -53,7 +53,7 @@ def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int
         results = {"model": [], "nearest_view": [], "untrained": []}
         for i in tqdm(range(scenes), desc=f"demo: {kind}s", unit="scene"):
             scene = example_scene(HELDOUT_SEED + i, input_views, target_views, size, kind)
-            path, _ = choose_checkpoint("auto", scene.cameras)
+            path, _ = choose_checkpoint("auto", scene.cameras, scene.images)
             renderers.setdefault(f"{kind}s", set()).add(path.name)
             sizes[f"{kind}s"] = list(scene.images.shape[-2:])
             model = models[path]

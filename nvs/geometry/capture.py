@@ -7,6 +7,10 @@ the cameras, the cameras keep about the same distance from it, and they see it f
 spread over a wide angle. A walk that keeps its gaze on one spot meets the first test but not
 the other two (measured on the furnished-room walks of nvs/datasets/furnished_room.py: arcs up
 to 54 deg at distance ratios of 1.7 and more).
+
+The object renderer has only seen objects on white. Photos that circle an object but show a
+background (a table, a room, a black cloth; an inward-facing capture of a whole scene) are what
+the scene renderer draws: :func:`white_background` tells them apart by the inputs' borders.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ MAX_AXIS_MISS_DEG = 20.0  # how far an optical axis may point away from the comm
 MIN_ARC_DEG = 60.0  # how widely the cameras must surround the centre
 MAX_DISTANCE_RATIO = 1.5  # farthest over nearest camera distance to the centre
 MIN_SHARE = 0.8  # share of cameras whose axis must point at the centre
+WHITE_LEVEL = 0.75  # a white background pixel: every channel at least this bright
+MIN_WHITE_BORDER = 0.6  # share of the pixels along the inputs' borders that must be white
+BORDER = 1 / 16  # width of that strip, as a share of the image's height and width
 
 
 def axes_meeting_point(c2w: Tensor, min_views: int = 3) -> Tensor | None:
@@ -58,3 +65,14 @@ def capture_kind(cams: Cameras) -> str:
     dirs = -to_center / distance[:, None]
     arc = math.degrees(math.acos(float((dirs @ dirs.T).min().clamp(-1, 1))))
     return "object" if arc >= MIN_ARC_DEG else "scene"
+
+
+def white_background(images: Tensor) -> bool:
+    """Whether photos [V, 3, H, W] in [0, 1] show their subject on white, as the object renderer's
+    training renders do: most pixels of a strip along the borders of the images are near-white."""
+    height, width = images.shape[-2:]
+    rows, cols = max(1, round(height * BORDER)), max(1, round(width * BORDER))
+    strip = torch.zeros(height, width, dtype=torch.bool)
+    strip[:rows], strip[-rows:], strip[:, :cols], strip[:, -cols:] = True, True, True, True
+    white = images.reshape(-1, *images.shape[-3:]).amin(-3) >= WHITE_LEVEL  # [V, H, W]
+    return float(white[:, strip].float().mean()) >= MIN_WHITE_BORDER

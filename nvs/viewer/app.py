@@ -117,7 +117,7 @@ class ViewerApp:
         """(the renderer for this scene, why)."""
         if self.choice != "auto":
             return self.choice, "the renderer asked for"
-        path, why = choose_checkpoint("auto", scene.cameras)
+        path, why = choose_checkpoint("auto", scene.cameras, scene.images)
         return next(k for k, p in SHIPPED.items() if p == path), why
 
     def _model(self, session: Session):
@@ -163,7 +163,7 @@ class ViewerApp:
         height, width = scene.images.shape[-2:]
         status = (f"**{scene.name}**: {scene.images.shape[0]} input views at {height}×{width} · {_timings(scene)} · "
                   f"{timing}\n\nrenderer `{Path(self.files[key]).name}` ({why})")
-        notes = [*scene.notes, *filter(None, [capture_warning(model, scene.cameras)])]
+        notes = [*scene.notes, *filter(None, [capture_warning(model, scene.cameras, scene.images)])]
         if notes:
             status += "\n\n" + "\n".join(f"- {n}" for n in notes)
         gallery = [(img, f"input {i}") for i, img in enumerate(to_uint8(scene.images))]

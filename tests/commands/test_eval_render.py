@@ -153,20 +153,24 @@ def test_eval_and_render_on_the_gpu(workspace):
 
 def test_render_picks_the_shipped_renderer_of_the_capture(tmp_path):
     """`nvs render` without --checkpoint: a walk through a room goes to the scene renderer, a
-    turntable to the object renderer; --checkpoint names either whatever the capture."""
+    turntable on white to the object renderer, a turntable whose photos show a background to the
+    scene renderer; --checkpoint names either whatever the capture."""
     from nvs.commands.cli import main
     from nvs.datasets.formats import write_dataset
     from nvs.datasets.procedural import object_scene, room_scene
 
-    for kind, scene, renderer in (("room", room_scene(5, 8, 64, 64), "lact_scene"),
-                                  ("object", object_scene(5, 8, 64, 64), "lact_object")):
-        write_dataset(tmp_path / kind, "lact", [(kind, scene.images, scene.cameras)])
+    room, turntable = room_scene(5, 8, 64, 64), object_scene(5, 8, 64, 64)
+    for kind, images, cams, renderer in (("room", room.images, room.cameras, "lact_scene"),
+                                         ("object", turntable.images, turntable.cameras, "lact_object"),
+                                         ("backdrop", room.images, turntable.cameras, "lact_scene")):
+        write_dataset(tmp_path / kind, "lact", [(kind, images, cams)])
         out = tmp_path / f"{kind}.mp4"
         assert main(["render", "--scene", str(tmp_path / kind), "--views", "4", "--frames", "3", "--size", "64", "64",
                      "--out", str(out)]) == 0
         summary = json.loads((tmp_path / f"{kind}.mp4.json").read_text())
         assert summary["checkpoint"].endswith(f"{renderer}.safetensors") and summary["renderer_choice"].startswith("auto")
-        assert summary["warnings"] == [] and summary["normalize"] == ("lvsm" if kind == "room" else "object")
+        assert summary["warnings"] == [] and summary["normalize"] == ("object" if kind == "object" else "lvsm")
+        assert summary["path"] == ("interpolate" if kind == "room" else "orbit")
     assert main(["render", "--checkpoint", "object", "--scene", str(tmp_path / "room"), "--views", "4", "--frames", "3",
                  "--size", "64", "64", "--out", str(tmp_path / "forced.mp4")]) == 0
     forced = json.loads((tmp_path / "forced.mp4.json").read_text())

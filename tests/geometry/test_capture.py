@@ -3,7 +3,7 @@ import math
 import torch
 
 from nvs.cameras import Cameras, look_at
-from nvs.geometry.capture import axes_meeting_point, capture_kind
+from nvs.geometry.capture import axes_meeting_point, capture_kind, white_background
 
 from tests.helpers import ring_cameras, shared_path
 
@@ -59,3 +59,27 @@ def test_the_middlebury_temple_ring_is_an_object_capture():
     from nvs.datasets.formats import read_any_scene
 
     assert capture_kind(read_any_scene(shared_path("middlebury_templeSparseRing")).cameras) == "object"
+
+
+
+def test_renders_on_white_have_a_white_background_and_photos_with_one_do_not():
+    from nvs.datasets.procedural import object_scene, room_scene
+
+    assert white_background(object_scene(seed=3, views=4, height=64, width=64).images)
+    assert not white_background(room_scene(3, 4, 36, 64).images)
+    photos = torch.ones(4, 3, 64, 64)
+    photos[..., 10:54, 10:54] = 0.2  # an object filling most of the frame, still on white
+    assert white_background(photos)
+    photos[..., :2, :] = 0.0  # a dark frame along the top and bottom (a sixteenth of the height)
+    photos[..., -2:, :] = 0.0
+    assert white_background(photos)
+    photos[..., :, :] = torch.tensor([0.9, 0.9, 0.5])[:, None, None]  # a warm backdrop is not white
+    assert not white_background(photos)
+    assert not white_background(torch.zeros(2, 3, 8, 8)) and white_background(torch.full((3, 8, 8), 0.8))
+
+
+def test_the_middlebury_temple_is_not_on_white():
+    from nvs.datasets.formats import load_views, read_any_scene
+
+    record = read_any_scene(shared_path("middlebury_templeSparseRing"))
+    assert not white_background(load_views(record, [0, 5], 120, 160)[0])  # a dark cloth behind the temple
