@@ -50,7 +50,7 @@ SYNTH_object := --kind furniture --views 24 --size 128 128
 SYNTH_scene := --kind furnished-room --views 24 --size 144 256
 DATA_object := furniture
 DATA_scene := rooms
-TRAIN_SCENES_object := 2235
+TRAIN_SCENES_object := 3600
 TRAIN_SCENES_scene := 1000
 train-gpu: $(STAMP) assets
 	@test -n "$(SYNTH_$(RENDERER))" || { echo "RENDERER must be object or scene, not '$(RENDERER)'"; exit 2; }
