@@ -63,15 +63,16 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
     device = resolve_device(device)
     record = read_any_scene(scene, scene_index)
     chosen = choose_inputs(record, views, selection, scene, scene_index, index)
-    # auto looks at the photos too; the shipped renderers read them resized as here (bilinear)
-    photos = load_views(record, chosen, *size)[0] if str(checkpoint) == "auto" else None
-    checkpoint, why = choose_checkpoint(checkpoint, record.cameras[chosen], photos)
+    # auto looks at the photos too, read as the shipped renderers read them (bilinear)
+    loaded = load_views(record, chosen, *size, resize="bilinear") if str(checkpoint) == "auto" else None
+    checkpoint, why = choose_checkpoint(checkpoint, record.cameras[chosen], None if loaded is None else loaded[0])
     print(f"renderer: {checkpoint.name} ({why})")
     model = load_renderer(checkpoint, device=device)
     turns = resolve_turns(model, turns)  # of the renderer loaded, adapted or not
     runner = configure_inference(model, memory_budget, dtype, turns)
     normalize, resize = protocol_defaults(model, normalize, resize)
-    images, cams = load_views(record, chosen, *size, resize=resize)
+    same = loaded is not None and resize == "bilinear"
+    images, cams = loaded if same else load_views(record, chosen, *size, resize=resize)
     warning = capture_warning(model, cams, images)
     if warning:
         print(f"warning: {warning} (--adapt)")
