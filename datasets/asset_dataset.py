@@ -44,7 +44,10 @@ def _finish_lact(root: Path, summary: dict) -> dict:
     _write_json(root / "index.json", [str((d / "opencv_cameras.json").relative_to(root)) for d in done])
     _write_json(root / "attribution.json",
                 merge_attribution({d.name: json.loads((d / "attribution.json").read_text()) for d in done}))
-    summary = {**summary, "scenes_written": len(done)}
+    kinds: dict[str, int] = {}
+    for d in done:  # runs of several kinds may write into one folder (walks and orbits of rooms)
+        kinds[d.name.split("_")[0]] = kinds.get(d.name.split("_")[0], 0) + 1
+    summary = {**summary, "scenes_written": len(done), "scenes_by_kind": kinds}
     _write_json(root / "synth.json", summary)
     return summary
 

@@ -3,7 +3,8 @@
 - ``furniture`` (GSO/Objaverse-like): one model normalised to the unit sphere, turned at random
   about up (+z), lit at random, on white; cameras on a sphere of radius 2.7 looking at the
   centre, 50 deg field of view, elevations 0-60 deg (as the procedural ``object`` kind).
-- ``furnished-room`` (RealEstate10K-like): see :mod:`nvs.datasets.furnished_room`.
+- ``furnished-room`` (RealEstate10K-like walks) and ``furnished-orbit`` (rings around a piece in
+  a room): see :mod:`nvs.datasets.furnished_room`.
 
 Scene ``seed`` of a split uses model ``seed mod (models in the split)`` (furniture), so
 consecutive seeds cover every model before repeating one in a new orientation. Every scene
@@ -22,7 +23,7 @@ import torch
 from nvs.datasets import furniture
 from nvs.datasets.procedural import Scene, object_cameras
 
-ASSET_KINDS = ("furniture", "furnished-room")
+ASSET_KINDS = ("furniture", "furnished-room", "furnished-orbit")
 
 
 @dataclass
@@ -102,9 +103,10 @@ def generate_asset_scene(kind: str, seed: int, views: int, height: int, width: i
         raise ValueError(f"unknown split {split!r}; choose one of {furniture.SPLITS}")
     if kind == "furniture":
         return furniture_scene(seed, views, height, width, split)
-    from nvs.datasets.furnished_room import furnished_room_scene
+    from nvs.datasets.furnished_room import furnished_orbit_scene, furnished_room_scene
 
-    return furnished_room_scene(seed, views, height, width, split)
+    make = furnished_room_scene if kind == "furnished-room" else furnished_orbit_scene
+    return make(seed, views, height, width, split)
 
 
 def merge_attribution(scenes: dict[str, list[dict]]) -> dict:

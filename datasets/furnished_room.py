@@ -1,5 +1,7 @@
 """``furnished-room`` scenes: a room with textured walls, floor and ceiling, furnished with the
 packaged models, seen from a smooth camera walk at eye height (RealEstate10K-like), 16:9 frames.
+``furnished-orbit`` scenes: the same kind of room, the camera circling one free-standing piece and
+looking at it (the hand-held rings of Mip-NeRF 360, CO3D or a turntable photographed in place).
 
 World: metres, z up, floor at z = 0, walls at x = +-ext_x and y = +-ext_y. The camera path is
 drawn first; pieces are then placed on the floor, with their backs against a wall or free-standing
@@ -181,6 +183,27 @@ def camera_walk(rng: np.random.Generator, views: int, height: int, width: int, e
     return Cameras(intr, c2w, height, width)
 
 
+def camera_orbit(rng: np.random.Generator, views: int, height: int, width: int, centre: np.ndarray,
+                 radius: float) -> Cameras:
+    """A hand-held ring around ``centre`` [3] (world, z up): an arc of 120-360 deg at ``radius``
+    metres, camera height 0.6-1.9 m, each view aimed at the centre give or take a few centimetres,
+    radius and height swaying by a few percent; horizontal field of view 50-70 deg."""
+    full = rng.uniform() < 0.5
+    span = 2 * math.pi if full else rng.uniform(2 * math.pi / 3, 2 * math.pi)
+    t = np.arange(views) / (views if full else max(views - 1, 1))
+    azimuth = rng.uniform(0, 2 * math.pi) + rng.choice([-1.0, 1.0]) * span * t
+    wave = np.sin(2 * math.pi * t * rng.integers(1, 4) + rng.uniform(0, 2 * math.pi))
+    r = radius * (1 + rng.uniform(0, 0.06) * wave)
+    eye_z = np.clip(rng.uniform(0.6, 1.9) + rng.uniform(0, 0.08) * wave[::-1], 0.3, None)
+    eye = np.stack([centre[0] + r * np.cos(azimuth), centre[1] + r * np.sin(azimuth), eye_z], -1)
+    aim = centre[None] + rng.normal(0, 0.03, (views, 3))
+    eye_t = torch.tensor(eye, dtype=torch.float32)
+    c2w = look_at(eye_t, torch.tensor(aim, dtype=torch.float32), torch.tensor([0.0, 0.0, 1.0]).expand(views, 3))
+    focal = fov_to_focal(math.radians(rng.uniform(50, 70)), width)
+    intr = torch.tensor([focal, focal, width / 2, height / 2]).expand(views, 4).clone()
+    return Cameras(intr, c2w, height, width)
+
+
 # ----- furnishing ---------------------------------------------------------------------------------
 def _boxes_overlap(a: np.ndarray, b: np.ndarray, margin: float = 0.03) -> bool:
     """Axis-aligned boxes [2, 3] (min, max) closer than ``margin`` on every axis."""
@@ -199,23 +222,26 @@ WALL_NORMALS = np.array([[0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [1.0, 0.0]])  # i
 
 
 def place_pieces(rng: np.random.Generator, candidates: list[furniture.Piece], openings: list[furniture.Piece],
-                 count: int, ext: np.ndarray, height: float, camera_xy: np.ndarray) -> list[tuple[furniture.Piece, np.ndarray]]:
-    """(piece, 4x4 pose) for up to ``count`` pieces and 0-2 doors/windows, none intersecting."""
+                 count: int, ext: np.ndarray, height: float, camera_xy: np.ndarray,
+                 centre_piece: tuple[furniture.Piece, np.ndarray, float] | None = None) -> list[tuple[furniture.Piece, np.ndarray]]:
+    """(piece, 4x4 pose) for up to ``count`` pieces and 0-2 doors/windows, none intersecting;
+    ``centre_piece`` (piece, floor position [2], yaw) is placed first, where it is told to be,
+    and may stand closer than CAMERA_CLEARANCE to the cameras (the piece they circle)."""
     placed: list[tuple[furniture.Piece, np.ndarray]] = []
     boxes: list[np.ndarray] = []
 
-    def try_place(piece: furniture.Piece, wall: int | None, opening: bool) -> bool:
+    def try_place(piece: furniture.Piece, wall: int | None, opening: bool, at: tuple[np.ndarray, float] | None = None) -> bool:
         w, d, h = piece.size
         z0 = piece.elevation
         if z0 + h > height - 0.05:
             return False
         if wall is None:
-            yaw = rng.uniform(0, 2 * math.pi)
+            yaw = rng.uniform(0, 2 * math.pi) if at is None else at[1]
             c, s = abs(math.cos(yaw)), abs(math.sin(yaw))
             half = np.array([c * w / 2 + s * d / 2, s * w / 2 + c * d / 2])
             if np.any(half >= ext - 0.05):
                 return False
-            centre = rng.uniform(-(ext - half - 0.02), ext - half - 0.02)
+            centre = rng.uniform(-(ext - half - 0.02), ext - half - 0.02) if at is None else np.asarray(at[0], dtype=np.float64)
         else:
             normal = WALL_NORMALS[wall]
             yaw = math.atan2(normal[0], -normal[1])  # the piece's front (-y) turned to face the room
@@ -232,7 +258,7 @@ def place_pieces(rng: np.random.Generator, candidates: list[furniture.Piece], op
             return False
         if any(_boxes_overlap(box, other) for other in boxes):
             return False
-        if z0 < 2.0:
+        if z0 < 2.0 and at is None:
             near = np.all((camera_xy > box[0, :2] - CAMERA_CLEARANCE) & (camera_xy < box[1, :2] + CAMERA_CLEARANCE), axis=1)
             if near.any():
                 return False
@@ -240,6 +266,8 @@ def place_pieces(rng: np.random.Generator, candidates: list[furniture.Piece], op
         placed.append((piece, _yaw_matrix(yaw, np.array([centre[0], centre[1], z0]))))
         return True
 
+    if centre_piece is not None and not try_place(centre_piece[0], None, False, (centre_piece[1], centre_piece[2])):
+        raise ValueError(f"{centre_piece[0].id} does not fit at {centre_piece[1]} in a room of half extents {ext}")
     for _ in range(int(rng.integers(0, 3)) if openings else 0):
         for _attempt in range(10):
             if try_place(openings[int(rng.integers(len(openings)))], int(rng.integers(4)), True):
@@ -285,8 +313,6 @@ def room_lights(rng: np.random.Generator, ext: np.ndarray, height: float):
 
 def furnished_room_scene(seed: int, views: int, height: int = 144, width: int = 256, split: str = "train") -> AssetScene:
     """A furnished room seen from a camera walk of ``views`` frames (in path order)."""
-    from nvs.datasets import mesh_render
-
     rng = np.random.default_rng([int(seed), 11 + (split == "val")])
     ext = np.array([rng.uniform(1.7, 3.0), rng.uniform(1.5, 2.5)])
     room_height = float(rng.uniform(2.5, 2.9))
@@ -294,6 +320,42 @@ def furnished_room_scene(seed: int, views: int, height: int = 144, width: int = 
     furnish, openings = room_candidates(split, room_height)
     placed = place_pieces(rng, furnish, openings, int(rng.integers(8, 15)), ext, room_height,
                           cams.c2w[:, :2, 3].double().numpy())
+    return _render_room(rng, ext, room_height, placed, cams)
+
+
+ORBIT_GAP = 0.5  # metres between the circled piece's bounding circle and the cameras, at least
+
+
+def furnished_orbit_scene(seed: int, views: int, height: int = 144, width: int = 256, split: str = "train") -> AssetScene:
+    """A furnished room, the camera circling one free-standing piece of it for ``views`` frames
+    (in path order); the piece (at most 1.8 m tall) is drawn until one fits its ring in the room."""
+    rng = np.random.default_rng([int(seed), 21 + (split == "val")])
+    ext = np.array([rng.uniform(2.0, 3.0), rng.uniform(1.8, 2.6)])
+    room_height = float(rng.uniform(2.5, 2.9))
+    furnish, openings = room_candidates(split, room_height)
+    centre = rng.uniform(-0.25 * ext, 0.25 * ext)
+    max_radius = float(np.min(ext - np.abs(centre))) - 0.3
+    for _attempt in range(100):
+        piece = furnish[int(rng.integers(len(furnish)))]
+        reach = math.hypot(piece.size[0], piece.size[1]) / 2
+        if piece.elevation == 0 and piece.size[2] <= 1.8 and reach + ORBIT_GAP <= max_radius:
+            break
+    else:
+        raise ValueError(f"no piece of the {split} split fits a ring in a room of half extents {ext}")
+    lo = max(reach + ORBIT_GAP, 0.8)
+    radius = float(rng.uniform(lo, max(lo, min(max_radius, 2.5 * reach + 0.6))))
+    aim = np.array([centre[0], centre[1], piece.size[2] * rng.uniform(0.35, 0.65)])
+    cams = camera_orbit(rng, views, height, width, aim, radius)
+    placed = place_pieces(rng, furnish, openings, int(rng.integers(6, 13)), ext, room_height,
+                          cams.c2w[:, :2, 3].double().numpy(), (piece, centre, float(rng.uniform(0, 2 * math.pi))))
+    return _render_room(rng, ext, room_height, placed, cams)
+
+
+def _render_room(rng: np.random.Generator, ext: np.ndarray, room_height: float,
+                 placed: list[tuple[furniture.Piece, np.ndarray]], cams: Cameras) -> AssetScene:
+    """The room's shell (textures drawn from ``rng``), its placed pieces and lights, rendered."""
+    from nvs.datasets import mesh_render
+
     shell = room_shell(rng, ext, room_height)
     meshes = [(mesh_render.make_mesh(shell), np.eye(4))]
     problems: list[str] = []

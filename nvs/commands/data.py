@@ -74,8 +74,10 @@ def add_parser(sub) -> None:
     data = sub.add_parser("data", help="write procedural data sets, inspect data sets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", help="generate a procedural or asset-rendered data set in a real format")
     p.add_argument("--kind", choices=[*SCENE_KINDS, *ASSET_KINDS], default="object",
-                   help="object/room: procedural primitives; furniture/furnished-room: rendered from Debian's "
-                        "sweethome3d-furniture models (`make assets`)")
+                   help="object/room: procedural primitives; furniture (one model on white), furnished-room "
+                        "(a walk through a furnished room), furnished-orbit (a ring around a piece in a furnished "
+                        "room): rendered from Debian's sweethome3d-furniture models (`make assets`); lact-format "
+                        "runs of several kinds may write into one folder")
     p.add_argument("--split", choices=["train", "val"], default="train",
                    help="asset kinds: the models to use (val: the fixed held-out 10%%)")
     p.add_argument("--scenes", type=T.positive_int(), default=10)
@@ -84,7 +86,7 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=list(FORMATS), default="lact")
     p.add_argument("--seed", type=T.seed, default=0)
     p.add_argument("--workers", type=T.workers, default=T.default_workers(),
-                   help="furniture and furnished-room: processes rendering scenes (default: one per core)")
+                   help="asset kinds: processes rendering scenes (default: one per core)")
     p.add_argument("--out", type=T.out_dir, required=True)
     p.set_defaults(func=run_synth)
     p = data.add_parser("info", help="validate a data set and print what it holds (exit 1 if any scene is invalid)")

@@ -6,8 +6,10 @@ Data is normalised so that networks see the frame they were trained in. Named ru
   mean camera at the origin looking down +z, fitted on all sampled views, inputs and targets
   together; translations divided by their largest absolute coordinate, so every camera lies in
   [-1, 1]^3.
-- ``lvsm``: the mean camera frame fitted on the input views only; translations divided by
-  ``1.35 * max distance``, so the farthest input camera lies at distance 1/1.35.
+- ``lvsm``: the mean camera frame fitted on the input views only (a ring of inward-looking
+  cameras, whose mean axes leave the heading undefined, takes its first camera's heading);
+  translations divided by ``1.35 * max distance``, so the farthest input camera lies at distance
+  1/1.35.
 - ``object`` (the object renderers): fitted on the input views, the point their optical axes
   meet at the origin, up (:func:`estimate_scene_frame`) along +z, and the cameras' mean distance
   from it OBJECT_CAMERA_RADIUS, the frame the object data is rendered in. A capture already in
@@ -16,6 +18,7 @@ Data is normalised so that networks see the frame they were trained in. Named ru
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -25,18 +28,29 @@ from nvs.cameras import Cameras, invert_rigid
 from nvs.geometry.capture import axes_meeting_point
 
 LVSM_SCALE_MARGIN = 1.35
+RING_ANGLE_DEG = 20.0  # mean forward and mean down axes closer than this: a ring of cameras (mean_camera)
 OBJECT_CAMERA_RADIUS = 2.7  # the distance of the object data's cameras from the object (as in the LaCT object data)
 NORMALIZATIONS = ("lact", "lvsm", "object", "none")
 
 
-def mean_camera(c2w: Tensor) -> Tensor:
+def mean_camera(c2w: Tensor, level_rings: bool = False) -> Tensor:
     """Average pose of [..., V, 4, 4] cameras -> [..., 4, 4].
 
     Position: mean centre. Orientation: mean forward (z) and down (y) axes, re-orthonormalised.
+    With ``level_rings``, where those two means are within RING_ANGLE_DEG of parallel (cameras
+    spread around a ring and looking inwards: the horizontal parts of their axes cancel), the
+    forward axis is instead the first camera's, made orthogonal to the mean down axis; without
+    it such a frame's heading is whatever the rounding leaves.
     """
     center = c2w[..., :3, 3].mean(-2)
     forward = torch.nn.functional.normalize(c2w[..., :3, 2].mean(-2), dim=-1)
     down = c2w[..., :3, 1].mean(-2)
+    if level_rings:
+        unit_down = torch.nn.functional.normalize(down, dim=-1)
+        ring = torch.linalg.cross(unit_down, forward).norm(dim=-1) < math.sin(math.radians(RING_ANGLE_DEG))
+        first = c2w[..., 0, :3, 2]
+        level = torch.nn.functional.normalize(first - (first * unit_down).sum(-1, keepdim=True) * unit_down, dim=-1)
+        forward = torch.where(ring[..., None], level, forward)
     right = torch.nn.functional.normalize(torch.linalg.cross(down, forward), dim=-1)
     down = torch.linalg.cross(forward, right)
     out = torch.zeros(*c2w.shape[:-3], 4, 4, dtype=c2w.dtype, device=c2w.device)
@@ -81,8 +95,9 @@ class SceneNormalization:
 
     @classmethod
     def fit(cls, c2w: Tensor, margin: float = LVSM_SCALE_MARGIN) -> "SceneNormalization":
-        """Fit to reference cameras [..., V, 4, 4] (normally the input views)."""
-        frame = mean_camera(c2w)
+        """Fit to reference cameras [..., V, 4, 4] (normally the input views); a ring's heading is
+        its first camera's (mean_camera's ``level_rings``)."""
+        frame = mean_camera(c2w, level_rings=True)
         local = invert_rigid(frame)[..., None, :, :] @ c2w
         extent = local[..., :3, 3].norm(dim=-1).amax(-1)
         scale = 1.0 / (margin * extent.clamp_min(1e-8))

@@ -13,6 +13,7 @@ import torch
 from nvs.datasets import asset_scenes, furniture
 from nvs.datasets.asset_dataset import write_asset_dataset
 from nvs.datasets.views import FileViews
+from nvs.geometry.capture import axes_meeting_point
 
 pytestmark = pytest.mark.skipif(asset_scenes.unavailable_reason() is not None,
                                 reason=str(asset_scenes.unavailable_reason()))
@@ -56,6 +57,38 @@ def test_furnished_room_is_deterministic_and_its_walk_is_smooth():
     steps = (centres[1:] - centres[:-1]).norm(dim=-1)
     assert float(steps.max()) < 0.6 and float(centres[:, 2].min()) > 1.3  # eye height, small even steps
     assert torch.isfinite(a.depth).all()  # inside a closed room every pixel hits a surface
+
+
+def test_orbit_cameras_circle_the_centre_and_look_at_it():
+    from nvs.datasets.furnished_room import camera_orbit
+
+    centre = np.array([0.4, -0.2, 0.5])
+    for seed in range(4):
+        cams = camera_orbit(np.random.default_rng(seed), 12, 36, 64, centre, 1.5)
+        offset = cams.centers.double().numpy() - centre
+        assert np.all(np.abs(np.hypot(offset[:, 0], offset[:, 1]) / 1.5 - 1) <= 0.06 + 1e-6)
+        azimuth = np.unwrap(np.arctan2(offset[:, 1], offset[:, 0]))
+        turns = np.diff(azimuth)
+        assert np.all(np.sign(turns) == np.sign(turns[0]))  # one way round
+        assert 2 * np.pi / 3 - 1e-6 <= abs(azimuth[-1] - azimuth[0]) <= 2 * np.pi
+        px, depth = cams.project(torch.tensor(centre, dtype=torch.float32).expand(12, 1, 3))
+        assert torch.all(depth > 0)
+        assert torch.all((px[:, 0] - torch.tensor([32.0, 18.0])).abs() < 4)  # aimed within a few centimetres
+
+
+@pytest.mark.slow  # loads a dozen models twice
+def test_furnished_orbit_is_deterministic_and_circles_a_held_out_piece():
+    a = asset_scenes.generate_asset_scene("furnished-orbit", 3, 6, 36, 64, split="val")
+    b = asset_scenes.generate_asset_scene("furnished-orbit", 3, 6, 36, 64, split="val")
+    assert a.images.shape == (6, 3, 36, 64) and torch.equal(a.images, b.images)
+    assert {x["id"] for x in a.attribution} <= {p.id for p in furniture.pieces_of_split("val")}
+    assert torch.isfinite(a.depth).all()
+    # the piece being circled fills the middle of every frame, around the point the views aim at
+    aim = axes_meeting_point(a.cameras.c2w.double(), min_views=2)
+    distance = (a.cameras.centers.double() - aim).norm(dim=-1)
+    middle = a.depth[:, 0, 15:21, 28:36].flatten(1).min(1).values
+    assert torch.all(middle < distance + 1.0)
+    assert torch.all(middle < a.depth[:, 0].flatten(1).max(1).values)  # and nearer than the walls
 
 
 def test_placed_pieces_never_intersect_and_keep_clear_of_the_camera_path():

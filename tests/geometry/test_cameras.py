@@ -131,6 +131,35 @@ def test_scene_normalization_keeps_projections_and_scales():
     assert torch.allclose(mean_camera(moved.c2w)[:3, :3], torch.eye(3), atol=1e-5)
 
 
+def _ring(views: int, turn: float) -> torch.Tensor:
+    """c2w [views, 4, 4]: a full ring of radius 2 at 25 deg elevation around (1, 2, 0.5), turned by ``turn``."""
+    az = torch.arange(views) * 2 * math.pi / views + turn
+    el = math.radians(25)
+    eyes = torch.stack([2 * torch.cos(az) * math.cos(el) + 1, 2 * torch.sin(az) * math.cos(el) + 2,
+                        torch.full_like(az, 2 * math.sin(el) + 0.5)], -1)
+    return look_at(eyes, torch.tensor([1.0, 2.0, 0.5]).expand(views, 3), torch.tensor([0.0, 0.0, 1.0]).expand(views, 3))
+
+
+def test_lvsm_frame_of_a_ring_takes_the_first_cameras_heading():
+    ring = _ring(8, 0.0)
+    frame = mean_camera(ring, level_rings=True)
+    rot = frame[:3, :3]
+    assert torch.allclose(rot.T @ rot, torch.eye(3), atol=1e-5) and torch.det(rot) == pytest.approx(1.0, abs=1e-5)
+    # the frame's forward is the first camera's heading, level; its down is world down
+    assert torch.allclose(frame[:3, 1], torch.tensor([0.0, 0.0, -1.0]), atol=1e-5)
+    first = ring[0, :3, 2].clone()
+    first[2] = 0
+    assert torch.allclose(frame[:3, 2], first / first.norm(), atol=1e-5)
+    # so the normalised ring does not depend on where around it the capture started
+    a = SceneNormalization.fit(ring).apply(ring)
+    b = SceneNormalization.fit(_ring(8, 1.0)).apply(_ring(8, 1.0))
+    assert torch.allclose(a, b, atol=1e-4)
+    # cameras that do not form a ring keep the plain mean frame
+    walk = look_at(torch.tensor([[0.0, 0.0, 1.5], [0.5, 0.1, 1.5], [1.0, 0.3, 1.6]]),
+                   torch.tensor([[3.0, 4.0, 1.0]]).expand(3, 3), torch.tensor([0.0, 0.0, 1.0]).expand(3, 3))
+    assert torch.equal(mean_camera(walk, level_rings=True), mean_camera(walk))
+
+
 def test_cameras_indexing_and_batching():
     cams = Cameras(INTR.expand(2, 3, 4), torch.eye(4).expand(2, 3, 4, 4), 80, 100)
     assert cams.shape == (2, 3) and cams[1].shape == (3,) and cams[:, :2].shape == (2, 2)
