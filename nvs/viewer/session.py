@@ -63,7 +63,9 @@ class ViewPose:
 
 
 OBJECT_EXAMPLES = ("furniture model", "procedural object")
-SCENE_EXAMPLES = ("furnished room", "procedural room")
+SCENE_EXAMPLES = ("furnished room", "furnished room orbit", "procedural room")
+ASSET_EXAMPLES = {"furniture model": "furniture", "furnished room": "furnished-room",
+                  "furnished room orbit": "furnished-orbit"}  # example -> nvs.datasets.asset_scenes kind
 
 
 def frame_size(size: int, aspect: float) -> tuple[int, int]:
@@ -75,13 +77,13 @@ def frame_size(size: int, aspect: float) -> tuple[int, int]:
 
 
 def example_kinds() -> tuple[str, ...]:
-    """The built-in examples this machine can make: renders of held-out furniture models and rooms
-    furnished with them where Debian's furniture package and headless OpenGL are installed (``make
-    assets``), and procedural objects and rooms everywhere."""
+    """The built-in examples this machine can make: renders of held-out furniture models, rooms
+    furnished with them (walked through, or one piece circled) where Debian's furniture package and
+    headless OpenGL are installed (``make assets``), and procedural objects and rooms everywhere."""
     from nvs.datasets.asset_scenes import unavailable_reason
 
     if unavailable_reason() is None:
-        return ("furniture model", "furnished room", "procedural object", "procedural room")
+        return (*ASSET_EXAMPLES, "procedural object", "procedural room")
     return ("procedural object", "procedural room")
 
 
@@ -90,21 +92,21 @@ def example_scene(seed: int = HELDOUT_SEED, input_views: int = 8, heldout_views:
     """A built-in example with ground truth for every view: a procedural object or room (a held-out
     seed by default), or a furniture model or a room furnished with models of the held-out split
     (``seed`` picks the model and its turn, or the room). Objects take their first views as
-    inputs; a room walk (16:9 frames of height ``size``) takes inputs spread along it, and the
-    frames between are held out."""
+    inputs; a room's walk or ring (16:9 frames of height ``size``) takes inputs spread along it,
+    and the frames between are held out."""
     t0 = time.perf_counter()
     views = input_views + heldout_views
     # rooms in 16:9 frames, as photo walks are taken (and the scene renderer trained)
     _, width = frame_size(size, 1.0 if kind in OBJECT_EXAMPLES else 16 / 9)
     notes: list[str] = []
-    if kind in ("furniture model", "furnished room"):
+    if kind in ASSET_EXAMPLES:
         from nvs.datasets.asset_scenes import generate_asset_scene
 
-        asset = "furniture" if kind == "furniture model" else "furnished-room"
-        scene = generate_asset_scene(asset, int(seed), views, size, width, split="val")
+        scene = generate_asset_scene(ASSET_EXAMPLES[kind], int(seed), views, size, width, split="val")
         notes = [f"model '{p['name']}' by {p['creator']}, {p['licence']} ({p['library']})" for p in scene.attribution]
-        name = (f"held-out furniture model '{scene.attribution[0]['name']}'" if kind == "furniture model"
-                else f"room {seed} furnished with {len(scene.attribution)} held-out models")
+        name = {"furniture model": f"held-out furniture model '{scene.attribution[0]['name']}'",
+                "furnished room": f"room {seed} furnished with {len(scene.attribution)} held-out models",
+                "furnished room orbit": f"held-out '{scene.attribution[0]['name']}' circled in room {seed}"}[kind]
     elif kind == "procedural object":
         scene, name = object_scene(int(seed), views, size, size), f"procedural object {seed}"
     elif kind == "procedural room":

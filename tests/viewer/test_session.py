@@ -305,6 +305,20 @@ def test_a_held_out_furniture_model_is_an_example_with_its_attribution():
     assert split_of(piece_id) == "val"  # never trained on
 
 
+def test_a_piece_circled_in_a_room_is_an_example_the_scene_renderer_draws():
+    from nvs.assets import SCENE_CHECKPOINT
+    from nvs.datasets.asset_scenes import unavailable_reason
+    from nvs.inference import choose_checkpoint
+
+    if unavailable_reason():
+        pytest.skip(unavailable_reason())
+    scene = viewer.example_scene(seed=2, input_views=4, heldout_views=2, size=32, kind="furnished room orbit")
+    assert scene.images.shape == (4, 3, 32, 64) and scene.heldout_images.shape == (2, 3, 32, 64)
+    assert "circled in room 2" in scene.name and len(scene.notes) >= 2
+    # the cameras circle a point like a turntable's, but the photos show a room: the scene renderer
+    assert choose_checkpoint("auto", scene.cameras, scene.images)[0] == SCENE_CHECKPOINT
+
+
 def test_an_unknown_example_is_named():
     with pytest.raises(ValueError, match="unknown example 'teapot'"):
         viewer.example_scene(kind="teapot")
