@@ -186,15 +186,17 @@ def camera_walk(rng: np.random.Generator, views: int, height: int, width: int, e
 def camera_orbit(rng: np.random.Generator, views: int, height: int, width: int, centre: np.ndarray,
                  radius: float) -> Cameras:
     """A hand-held ring around ``centre`` [3] (world, z up): an arc of 120-360 deg at ``radius``
-    metres, camera height 0.6-1.9 m, each view aimed at the centre give or take a few centimetres,
-    radius and height swaying by a few percent; horizontal field of view 50-70 deg."""
+    metres, looking down on the centre from 5-40 deg above it (camera height 0.3-2 m), each view
+    aimed at the centre give or take a few centimetres, radius and height swaying by a few
+    percent; horizontal field of view 50-70 deg."""
     full = rng.uniform() < 0.5
     span = 2 * math.pi if full else rng.uniform(2 * math.pi / 3, 2 * math.pi)
     t = np.arange(views) / (views if full else max(views - 1, 1))
     azimuth = rng.uniform(0, 2 * math.pi) + rng.choice([-1.0, 1.0]) * span * t
     wave = np.sin(2 * math.pi * t * rng.integers(1, 4) + rng.uniform(0, 2 * math.pi))
     r = radius * (1 + rng.uniform(0, 0.06) * wave)
-    eye_z = np.clip(rng.uniform(0.6, 1.9) + rng.uniform(0, 0.08) * wave[::-1], 0.3, None)
+    height_above = radius * math.tan(math.radians(rng.uniform(5, 40)))
+    eye_z = np.clip(centre[2] + height_above * (1 + rng.uniform(0, 0.08) * wave[::-1]), 0.3, 2.0)
     eye = np.stack([centre[0] + r * np.cos(azimuth), centre[1] + r * np.sin(azimuth), eye_z], -1)
     aim = centre[None] + rng.normal(0, 0.03, (views, 3))
     eye_t = torch.tensor(eye, dtype=torch.float32)
