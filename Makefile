@@ -49,18 +49,19 @@ test: $(STAMP) browser assets
 RENDERER ?= object
 SYNTH_object := --kind furniture --views 24 --size 128 128
 SYNTH_scene := --kind furnished-room --views 24 --size 144 256
+SYNTH2_scene := --kind furnished-orbit --views 24 --size 144 256
 DATA_object := furniture
 DATA_scene := rooms
+VAL_object := furniture-val
+VAL_scene := orbits-val
 TRAIN_SCENES_object := 3600
-TRAIN_SCENES_scene := 1000
-SYNTH2_scene := --kind furnished-orbit --views 24 --size 144 256
+TRAIN_SCENES_scene := 700
 TRAIN_SCENES2_scene := 500
 train-gpu: $(STAMP) assets
 	@test -n "$(SYNTH_$(RENDERER))" || { echo "RENDERER must be object or scene, not '$(RENDERER)'"; exit 2; }
 	$(VENV)/bin/nvs data synth $(SYNTH_$(RENDERER)) --split train --scenes $(TRAIN_SCENES_$(RENDERER)) --out data/$(DATA_$(RENDERER))-train
-	$(VENV)/bin/nvs data synth $(SYNTH_$(RENDERER)) --split val --scenes 60 --out data/$(DATA_$(RENDERER))-val
 	$(if $(SYNTH2_$(RENDERER)),$(VENV)/bin/nvs data synth $(SYNTH2_$(RENDERER)) --split train --scenes $(TRAIN_SCENES2_$(RENDERER)) --out data/$(DATA_$(RENDERER))-train)
-	$(if $(SYNTH2_$(RENDERER)),$(VENV)/bin/nvs data synth $(SYNTH2_$(RENDERER)) --split val --scenes 60 --out data/orbits-val)
+	$(VENV)/bin/nvs data synth $(or $(SYNTH2_$(RENDERER)),$(SYNTH_$(RENDERER))) --split val --scenes 60 --out data/$(VAL_$(RENDERER))
 	$(VENV)/bin/nvs train configs/train-lact-$(RENDERER)-gpu.yaml
 
 clean:

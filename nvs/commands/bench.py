@@ -18,10 +18,13 @@ from nvs.datasets.procedural import generate_scene
 from nvs.commands import argtypes as T
 
 
-def bench_generator(out: Path, kinds=("object", "room", "furniture", "furnished-room"), views: int = 24, size: int = 128,
+GENERATOR_KINDS = ("object", "room", "furniture", "furnished-room", "furnished-orbit")
+
+
+def bench_generator(out: Path, kinds=GENERATOR_KINDS, views: int = 24, size: int = 128,
                     scenes: int = 10, workers: int = 1) -> list[dict]:
     """Generated views per second at size x size (rooms at 16:9 with the same height). The asset
-    kinds (furniture, furnished-room) time the data writer in ``workers`` processes, and are
+    kinds (furniture, furnished-room, furnished-orbit) time the data writer in ``workers`` processes, and are
     skipped, saying why, where they cannot render."""
     from nvs.datasets.asset_scenes import ASSET_KINDS, asset_throughput, unavailable_reason
 
@@ -134,8 +137,7 @@ def run_bench_adapt_ablation(args: argparse.Namespace) -> None:
 def add_parser(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks (print a table, write DIR/<name>.json)").add_subparsers(dest="bench_command", required=True)
     p = bench.add_parser("generator", help="scene generator throughput (views/s)")
-    p.add_argument("--kinds", nargs="+", choices=["object", "room", "furniture", "furnished-room"],
-                   default=["object", "room", "furniture", "furnished-room"])
+    p.add_argument("--kinds", nargs="+", choices=GENERATOR_KINDS, default=list(GENERATOR_KINDS))
     p.add_argument("--size", type=T.image_side, default=128)
     p.add_argument("--scenes", type=T.positive_int(), default=10)
     p.add_argument("--views", type=T.positive_int(4096), default=24, help="views per scene (the training sets have 24)")

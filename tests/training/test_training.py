@@ -493,7 +493,8 @@ def test_the_gpu_recipes_are_the_shipped_recipes_in_bf16_within_ten_minutes(rend
     assert gpu["run"]["mixed_precision"] == "bf16" and gpu["optim"]["time_budget_s"] <= 480
     makefile = (ROOT / "Makefile").read_text()  # writes the data the recipe reads
     data = re.search(rf"^DATA_{renderer} := (\S+)$", makefile, re.M).group(1)
-    assert (gpu["data"]["path"], gpu["data"]["val_path"]) == (f"data/{data}-train", f"data/{data}-val")
+    val = re.search(rf"^VAL_{renderer} := (\S+)$", makefile, re.M).group(1)
+    assert (gpu["data"]["path"], gpu["data"]["val_path"]) == (f"data/{data}-train", f"data/{val}")
 
 
 def test_shipped_renderer_is_what_its_manifest_says():
