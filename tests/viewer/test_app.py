@@ -155,7 +155,7 @@ def test_browser_example_then_slider_changes_the_view(page, tmp_path):
 @pytest.mark.slow
 def test_browser_room_walk_is_drawn_by_the_scene_renderer_in_16_9(page):
     kind = "furnished room" if "furnished room" in viewer.example_kinds() else "procedural room"
-    page.locator("#example-kind").get_by_text(kind).click()
+    page.locator("#example-kind").get_by_text(kind, exact=True).click()
     page.locator("#load-example").click()
     _wait_status(page, "lact_scene.safetensors")
     page.locator("#view img").wait_for(timeout=WAIT_MS)
@@ -208,10 +208,10 @@ def test_browser_bad_inputs_show_messages_and_the_page_stays_usable(page, ring_p
     page.get_by_text("points outside the archive").first.wait_for(timeout=WAIT_MS)
 
     page.get_by_role("tab", name="Example").click()
-    page.locator("#example-kind").get_by_text("procedural room").click()
+    page.locator("#example-kind").get_by_text("procedural room", exact=True).click()
     page.locator("#load-example").click()
     _wait_status(page, "procedural room")
     _wait_status(page, "lact_scene.safetensors")  # a walk through a room goes to the scene renderer
-    page.locator("#example-kind").get_by_text("procedural object").click()
+    page.locator("#example-kind").get_by_text("procedural object", exact=True).click()
     page.locator("#load-example").click()
     _wait_status(page, "procedural object")
