@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,10 +45,9 @@ def _finish_lact(root: Path, summary: dict) -> dict:
     _write_json(root / "index.json", [str((d / "opencv_cameras.json").relative_to(root)) for d in done])
     _write_json(root / "attribution.json",
                 merge_attribution({d.name: json.loads((d / "attribution.json").read_text()) for d in done}))
-    kinds: dict[str, int] = {}
-    for d in done:  # runs of several kinds may write into one folder (walks and orbits of rooms)
-        kinds[d.name.split("_")[0]] = kinds.get(d.name.split("_")[0], 0) + 1
-    summary = {**summary, "scenes_written": len(done), "scenes_by_kind": kinds}
+    # runs of several kinds may write into one folder (walks and rings of rooms); names start with the kind
+    kinds = Counter(d.name.split("_")[0] for d in done)
+    summary = {**summary, "scenes_written": len(done), "scenes_by_kind": dict(sorted(kinds.items()))}
     _write_json(root / "synth.json", summary)
     return summary
 

@@ -91,6 +91,15 @@ def test_furnished_orbit_is_deterministic_and_circles_a_held_out_piece():
     assert torch.all(middle < a.depth[:, 0].flatten(1).max(1).values)  # and nearer than the walls
 
 
+@pytest.mark.slow  # loads a dozen models
+def test_runs_of_two_kinds_share_a_data_set_folder(tmp_path):
+    write_asset_dataset(tmp_path, "furnished-room", "val", 1, 2, 18, 32, log=lambda m: None)
+    summary = write_asset_dataset(tmp_path, "furnished-orbit", "val", 2, 2, 18, 32, log=lambda m: None)
+    assert summary["scenes_written"] == 3 and summary["scenes_by_kind"] == {"furnished-orbit": 2, "furnished-room": 1}
+    assert len(json.loads((tmp_path / "index.json").read_text())) == 3
+    assert len(FileViews(tmp_path, 1, 1, 18, 32)) == 3
+
+
 def test_placed_pieces_never_intersect_and_keep_clear_of_the_camera_path():
     from nvs.datasets.furnished_room import CAMERA_CLEARANCE, place_pieces, room_candidates
 
