@@ -26,7 +26,7 @@ def test_nvs_demo_writes_its_outputs(tmp_path):
     from nvs.datasets.asset_scenes import unavailable_reason
 
     assets = unavailable_reason() is None
-    expected_sets = {"procedural objects", "procedural rooms"} | ({"furniture models", "furnished rooms", "furnished room orbits"} if assets else set())
+    expected_sets = {"procedural objects", "procedural rooms"} | ({"furniture models", "furnished rooms"} if assets else set())
     assert set(metrics["sets"]) == expected_sets, metrics["notes"]
     for name, used in metrics["renderers"].items():  # each capture went to the renderer of its kind
         assert used == (["lact_scene.safetensors"] if "room" in name else ["lact_object.safetensors"]), metrics["renderers"]
