@@ -14,19 +14,20 @@ from pathlib import Path
 
 import torch
 
-from nvs.datasets.procedural import generate_scene
+from nvs.datasets.asset_scenes import ASSET_KINDS
+from nvs.datasets.procedural import SCENE_KINDS, generate_scene
 from nvs.commands import argtypes as T
 
 
-GENERATOR_KINDS = ("object", "room", "furniture", "furnished-room", "furnished-orbit")
+GENERATOR_KINDS = (*SCENE_KINDS, *ASSET_KINDS)
 
 
 def bench_generator(out: Path, kinds=GENERATOR_KINDS, views: int = 24, size: int = 128,
                     scenes: int = 10, workers: int = 1) -> list[dict]:
     """Generated views per second at size x size (rooms at 16:9 with the same height). The asset
-    kinds (furniture, furnished-room, furnished-orbit) time the data writer in ``workers`` processes, and are
+    kinds (ASSET_KINDS) time the data writer in ``workers`` processes, and are
     skipped, saying why, where they cannot render."""
-    from nvs.datasets.asset_scenes import ASSET_KINDS, asset_throughput, unavailable_reason
+    from nvs.datasets.asset_scenes import asset_throughput, unavailable_reason
 
     rows = []
     for kind in kinds:
