@@ -188,7 +188,8 @@ def camera_orbit(rng: np.random.Generator, views: int, height: int, width: int, 
     """A hand-held ring around ``centre`` [3] (world, z up): an arc of 120-360 deg at ``radius``
     metres, looking down on the centre from 5-40 deg above it (camera height 0.3-2 m), each view
     aimed at the centre give or take a few centimetres, radius and height swaying by a few
-    percent; horizontal field of view 50-70 deg."""
+    percent. Horizontal field of view 50-70 deg (a phone's main camera) for half the rings, 15-50
+    deg (longer lenses; calibrated rigs such as DTU's or Middlebury's) for the other half."""
     full = rng.uniform() < 0.5
     span = 2 * math.pi if full else rng.uniform(2 * math.pi / 3, 2 * math.pi)
     t = np.arange(views) / (views if full else max(views - 1, 1))
@@ -201,7 +202,8 @@ def camera_orbit(rng: np.random.Generator, views: int, height: int, width: int, 
     aim = centre[None] + rng.normal(0, 0.03, (views, 3))
     eye_t = torch.tensor(eye, dtype=torch.float32)
     c2w = look_at(eye_t, torch.tensor(aim, dtype=torch.float32), torch.tensor([0.0, 0.0, 1.0]).expand(views, 3))
-    focal = fov_to_focal(math.radians(rng.uniform(50, 70)), width)
+    fov = rng.uniform(50, 70) if rng.uniform() < 0.5 else rng.uniform(15, 50)
+    focal = fov_to_focal(math.radians(fov), width)
     intr = torch.tensor([focal, focal, width / 2, height / 2]).expand(views, 4).clone()
     return Cameras(intr, c2w, height, width)
 

@@ -4,6 +4,7 @@ attribution, and data sets the training data path reads back."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 from PIL import Image
@@ -63,8 +64,10 @@ def test_orbit_cameras_circle_the_centre_and_look_at_it():
     from nvs.datasets.furnished_room import camera_orbit
 
     centre = np.array([0.4, -0.2, 0.5])
-    for seed in range(4):
+    fovs = []
+    for seed in range(8):
         cams = camera_orbit(np.random.default_rng(seed), 12, 36, 64, centre, 1.5)
+        fovs.append(math.degrees(2 * math.atan(32 / float(cams.intrinsics[0, 0]))))
         offset = cams.centers.double().numpy() - centre
         assert np.all(np.abs(np.hypot(offset[:, 0], offset[:, 1]) / 1.5 - 1) <= 0.06 + 1e-6)
         azimuth = np.unwrap(np.arctan2(offset[:, 1], offset[:, 0]))
@@ -73,7 +76,10 @@ def test_orbit_cameras_circle_the_centre_and_look_at_it():
         assert 2 * np.pi / 3 - 1e-6 <= abs(azimuth[-1] - azimuth[0]) <= 2 * np.pi
         px, depth = cams.project(torch.tensor(centre, dtype=torch.float32).expand(12, 1, 3))
         assert torch.all(depth > 0)
-        assert torch.all((px[:, 0] - torch.tensor([32.0, 18.0])).abs() < 4)  # aimed within a few centimetres
+        # aimed within a few centimetres: under 0.08 rad off the optical axis
+        assert torch.all((px[:, 0] - torch.tensor([32.0, 18.0])).abs() / cams.intrinsics[:, :1] < 0.08)
+    assert all(15 <= f <= 70 for f in fovs)
+    assert min(fovs) < 50 <= max(fovs)  # phone lenses and longer ones
 
 
 @pytest.mark.slow  # loads a dozen models twice
