@@ -45,8 +45,8 @@ def run_demo(out: Path, scenes: int = 8, input_views: int = 8, target_views: int
     models = {path: configure_inference(load_renderer(path), turns="auto") for path in SHIPPED.values()}
     torch.manual_seed(0)
     untrained = build_renderer(models[OBJECT_CHECKPOINT].config).eval()
-    # rings in rooms stay a viewer example: on some (the first held-out one among them) the scene
-    # renderer's depth is wrong and its warped samples tear the object (docs/models/lact_scene.md)
+    # rings in rooms stay a viewer example: on the first held-out ring the scene renderer is less
+    # than 1 dB ahead of the nearest input view, and its stage 3 tore the object (docs/models/lact_scene.md)
     kinds = [kind for kind in example_kinds() if kind != "furnished room orbit"]
     notes = [] if "furniture model" in kinds else [f"furniture models and rooms skipped: {unavailable_reason()} "
                                                    "(make assets installs them)"]
