@@ -153,6 +153,8 @@ def official_config_dict(config: ModelConfig) -> dict:
         raise CheckpointError("the official layout has no view-blending head (model config view_blend)")
     if config.pixel_decoder:
         raise CheckpointError("the official layout has no pixel decoder (model config pixel_decoder)")
+    if config.sweep_views:
+        raise CheckpointError("the official layout has no plane sweep (model config sweep_views)")
 
     def number(x: float) -> int | float:
         return int(x) if float(x).is_integer() else float(x)
@@ -177,10 +179,10 @@ def save_official_checkpoint(model: LaCTRenderer, path: str | Path) -> tuple[Pat
     ``{"model": state_dict}`` with the official key names, and the official YAML config beside it
     (same name, ``.yaml``). Returns (checkpoint path, config path); both written atomically."""
     path = Path(path)
+    text = yaml.safe_dump(official_config_dict(model.config), sort_keys=False)  # refuses modules it lacks, first
     tensors = {k: v.detach().contiguous().cpu() for k, v in ours_to_official(model.state_dict()).items()}
     _atomic_write(path, lambda tmp: torch.save({"model": tensors}, tmp))
     yaml_path = path.with_suffix(".yaml")
-    text = yaml.safe_dump(official_config_dict(model.config), sort_keys=False)
     _atomic_write(yaml_path, lambda tmp: Path(tmp).write_text(text))
     return path, yaml_path
 

@@ -208,8 +208,10 @@ def memorize_chunked(renderer: "LaCTRenderer", images: Tensor, cams: Cameras, pl
     return states
 
 
-def render_chunked(renderer: "LaCTRenderer", state: "SceneState", target_cams: Cameras, plan: ChunkPlan) -> Tensor:
-    """Images [B, T, 3, H, W] of target_cams [B, T] read out of ``state`` (checked by the caller)."""
+def render_chunked(renderer: "LaCTRenderer", state: "SceneState", target_cams: Cameras, plan: ChunkPlan,
+                   sweep: bool = True) -> Tensor:
+    """Images [B, T, 3, H, W] of target_cams [B, T] read out of ``state`` (checked by the caller);
+    ``sweep=False`` leaves out a plane sweep (as :meth:`LaCTRenderer.render`)."""
     x = _tokenize(renderer, target_cams, None, plan, residual_dtype(renderer))
     per_view = renderer.tokens_per_view(target_cams)
     for block, weights in zip(renderer.blocks, state.layers):
@@ -218,5 +220,5 @@ def render_chunked(renderer: "LaCTRenderer", state: "SceneState", target_cams: C
     groups = []
     for start, end in _ranges(target_cams.shape[1], plan.views, x.device):
         part = x[:, start * per_view : end * per_view]
-        groups.append(renderer.decode(part, target_cams[:, start:end], state.sources))
+        groups.append(renderer.decode(part, target_cams[:, start:end], state.sources, sweep=sweep))
     return torch.cat(groups, dim=1)

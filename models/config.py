@@ -39,6 +39,14 @@ class ModelConfig:
     # c > 0: a convolutional decoder with c channels per pixel corrects the RGB head's patches
     # (models/pixel_decoder.py); 0 is the published linear head
     pixel_decoder: int = 0
+    # k > 0: each target pixel's depth is found by a plane sweep over its k nearest input views and
+    # the photos sampled there are blended with the decoded colour, or with a view-blending head's
+    # output (models/plane_sweep.py); the planes are uniform in inverse depth from sweep_near to
+    # sweep_far (distances along each pixel's ray, in scene units); k is 0 or at least 2
+    sweep_views: int = 0
+    sweep_planes: int = 32
+    sweep_near: float = 1.2
+    sweep_far: float = 4.5
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -63,8 +71,20 @@ class ModelConfig:
         if isinstance(self.view_blend_depth, bool) or not isinstance(self.view_blend_depth, (int, float)) \
                 or not 0 < self.view_blend_depth < 1e3:
             raise ValueError(f"model config 'view_blend_depth' must be a number in (0, 1000), got {self.view_blend_depth!r}")
-        if self.view_blend and self.arch != "lact":
-            raise ValueError("view_blend needs arch 'lact': the full-attention baseline keeps no input views to sample")
+        views = self.sweep_views
+        if isinstance(views, bool) or not isinstance(views, int) or not (views == 0 or 2 <= views <= 16):
+            raise ValueError(f"model config 'sweep_views' must be 0 or a whole number in [2, 16] (matching needs two "
+                             f"views), got {self.sweep_views!r}")
+        if isinstance(self.sweep_planes, bool) or not isinstance(self.sweep_planes, int) or not 2 <= self.sweep_planes <= 256:
+            raise ValueError(f"model config 'sweep_planes' must be a whole number in [2, 256], got {self.sweep_planes!r}")
+        for name in ("sweep_near", "sweep_far"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e4:
+                raise ValueError(f"model config '{name}' must be a number in (0, 10000), got {value!r}")
+        if not self.sweep_near < self.sweep_far:
+            raise ValueError(f"model config sweep_near ({self.sweep_near}) must be below sweep_far ({self.sweep_far})")
+        if (self.view_blend or self.sweep_views) and self.arch != "lact":
+            raise ValueError("view_blend and sweep_views need arch 'lact': the full-attention baseline keeps no input views to sample")
         if self.patch_size <= 0 or self.layers <= 0:
             raise ValueError("patch_size and layers must be positive")
 

@@ -22,6 +22,7 @@ from nvs.models.chunked import ChunkPlan, fits_one_pass, memorize_chunked, parse
 from nvs.models.config import ModelConfig
 from nvs.models.fast_weight import FastWeights, FastWeightSwiGLU, TTTOp
 from nvs.models.pixel_decoder import PixelDecoder
+from nvs.models.plane_sweep import PlaneSweepBlend
 from nvs.models.view_blend import ViewBlendHead, blend_views
 
 RAY_CHANNELS = 9  # o, d, o x d
@@ -171,7 +172,14 @@ class RendererBase(nn.Module):
         self.head = RGBHead(config.patch_size, config.dim)
         self.pixel_decoder = PixelDecoder(config.patch_size, config.dim, config.pixel_decoder) if config.pixel_decoder else None
         self.view_blend = ViewBlendHead(config.patch_size, config.dim, config.view_blend, config.view_blend_depth) if config.view_blend else None
+        self.sweep = PlaneSweepBlend(config.sweep_views, config.sweep_planes, config.sweep_near, config.sweep_far) \
+            if config.sweep_views else None
         self.grad_checkpointing = False
+
+    @property
+    def blends_views(self) -> bool:
+        """Whether rendering samples the input photos (a view-blending head or a plane sweep)."""
+        return self.view_blend is not None or self.sweep is not None
 
     def init_weights(self, modules_per_block: int) -> None:
         """GPT-2 style: Linear ~ N(0, 0.02), residual projections scaled by depth."""
@@ -184,7 +192,7 @@ class RendererBase(nn.Module):
         for name, p in self.named_parameters():
             if name.startswith("blocks.") and name.endswith(".proj.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(depth))
-        for head in (self.pixel_decoder, self.view_blend):
+        for head in (self.pixel_decoder, self.view_blend, self.sweep):
             if head is not None:
                 head.reset_parameters()
 
@@ -203,22 +211,29 @@ class RendererBase(nn.Module):
         check_cameras(target_cams, batch, self.config.patch_size, "target cameras")
 
     def decode(self, tokens: Tensor, target_cams: Cameras, sources: tuple[Tensor, Cameras] | None = None,
-               with_samples: bool = False):
+               with_samples: bool = False, sweep: bool = True):
         """Target tokens [B, T * L, dim] -> [B, T, 3, H, W]; ``sources`` (input images [B, V, 3, H, W],
         cams [B, V]) are what a view-blending renderer samples; ``with_samples`` also returns its
-        warped samples and depth (see :func:`nvs.models.view_blend.blend_views`)."""
+        warped samples and depth (see :func:`nvs.models.view_blend.blend_views`, or, with a plane
+        sweep, :meth:`nvs.models.plane_sweep.PlaneSweepBlend.forward`); ``sweep=False`` leaves a plane
+        sweep out."""
         views, height, width = target_cams.shape[1], target_cams.height, target_cams.width
         logits = self.head(tokens, views, height, width)
         if self.pixel_decoder is not None:
             features = unpatchify(self.pixel_decoder.spread(tokens), views, height, width, self.config.patch_size)
             logits = logits + self.pixel_decoder(features, logits)
         rgb = torch.sigmoid(logits)
-        if self.view_blend is None:
+        if not self.blends_views:
             if with_samples:
-                raise ValueError("with_samples needs a view-blending renderer (model config view_blend > 0)")
+                raise ValueError("with_samples needs a view-blending renderer (model config view_blend or sweep_views > 0)")
             return rgb
-        maps = unpatchify(self.view_blend(tokens), views, height, width, self.config.patch_size)
-        return blend_views(rgb, maps, target_cams, *sources, with_samples=with_samples)
+        if self.view_blend is not None:
+            maps = unpatchify(self.view_blend(tokens), views, height, width, self.config.patch_size)
+            sweeps = self.sweep is not None and sweep
+            rgb = blend_views(rgb, maps, target_cams, *sources, with_samples=with_samples and not sweeps)
+        if self.sweep is not None and sweep:  # after a view-blending head, it blends that head's output
+            rgb = self.sweep(rgb, target_cams, *sources, with_samples=with_samples)
+        return rgb
 
     @property
     def num_parameters(self) -> int:
@@ -263,7 +278,7 @@ class SceneState:
 
     layers: one FastWeights per block, each w [B, H, d, dh]; num_views: how many views were read;
     sources: the input images [B, V, 3, H, W] and cams [B, V], kept only by a view-blending
-    renderer (``ModelConfig.view_blend``), which samples them when it renders.
+    renderer (``ModelConfig.view_blend`` or ``sweep_views``), which samples them when it renders.
     """
 
     layers: list[FastWeights]
@@ -341,24 +356,27 @@ class LaCTRenderer(RendererBase):
 
     def kept_sources(self, images: Tensor, cams: Cameras) -> tuple[Tensor, Cameras] | None:
         """What a memorised scene keeps besides its fast weights: the inputs, if the renderer blends views."""
-        return None if self.view_blend is None else (images, cams)
+        return (images, cams) if self.blends_views else None
 
-    def render(self, state: SceneState, target_cams: Cameras) -> Tensor:
+    def render(self, state: SceneState, target_cams: Cameras, sweep: bool = True) -> Tensor:
+        """``sweep=False``: the colour before a plane sweep (which a turn ensemble runs once, on the
+        median of its turns)."""
         if not isinstance(state, SceneState) or len(state.layers) != len(self.blocks):
             raise ValueError("state must be a SceneState produced by this renderer's memorize()")
         self.check_targets(target_cams, state.batch_size)
         plan = self.chunk_plan(target_cams.shape[0], target_cams.shape[1], self.tokens_per_view(target_cams))
         if plan is not None:
             with torch.no_grad():
-                return render_chunked(self, state, target_cams, plan)
+                return render_chunked(self, state, target_cams, plan, sweep=sweep)
         x = self.tokenizer(target_cams)
         x, _ = self._run(x, self.tokens_per_view(target_cams), [TTTOp(0, x.shape[1], update=False, apply=True)], state.layers)
-        return self.decode(x, target_cams, state.sources)
+        return self.decode(x, target_cams, state.sources, sweep=sweep)
 
     def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras, with_samples: bool = False):
         """Joint pass (training): inputs and targets in one sequence; the update sees inputs only.
         ``with_samples``: (rendered images, (samples, valid, depth)) of a view-blending renderer,
-        for its warp and depth losses."""
+        for its warp and depth losses; with a plane sweep, the sweep's (samples, valid, depth,
+        plane logits), and a view-blending head before it gives none of its own."""
         self.check_inputs(images, cams)
         self.check_targets(target_cams, images.shape[0])
         if (target_cams.height, target_cams.width) != (cams.height, cams.width):

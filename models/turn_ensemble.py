@@ -4,7 +4,9 @@ An object renderer is trained at random azimuths in a frame whose up axis is +z 
 object's centre (the ``object`` normalisation), but it is not exactly equivariant to turns about
 that axis: its errors change from one turn of the world to the next while the object does not.
 Memorising and rendering a capture in ``turns`` equally spaced turns and taking each pixel's
-median keeps what the copies agree on. Costs ``turns`` times the compute and the state.
+median keeps what the copies agree on. Costs ``turns`` times the compute and the state. A plane
+sweep (models/plane_sweep.py), which matches the photos and does not depend on the frame, runs
+once, on the median.
 """
 
 from __future__ import annotations
@@ -73,8 +75,15 @@ class TurnEnsemble(nn.Module):
         """target_cams [B, T] -> images [B, T, 3, H, W], each pixel the median over the turns."""
         if not isinstance(state, TurnedStates) or len(state.states) != self.turns:
             raise ValueError("state must come from this turn ensemble's memorize()")
-        renders = [self.renderer.render(s, turn_about_z(target_cams, a)) for s, a in zip(state.states, self.angles)]
-        return torch.stack(renders).median(dim=0).values
+        sweep = getattr(self.renderer, "sweep", None)
+        options = {} if sweep is None else {"sweep": False}
+        renders = [self.renderer.render(s, turn_about_z(target_cams, a), **options)
+                   for s, a in zip(state.states, self.angles)]
+        median = torch.stack(renders).median(dim=0).values
+        if sweep is None:
+            return median
+        images, cams = state.states[0].sources  # the first turn is the world as given (angle 0)
+        return sweep(median, target_cams, images, cams)
 
     def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras) -> Tensor:
         return self.render(self.memorize(images, cams), target_cams)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nvs.cameras import Cameras, look_at
+from nvs.cameras import Cameras, look_at, pixel_rays
 from nvs.models import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +39,46 @@ def ring_cameras(batch: int, views: int, size: int = 32, radius: float = 2.0, of
     focal = size / (2 * math.tan(math.radians(25)))
     intr = torch.tensor([focal, focal, size / 2, size / 2]).expand(views, 4)
     return Cameras(intr.expand(batch, views, 4).clone(), c2w.expand(batch, views, 4, 4).clone(), size, size)
+
+
+PLANE_Z = 3.0  # the textured plane of textured_plane_view
+
+
+def plane_camera(x: float, size: int = 48, yaw_deg: float = 0.0) -> Cameras:
+    """A camera at (x, 0, 0) looking along +z (turned by yaw about y), 60 deg field of view (float64)."""
+    yaw = math.radians(yaw_deg)
+    c2w = torch.eye(4, dtype=torch.float64)
+    c2w[:3, :3] = torch.tensor([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
+    c2w[0, 3] = x
+    focal = size / (2 * math.tan(math.radians(30)))
+    return Cameras(torch.tensor([focal, focal, size / 2, size / 2], dtype=torch.float64), c2w, size, size)
+
+
+def textured_plane_view(cams: Cameras, frequency: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """What cams see of a smoothly textured plane z = PLANE_Z: (image [..., 3, H, W], depth along
+    each ray [..., 1, H, W]); ``frequency`` scales the texture's."""
+    origins, dirs = pixel_rays(cams, torch.float64)
+    depth = (PLANE_Z - origins[..., 2:3, :, :]) / dirs[..., 2:3, :, :]
+    hit = (origins + depth * dirs) * frequency
+    x, y = hit[..., 0, :, :], hit[..., 1, :, :]
+    image = torch.stack([0.5 + 0.4 * torch.sin(2 * x), 0.5 + 0.4 * torch.cos(3 * y), 0.5 + 0.2 * torch.sin(x + y)], -3)
+    return image, depth
+
+
+def ring_scene(batch: int = 1, inputs: int = 3, targets: int = 2, size: int = 32):
+    """Random input images on a ring of cameras, and target cameras between them:
+    (images [B, V, 3, S, S], cams [B, V], target cams [B, T])."""
+    return torch.rand(batch, inputs, 3, size, size), ring_cameras(batch, inputs, size), \
+        ring_cameras(batch, targets, size, offset=0.3)
+
+
+def without_head(model: torch.nn.Module, head: str, config: ModelConfig) -> torch.nn.Module:
+    """A renderer of ``config`` with ``model``'s weights, all but those of its module ``head``, in eval mode."""
+    from nvs.models import build_renderer
+
+    plain = build_renderer(config)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith(head + ".")})
+    return plain.eval()
 
 
 def free_port() -> int:

@@ -75,6 +75,9 @@ class OptimConfig:
     # are dropped) while its depth trains: on wide baselines a new head's samples land on the wrong
     # pixels at first, and it learns to shut them out before the depth is right
     view_blend_hold_steps: int = 0
+    # top-level modules of the renderer that train (e.g. [sweep]); the rest stay frozen and pass
+    # no gradients. Empty: everything trains
+    train_only: tuple[str, ...] = ()
 
 
 @dataclass
@@ -89,7 +92,9 @@ class LossConfig:
     # every pixel (models/view_blend.warp_loss), which trains the depth whatever the blending weights
     warp_weight: float = 0.0
     # a view-blending renderer: mean absolute log-depth error of its decoded depth against the
-    # targets' true depth where they show a surface (models/view_blend.depth_loss; needs data.depth)
+    # targets' true depth where they show a surface (models/view_blend.depth_loss; needs data.depth);
+    # a plane sweep adds the cross-entropy of its planes (models/plane_sweep.sweep_loss). With both
+    # a view-blending head and a plane sweep, these two losses train the sweep's depth only
     depth_weight: float = 0.0
 
 
@@ -199,6 +204,8 @@ def _coerce(value: Any, type_name: str, key: str) -> Any:
                 raise ValueError
             return value
         if type_name.startswith("tuple"):
+            if isinstance(value, (str, bytes)):
+                raise ValueError
             item = type_name[len("tuple["):].split(",")[0].strip()
             return tuple(_coerce(v, item, key) for v in value)
         if type_name.startswith("str"):

@@ -25,6 +25,7 @@ from nvs.evaluation.metrics import psnr
 from nvs.models import build_renderer
 from nvs.models.checkpoint import Renderer, load_renderer, param_checksum
 from nvs.models.config import ModelConfig
+from nvs.models.plane_sweep import sweep_loss
 from nvs.models.view_blend import depth_loss, warp_loss
 from nvs.training.grow_depth import add_identity_blocks
 from nvs.training.patch_resize import resize_patches
@@ -87,6 +88,19 @@ def param_groups(model: torch.nn.Module, weight_decay: float, head_lr_scales: di
     return [g for g in groups if g["params"]]
 
 
+def freeze_all_but(model: torch.nn.Module, names: tuple[str, ...]) -> None:
+    """Only the parameters of the top-level modules ``names`` train (all of them when empty)."""
+    if not names:
+        return
+    modules = dict(model.named_children())
+    unknown = [name for name in names if modules.get(name) is None]
+    if unknown:
+        have = sorted(name for name, module in modules.items() if any(True for _ in module.parameters()))
+        raise ValueError(f"optim.train_only names {unknown}, which this renderer lacks; it has {have}")
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.split(".")[0] in names)
+
+
 def lr_factor(step: int, progress: float, warmup: int, min_ratio: float) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_ratio`` as ``progress``
     (the finished fraction of the run, by steps or by time) goes from 0 to 1."""
@@ -117,17 +131,18 @@ class Schedule:
 
 class Losses:
     """MSE, plus LPIPS (weight and switch-on step from the config) once it is switched on, plus,
-    for a view-blending renderer's ``blend`` outputs (samples, valid, depth), the warp loss of its
-    samples and the depth loss against the batch's ``target_depth``, as the config weighs them."""
+    for a view-blending renderer's ``blend`` outputs (samples, valid, depth, and a plane sweep's
+    plane logits), the warp loss of its samples and the depth loss against the batch's
+    ``target_depth``, as the config weighs them."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device):
+    def __init__(self, cfg: TrainConfig, device: torch.device, inverse_depths: torch.Tensor | None = None):
         self.cfg = cfg.loss
         self._lpips = None
         self.device = device
+        self.inverse_depths = inverse_depths  # a plane sweep's planes (models/plane_sweep.py)
 
     def __call__(self, pred: torch.Tensor, batch: dict[str, torch.Tensor], step: int,
-                 blend: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
+                 blend: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         target = batch["targets"]
         mse = torch.nn.functional.mse_loss(pred.float(), target.float())
         logs = {"mse": mse.item()}
@@ -140,7 +155,11 @@ class Losses:
             if "target_depth" not in batch:
                 raise ValueError("loss.depth_weight needs samples with the targets' depth (target_depth); "
                                  "this data set gives none")
-            depth_error = depth_loss(blend[2], batch["target_depth"], batch_cameras(batch, "target"))
+            target_cams = batch_cameras(batch, "target")
+            if self.inverse_depths is not None:
+                depth_error = sweep_loss(blend[2], blend[3], self.inverse_depths, batch["target_depth"], target_cams)
+            else:
+                depth_error = depth_loss(blend[2], batch["target_depth"], target_cams)
             loss = loss + self.cfg.depth_weight * depth_error
             logs["depth_log_l1"] = depth_error.item()
         if self.cfg.lpips_weight > 0 and step >= self.cfg.lpips_start:
@@ -170,16 +189,19 @@ def validate(model, data: Dataset | None, device: torch.device) -> float:
     return sum(scores) / max(1, len(scores))
 
 
-GROWABLE_HEADS = ("view_blend", "pixel_decoder")  # modules a recipe may add to a checkpoint that lacks them
+GROWABLE_HEADS = ("view_blend", "pixel_decoder", "sweep")  # modules a recipe may add to a checkpoint that lacks them
+SWEEP_KEYS = ("sweep_views", "sweep_planes", "sweep_near", "sweep_far")
 
 
 def add_heads(model: Renderer, config: ModelConfig) -> Renderer:
-    """``model`` with the heads ``config`` has and it lacks (view blending, pixel decoder), each new
-    one starting where it changes nothing or little (see their ``reset_parameters``)."""
+    """``model`` with the heads ``config`` has and it lacks (view blending, pixel decoder, plane
+    sweep), each new one starting where it changes nothing or little (see their ``reset_parameters``)."""
     changes = {"view_blend": config.view_blend, "view_blend_depth": config.view_blend_depth} \
         if model.config.view_blend == 0 and config.view_blend else {}
     if model.config.pixel_decoder == 0 and config.pixel_decoder:
         changes["pixel_decoder"] = config.pixel_decoder
+    if model.config.sweep_views == 0 and config.sweep_views:
+        changes.update({key: getattr(config, key) for key in SWEEP_KEYS})
     if not changes:
         return model
     grown = build_renderer(dataclasses.replace(model.config, **changes))
@@ -191,7 +213,8 @@ def add_heads(model: Renderer, config: ModelConfig) -> Renderer:
 
 def initial_weights(config: ModelConfig, path: str) -> Renderer:
     """The renderer ``config`` describes, with the weights of ``path`` (patches resized, identity
-    blocks appended, or a fresh view-blending head or pixel decoder added, if the recipe asks for them)."""
+    blocks appended, or a fresh view-blending head, pixel decoder or plane sweep added, if the
+    recipe asks for them)."""
     loaded = load_renderer(path)
     if loaded.config.patch_size != config.patch_size:
         loaded = resize_patches(loaded, config.patch_size)
@@ -249,6 +272,7 @@ def train(
 
     model = build_renderer(cfg.model)
     model.grad_checkpointing = cfg.run.grad_checkpointing
+    freeze_all_but(model, cfg.optim.train_only)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay, {
         "view_blend": cfg.optim.view_blend_lr_scale, "pixel_decoder": cfg.optim.pixel_decoder_lr_scale}),
                                   lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
@@ -283,10 +307,11 @@ def train(
     if cfg.run.compile:
         model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
-    losses = Losses(cfg, device)
+    sweep = getattr(raw_model, "sweep", None)
+    losses = Losses(cfg, device, None if sweep is None else sweep.inverse_depths(device))
     for key in ("warp_weight", "depth_weight"):
-        if getattr(cfg.loss, key) > 0 and not cfg.model.view_blend:
-            raise ValueError(f"loss.{key} needs a view-blending renderer (model.view_blend > 0)")
+        if getattr(cfg.loss, key) > 0 and not (cfg.model.view_blend or cfg.model.sweep_views):
+            raise ValueError(f"loss.{key} needs a view-blending renderer (model.view_blend or model.sweep_views > 0)")
     if cfg.loss.depth_weight > 0 and not cfg.data.depth:
         raise ValueError("loss.depth_weight needs the targets' true depth: set data.depth=true (lact-layout data "
                          "written by `nvs data synth --kind furniture|furnished-room`, or procedural data)")

@@ -35,6 +35,23 @@ def test_the_ensemble_is_the_median_of_the_turned_copies(model):
     assert (copies[0] - copies[1]).abs().max() > 1e-3  # the renderer is not turn-equivariant: the copies differ
 
 
+def test_a_plane_sweep_runs_once_on_the_median_of_the_turns():
+    torch.manual_seed(0)
+    model = LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=8, sweep_near=1.0, sweep_far=4.0)).eval()
+    with torch.no_grad():
+        model.sweep.blender[-1].weight.normal_(std=0.1)
+    images, cams, targets = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3), ring_cameras(1, 2, offset=0.4)
+    ensemble = TurnEnsemble(model, 3)
+    with torch.no_grad():
+        out = ensemble(images, cams, targets)
+        copies = torch.stack([model.render(model.memorize(images, turn_about_z(cams, a)), turn_about_z(targets, a),
+                                           sweep=False) for a in ensemble.angles])
+        once = model.sweep(copies.median(0).values, targets, images, cams)
+        swept = model(images, cams, targets)
+    torch.testing.assert_close(out, once)
+    assert (swept - model.render(model.memorize(images, cams), targets, sweep=False)).abs().max() > 1e-3
+
+
 def test_turning_the_world_by_one_step_leaves_the_ensemble_as_it_was(model):
     """A turn by 360 / N degrees permutes the N copies, and the median does not see the order."""
     images, cams, targets = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3), ring_cameras(1, 2, offset=0.4)

@@ -2,37 +2,14 @@ import math
 
 import pytest
 import torch
-from torch import Tensor
 
 from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
 from nvs.models.view_blend import (SAMPLE_LOGIT_INIT, ViewBlendHead, blend, depth_loss, gather_views, nearest_views,
                                    warp_loss, warp_views)
 
-from tests.helpers import ring_cameras, tiny_config
-
-PLANE_Z = 3.0
-
-
-def _camera(x: float, size: int = 48, yaw_deg: float = 0.0) -> Cameras:
-    """A camera at (x, 0, 0) looking along +z (turned by yaw about y), 60 deg field of view."""
-    yaw = math.radians(yaw_deg)
-    c2w = torch.eye(4, dtype=torch.float64)
-    c2w[:3, :3] = torch.tensor([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
-    c2w[0, 3] = x
-    focal = size / (2 * math.tan(math.radians(30)))
-    return Cameras(torch.tensor([focal, focal, size / 2, size / 2], dtype=torch.float64), c2w, size, size)
-
-
-def _plane_view(cams: Cameras) -> tuple[Tensor, Tensor]:
-    """What cams see of a smoothly textured plane z = PLANE_Z: (image [..., 3, H, W], depth along each ray)."""
-    origins, dirs = pixel_rays(cams, torch.float64)
-    depth = (PLANE_Z - origins[..., 2:3, :, :]) / dirs[..., 2:3, :, :]
-    hit = origins + depth * dirs
-    x, y = hit[..., 0, :, :], hit[..., 1, :, :]
-    image = torch.stack([0.5 + 0.4 * torch.sin(2 * x), 0.5 + 0.4 * torch.cos(3 * y), 0.5 + 0.2 * torch.sin(x + y)], -3)
-    return image, depth
-
+from tests.helpers import PLANE_Z, plane_camera as _camera, ring_cameras, ring_scene, tiny_config, without_head
+from tests.helpers import textured_plane_view as _plane_view
 
 
 def test_warp_with_the_true_depth_reproduces_the_target_view():
@@ -101,12 +78,10 @@ def _blend_model(**overrides) -> LaCTRenderer:
 
 def test_a_new_blending_head_starts_near_the_decoded_colour():
     model = _blend_model()
-    plain = LaCTRenderer(tiny_config())
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("view_blend.")})
-    images, cams = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3)
-    targets = ring_cameras(1, 2, offset=0.3)
+    plain = without_head(model, "view_blend", tiny_config())
+    images, cams, targets = ring_scene()
     with torch.no_grad():
-        decoded = plain.eval()(images, cams, targets)
+        decoded = plain(images, cams, targets)
         blended = model(images, cams, targets)
     sample_weight = 2 * math.exp(SAMPLE_LOGIT_INIT) / (1 + 2 * math.exp(SAMPLE_LOGIT_INIT))
     assert (blended - decoded).abs().max() <= sample_weight + 1e-6
@@ -115,8 +90,7 @@ def test_a_new_blending_head_starts_near_the_decoded_colour():
 
 def test_blending_renderer_memorize_render_chunks_and_gradients():
     model = _blend_model()
-    images, cams = torch.rand(2, 3, 3, 32, 32), ring_cameras(2, 3)
-    targets = ring_cameras(2, 4, offset=0.3)
+    images, cams, targets = ring_scene(batch=2, targets=4)
     with torch.no_grad():
         joint = model(images, cams, targets)
         state = model.memorize(images, cams)
@@ -145,7 +119,7 @@ def test_view_blend_survives_saving_and_is_checked(tmp_path):
     loaded = load_renderer(tmp_path / "blend.safetensors")
     assert loaded.config.view_blend == 2
     assert torch.equal(loaded.view_blend.proj.bias, model.view_blend.proj.bias)
-    with pytest.raises(ValueError, match="view_blend needs arch 'lact'"):
+    with pytest.raises(ValueError, match="need arch 'lact'"):
         tiny_config(arch="full_attention", view_blend=2)
     with pytest.raises(ValueError, match="view_blend"):
         ModelConfig(view_blend=-1)
@@ -190,8 +164,7 @@ def test_depth_loss_compares_ray_depth_with_z_depth_where_there_is_a_surface():
 
 def test_depth_loss_trains_the_head_depth_from_the_renderer():
     model = _blend_model()
-    images, cams = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3)
-    targets = ring_cameras(1, 2, offset=0.3)
+    images, cams, targets = ring_scene()
     _, (_, _, depth) = model.train()(images, cams, targets, with_samples=True)
     assert depth.shape == (1, 2, 1, 32, 32)
     loss = depth_loss(depth, torch.full_like(depth, 2.5), targets)

@@ -17,7 +17,7 @@ from nvs.datasets.views import ProceduralViews
 from nvs.models import load_renderer
 from nvs.training.config import load_train_config, recipe_changes
 from nvs.models.checkpoint import param_checksum
-from nvs.training.loop import initial_weights, train
+from nvs.training.loop import freeze_all_but, initial_weights, train
 from tests.helpers import ROOT
 
 TINY = [
@@ -426,6 +426,34 @@ def test_depth_supervision_trains_a_blending_head_on_data_with_depth(tmp_path):
         train(_cfg(tmp_path / "nodepth", "model.view_blend=2", "optim.steps=1", "loss.depth_weight=1.0"), resume=None)
     with pytest.raises(ValueError, match="loss.depth_weight needs a view-blending renderer"):
         train(_cfg(tmp_path / "plain", "optim.steps=1", "loss.depth_weight=1.0", "data.depth=true"), resume=None)
+
+
+def test_a_plane_sweep_trains_alone_on_a_frozen_renderer(tmp_path):
+    """optim.train_only=[sweep]: a plane sweep added to a checkpoint trains on depth and colour
+    while every other weight stays as it was; the log shows its depth loss."""
+    from nvs.models import build_renderer, save_renderer
+
+    from tests.helpers import tiny_config
+
+    plain = build_renderer(tiny_config()).eval()
+    path = save_renderer(plain, tmp_path / "plain.safetensors")
+    sweep = ["model.sweep_views=2", "model.sweep_planes=8", "model.sweep_near=1.0", "model.sweep_far=4.0"]
+    cfg = _cfg(tmp_path, *sweep, "optim.train_only=[sweep]", "data.depth=true", "loss.depth_weight=1.0",
+               "optim.steps=3", "optim.warmup_steps=1", f"run.init_from={path}")
+    summary = train(cfg, resume=None)
+    assert all(math.isfinite(h["depth_log_l1"]) and h["depth_log_l1"] > 0 for h in summary["history"])
+    trained = load_renderer(tmp_path / "run" / "checkpoints" / "step-0000003" / "model.safetensors")
+    for name, value in plain.state_dict().items():
+        assert torch.equal(trained.state_dict()[name], value), name
+    fresh = initial_weights(cfg.model, str(path))
+    freeze_all_but(fresh, cfg.optim.train_only)
+    assert {n.split(".")[0] for n, p in fresh.named_parameters() if p.requires_grad} == {"sweep"}
+    moved = [n for n, v in trained.sweep.state_dict().items() if not torch.equal(v, fresh.sweep.state_dict()[n])]
+    assert len(moved) == len(fresh.sweep.state_dict())
+    with pytest.raises(ValueError, match=r"optim.train_only names \['sweeps'\], which this renderer lacks"):
+        train(_cfg(tmp_path / "typo", *sweep, "optim.train_only=[sweeps]", "optim.steps=1"), resume=None)
+    with pytest.raises(ValueError, match="config key 'optim.train_only' expects"):
+        _cfg(tmp_path / "scalar", *sweep, "optim.train_only=sweep")
 
 
 def test_init_from_adds_a_pixel_decoder_that_starts_where_the_checkpoint_was(tmp_path):

@@ -1,0 +1,217 @@
+"""Depth of the target pixels by plane sweep over the nearest input photos, and a learnt blend of
+the photos sampled there with the decoded colour.
+
+A renderer with ``sweep_views = k`` renders as before (the decoded colour), then finds each target
+pixel's surface by matching the k input views nearest the target camera: at half resolution, each
+pixel's ray is cut at ``sweep_planes`` distances uniform in inverse depth between ``sweep_near``
+and ``sweep_far`` (distances along the ray: the "planes" are spheres about the target camera). At
+each, the k views' learnt features (and colours) are sampled where the point projects, and their
+spread (the matching cost) is scored by a small network shared by all planes.
+The softmax over the planes gives the expected inverse depth (upsampled to full resolution) and a
+confidence (its largest probability). The k photos are then sampled at that depth
+(:func:`nvs.models.view_blend.warp_views`), and a per-pixel network over the decoded colour, the k
+samples, their validity and the confidence gives the k + 1 logits of the softmax blend
+(:func:`nvs.models.view_blend.blend`).
+
+Why not the token's own depth (``view_blend``): a 16x16-pixel token cannot say where inside its
+patch a silhouette or a step in depth lies, and the photos' pixels agree only at the true surface;
+matching them finds it at pixel level. The sweep trains from true depth maps (:func:`sweep_loss`)
+and from the rendering loss through the blend; the renderer itself may stay frozen.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nvs.cameras import Cameras, pixel_rays
+from nvs.models.view_blend import MIN_VIEW_DEPTH, SAMPLE_LOGIT_INIT, blend, depth_loss, nearest_views, warp_views
+
+FEATURES = 16  # learnt matching features per pixel (half resolution)
+GROUPS = 4  # the features' variance is taken per group of FEATURES // GROUPS channels
+SCORER_WIDTH = 24
+BLENDER_WIDTH = 32
+PLANE_CE_WEIGHT = 0.1  # cross-entropy on the true plane, beside the log-depth error (see sweep_loss)
+COST_SCALE = 10.0  # variances of unit features and of colours are ~0.01-0.1; the scorer sees ~0.1-1
+
+
+def inverse_depth_planes(near: float, far: float, planes: int, device=None) -> Tensor:
+    """[planes] inverse depths from 1/near down to 1/far, evenly spaced."""
+    return torch.linspace(1.0 / near, 1.0 / far, planes, device=device)
+
+
+def gather(values: Tensor, index: Tensor) -> Tensor:
+    """values [B, V, ...], index [B, T, k] -> [B, T, k, ...]."""
+    rows = torch.arange(index.shape[0], device=index.device)[:, None, None]
+    return values[rows, index]
+
+
+def matching_costs(features: Tensor, cams: Cameras, target_cams: Cameras, inverse_depths: Tensor,
+                   present: Tensor | None = None) -> Tensor:
+    """The plane-sweep cost volume of each target pixel.
+
+    features [B, T, k, F + 3, h, w] (the views to match for each target: unit-norm features, then
+    colour), cams [B, T, k], target_cams [B, T] (at the volume's resolution), inverse_depths [D]
+    (the "planes" are spheres: a hypothesis is a distance along each pixel's unit ray), present
+    [B, T, k] bool (None: all): the views that take part.
+    Returns [B, T, D, GROUPS + 2, h', w'] with h', w' the target size: per plane, the features'
+    variance across the views that see the point (one per group), the colours' variance (both
+    times COST_SCALE), and whether at least two views see it (1.0 / 0.0).
+    """
+    b, t, k, channels = features.shape[:4]
+    planes = inverse_depths.shape[0]
+    height, width = target_cams.height, target_cams.width
+    origins, dirs = pixel_rays(target_cams)  # [B, T, 3, h', w']
+    depth = (1.0 / inverse_depths).view(1, 1, planes, 1, 1, 1)
+    points = (origins[:, :, None] + depth * dirs[:, :, None]).permute(0, 1, 2, 4, 5, 3)  # [B, T, D, h', w', 3]
+    points = points.reshape(b, t, 1, planes * height * width, 3).expand(b, t, k, -1, 3)
+    pixels, z = cams.project(points, min_depth=MIN_VIEW_DEPTH)
+    scale = torch.tensor([cams.width, cams.height], dtype=pixels.dtype, device=pixels.device)
+    grid = pixels / scale * 2.0 - 1.0
+    seen = (z > MIN_VIEW_DEPTH) & (grid.abs() <= 1.0).all(dim=-1)  # [B, T, k, DHW]
+    if present is not None:
+        seen = seen & present[..., None]
+    seen = seen.to(features.dtype)
+    sampled = F.grid_sample(features.flatten(0, 2), grid.reshape(b * t * k, planes * height, width, 2).to(features.dtype),
+                            mode="bilinear", padding_mode="border", align_corners=False)
+    sampled = sampled.reshape(b, t, k, channels, planes, height, width)
+    seen = seen.reshape(b, t, k, 1, planes, height, width)
+    count = seen.sum(dim=2)  # [B, T, 1, D, h', w']
+    mean = (sampled * seen).sum(dim=2) / count.clamp_min(1)
+    variance = ((sampled - mean[:, :, None]).square() * seen).sum(dim=2) / count.clamp_min(1)  # [B, T, C, D, h', w']
+    feature_cost = variance[:, :, : channels - 3].unflatten(2, (GROUPS, -1)).mean(dim=3)
+    colour_cost = variance[:, :, channels - 3 :].mean(dim=2, keepdim=True)
+    costs = torch.cat([COST_SCALE * feature_cost, COST_SCALE * colour_cost, (count >= 2).to(features.dtype)], dim=2)
+    return costs.transpose(2, 3)
+
+
+def plane_targets(target_z: Tensor, target_cams: Cameras, inverse_depths: Tensor, size: tuple[int, int]
+                  ) -> tuple[Tensor, Tensor]:
+    """The true plane of each pixel of a (smaller) cost volume: target_z [B, T, 1, H, W] z-depth
+    (0 = no surface) of target_cams [B, T] -> (index [B, T, h, w] of the plane nearest the mean
+    inverse ray depth of each h x w cell, known [B, T, h, w]: every pixel of the cell has a surface)."""
+    _, dirs = pixel_rays(target_cams)
+    cos = (dirs * target_cams.c2w[..., :3, 2, None, None].float()).sum(dim=-3, keepdim=True)
+    known = target_z > 0
+    inverse = torch.where(known, cos / target_z.float().clamp_min(1e-6), torch.zeros_like(cos))
+    inverse = F.adaptive_avg_pool2d(inverse.flatten(0, 1), size)
+    known = F.adaptive_avg_pool2d(known.float().flatten(0, 1), size) > 0.999
+    index = (inverse - inverse_depths.view(1, -1, 1, 1)).abs().argmin(dim=1)
+    return index.reshape(*target_z.shape[:2], *size), known.reshape(*target_z.shape[:2], *size)
+
+
+def sweep_loss(depth: Tensor, plane_logits: Tensor, inverse_depths: Tensor, target_z: Tensor,
+               target_cams: Cameras) -> Tensor:
+    """What trains the sweep from true depth: the mean absolute log-depth error of depth
+    [B, T, 1, H, W] (:func:`nvs.models.view_blend.depth_loss`) + PLANE_CE_WEIGHT x the
+    cross-entropy of plane_logits [B, T, D, h, w] against the true plane, over cells with a surface.
+
+    The cross-entropy keeps the softmax peaked on one plane: the log error alone is as low for a
+    spread between two wrong planes whose mean is right, and a sweep trained on it alone falls
+    back to a fixed depth prior.
+    """
+    index, known = plane_targets(target_z, target_cams, inverse_depths, tuple(plane_logits.shape[-2:]))
+    ce = F.cross_entropy(plane_logits.flatten(0, 1).float(), index.flatten(0, 1), reduction="none")
+    ce = (ce * known.flatten(0, 1)).sum() / known.sum().clamp_min(1)
+    return depth_loss(depth, target_z, target_cams) + PLANE_CE_WEIGHT * ce
+
+
+class PlaneSweepBlend(nn.Module):
+    """decoded [B, T, 3, H, W] + the memorised inputs -> the blended images [B, T, 3, H, W]."""
+
+    def __init__(self, views: int, planes: int, near: float, far: float):
+        super().__init__()
+        self.views, self.planes, self.near, self.far = views, planes, near, far
+        self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
+            nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
+            nn.Conv2d(FEATURES, FEATURES, 3, padding=1), nn.GELU(),
+            nn.Conv2d(FEATURES, FEATURES, 3, padding=1), nn.GELU(),
+            nn.Conv2d(FEATURES, FEATURES, 3, padding=1),
+        )
+        self.scorer = nn.Sequential(  # one plane at a time; dilations widen its view to 15 pixels
+            nn.Conv2d(GROUPS + 2, SCORER_WIDTH, 3, padding=1), nn.GELU(),
+            nn.Conv2d(SCORER_WIDTH, SCORER_WIDTH, 3, padding=2, dilation=2), nn.GELU(),
+            nn.Conv2d(SCORER_WIDTH, SCORER_WIDTH, 3, padding=4, dilation=4), nn.GELU(),
+            nn.Conv2d(SCORER_WIDTH, 1, 3, padding=1),
+        )
+        self.blender = nn.Sequential(  # decoded, k samples, k validities, confidence -> k + 1 logits
+            nn.Conv2d(3 + 4 * views + 1, BLENDER_WIDTH, 3, padding=1, padding_mode="replicate"), nn.GELU(),
+            nn.Conv2d(BLENDER_WIDTH, BLENDER_WIDTH, 3, padding=1, padding_mode="replicate"), nn.GELU(),
+            nn.Conv2d(BLENDER_WIDTH, views + 1, 3, padding=1, padding_mode="replicate"),
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The blend starts as a fixed mix leaning on the decoded colour (sample logits at
+        SAMPLE_LOGIT_INIT), whatever the sweep finds."""
+        last = self.blender[-1]
+        nn.init.zeros_(last.weight)
+        with torch.no_grad():
+            last.bias.fill_(SAMPLE_LOGIT_INIT)
+            last.bias[0] = 0.0
+
+    def inverse_depths(self, device=None) -> Tensor:
+        return inverse_depth_planes(self.near, self.far, self.planes, device)
+
+    def depth(self, target_cams: Cameras, features: Tensor, cams: Cameras, present: Tensor | None = None
+              ) -> tuple[Tensor, Tensor, Tensor]:
+        """Sweep: target_cams [B, T], features [B, T, k, F + 3, h, w] of cams [B, T, k] (``present``
+        [B, T, k]: which of them take part) -> (depth along each unit ray [B, T, 1, H, W],
+        confidence [B, T, 1, H, W], plane logits [B, T, D, H/2, W/2])."""
+        b, t = target_cams.shape
+        height, width = target_cams.height, target_cams.width
+        coarse = target_cams.resize(max(1, height // 2), max(1, width // 2))
+        inverse_depths = self.inverse_depths(features.device).to(features.dtype)
+        costs = matching_costs(features, cams, coarse, inverse_depths, present)  # [B, T, D, G + 2, h, w]
+        logits = self.scorer(costs.flatten(0, 2)).reshape(b, t, self.planes, coarse.height, coarse.width)
+        prob = logits.softmax(dim=2)
+        inverse = (prob * inverse_depths.view(1, 1, -1, 1, 1)).sum(dim=2, keepdim=True)
+        confidence = prob.amax(dim=2, keepdim=True)
+        up = torch.cat([inverse, confidence], dim=2).flatten(0, 1)
+        up = F.interpolate(up, size=(height, width), mode="bilinear", align_corners=False).reshape(b, t, 2, height, width)
+        return 1.0 / up[:, :, :1], up[:, :, 1:], logits
+
+    def source_features(self, images: Tensor) -> Tensor:
+        """images [B, V, 3, H, W] -> [B, V, F + 3, H/2, W/2]: unit-norm learnt features, then the
+        colour, in the dtype of the weights."""
+        flat = images.flatten(0, 1).to(self.features[0].weight.dtype)
+        learnt = F.normalize(self.features(flat * 2.0 - 1.0), dim=1)
+        colour = F.avg_pool2d(flat, 2)
+        return torch.cat([learnt, colour], dim=1).unflatten(0, images.shape[:2])
+
+    def forward(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras, with_samples: bool = False):
+        """decoded [B, T, 3, H, W] (the renderer's colour), target_cams [B, T], the memorised inputs
+        images [B, V, 3, Hs, Ws] with cams [B, V] -> [B, T, 3, H, W]; ``with_samples`` also returns
+        (samples [B, T, k, 3, H, W], valid [B, T, k, 1, H, W], depth [B, T, 1, H, W], plane logits
+        [B, T, D, H/2, W/2]) for :func:`nvs.models.view_blend.warp_loss` and :func:`sweep_loss`.
+
+        Without gradients, targets are swept one at a time: the cost volume and its intermediates
+        take about 0.2 GB per 128x128 target (k = 4, 32 planes), growing with the target's pixels,
+        whatever T is."""
+        with torch.autocast(device_type=decoded.device.type, enabled=False):
+            features = self.source_features(images)
+            if with_samples or torch.is_grad_enabled():
+                return self._blend(decoded, target_cams, images, cams, features, with_samples)
+            parts = [self._blend(decoded[:, i : i + 1], target_cams[:, i : i + 1], images, cams, features, False)
+                     for i in range(target_cams.shape[1])]
+            return torch.cat(parts, dim=1)
+
+    def _blend(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras, features: Tensor,
+               with_samples: bool):
+        dtype = features.dtype
+        index = nearest_views(cams, target_cams, self.views)
+        b, t, found = index.shape
+        present = torch.ones(b, t, self.views, dtype=torch.bool, device=index.device)
+        if found < self.views:  # fewer inputs than k: the spare slots repeat the nearest view and count for nothing
+            index = torch.cat([index, index[..., :1].expand(b, t, self.views - found)], dim=-1)
+            present[..., found:] = False
+        chosen = Cameras(gather(cams.intrinsics, index), gather(cams.c2w, index), cams.height, cams.width)
+        depth, confidence, plane_logits = self.depth(target_cams, gather(features, index), chosen, present)
+        samples, valid = warp_views(gather(images.to(dtype), index), chosen, target_cams, depth.to(dtype))
+        valid = valid & present[..., None, None, None]
+        decoded = decoded.to(dtype)
+        x = torch.cat([decoded, samples.flatten(2, 3), valid.flatten(2, 3).to(dtype), confidence.to(dtype)], dim=2)
+        logits = self.blender(x.flatten(0, 1)).reshape(b, t, self.views + 1, *decoded.shape[-2:])
+        out = blend(decoded, samples, valid, logits)
+        return (out, (samples, valid, depth, plane_logits)) if with_samples else out

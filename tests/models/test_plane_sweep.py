@@ -1,0 +1,206 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nvs.cameras import Cameras, pixel_rays
+from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
+from nvs.models.plane_sweep import (GROUPS, PLANE_CE_WEIGHT, inverse_depth_planes, matching_costs, plane_targets,
+                                    sweep_loss)
+from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, depth_loss
+
+from tests.helpers import (PLANE_Z, plane_camera, ring_cameras, ring_scene, textured_plane_view, tiny_config,
+                           without_head)
+
+
+def _stack(cams: list[Cameras]) -> Cameras:
+    """Single cameras -> one batch [1, 1, k] (the views swept for one target)."""
+    return Cameras(torch.stack([c.intrinsics for c in cams])[None, None], torch.stack([c.c2w for c in cams])[None, None],
+                   cams[0].height, cams[0].width)
+
+
+def test_the_colour_cost_is_lowest_at_the_plane_the_views_see():
+    """Three views of a textured plane; the target's colour cost per plane (features left out),
+    summed over 7x7 windows as the scorer's convolutions do, is lowest at the plane nearest each
+    pixel's true inverse depth (one pixel alone is ambiguous where the texture is flat along
+    its epipolar line)."""
+    size = 64
+    sources = [plane_camera(x, size, yaw_deg=-math.degrees(math.atan2(x, PLANE_Z))) for x in (-1.0, 0.7, 1.3)]
+    images = torch.stack([textured_plane_view(c, frequency=2.0)[0] for c in sources])  # [k, 3, H, W]
+    features = torch.cat([torch.zeros(3, 4, size, size, dtype=torch.float64), images], dim=1)[None, None]
+    target = plane_camera(0.2, size)
+    target = Cameras(target.intrinsics[None, None], target.c2w[None, None], size, size)
+    planes = inverse_depth_planes(1.5, 8.0, 12).double()
+    costs = matching_costs(features, _stack(sources), target, planes)
+    assert costs.shape == (1, 1, 12, GROUPS + 2, size, size)
+    assert torch.equal(costs[0, 0, :, :GROUPS], torch.zeros_like(costs[0, 0, :, :GROUPS]))  # zero features agree
+    seen_by_all = costs[0, 0, :, GROUPS + 1].bool().all(dim=0)
+    _, depth = textured_plane_view(target)
+    truth = (1 / depth[0, 0, 0] - planes.view(-1, 1, 1)).abs().argmin(dim=0)
+    window = F.avg_pool2d(costs[0, 0, :, GROUPS : GROUPS + 1], 7, stride=1, padding=3, count_include_pad=False)
+    found = window[:, 0].argmin(dim=0)
+    assert seen_by_all.double().mean() > 0.5
+    # a pixel whose surface lies between two planes may pick either
+    assert (found == truth)[seen_by_all].double().mean() > 0.95
+    assert ((found - truth).abs() <= 1)[seen_by_all].double().mean() > 0.99
+    assert set(costs[0, 0, :, GROUPS + 1].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_matching_costs_pass_gradients_to_the_features():
+    torch.manual_seed(0)
+    cams = ring_cameras(1, 3, size=8).to(torch.float64)
+    chosen = Cameras(cams.intrinsics[:, None], cams.c2w[:, None], 8, 8)
+    target = ring_cameras(1, 1, size=8, offset=0.4).to(torch.float64).resize(4, 4)
+    features = torch.rand(1, 1, 3, 4 + 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    planes = inverse_depth_planes(1.0, 4.0, 3).double()
+    assert torch.autograd.gradcheck(lambda f: matching_costs(f, chosen, target, planes), (features,))
+
+
+def test_plane_targets_and_the_sweep_loss():
+    cams = ring_cameras(1, 2, size=16)
+    planes = inverse_depth_planes(1.0, 4.0, 8)
+    _, dirs = pixel_rays(cams)
+    cos = (dirs * cams.c2w[..., :3, 2, None, None]).sum(-3, keepdim=True)
+    ray_depth = torch.full((1, 2, 1, 16, 16), 1 / float(planes[5]))
+    z = ray_depth * cos
+    z[..., :8, :] = 0  # no surface in the top half
+    index, known = plane_targets(z, cams, planes, (8, 8))
+    assert index.shape == known.shape == (1, 2, 8, 8)
+    assert not known[..., :4, :].any() and known[..., 4:, :].all() and (index[known] == 5).all()
+    perfect = torch.full((1, 2, 8, 8, 8), -30.0)
+    perfect[:, :, 5] = 30.0
+    assert float(sweep_loss(ray_depth, perfect, planes, z, cams)) < 1e-5
+    flat = torch.zeros(1, 2, 8, 8, 8)  # uniform over the planes: cross-entropy log(8)
+    assert float(sweep_loss(ray_depth, flat, planes, z, cams)) == pytest.approx(PLANE_CE_WEIGHT * math.log(8), rel=1e-4)
+    assert float(sweep_loss(ray_depth * 2, perfect, planes, z, cams)) == pytest.approx(
+        float(depth_loss(ray_depth * 2, z, cams)), rel=1e-5)
+    assert float(sweep_loss(ray_depth, flat, planes, torch.zeros_like(z), cams)) == 0.0
+
+
+def _sweep_model(**overrides) -> LaCTRenderer:
+    torch.manual_seed(0)
+    return LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=8, sweep_near=1.0, sweep_far=4.0, **overrides)).eval()
+
+
+def test_a_new_sweep_is_a_fixed_mix_of_the_decoded_colour_and_its_samples():
+    model = _sweep_model()
+    plain = without_head(model, "sweep", tiny_config())
+    images, cams, targets = ring_scene()
+    with torch.no_grad():
+        decoded = plain(images, cams, targets)
+        out, (samples, valid, depth, plane_logits) = model(images, cams, targets, with_samples=True)
+    assert samples.shape == (1, 2, 2, 3, 32, 32) and valid.shape == (1, 2, 2, 1, 32, 32)
+    assert depth.shape == (1, 2, 1, 32, 32) and plane_logits.shape == (1, 2, 8, 16, 16)
+    assert (depth >= 1.0 - 1e-4).all() and (depth <= 4.0 + 1e-4).all()  # between the nearest and farthest plane
+    fixed = torch.tensor([0.0] + [SAMPLE_LOGIT_INIT] * 2).view(1, 1, 3, 1, 1).expand(1, 2, 3, 32, 32)
+    assert torch.allclose(out, blend(decoded, samples, valid, fixed), atol=1e-6)
+    assert (out - decoded).abs().max() > 1e-3
+
+
+def test_sweep_renderer_memorize_render_chunks_round_trip_and_gradients(tmp_path):
+    model = _sweep_model()
+    with torch.no_grad():  # a blend that uses its inputs, so the checks below see it
+        model.sweep.blender[-1].weight.normal_(std=0.1)
+    images, cams, targets = ring_scene(batch=2, targets=4)
+    with torch.no_grad():
+        joint = model(images, cams, targets)  # one target at a time without gradients
+        state = model.memorize(images, cams)
+        split = model.render(state, targets)
+        model.set_memory_budget(2 * 4 * 16 * 32 * 4 + 200_000)
+        assert model.chunk_plan(2, 4, 16) is not None
+        chunked = model.render(model.memorize(images, cams), targets)
+        model.set_memory_budget(None)
+        single = model(images[:, :1], cams[:, :1], targets)  # one input, k = 2: the nearest twice
+    batched, _ = model(images, cams, targets, with_samples=True)
+    assert state.sources is not None
+    assert (joint - split).abs().max() < 1e-5 and (joint - chunked).abs().max() < 1e-4
+    assert (joint - batched).abs().max() < 1e-5
+    assert single.shape == joint.shape and torch.isfinite(single).all()
+    save_renderer(model, tmp_path / "sweep.safetensors")
+    loaded = load_renderer(tmp_path / "sweep.safetensors").eval()
+    assert loaded.config == model.config
+    with torch.no_grad():
+        assert torch.equal(loaded(images, cams, targets), joint)
+    model.train()
+    model(images, cams, targets).square().mean().backward()
+    for name in ("features", "scorer", "blender"):
+        assert sum(p.grad.abs().sum() for p in getattr(model.sweep, name).parameters()) > 0, name
+
+
+def test_sweep_config_is_checked():
+    with pytest.raises(ValueError, match="need arch 'lact'"):
+        tiny_config(arch="full_attention", sweep_views=2)
+    with pytest.raises(ValueError, match="sweep_near .* must be below sweep_far"):
+        ModelConfig(sweep_views=2, sweep_near=5.0, sweep_far=2.0)
+    bad = (("sweep_views", 17), ("sweep_views", 1), ("sweep_planes", 1), ("sweep_near", 0.0), ("sweep_far", float("nan")))
+    for key, value in bad:
+        with pytest.raises(ValueError, match=key):
+            ModelConfig(**{key: value})
+
+
+def test_a_cost_volume_of_smaller_images_than_the_target_is_sampled_at_its_own_scale():
+    """Inputs of another size than the targets: the features are sampled in normalised image
+    coordinates, so a view downsampled by 2 gives the same costs up to resampling."""
+    size = 64
+    sources = [plane_camera(x, size) for x in (-0.6, 0.6)]
+    images = torch.stack([textured_plane_view(c)[0] for c in sources])
+    target = plane_camera(0.0, size)
+    target = Cameras(target.intrinsics[None, None], target.c2w[None, None], size, size).resize(16, 16)
+    planes = inverse_depth_planes(1.5, 8.0, 6).double()
+    full = torch.cat([torch.zeros(2, 4, size, size, dtype=torch.float64), images], 1)[None, None]
+    half = F.interpolate(full[0, 0], scale_factor=0.5, mode="area")[None, None]
+    small = [c.resize(size // 2, size // 2) for c in sources]
+    a = matching_costs(full, _stack(sources), target, planes)
+    b = matching_costs(half, _stack(small), target, planes)
+    both = (a[..., GROUPS + 1, :, :] * b[..., GROUPS + 1, :, :]).bool()
+    colour_a, colour_b = a[..., GROUPS, :, :][both], b[..., GROUPS, :, :][both]
+    assert both.double().mean() > 0.5 and colour_a.max() > 0.05
+    assert (colour_a - colour_b).abs().max() < 0.05 * colour_a.max(), ((colour_a - colour_b).abs().max(), colour_a.max())
+
+
+def test_a_sweep_after_a_view_blending_head_blends_that_heads_output():
+    model = _sweep_model(view_blend=2)
+    head_only = without_head(model, "sweep", tiny_config(view_blend=2))
+    images, cams, targets = ring_scene()
+    with torch.no_grad():
+        first = head_only(images, cams, targets)
+        out, extras = model(images, cams, targets, with_samples=True)
+    assert len(extras) == 4 and extras[3].shape == (1, 2, 8, 16, 16)  # the sweep's, with its plane logits
+    fixed = torch.tensor([0.0] + [SAMPLE_LOGIT_INIT] * 2).view(1, 1, 3, 1, 1).expand(1, 2, 3, 32, 32)
+    assert torch.allclose(out, blend(first, extras[0], extras[1], fixed), atol=1e-6)
+
+
+def test_the_official_layout_refuses_a_plane_sweep(tmp_path):
+    from nvs.models import CheckpointError
+    from nvs.models.checkpoint import save_official_checkpoint
+
+    with pytest.raises(CheckpointError, match="no plane sweep"):
+        save_official_checkpoint(_sweep_model(), tmp_path / "model.pt")
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_with_fewer_inputs_than_k_the_spare_slots_take_no_part():
+    """One input view and k = 2: no pixel has two views to match, and the spare slot's samples
+    are invalid, so the blend is the decoded colour and the one photo."""
+    model = _sweep_model()
+    images, cams = torch.rand(1, 1, 3, 32, 32), ring_cameras(1, 1)
+    targets = ring_cameras(1, 2, offset=0.3)
+    features = model.sweep.source_features(images)[:, None].expand(1, 2, 1, -1, -1, -1)
+    spare = torch.cat([features, features], dim=2)
+    chosen = Cameras(cams.intrinsics[:, None].expand(1, 2, 1, 4).repeat(1, 1, 2, 1),
+                     cams.c2w[:, None].expand(1, 2, 1, 4, 4).repeat(1, 1, 2, 1, 1), 32, 32)
+    present = torch.tensor([True, False]).expand(1, 2, 2)
+    costs = matching_costs(spare, chosen, targets.resize(16, 16), model.sweep.inverse_depths(), present)
+    assert not costs[:, :, :, GROUPS + 1].any() and not costs[:, :, :, :GROUPS + 1].any()
+    with torch.no_grad():
+        _, (samples, valid, depth, _) = model(images, cams, targets, with_samples=True)
+    assert valid[:, :, 0].any() and not valid[:, :, 1].any()
+
+
+def test_a_float64_sweep_renders_in_float64():
+    model = _sweep_model().double()
+    images, cams = torch.rand(1, 3, 3, 32, 32, dtype=torch.float64), ring_cameras(1, 3).to(torch.float64)
+    with torch.no_grad():
+        out = model(images, cams, ring_cameras(1, 2, offset=0.3).to(torch.float64))
+    assert out.dtype == torch.float64 and torch.isfinite(out).all()
