@@ -162,8 +162,8 @@ def _views_model(arch: str):
     from nvs.models.config import ModelConfig
 
     torch.manual_seed(0)  # the same weights in every child process
-    base = load_renderer(OBJECT_CHECKPOINT).config
-    return build_renderer(ModelConfig(**{**base.to_dict(), "arch": arch})).eval()
+    base = load_renderer(OBJECT_CHECKPOINT).config  # its trunk: a plane sweep needs arch lact
+    return build_renderer(ModelConfig(**{**base.to_dict(), "arch": arch, "sweep_views": 0})).eval()
 
 
 def _memorize_case(arch: str, views: int, size: int, reps: int, conn) -> None:
@@ -206,7 +206,13 @@ def _in_child(target: Callable, *args) -> dict:
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=target, args=(*args, child))
     proc.start()
-    result = parent.recv()
+    child.close()  # the child holds the only other end now: if it dies, recv() ends instead of waiting
+    try:
+        result = parent.recv()
+    except EOFError:
+        proc.join()
+        raise RuntimeError(f"benchmark process {target.__name__} failed (exit code {proc.exitcode}); "
+                           "its error is printed above") from None
     parent.send("received")
     proc.join()
     return result

@@ -161,7 +161,7 @@ class Losses:
             else:
                 depth_error = depth_loss(blend[2], batch["target_depth"], target_cams)
             loss = loss + self.cfg.depth_weight * depth_error
-            logs["depth_log_l1"] = depth_error.item()
+            logs["depth_log_l1"] = depth_error.item()  # a plane sweep's includes its planes' cross-entropy
         if self.cfg.lpips_weight > 0 and step >= self.cfg.lpips_start:
             if self._lpips is None:
                 from nvs.evaluation.lpips import lpips_model

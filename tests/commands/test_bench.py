@@ -83,3 +83,14 @@ def test_generator_bench_times_the_writer_in_worker_processes(tmp_path):
     rows = {r["kind"]: r for r in json.loads((tmp_path / "generator.json").read_text())}
     assert rows["furniture"]["workers"] == 2 and rows["object"]["workers"] == 1
     assert all(r["views"] == 6 and r["views_per_second"] == pytest.approx(6 / r["seconds"], rel=0.05) for r in rows.values())
+
+
+def _fails_in_child(conn) -> None:
+    raise ValueError("this benchmark case breaks")
+
+
+def test_a_benchmark_child_that_fails_stops_the_benchmark_instead_of_hanging_it():
+    from nvs.commands.bench_model import _in_child
+
+    with pytest.raises(RuntimeError, match="_fails_in_child failed"):
+        _in_child(_fails_in_child)
