@@ -129,7 +129,7 @@ class PlaneSweepBlend(nn.Module):
             nn.Conv2d(FEATURES, FEATURES, 3, padding=1), nn.GELU(),
             nn.Conv2d(FEATURES, FEATURES, 3, padding=1),
         )
-        self.scorer = nn.Sequential(  # one plane at a time; dilations widen its view to 15 pixels
+        self.scorer = nn.Sequential(  # one plane at a time; dilations widen its view to 17x17 pixels
             nn.Conv2d(GROUPS + 2, SCORER_WIDTH, 3, padding=1), nn.GELU(),
             nn.Conv2d(SCORER_WIDTH, SCORER_WIDTH, 3, padding=2, dilation=2), nn.GELU(),
             nn.Conv2d(SCORER_WIDTH, SCORER_WIDTH, 3, padding=4, dilation=4), nn.GELU(),
