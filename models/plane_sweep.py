@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nvs.cameras import Cameras, pixel_rays
-from nvs.models.view_blend import MIN_VIEW_DEPTH, SAMPLE_LOGIT_INIT, blend, depth_loss, nearest_views, warp_views
+from nvs.models.view_blend import (MIN_VIEW_DEPTH, SAMPLE_LOGIT_INIT, blend, depth_loss, gather, gather_views,
+                                   nearest_views, warp_views)
 
 FEATURES = 16  # learnt matching features per pixel (half resolution)
 GROUPS = 4  # the features' variance is taken per group of FEATURES // GROUPS channels
@@ -39,12 +40,6 @@ COST_SCALE = 10.0  # variances of unit features and of colours are ~0.01-0.1; th
 def inverse_depth_planes(near: float, far: float, planes: int, device=None) -> Tensor:
     """[planes] inverse depths from 1/near down to 1/far, evenly spaced."""
     return torch.linspace(1.0 / near, 1.0 / far, planes, device=device)
-
-
-def gather(values: Tensor, index: Tensor) -> Tensor:
-    """values [B, V, ...], index [B, T, k] -> [B, T, k, ...]."""
-    rows = torch.arange(index.shape[0], device=index.device)[:, None, None]
-    return values[rows, index]
 
 
 def matching_costs(features: Tensor, cams: Cameras, target_cams: Cameras, inverse_depths: Tensor,
@@ -187,8 +182,8 @@ class PlaneSweepBlend(nn.Module):
         [B, T, D, H/2, W/2]) for :func:`nvs.models.view_blend.warp_loss` and :func:`sweep_loss`.
 
         Without gradients, targets are swept one at a time: the cost volume and its intermediates
-        take about 0.2 GB per 128x128 target (k = 4, 32 planes), growing with the target's pixels,
-        whatever T is."""
+        take about 0.15 GB per 128x128 target (k = 4, 32 planes; peak resident memory on a CPU),
+        growing with the target's pixels, whatever T is."""
         with torch.autocast(device_type=decoded.device.type, enabled=False):
             features = self.source_features(images)
             if with_samples or torch.is_grad_enabled():
@@ -206,9 +201,9 @@ class PlaneSweepBlend(nn.Module):
         if found < self.views:  # fewer inputs than k: the spare slots repeat the nearest view and count for nothing
             index = torch.cat([index, index[..., :1].expand(b, t, self.views - found)], dim=-1)
             present[..., found:] = False
-        chosen = Cameras(gather(cams.intrinsics, index), gather(cams.c2w, index), cams.height, cams.width)
+        photos, chosen = gather_views(images.to(dtype), cams, index)
         depth, confidence, plane_logits = self.depth(target_cams, gather(features, index), chosen, present)
-        samples, valid = warp_views(gather(images.to(dtype), index), chosen, target_cams, depth.to(dtype))
+        samples, valid = warp_views(photos, chosen, target_cams, depth.to(dtype))
         valid = valid & present[..., None, None, None]
         decoded = decoded.to(dtype)
         x = torch.cat([decoded, samples.flatten(2, 3), valid.flatten(2, 3).to(dtype), confidence.to(dtype)], dim=2)

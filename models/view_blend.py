@@ -41,10 +41,15 @@ def nearest_views(input_cams: Cameras, target_cams: Cameras, k: int) -> Tensor:
     return (position + direction).topk(min(k, centres.shape[1]), dim=-1, largest=False).indices
 
 
-def gather_views(images: Tensor, cams: Cameras, index: Tensor) -> tuple[Tensor, Cameras]:
-    """images [B, V, 3, H, W], cams [B, V], index [B, T, k] -> (images [B, T, k, 3, H, W], cams [B, T, k])."""
+def gather(values: Tensor, index: Tensor) -> Tensor:
+    """values [B, V, ...], index [B, T, k] -> [B, T, k, ...]."""
     rows = torch.arange(index.shape[0], device=index.device)[:, None, None]
-    return images[rows, index], Cameras(cams.intrinsics[rows, index], cams.c2w[rows, index], cams.height, cams.width)
+    return values[rows, index]
+
+
+def gather_views(images: Tensor, cams: Cameras, index: Tensor) -> tuple[Tensor, Cameras]:
+    """images [B, V, C, H, W], cams [B, V], index [B, T, k] -> (images [B, T, k, C, H, W], cams [B, T, k])."""
+    return gather(images, index), Cameras(gather(cams.intrinsics, index), gather(cams.c2w, index), cams.height, cams.width)
 
 
 def warp_views(images: Tensor, cams: Cameras, target_cams: Cameras, depth: Tensor) -> tuple[Tensor, Tensor]:
