@@ -21,6 +21,7 @@ and from the rendering loss through the blend; the renderer itself may stay froz
 
 from __future__ import annotations
 
+import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -112,12 +113,36 @@ def sweep_loss(depth: Tensor, plane_logits: Tensor, inverse_depths: Tensor, targ
     return depth_loss(depth, target_z, target_cams) + PLANE_CE_WEIGHT * ce
 
 
+def degrade(decoded: Tensor, probability: float) -> Tensor:
+    """decoded [N, 3, H, W] -> the same, each image with the given probability blurred (Gaussian,
+    sigma 0.5-2.5 px) and colour-shifted (gain 0.85-1.15 and offset -0.08-0.08 per channel), at
+    random (torch's generator).
+
+    What a renderer's colour looks like on photos unlike its training data. Trained on it, the
+    blend learns to weigh the decoded colour against the photos where they agree instead of
+    leaning on it everywhere because it is right on the training data."""
+    n = decoded.shape[0]
+    chosen = torch.rand(n, device=decoded.device) < probability
+    if not chosen.any():
+        return decoded
+    sigma = (0.5 + 2.0 * torch.rand(n, 1, device=decoded.device)).expand(n, 2).to(decoded.dtype)
+    blurred = kornia.filters.gaussian_blur2d(decoded, (11, 11), sigma, border_type="replicate")
+    gain = 0.85 + 0.3 * torch.rand(n, 3, 1, 1, device=decoded.device, dtype=decoded.dtype)
+    offset = 0.16 * torch.rand(n, 3, 1, 1, device=decoded.device, dtype=decoded.dtype) - 0.08
+    shifted = (blurred * gain + offset).clamp(0.0, 1.0)
+    return torch.where(chosen.view(n, 1, 1, 1), shifted, decoded)
+
+
 class PlaneSweepBlend(nn.Module):
-    """decoded [B, T, 3, H, W] + the memorised inputs -> the blended images [B, T, 3, H, W]."""
+    """decoded [B, T, 3, H, W] + the memorised inputs -> the blended images [B, T, 3, H, W].
+
+    ``degrade_probability`` (set by training, not saved): in training mode, the probability that a
+    target's decoded colour is replaced by :func:`degrade`'s before the blend."""
 
     def __init__(self, views: int, planes: int, near: float, far: float):
         super().__init__()
         self.views, self.planes, self.near, self.far = views, planes, near, far
+        self.degrade_probability = 0.0
         self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
             nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
             nn.Conv2d(FEATURES, FEATURES, 3, padding=1), nn.GELU(),
@@ -185,6 +210,8 @@ class PlaneSweepBlend(nn.Module):
         take about 0.15 GB per 128x128 target (k = 4, 32 planes; peak resident memory on a CPU),
         growing with the target's pixels, whatever T is."""
         with torch.autocast(device_type=decoded.device.type, enabled=False):
+            if self.training and self.degrade_probability > 0:
+                decoded = degrade(decoded.flatten(0, 1), self.degrade_probability).unflatten(0, decoded.shape[:2])
             features = self.source_features(images)
             if with_samples or torch.is_grad_enabled():
                 return self._blend(decoded, target_cams, images, cams, features, with_samples)

@@ -78,6 +78,10 @@ class OptimConfig:
     # top-level modules of the renderer that train (e.g. [sweep]); the rest stay frozen and pass
     # no gradients. Empty: everything trains
     train_only: tuple[str, ...] = ()
+    # a plane sweep's blend sees, with this probability per target, a blurred and colour-shifted
+    # decoded colour (models/plane_sweep.degrade): the renderer's colour on photos unlike its
+    # training data, which the blend must not trust where the photos agree
+    sweep_degrade: float = 0.0
 
 
 @dataclass
@@ -140,7 +144,7 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "optim.clip_grad_norm": (0, 1e12, True), "optim.skip_grad_norm": (0, float("inf"), True),
     "optim.min_lr_ratio": (0, 1, False), "optim.time_budget_s": (0, 1e9, False),
     "optim.view_blend_lr_scale": (0, 1e4, True), "optim.pixel_decoder_lr_scale": (0, 1e4, True),
-    "optim.view_blend_hold_steps": (0, 2**62, False),
+    "optim.view_blend_hold_steps": (0, 2**62, False), "optim.sweep_degrade": (0, 1, False),
     "loss.lpips_weight": (0, 1e6, False), "loss.lpips_start": (0, 2**62, False), "loss.warp_weight": (0, 1e6, False),
     "loss.depth_weight": (0, 1e6, False),
     "run.seed": (0, 2**62, False), "run.log_every": (1, 2**62, False), "run.image_every": (1, 2**62, False),

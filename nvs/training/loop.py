@@ -308,6 +308,10 @@ def train(
         model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     sweep = getattr(raw_model, "sweep", None)
+    if cfg.optim.sweep_degrade > 0:
+        if sweep is None:
+            raise ValueError("optim.sweep_degrade needs a plane sweep (model.sweep_views > 0)")
+        sweep.degrade_probability = cfg.optim.sweep_degrade
     losses = Losses(cfg, device, None if sweep is None else sweep.inverse_depths(device))
     for key in ("warp_weight", "depth_weight"):
         if getattr(cfg.loss, key) > 0 and not (cfg.model.view_blend or cfg.model.sweep_views):

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
-from nvs.models.plane_sweep import (GROUPS, PLANE_CE_WEIGHT, inverse_depth_planes, matching_costs, plane_targets,
+from nvs.models.plane_sweep import (GROUPS, PLANE_CE_WEIGHT, degrade, inverse_depth_planes, matching_costs, plane_targets,
                                     sweep_loss)
 from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, depth_loss
 
@@ -157,6 +157,39 @@ def test_a_cost_volume_of_smaller_images_than_the_target_is_sampled_at_its_own_s
     colour_a, colour_b = a[..., GROUPS, :, :][both], b[..., GROUPS, :, :][both]
     assert both.double().mean() > 0.5 and colour_a.max() > 0.05
     assert (colour_a - colour_b).abs().max() < 0.05 * colour_a.max(), ((colour_a - colour_b).abs().max(), colour_a.max())
+
+
+def test_degrade_blurs_and_shifts_the_chosen_images_only():
+    torch.manual_seed(0)
+    images = torch.rand(64, 3, 16, 16)
+    assert degrade(images, 0.0) is images
+    out = degrade(images, 0.5)
+    changed = (out - images).flatten(1).abs().amax(dim=1) > 0
+    assert 16 < changed.sum() < 48  # about half, at random
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out[~changed], images[~changed])
+    flat = torch.full((8, 3, 16, 16), 0.5)
+    shifted = degrade(flat, 1.0)
+    assert (shifted.std(dim=(2, 3)) < 1e-6).all()  # a blur leaves flat colour flat; the shift is one per channel
+    assert ((shifted - 0.5).abs().amax(dim=(2, 3)) <= 0.5 * 0.15 + 0.08 + 1e-6).all()
+    assert (shifted - 0.5).abs().amax() > 0.01
+
+
+def test_only_a_training_sweep_sees_a_degraded_decoded_colour():
+    model = _sweep_model()
+    images, cams, targets = ring_scene()
+    decoded = torch.rand(1, 2, 3, 32, 32)
+    sweep = model.sweep.eval()
+    sweep.degrade_probability = 1.0
+    with torch.no_grad():
+        clean = sweep(decoded, targets, images, cams)
+        sweep.train()
+        torch.manual_seed(1)
+        trained = sweep(decoded, targets, images, cams)
+        sweep.degrade_probability = 0.0
+        undegraded = sweep(decoded, targets, images, cams)
+    assert torch.allclose(undegraded, clean, atol=1e-6)
+    assert (trained - clean).abs().max() > 1e-3
 
 
 def test_a_sweep_after_a_view_blending_head_blends_that_heads_output():

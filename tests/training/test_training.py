@@ -450,6 +450,13 @@ def test_a_plane_sweep_trains_alone_on_a_frozen_renderer(tmp_path):
     assert {n.split(".")[0] for n, p in fresh.named_parameters() if p.requires_grad} == {"sweep"}
     moved = [n for n, v in trained.sweep.state_dict().items() if not torch.equal(v, fresh.sweep.state_dict()[n])]
     assert len(moved) == len(fresh.sweep.state_dict())
+    degraded = _cfg(tmp_path / "degraded", *sweep, "optim.train_only=[sweep]", "optim.sweep_degrade=1.0", "optim.steps=1",
+                    f"run.init_from={path}")
+    assert math.isfinite(train(degraded, resume=None)["history"][-1]["loss"])
+    with pytest.raises(ValueError, match=r"optim.sweep_degrade needs a plane sweep"):
+        train(_cfg(tmp_path / "nosweep", "optim.sweep_degrade=0.5", "optim.steps=1"), resume=None)
+    with pytest.raises(ValueError, match="optim.sweep_degrade"):
+        _cfg(tmp_path / "toolarge", *sweep, "optim.sweep_degrade=1.5")
     with pytest.raises(ValueError, match=r"optim.train_only names \['sweeps'\], which this renderer lacks"):
         train(_cfg(tmp_path / "typo", *sweep, "optim.train_only=[sweeps]", "optim.steps=1"), resume=None)
     with pytest.raises(ValueError, match="config key 'optim.train_only' expects"):
