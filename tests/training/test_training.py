@@ -450,9 +450,10 @@ def test_a_plane_sweep_trains_alone_on_a_frozen_renderer(tmp_path):
     assert {n.split(".")[0] for n, p in fresh.named_parameters() if p.requires_grad} == {"sweep"}
     moved = [n for n, v in trained.sweep.state_dict().items() if not torch.equal(v, fresh.sweep.state_dict()[n])]
     assert len(moved) == len(fresh.sweep.state_dict())
-    degraded = _cfg(tmp_path / "degraded", *sweep, "optim.train_only=[sweep]", "optim.sweep_degrade=1.0", "optim.steps=1",
-                    f"run.init_from={path}")
-    assert math.isfinite(train(degraded, resume=None)["history"][-1]["loss"])
+    first_loss = {p: train(_cfg(tmp_path / f"degrade{p}", *sweep, "optim.train_only=[sweep]", f"optim.sweep_degrade={p}",
+                                "optim.steps=1", "run.log_every=1", f"run.init_from={path}"), resume=None)["history"][0]["loss"]
+                  for p in (0.0, 1.0)}
+    assert math.isfinite(first_loss[1.0]) and first_loss[1.0] != first_loss[0.0]  # the same batch, its decoded colour degraded
     with pytest.raises(ValueError, match=r"optim.sweep_degrade needs a plane sweep"):
         train(_cfg(tmp_path / "nosweep", "optim.sweep_degrade=0.5", "optim.steps=1"), resume=None)
     with pytest.raises(ValueError, match="optim.sweep_degrade"):
