@@ -179,6 +179,8 @@ def check_train_config(cfg: "TrainConfig") -> None:
     gap = cfg.data.frame_gap
     if len(gap) != 2 or not 1 <= gap[0] <= gap[1]:
         raise ValueError(f"config key 'data.frame_gap' must be [min, max] with 1 <= min <= max, got {gap!r}")
+    if cfg.optim.sweep_degrade > 0 and not cfg.model.sweep_views:
+        raise ValueError("config key 'optim.sweep_degrade' needs a plane sweep (model.sweep_views > 0)")
 
 
 def _all_keys(cls, prefix: str = "") -> list[str]:
@@ -219,7 +221,8 @@ def _coerce(value: Any, type_name: str, key: str) -> Any:
     return value
 
 
-def _fill(cls, data: dict[str, Any], where: str):
+def _fill(cls, data: dict[str, Any], where: str, **given: Any):
+    """cls built from the mapping ``data`` (checked key by key) and the fields ``given`` as they are."""
     valid = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
@@ -234,7 +237,7 @@ def _fill(cls, data: dict[str, Any], where: str):
             kwargs[key] = _fill(factory, value, f"{where}{key}.")
         else:
             kwargs[key] = _coerce(value, str(valid[key].type), where + key)
-    return cls(**kwargs)
+    return cls(**kwargs, **given)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -302,9 +305,7 @@ def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> Tra
     data = _read_recipe(Path(path)) if path is not None else {}
     data = apply_overrides(data, list(overrides))
     model_cfg = ModelConfig.from_dict(data.pop("model", {}))
-    cfg = _fill(TrainConfig, data, "")
-    cfg.model = model_cfg
-    return cfg
+    return _fill(TrainConfig, data, "", model=model_cfg)  # built with its model, so checks across sections see it
 
 
 # may differ between a run and its resumption: how long it goes on, and how it logs and runs

@@ -308,9 +308,7 @@ def train(
         model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     sweep = getattr(raw_model, "sweep", None)
-    if cfg.optim.sweep_degrade > 0:
-        if sweep is None:
-            raise ValueError("optim.sweep_degrade needs a plane sweep (model.sweep_views > 0)")
+    if sweep is not None:
         sweep.degrade_probability = cfg.optim.sweep_degrade
     losses = Losses(cfg, device, None if sweep is None else sweep.inverse_depths(device))
     for key in ("warp_weight", "depth_weight"):
