@@ -2,7 +2,7 @@
 
 A task memorises a subset of the training views and renders one other training view, whose
 photo is the answer; subsets vary in size, and each task may be seen through a random invertible
-augmentation (:mod:`nvs.adaptation.augment`). Views kept as the verifier never enter a task.
+augmentation (:mod:`nvs.adaptation.augment`). Views held out to verify or confirm never enter a task.
 """
 
 from __future__ import annotations
@@ -28,19 +28,26 @@ class Task:
     augmentation: Augmentation
 
 
-def split_verifier(cams: Cameras, verifier_views: int) -> tuple[list[int], list[int]]:
-    """(training view indices, verifier view indices) of input cameras [K]: the verifiers are the
-    views whose centres lie nearest the mean centre, so that they sit between the training views
-    (as the views asked of a renderer usually do) rather than at an end of the capture."""
+def split_held_out(cams: Cameras, verifier_views: int, confirm_views: int = 0) -> tuple[list[int], list[int], list[int]]:
+    """(training, verifier, confirmation) view indices of input cameras [K]. The held-out views are
+    those whose centres lie nearest the mean centre, so that they sit between the training views (as
+    the views asked of a renderer usually do) rather than at an end of the capture: the nearest
+    ``verifier_views`` verify, the next ``confirm_views`` confirm. At least 2 views stay to train on."""
     views = cams.shape[0]
-    if views < 3:
-        raise ValueError(f"adaptation needs at least 3 input views (2 to learn from, 1 to verify), got {views}")
-    verifier_views = max(1, min(verifier_views, views - 2))
+    if verifier_views < 1 or confirm_views < 0:
+        raise ValueError(f"adaptation needs at least 1 verifier view and no negative count of confirmation views, "
+                         f"got {verifier_views} and {confirm_views}")
+    needed = 2 + 1 + confirm_views
+    if views < needed:
+        confirm = f", {confirm_views} to confirm" if confirm_views else ""
+        raise ValueError(f"adaptation needs at least {needed} input views (2 to learn from, 1 to verify{confirm}), got {views}")
+    verifier_views = min(verifier_views, views - 2 - confirm_views)
     centres = cams.centers.double()
     distance = (centres - centres.mean(0)).norm(dim=-1)
     order = sorted(range(views), key=lambda i: (round(float(distance[i]), 9), i))
     verify = sorted(order[:verifier_views])
-    return [i for i in range(views) if i not in verify], verify
+    confirm = sorted(order[verifier_views : verifier_views + confirm_views])
+    return [i for i in range(views) if i not in verify and i not in confirm], verify, confirm
 
 
 def sample_task(images: Tensor, cams: Cameras, generator: torch.Generator, augmentations: tuple[str, ...] = (),

@@ -27,13 +27,16 @@ def add_adapt_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument(f"--{prefix}parts", nargs="+", choices=PARTS, default=list(AdaptOptions.parts), dest="adapt_parts",
                    help="what is trained (default: %(default)s)")
     p.add_argument(f"--{prefix}verifier-views", type=T.positive_int(64), default=AdaptOptions.verifier_views, dest="adapt_verifier_views",
-                   help="input views held out to verify the adaptation")
+                   help="input views held out to choose the training step (and the scene frame)")
+    p.add_argument(f"--{prefix}confirm-views", type=T.nonneg_int(64), default=AdaptOptions.confirm_views, dest="adapt_confirm_views",
+                   help="further input views held out to confirm the chosen result once; 0 trusts the verifier alone "
+                        "(default %(default)s)")
     p.add_argument(f"--{prefix}seed", type=T.nonneg_int(2**31 - 1), default=0, dest="adapt_seed")
 
 
 def options_from_args(args: argparse.Namespace) -> AdaptOptions:
     return AdaptOptions(budget_s=args.adapt_budget, max_steps=args.adapt_steps, parts=tuple(args.adapt_parts),
-                        verifier_views=args.adapt_verifier_views, seed=args.adapt_seed)
+                        verifier_views=args.adapt_verifier_views, confirm_views=args.adapt_confirm_views, seed=args.adapt_seed)
 
 
 def describe(result: AdaptResult) -> str:
@@ -41,11 +44,13 @@ def describe(result: AdaptResult) -> str:
     head = (f"verifier PSNR {result.base_verifier_psnr:.2f} -> {result.best_verifier_psnr:.2f} dB after {result.steps} steps "
             f"in {result.seconds:.1f} s; ")
     if result.fallback:
-        head += "no improvement: the unadapted model is kept"
+        head += f"{result.fallback_reason}: the unadapted model is kept"
     else:
         head += (f"kept step {result.adapter.info.get('step', 0)}, frame '{result.adapter.frame.name}', "
                  f"augmentations {'+'.join(result.augmentations) or 'none'}, {result.adapter.num_values()} adapter values")
-    curve = ", ".join(f"{c['step']}:{c['psnr']:.2f}" for c in result.curve)
+    if result.confirm_psnr is not None:
+        head += f"\nconfirmation views PSNR {result.base_confirm_psnr:.2f} -> {result.confirm_psnr:.2f} dB"
+    curve = ", ".join(f"{c['step']}:{c['psnr']:.2f}" for c in result.curve if c["phase"] != "confirm")
     return f"{head}\nverifier curve (step:PSNR, phases in the JSON): {curve}"
 
 

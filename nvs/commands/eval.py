@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
         options = options_from_args(args)
         meta["adapt"] = {"budget_s": options.budget_s, "steps": options.max_steps, "parts": list(options.parts),
-                         "verifier_views": options.verifier_views, "seed": options.seed}
+                         "verifier_views": options.verifier_views, "confirm_views": options.confirm_views, "seed": options.seed}
 
         def adapt_scene(inputs, input_cams):  # sees the input views alone
             adapted = adapt(model, inputs, input_cams, options).model

@@ -147,5 +147,5 @@ def run(args: argparse.Namespace) -> int:
     if "adaptation" in s:
         a = s["adaptation"]
         print(f"adaptation: verifier PSNR {a['base_verifier_psnr']:.2f} -> {a['best_verifier_psnr']:.2f} dB in {a['seconds']:.1f} s"
-              + (" (no improvement: unadapted model used)" if a["fallback"] else ""))
+              + (f" ({a['fallback_reason']}: unadapted model used)" if a["fallback"] else ""))
     return 0

@@ -318,8 +318,8 @@ def adapt_to_scene(model, scene: ViewerScene, budget_s: float, progress: Progres
     Returns (the model to use from now on, the AdaptResult)."""
     from nvs.adaptation.search import AdaptOptions, adapt
 
-    if scene.images.shape[0] < 3:
-        raise ValueError("adapting needs at least 3 input views (one is held out to check the result)")
+    if scene.images.shape[0] < 4:
+        raise ValueError("adapting needs at least 4 input views (two are held out to check the result)")
     if not 5 <= budget_s <= 600:
         raise ValueError("the adaptation budget must be 5-600 seconds")
     result = adapt(model, scene.images, frame(scene.cameras), AdaptOptions(budget_s=float(budget_s)), progress)
@@ -328,12 +328,14 @@ def adapt_to_scene(model, scene: ViewerScene, budget_s: float, progress: Progres
 
 
 def adaptation_report(result, before: dict[str, float] | None, after: dict[str, float] | None) -> str:
-    """Markdown: before/after on the held-out input view(s) (the verifier), and on the scene's
-    held-out views with ground truth when it has them."""
+    """Markdown: before/after on the held-out input views (the verifier, and the confirmation view when
+    it was asked), and on the scene's held-out views with ground truth when it has them."""
     lines = [f"**Adaptation** ({result.steps} steps, {result.seconds:.0f} s): held-out input view PSNR "
              f"{result.base_verifier_psnr:.2f} → {result.best_verifier_psnr:.2f} dB"]
+    if result.confirm_psnr is not None:
+        lines.append(f"second held-out input view (confirmation): {result.base_confirm_psnr:.2f} → {result.confirm_psnr:.2f} dB")
     if result.fallback:
-        lines.append("no improvement on the held-out input view: the unadapted model is kept")
+        lines.append(f"{result.fallback_reason}: the unadapted model is kept")
     else:
         lines.append(f"kept: scene frame '{result.adapter.frame.name}', augmentations "
                      f"{'+'.join(result.augmentations) or 'none'}, {result.adapter.num_values()} adapter values")

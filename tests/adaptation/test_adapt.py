@@ -10,7 +10,7 @@ from nvs.adaptation.adapter import Adapter, TrainableCopy, apply_adapter
 from nvs.models.checkpoint import param_checksum
 from nvs.adaptation.frames import SceneFrame, frame_candidates
 from nvs.adaptation.search import AdaptOptions, adapt
-from nvs.adaptation.tasks import sample_task, split_verifier
+from nvs.adaptation.tasks import sample_task, split_held_out
 from nvs.models import build_renderer
 from tests.helpers import ring_cameras, tiny_config
 
@@ -77,8 +77,10 @@ def test_frame_moves_the_world_rigidly_and_scales():
 def test_tasks_never_use_verifier_views():
     walk = ring_cameras(1, 8)[0]
     walk.c2w[:, 0, 3], walk.c2w[:, 1, 3] = torch.arange(8.0), 0.0  # centres along x: the middle views are 3 and 4
-    train, verify = split_verifier(walk, 2)
-    assert verify == [3, 4] and train == [0, 1, 2, 5, 6, 7]
+    train, verify, confirm = split_held_out(walk, 2, 0)
+    assert verify == [3, 4] and confirm == [] and train == [0, 1, 2, 5, 6, 7]
+    train, verify, confirm = split_held_out(walk, 1, 1)
+    assert verify == [3] and confirm == [4] and train == [0, 1, 2, 5, 6, 7]
     images, cams = _scene(5)
     g = torch.Generator().manual_seed(0)
     for _ in range(10):
@@ -135,6 +137,31 @@ def test_fallback_returns_base_when_verifier_does_not_improve():
     out = result.model(images[None, :4], cams[:4].unsqueeze(0), cams[4:].unsqueeze(0))
     assert torch.equal(out, model(images[None, :4], cams[:4].unsqueeze(0), cams[4:].unsqueeze(0)))
     assert [c["phase"] for c in result.curve][0] == "base" and len(result.curve) >= 3
+
+
+def test_confirmation_view_overrules_a_verifier_gain():
+    """The verifier's best state must also gain on a view it never saw, or the base model is kept."""
+    model = _model()
+    images, cams = _scene(6)
+    images = 0.7 + 0.05 * (images - 0.5)  # near-flat photos: the adapter learns their colour fast
+    train, verify, confirm = split_held_out(cams, 1, 1)
+    assert len(confirm) == 1 and not set(confirm) & set(train + verify)
+    opts = dict(max_steps=8, budget_s=600, verify_every=2, lr=3e-2, min_gain_db=0.3, search_frames=False)
+    trusted = adapt(model, images, cams, AdaptOptions(**opts))
+    assert not trusted.fallback and trusted.confirm_psnr >= trusted.base_confirm_psnr + 0.3
+    # the same scene with the confirmation photo set to what the base model renders there from the
+    # other inputs: no change of the model can gain on it, whatever the verifier says
+    context = torch.tensor(train + verify)
+    with torch.no_grad():
+        images[confirm] = model(images[None, context], cams[context].unsqueeze(0), cams[confirm].unsqueeze(0))[0].clamp(0, 1)
+    checked = adapt(model, images, cams, AdaptOptions(**opts))
+    assert checked.best_verifier_psnr > checked.base_verifier_psnr + 0.3  # the verifier alone would keep it
+    assert checked.fallback and checked.adapter.is_empty and "confirmation" in checked.fallback_reason
+    assert checked.confirm_psnr < checked.base_confirm_psnr and checked.curve[-1]["phase"] == "confirm"
+    out = checked.model(images[None, :4], cams[:4].unsqueeze(0), cams[4:].unsqueeze(0))
+    assert torch.equal(out, model(images[None, :4], cams[:4].unsqueeze(0), cams[4:].unsqueeze(0)))
+    with pytest.raises(ValueError, match="at least 4 input views"):
+        adapt(model, images[:3], cams[:3], AdaptOptions(**opts))
 
 
 def test_adaptation_is_deterministic_for_a_seed_and_improves_the_verifier():

@@ -27,7 +27,8 @@ def test_loss_is_mse_plus_weighted_lpips():
 def test_lpips_weight_changes_what_adaptation_learns_and_last_state_is_reported():
     model = _model()
     images, cams = _scene(6, size=32)
-    opts = dict(max_steps=2, budget_s=600, verify_every=100, search_frames=False, augmentation_sets=((),), min_gain_db=-1e9)
+    opts = dict(max_steps=2, budget_s=600, verify_every=100, search_frames=False, augmentation_sets=((),), min_gain_db=-1e9,
+                confirm_views=0)
     mse = adapt(model, images, cams, AdaptOptions(**opts))
     both = adapt(model, images, cams, AdaptOptions(**opts, lpips_weight=0.5))
     assert mse.steps == both.steps == 2

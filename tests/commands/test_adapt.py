@@ -57,7 +57,11 @@ def test_bad_adapt_inputs_are_messages(workspace, tmp_path, capsys):
     root, ckpt = workspace
     assert main(["adapt", "--checkpoint", str(ckpt), "--scene", str(root / "data"), "--views", "2", "--size", "32", "32",
                  "--out", str(tmp_path / "a.safetensors")]) == 2
-    assert "at least 3 input views" in capsys.readouterr().err
+    assert "at least 4 input views (2 to learn from, 1 to verify, 1 to confirm), got 2" in capsys.readouterr().err
+    assert main(["adapt", "--checkpoint", str(ckpt), "--scene", str(root / "data"), "--views", "2", "--size", "32", "32",
+                 "--confirm-views", "0", "--out", str(tmp_path / "a.safetensors")]) == 2
+    assert "at least 3 input views (2 to learn from, 1 to verify), got 2" in capsys.readouterr().err
+    assert not (tmp_path / "a.safetensors").exists()
     (tmp_path / "x.safetensors").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a readable safetensors"):
         Adapter.load(tmp_path / "x.safetensors")
