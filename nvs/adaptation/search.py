@@ -304,23 +304,23 @@ def adapt(base: nn.Module, images: Tensor, cams: Cameras, options: AdaptOptions 
     fallback = best["psnr"] < base_score + opts.min_gain_db
     reason = "the verifier did not improve" if fallback else ""
     chosen = Adapter({}, frame, checksum, (), 0) if best["adapter"] is None else best["adapter"]  # None: the frame alone helped
-    model = apply_adapter(base, Adapter.empty(checksum) if fallback else chosen, check=False)
+    candidate = None if fallback else apply_adapter(base, chosen, check=False)
     base_confirm = confirm_score = None
-    if not fallback and confirm_idx:
+    if candidate is not None and confirm_idx:
         progress("adapt: confirmation", 0.0)
         conf = torch.tensor(confirm_idx)
 
         def confirm_psnr(m: nn.Module) -> float:
             return _psnr(_render(m, images[context_idx], cams[context_idx], cams[conf]), images[conf])
 
-        base_confirm, confirm_score = confirm_psnr(base), confirm_psnr(model)
+        base_confirm, confirm_score = confirm_psnr(base), confirm_psnr(candidate)
         curve.append({"phase": "confirm", "step": best["step"], "seconds": clock.elapsed, "psnr": confirm_score,
                       "base_psnr": base_confirm})
         if confirm_score < base_confirm + opts.min_gain_db:
             fallback, reason = True, "the confirmation views did not improve"
-            model = apply_adapter(base, Adapter.empty(checksum), check=False)
     progress("adapt: done", 1.0)
     adapter = Adapter.empty(checksum, {"reason": reason}) if fallback else chosen
+    model = apply_adapter(base, adapter, check=False) if fallback else candidate
     adapter.info.update({"verifier_psnr_base": base_score, "verifier_psnr": best["psnr"],
                          "step": best["step"] if not fallback else 0, "augmentations": list(best["augs"])})
     return AdaptResult(model, adapter, fallback, base_score, best["psnr"], curve, frames_report,

@@ -34,14 +34,11 @@ def split_held_out(cams: Cameras, verifier_views: int, confirm_views: int = 0) -
     the views asked of a renderer usually do) rather than at an end of the capture: the nearest
     ``verifier_views`` verify, the next ``confirm_views`` confirm. At least 2 views stay to train on."""
     views = cams.shape[0]
-    if verifier_views < 1 or confirm_views < 0:
-        raise ValueError(f"adaptation needs at least 1 verifier view and no negative count of confirmation views, "
-                         f"got {verifier_views} and {confirm_views}")
     needed = 2 + 1 + confirm_views
     if views < needed:
         confirm = f", {confirm_views} to confirm" if confirm_views else ""
         raise ValueError(f"adaptation needs at least {needed} input views (2 to learn from, 1 to verify{confirm}), got {views}")
-    verifier_views = min(verifier_views, views - 2 - confirm_views)
+    verifier_views = max(1, min(verifier_views, views - 2 - confirm_views))
     centres = cams.centers.double()
     distance = (centres - centres.mean(0)).norm(dim=-1)
     order = sorted(range(views), key=lambda i: (round(float(distance[i]), 9), i))

@@ -146,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
           f"(memorise {s['memorize_s']:.2f} s, {s['render_s_per_frame'] * 1000:.1f} ms/frame); summary {args.out}.json")
     if "adaptation" in s:
         a = s["adaptation"]
-        print(f"adaptation: verifier PSNR {a['base_verifier_psnr']:.2f} -> {a['best_verifier_psnr']:.2f} dB in {a['seconds']:.1f} s"
+        confirmed = "" if a["confirm_psnr"] is None else f", confirmation view {a['base_confirm_psnr']:.2f} -> {a['confirm_psnr']:.2f} dB"
+        print(f"adaptation: verifier PSNR {a['base_verifier_psnr']:.2f} -> {a['best_verifier_psnr']:.2f} dB{confirmed} in {a['seconds']:.1f} s"
               + (f" ({a['fallback_reason']}: unadapted model used)" if a["fallback"] else ""))
     return 0

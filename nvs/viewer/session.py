@@ -318,8 +318,6 @@ def adapt_to_scene(model, scene: ViewerScene, budget_s: float, progress: Progres
     Returns (the model to use from now on, the AdaptResult)."""
     from nvs.adaptation.search import AdaptOptions, adapt
 
-    if scene.images.shape[0] < 4:
-        raise ValueError("adapting needs at least 4 input views (two are held out to check the result)")
     if not 5 <= budget_s <= 600:
         raise ValueError("the adaptation budget must be 5-600 seconds")
     result = adapt(model, scene.images, frame(scene.cameras), AdaptOptions(budget_s=float(budget_s)), progress)
