@@ -220,5 +220,6 @@ def render_chunked(renderer: "LaCTRenderer", state: "SceneState", target_cams: C
     groups = []
     for start, end in _ranges(target_cams.shape[1], plan.views, x.device):
         part = x[:, start * per_view : end * per_view]
-        groups.append(renderer.decode(part, target_cams[:, start:end], state.sources, sweep=sweep))
+        groups.append(renderer.decode(part, target_cams[:, start:end], state.sources, sweep=sweep,
+                                      sweep_ranges=state.sweep_ranges))
     return torch.cat(groups, dim=1)

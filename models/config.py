@@ -12,6 +12,7 @@ import yaml
 from nvs.models.fast_weight import NEWTON_SCHULZ_DTYPES
 
 ARCHITECTURES = ("lact", "full_attention")
+SWEEP_RANGES = ("fixed", "inputs")
 
 
 @dataclass
@@ -47,6 +48,10 @@ class ModelConfig:
     sweep_planes: int = 32
     sweep_near: float = 1.2
     sweep_far: float = 4.5
+    # "fixed": every scene is swept from sweep_near to sweep_far; "inputs": each scene between the
+    # distances of the surface points triangulated from its input views (nvs.geometry.depth_range),
+    # and the fixed range where too few are found
+    sweep_range: str = "fixed"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -83,6 +88,8 @@ class ModelConfig:
                 raise ValueError(f"model config '{name}' must be a number in (0, 10000), got {value!r}")
         if not self.sweep_near < self.sweep_far:
             raise ValueError(f"model config sweep_near ({self.sweep_near}) must be below sweep_far ({self.sweep_far})")
+        if self.sweep_range not in SWEEP_RANGES:
+            raise ValueError(f"model config 'sweep_range' must be one of {SWEEP_RANGES}, got {self.sweep_range!r}")
         if (self.view_blend or self.sweep_views) and self.arch != "lact":
             raise ValueError("view_blend and sweep_views need arch 'lact': the full-attention baseline keeps no input views to sample")
         if self.patch_size <= 0 or self.layers <= 0:

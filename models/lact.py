@@ -211,9 +211,10 @@ class RendererBase(nn.Module):
         check_cameras(target_cams, batch, self.config.patch_size, "target cameras")
 
     def decode(self, tokens: Tensor, target_cams: Cameras, sources: tuple[Tensor, Cameras] | None = None,
-               with_samples: bool = False, sweep: bool = True):
+               with_samples: bool = False, sweep: bool = True, sweep_ranges: Tensor | None = None):
         """Target tokens [B, T * L, dim] -> [B, T, 3, H, W]; ``sources`` (input images [B, V, 3, H, W],
-        cams [B, V]) are what a view-blending renderer samples; ``with_samples`` also returns its
+        cams [B, V]) are what a view-blending renderer samples, and ``sweep_ranges`` [B, 2] where a
+        plane sweep looks for surfaces (None: its fixed range); ``with_samples`` also returns its
         warped samples and depth (see :func:`nvs.models.view_blend.blend_views`, or, with a plane
         sweep, :meth:`nvs.models.plane_sweep.PlaneSweepBlend.forward`); ``sweep=False`` leaves a plane
         sweep out."""
@@ -232,7 +233,7 @@ class RendererBase(nn.Module):
             sweeps = self.sweep is not None and sweep
             rgb = blend_views(rgb, maps, target_cams, *sources, with_samples=with_samples and not sweeps)
         if self.sweep is not None and sweep:  # after a view-blending head, it blends that head's output
-            rgb = self.sweep(rgb, target_cams, *sources, with_samples=with_samples)
+            rgb = self.sweep(rgb, target_cams, *sources, sweep_ranges, with_samples=with_samples)
         return rgb
 
     @property
@@ -278,12 +279,15 @@ class SceneState:
 
     layers: one FastWeights per block, each w [B, H, d, dh]; num_views: how many views were read;
     sources: the input images [B, V, 3, H, W] and cams [B, V], kept only by a view-blending
-    renderer (``ModelConfig.view_blend`` or ``sweep_views``), which samples them when it renders.
+    renderer (``ModelConfig.view_blend`` or ``sweep_views``), which samples them when it renders;
+    sweep_ranges: [B, 2] (near, far) of a plane sweep's planes, found from the inputs
+    (``ModelConfig.sweep_range = "inputs"``), else None.
     """
 
     layers: list[FastWeights]
     num_views: int
     sources: tuple[Tensor, Cameras] | None = None
+    sweep_ranges: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -291,11 +295,12 @@ class SceneState:
 
     def to(self, *args, **kwargs) -> "SceneState":
         sources = None if self.sources is None else tuple(s.to(*args, **kwargs) for s in self.sources)
-        return SceneState([w.to(*args, **kwargs) for w in self.layers], self.num_views, sources)
+        ranges = None if self.sweep_ranges is None else self.sweep_ranges.to(*args, **kwargs)
+        return SceneState([w.to(*args, **kwargs) for w in self.layers], self.num_views, sources, ranges)
 
     def detach(self) -> "SceneState":
         sources = None if self.sources is None else (self.sources[0].detach(), self.sources[1])
-        return SceneState([w.detach() for w in self.layers], self.num_views, sources)
+        return SceneState([w.detach() for w in self.layers], self.num_views, sources, self.sweep_ranges)
 
     def nbytes(self) -> int:
         kept = [t for fw in self.layers for t in (fw.w0, fw.w1, fw.w2)] + ([] if self.sources is None else [self.sources[0]])
@@ -343,20 +348,32 @@ class LaCTRenderer(RendererBase):
             new_states.append(st)
         return x, new_states
 
-    def memorize(self, images: Tensor, cams: Cameras) -> SceneState:
+    def memorize(self, images: Tensor, cams: Cameras, sweep_ranges: Tensor | None = None) -> SceneState:
+        """``sweep_ranges``: the plane sweep's ranges already found for these inputs (the same
+        photos in a turned world: the distances do not change), else found here when needed."""
         self.check_inputs(images, cams)
+        if sweep_ranges is None:
+            sweep_ranges = self.sweep_ranges(images, cams)
         plan = self.chunk_plan(cams.shape[0], cams.shape[1], self.tokens_per_view(cams))
         if plan is not None:
             with torch.no_grad():
-                return SceneState(memorize_chunked(self, images, cams, plan), cams.shape[1], self.kept_sources(images, cams))
+                return SceneState(memorize_chunked(self, images, cams, plan), cams.shape[1], self.kept_sources(images, cams),
+                                  sweep_ranges)
         x = self.tokenizer(cams, images)
         n = x.shape[1]
         _, states = self._run(x, self.tokens_per_view(cams), [TTTOp(0, n, update=True, apply=True)], None)
-        return SceneState(states, cams.shape[1], self.kept_sources(images, cams))
+        return SceneState(states, cams.shape[1], self.kept_sources(images, cams), sweep_ranges)
 
     def kept_sources(self, images: Tensor, cams: Cameras) -> tuple[Tensor, Cameras] | None:
         """What a memorised scene keeps besides its fast weights: the inputs, if the renderer blends views."""
         return (images, cams) if self.blends_views else None
+
+    def sweep_ranges(self, images: Tensor, cams: Cameras) -> Tensor | None:
+        """[B, 2] where a plane sweep with ``sweep_range = "inputs"`` looks for each scene's surfaces
+        (:meth:`nvs.models.plane_sweep.PlaneSweepBlend.ranges_from_inputs`); None otherwise."""
+        if self.sweep is None or self.config.sweep_range != "inputs":
+            return None
+        return self.sweep.ranges_from_inputs(images.detach(), cams)
 
     def render(self, state: SceneState, target_cams: Cameras, sweep: bool = True) -> Tensor:
         """``sweep=False``: the colour before a plane sweep (which a turn ensemble runs once, on the
@@ -370,7 +387,7 @@ class LaCTRenderer(RendererBase):
                 return render_chunked(self, state, target_cams, plan, sweep=sweep)
         x = self.tokenizer(target_cams)
         x, _ = self._run(x, self.tokens_per_view(target_cams), [TTTOp(0, x.shape[1], update=False, apply=True)], state.layers)
-        return self.decode(x, target_cams, state.sources, sweep=sweep)
+        return self.decode(x, target_cams, state.sources, sweep=sweep, sweep_ranges=state.sweep_ranges)
 
     def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras, with_samples: bool = False):
         """Joint pass (training): inputs and targets in one sequence; the update sees inputs only.
@@ -387,4 +404,5 @@ class LaCTRenderer(RendererBase):
         n_in = self.tokens_per_view(cams) * cams.shape[1]
         ops = [TTTOp(0, n_in, update=True, apply=False), TTTOp(0, x.shape[1], update=False, apply=True)]
         x, _ = self._run(x, self.tokens_per_view(cams), ops, None)
-        return self.decode(x[:, n_in:], target_cams, self.kept_sources(images, cams), with_samples)
+        return self.decode(x[:, n_in:], target_cams, self.kept_sources(images, cams), with_samples,
+                           sweep_ranges=self.sweep_ranges(images, cams))

@@ -4,7 +4,9 @@ the photos sampled there with the decoded colour.
 A renderer with ``sweep_views = k`` renders as before (the decoded colour), then finds each target
 pixel's surface by matching the k input views nearest the target camera: at half resolution, each
 pixel's ray is cut at ``sweep_planes`` distances uniform in inverse depth between ``sweep_near``
-and ``sweep_far`` (distances along the ray: the "planes" are spheres about the target camera). At
+and ``sweep_far``, or, with ``sweep_range = "inputs"``, between the distances of the surface points
+triangulated from the scene's own input views (:mod:`nvs.geometry.depth_range`); distances are
+along the ray: the "planes" are spheres about the target camera. At
 each, the k views' learnt features (and colours) are sampled where the point projects, and their
 spread (the matching cost) is scored by a small network shared by all planes.
 The softmax over the planes gives the expected inverse depth (upsampled to full resolution) and a
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nvs.cameras import Cameras, pixel_rays
+from nvs.geometry.depth_range import depth_range, sparse_points
 from nvs.models.view_blend import (MIN_VIEW_DEPTH, SAMPLE_LOGIT_INIT, blend, depth_loss, gather, gather_views,
                                    nearest_views, warp_views)
 
@@ -43,23 +46,30 @@ def inverse_depth_planes(near: float, far: float, planes: int, device=None) -> T
     return torch.linspace(1.0 / near, 1.0 / far, planes, device=device)
 
 
+def scene_planes(ranges: Tensor, planes: int) -> Tensor:
+    """ranges [B, 2] (near, far) -> [B, planes] inverse depths from 1/near down to 1/far, evenly spaced."""
+    steps = torch.linspace(0.0, 1.0, planes, device=ranges.device, dtype=ranges.dtype)
+    inverse = 1.0 / ranges
+    return inverse[:, :1] + (inverse[:, 1:] - inverse[:, :1]) * steps
+
+
 def matching_costs(features: Tensor, cams: Cameras, target_cams: Cameras, inverse_depths: Tensor,
                    present: Tensor | None = None) -> Tensor:
     """The plane-sweep cost volume of each target pixel.
 
     features [B, T, k, F + 3, h, w] (the views to match for each target: unit-norm features, then
-    colour), cams [B, T, k], target_cams [B, T] (at the volume's resolution), inverse_depths [D]
-    (the "planes" are spheres: a hypothesis is a distance along each pixel's unit ray), present
+    colour), cams [B, T, k], target_cams [B, T] (at the volume's resolution), inverse_depths [D] or
+    [B, D] (per scene; the "planes" are spheres: a hypothesis is a distance along each pixel's unit ray), present
     [B, T, k] bool (None: all): the views that take part.
     Returns [B, T, D, GROUPS + 2, h', w'] with h', w' the target size: per plane, the features'
     variance across the views that see the point (one per group), the colours' variance (both
     times COST_SCALE), and whether at least two views see it (1.0 / 0.0).
     """
     b, t, k, channels = features.shape[:4]
-    planes = inverse_depths.shape[0]
+    planes = inverse_depths.shape[-1]
     height, width = target_cams.height, target_cams.width
     origins, dirs = pixel_rays(target_cams)  # [B, T, 3, h', w']
-    depth = (1.0 / inverse_depths).view(1, 1, planes, 1, 1, 1)
+    depth = (1.0 / inverse_depths).reshape(-1, 1, planes, 1, 1, 1)
     points = (origins[:, :, None] + depth * dirs[:, :, None]).permute(0, 1, 2, 4, 5, 3)  # [B, T, D, h', w', 3]
     points = points.reshape(b, t, 1, planes * height * width, 3).expand(b, t, k, -1, 3)
     pixels, z = cams.project(points, min_depth=MIN_VIEW_DEPTH)
@@ -85,23 +95,27 @@ def matching_costs(features: Tensor, cams: Cameras, target_cams: Cameras, invers
 def plane_targets(target_z: Tensor, target_cams: Cameras, inverse_depths: Tensor, size: tuple[int, int]
                   ) -> tuple[Tensor, Tensor]:
     """The true plane of each pixel of a (smaller) cost volume: target_z [B, T, 1, H, W] z-depth
-    (0 = no surface) of target_cams [B, T] -> (index [B, T, h, w] of the plane nearest the mean
-    inverse ray depth of each h x w cell, known [B, T, h, w]: every pixel of the cell has a surface)."""
+    (0 = no surface) of target_cams [B, T], planes inverse_depths [D] or [B, D] -> (index
+    [B, T, h, w] of the plane nearest the mean inverse ray depth of each h x w cell, known
+    [B, T, h, w]: every pixel of the cell has a surface)."""
     _, dirs = pixel_rays(target_cams)
     cos = (dirs * target_cams.c2w[..., :3, 2, None, None].float()).sum(dim=-3, keepdim=True)
     known = target_z > 0
     inverse = torch.where(known, cos / target_z.float().clamp_min(1e-6), torch.zeros_like(cos))
     inverse = F.adaptive_avg_pool2d(inverse.flatten(0, 1), size)
     known = F.adaptive_avg_pool2d(known.float().flatten(0, 1), size) > 0.999
-    index = (inverse - inverse_depths.view(1, -1, 1, 1)).abs().argmin(dim=1)
-    return index.reshape(*target_z.shape[:2], *size), known.reshape(*target_z.shape[:2], *size)
+    b, t = target_z.shape[:2]
+    planes = inverse_depths.reshape(-1, 1, inverse_depths.shape[-1], 1, 1).expand(b, t, -1, 1, 1).flatten(0, 1)
+    index = (inverse - planes).abs().argmin(dim=1)
+    return index.reshape(b, t, *size), known.reshape(b, t, *size)
 
 
 def sweep_loss(depth: Tensor, plane_logits: Tensor, inverse_depths: Tensor, target_z: Tensor,
                target_cams: Cameras) -> Tensor:
     """What trains the sweep from true depth: the mean absolute log-depth error of depth
     [B, T, 1, H, W] (:func:`nvs.models.view_blend.depth_loss`) + PLANE_CE_WEIGHT x the
-    cross-entropy of plane_logits [B, T, D, h, w] against the true plane, over cells with a surface.
+    cross-entropy of plane_logits [B, T, D, h, w] against the true plane of inverse_depths [D] or
+    [B, D], over cells with a surface.
 
     The cross-entropy keeps the softmax peaked on one plane: the log error alone is as low for a
     spread between two wrong planes whose mean is right, and a sweep trained on it alone falls
@@ -171,22 +185,37 @@ class PlaneSweepBlend(nn.Module):
             last.bias.fill_(SAMPLE_LOGIT_INIT)
             last.bias[0] = 0.0
 
-    def inverse_depths(self, device=None) -> Tensor:
-        return inverse_depth_planes(self.near, self.far, self.planes, device)
+    def inverse_depths(self, device=None, ranges: Tensor | None = None) -> Tensor:
+        """The planes: [D] from ``near`` to ``far``, or [B, D] per scene for ranges [B, 2] (near, far)."""
+        if ranges is None:
+            return inverse_depth_planes(self.near, self.far, self.planes, device)
+        return scene_planes(ranges.to(device=device, dtype=torch.float32), self.planes)
 
-    def depth(self, target_cams: Cameras, features: Tensor, cams: Cameras, present: Tensor | None = None
-              ) -> tuple[Tensor, Tensor, Tensor]:
+    @torch.no_grad()
+    def ranges_from_inputs(self, images: Tensor, cams: Cameras) -> Tensor:
+        """[B, 2] (near, far) of each scene of images [B, V, 3, H, W] taken by cams [B, V]: the
+        distances of the surface points triangulated from them (:mod:`nvs.geometry.depth_range`), or
+        the fixed ``near``, ``far`` where too few points are found."""
+        ranges = []
+        for scene_images, scene_cams in zip(images, (cams[i] for i in range(cams.shape[0]))):
+            found = depth_range(sparse_points(scene_images, scene_cams), scene_cams)
+            ranges.append(found or (self.near, self.far))
+        return torch.tensor(ranges, dtype=torch.float32, device=images.device)
+
+    def depth(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
+              present: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Sweep: target_cams [B, T], features [B, T, k, F + 3, h, w] of cams [B, T, k] (``present``
-        [B, T, k]: which of them take part) -> (depth along each unit ray [B, T, 1, H, W],
-        confidence [B, T, 1, H, W], plane logits [B, T, D, H/2, W/2])."""
+        [B, T, k]: which of them take part) over the planes inverse_depths [D] or [B, D] -> (depth
+        along each unit ray [B, T, 1, H, W], confidence [B, T, 1, H, W], plane logits
+        [B, T, D, H/2, W/2])."""
         b, t = target_cams.shape
         height, width = target_cams.height, target_cams.width
         coarse = target_cams.resize(max(1, height // 2), max(1, width // 2))
-        inverse_depths = self.inverse_depths(features.device).to(features.dtype)
+        inverse_depths = inverse_depths.to(features.dtype)
         costs = matching_costs(features, cams, coarse, inverse_depths, present)  # [B, T, D, G + 2, h, w]
         logits = self.scorer(costs.flatten(0, 2)).reshape(b, t, self.planes, coarse.height, coarse.width)
         prob = logits.softmax(dim=2)
-        inverse = (prob * inverse_depths.view(1, 1, -1, 1, 1)).sum(dim=2, keepdim=True)
+        inverse = (prob * inverse_depths.reshape(-1, 1, self.planes, 1, 1)).sum(dim=2, keepdim=True)
         confidence = prob.amax(dim=2, keepdim=True)
         up = torch.cat([inverse, confidence], dim=2).flatten(0, 1)
         up = F.interpolate(up, size=(height, width), mode="bilinear", align_corners=False).reshape(b, t, 2, height, width)
@@ -200,11 +229,14 @@ class PlaneSweepBlend(nn.Module):
         colour = F.avg_pool2d(flat, 2)
         return torch.cat([learnt, colour], dim=1).unflatten(0, images.shape[:2])
 
-    def forward(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras, with_samples: bool = False):
+    def forward(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras,
+                ranges: Tensor | None = None, with_samples: bool = False):
         """decoded [B, T, 3, H, W] (the renderer's colour), target_cams [B, T], the memorised inputs
-        images [B, V, 3, Hs, Ws] with cams [B, V] -> [B, T, 3, H, W]; ``with_samples`` also returns
+        images [B, V, 3, Hs, Ws] with cams [B, V], ranges [B, 2] (near, far) of each scene's sweep
+        (None: the fixed ``near``, ``far``) -> [B, T, 3, H, W]; ``with_samples`` also returns
         (samples [B, T, k, 3, H, W], valid [B, T, k, 1, H, W], depth [B, T, 1, H, W], plane logits
-        [B, T, D, H/2, W/2]) for :func:`nvs.models.view_blend.warp_loss` and :func:`sweep_loss`.
+        [B, T, D, H/2, W/2], planes [D] or [B, D]) for :func:`nvs.models.view_blend.warp_loss` and
+        :func:`sweep_loss`.
 
         Without gradients, targets are swept one at a time: the cost volume and its intermediates
         take about 0.15 GB per 128x128 target (k = 4, 32 planes; peak resident memory on a CPU),
@@ -213,14 +245,15 @@ class PlaneSweepBlend(nn.Module):
             if self.training and self.degrade_probability > 0:
                 decoded = degrade(decoded.flatten(0, 1), self.degrade_probability).unflatten(0, decoded.shape[:2])
             features = self.source_features(images)
+            planes = self.inverse_depths(decoded.device, ranges)
             if with_samples or torch.is_grad_enabled():
-                return self._blend(decoded, target_cams, images, cams, features, with_samples)
-            parts = [self._blend(decoded[:, i : i + 1], target_cams[:, i : i + 1], images, cams, features, False)
+                return self._blend(decoded, target_cams, images, cams, features, planes, with_samples)
+            parts = [self._blend(decoded[:, i : i + 1], target_cams[:, i : i + 1], images, cams, features, planes, False)
                      for i in range(target_cams.shape[1])]
             return torch.cat(parts, dim=1)
 
     def _blend(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras, features: Tensor,
-               with_samples: bool):
+               planes: Tensor, with_samples: bool):
         dtype = features.dtype
         index = nearest_views(cams, target_cams, self.views)
         b, t, found = index.shape
@@ -229,11 +262,11 @@ class PlaneSweepBlend(nn.Module):
             index = torch.cat([index, index[..., :1].expand(b, t, self.views - found)], dim=-1)
             present[..., found:] = False
         photos, chosen = gather_views(images.to(dtype), cams, index)
-        depth, confidence, plane_logits = self.depth(target_cams, gather(features, index), chosen, present)
+        depth, confidence, plane_logits = self.depth(target_cams, gather(features, index), chosen, planes, present)
         samples, valid = warp_views(photos, chosen, target_cams, depth.to(dtype))
         valid = valid & present[..., None, None, None]
         decoded = decoded.to(dtype)
         x = torch.cat([decoded, samples.flatten(2, 3), valid.flatten(2, 3).to(dtype), confidence.to(dtype)], dim=2)
         logits = self.blender(x.flatten(0, 1)).reshape(b, t, self.views + 1, *decoded.shape[-2:])
         out = blend(decoded, samples, valid, logits)
-        return (out, (samples, valid, depth, plane_logits)) if with_samples else out
+        return (out, (samples, valid, depth, plane_logits, planes)) if with_samples else out

@@ -69,7 +69,9 @@ class TurnEnsemble(nn.Module):
 
     def memorize(self, images: Tensor, cams: Cameras) -> TurnedStates:
         """images [B, V, 3, H, W], cams [B, V] -> one state per turn."""
-        return TurnedStates([self.renderer.memorize(images, turn_about_z(cams, a)) for a in self.angles])
+        first = self.renderer.memorize(images, cams)
+        ranges = {} if getattr(first, "sweep_ranges", None) is None else {"sweep_ranges": first.sweep_ranges}
+        return TurnedStates([first] + [self.renderer.memorize(images, turn_about_z(cams, a), **ranges) for a in self.angles[1:]])
 
     def render(self, state: TurnedStates, target_cams: Cameras) -> Tensor:
         """target_cams [B, T] -> images [B, T, 3, H, W], each pixel the median over the turns."""
@@ -82,8 +84,8 @@ class TurnEnsemble(nn.Module):
         median = torch.stack(renders).median(dim=0).values
         if sweep is None:
             return median
-        images, cams = state.states[0].sources  # the first turn is the world as given (angle 0)
-        return sweep(median, target_cams, images, cams)
+        first = state.states[0]  # the world as given (angle 0)
+        return sweep(median, target_cams, *first.sources, first.sweep_ranges)
 
     def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras) -> Tensor:
         return self.render(self.memorize(images, cams), target_cams)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from nvs.cameras import Cameras, look_at, pixel_rays
 from nvs.models import ModelConfig
@@ -63,6 +64,37 @@ def textured_plane_view(cams: Cameras, frequency: float = 1.0) -> tuple[torch.Te
     x, y = hit[..., 0, :, :], hit[..., 1, :, :]
     image = torch.stack([0.5 + 0.4 * torch.sin(2 * x), 0.5 + 0.4 * torch.cos(3 * y), 0.5 + 0.2 * torch.sin(x + y)], -3)
     return image, depth
+
+
+def noise_texture(seed: int = 0, size: int = 256) -> torch.Tensor:
+    """[1, 3, size, size] smooth random colour: what SIFT finds corners in, without repeats."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, size // 4, size // 4, generator=generator)
+    return F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def noise_plane_views(cams: Cameras, planes: list[tuple[float, float]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """What cams [V] see of textured planes z = depth covering x < x_max each (nearest first, drawn
+    over the farther ones): (images [V, 3, H, W], distance along each ray [V, 1, H, W])."""
+    origins, dirs = pixel_rays(cams, torch.float64)
+    texture = noise_texture()
+    image = torch.zeros(cams.shape[0], 3, cams.height, cams.width, dtype=torch.float64)
+    distance = torch.full((cams.shape[0], 1, cams.height, cams.width), math.inf, dtype=torch.float64)
+    for depth, x_max in reversed(planes):
+        t = (depth - origins[:, 2:3]) / dirs[:, 2:3]
+        hit = origins + t * dirs
+        covered = hit[:, :1] < x_max
+        grid = (hit[:, :2] / 4.0).permute(0, 2, 3, 1)  # the texture spans [-4, 4]^2 of the plane
+        colour = F.grid_sample(texture.double().expand(cams.shape[0], -1, -1, -1), grid, align_corners=False)
+        image = torch.where(covered, colour, image)
+        distance = torch.where(covered, t, distance)
+    return image.float(), distance
+
+
+def line_of_cameras(views: int = 5, size: int = 96) -> Cameras:
+    """[V] plane_camera's evenly spaced along x from -0.5 to 0.5."""
+    cams = [plane_camera(x, size) for x in torch.linspace(-0.5, 0.5, views).tolist()]
+    return Cameras(torch.stack([c.intrinsics for c in cams]), torch.stack([c.c2w for c in cams]), size, size)
 
 
 def ring_scene(batch: int = 1, inputs: int = 3, targets: int = 2, size: int = 32):

@@ -106,6 +106,9 @@ class LossConfig:
 class RunConfig:
     out_dir: str = "runs/default"
     init_from: str | None = None  # start (not resume) from these weights; the patch may grow by an integer factor, the depth may grow
+    # the heads the recipe adds to init_from's weights (view blending, pixel decoder, plane sweep)
+    # start from this checkpoint's, when it has them in the same shapes (e.g. the object renderer's sweep)
+    heads_from: str | None = None
     seed: int = 0
     mixed_precision: str = "no"  # no | bf16 (bf16 autocast on GPU, optional on CPU)
     grad_checkpointing: bool = False

@@ -89,16 +89,18 @@ def param_groups(model: torch.nn.Module, weight_decay: float, head_lr_scales: di
 
 
 def freeze_all_but(model: torch.nn.Module, names: tuple[str, ...]) -> None:
-    """Only the parameters of the top-level modules ``names`` train (all of them when empty)."""
+    """Only the parameters of the modules ``names`` (top-level, such as ``sweep``, or nested, such as
+    ``sweep.blender``) train (all of them when empty)."""
     if not names:
         return
-    modules = dict(model.named_children())
-    unknown = [name for name in names if modules.get(name) is None]
+    modules = dict(model.named_modules())
+    unknown = [name for name in names if not name or modules.get(name) is None]
     if unknown:
-        have = sorted(name for name, module in modules.items() if any(True for _ in module.parameters()))
-        raise ValueError(f"optim.train_only names {unknown}, which this renderer lacks; it has {have}")
+        have = sorted(name for name, module in model.named_children() if any(True for _ in module.parameters()))
+        raise ValueError(f"optim.train_only names {unknown}, which this renderer lacks; it has {have} "
+                         "and the modules inside them, named with dots (module.child)")
     for name, param in model.named_parameters():
-        param.requires_grad_(name.split(".")[0] in names)
+        param.requires_grad_(any(name.startswith(module + ".") for module in names))
 
 
 def lr_factor(step: int, progress: float, warmup: int, min_ratio: float) -> float:
@@ -132,14 +134,13 @@ class Schedule:
 class Losses:
     """MSE, plus LPIPS (weight and switch-on step from the config) once it is switched on, plus,
     for a view-blending renderer's ``blend`` outputs (samples, valid, depth, and a plane sweep's
-    plane logits), the warp loss of its samples and the depth loss against the batch's
+    plane logits and planes), the warp loss of its samples and the depth loss against the batch's
     ``target_depth``, as the config weighs them."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device, inverse_depths: torch.Tensor | None = None):
+    def __init__(self, cfg: TrainConfig, device: torch.device):
         self.cfg = cfg.loss
         self._lpips = None
         self.device = device
-        self.inverse_depths = inverse_depths  # a plane sweep's planes (models/plane_sweep.py)
 
     def __call__(self, pred: torch.Tensor, batch: dict[str, torch.Tensor], step: int,
                  blend: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
@@ -156,8 +157,8 @@ class Losses:
                 raise ValueError("loss.depth_weight needs samples with the targets' depth (target_depth); "
                                  "this data set gives none")
             target_cams = batch_cameras(batch, "target")
-            if self.inverse_depths is not None:
-                depth_error = sweep_loss(blend[2], blend[3], self.inverse_depths, batch["target_depth"], target_cams)
+            if len(blend) == 5:  # a plane sweep's, with its plane logits and planes
+                depth_error = sweep_loss(blend[2], blend[3], blend[4], batch["target_depth"], target_cams)
             else:
                 depth_error = depth_loss(blend[2], batch["target_depth"], target_cams)
             loss = loss + self.cfg.depth_weight * depth_error
@@ -190,7 +191,7 @@ def validate(model, data: Dataset | None, device: torch.device) -> float:
 
 
 GROWABLE_HEADS = ("view_blend", "pixel_decoder", "sweep")  # modules a recipe may add to a checkpoint that lacks them
-SWEEP_KEYS = ("sweep_views", "sweep_planes", "sweep_near", "sweep_far")
+SWEEP_KEYS = ("sweep_views", "sweep_planes", "sweep_near", "sweep_far", "sweep_range")
 
 
 def add_heads(model: Renderer, config: ModelConfig) -> Renderer:
@@ -211,19 +212,38 @@ def add_heads(model: Renderer, config: ModelConfig) -> Renderer:
     return grown.train(model.training)
 
 
-def initial_weights(config: ModelConfig, path: str) -> Renderer:
+def initial_weights(config: ModelConfig, path: str, heads_from: str | None = None) -> Renderer:
     """The renderer ``config`` describes, with the weights of ``path`` (patches resized, identity
-    blocks appended, or a fresh view-blending head, pixel decoder or plane sweep added, if the
-    recipe asks for them)."""
+    blocks appended, or a view-blending head, pixel decoder or plane sweep added, if the recipe
+    asks for them: fresh, or with the weights of the same head in ``heads_from``). A plane sweep's
+    ``sweep_range`` is a setting, not a weight: the recipe's is taken."""
     loaded = load_renderer(path)
     if loaded.config.patch_size != config.patch_size:
         loaded = resize_patches(loaded, config.patch_size)
     if loaded.config.layers < config.layers:
         loaded = add_identity_blocks(loaded, config.layers)
+    had = {name for name, _ in loaded.named_children()}
     loaded = add_heads(loaded, config)
+    if heads_from is not None:
+        copy_heads(loaded, load_renderer(heads_from), [h for h in GROWABLE_HEADS if h not in had and getattr(loaded, h, None)],
+                   heads_from)
+    if loaded.config.sweep_range != config.sweep_range:
+        loaded.config = dataclasses.replace(loaded.config, sweep_range=config.sweep_range)
     if loaded.config != config:
         raise ValueError(f"{path}: its model config {loaded.config} differs from the recipe's {config}")
     return loaded.train()
+
+
+def copy_heads(model: Renderer, donor: Renderer, heads: list[str], where: str) -> None:
+    """Load the weights of ``heads`` (modules of ``model``) from the same modules of ``donor``."""
+    for head in heads:
+        source = getattr(donor, head, None)
+        if source is None:
+            raise ValueError(f"run.heads_from {where} has no {head} to start the recipe's new {head} from")
+        try:
+            getattr(model, head).load_state_dict(source.state_dict())
+        except RuntimeError as exc:
+            raise ValueError(f"run.heads_from {where}: its {head} does not fit the recipe's ({exc})") from None
 
 
 def _elapsed_on_rank0(seconds: float, device: torch.device) -> float:
@@ -297,7 +317,7 @@ def train(
         if accelerator.is_main_process:
             print(f"resuming from {path} at step {start_step}")
     elif cfg.run.init_from:
-        model.load_state_dict(initial_weights(cfg.model, cfg.run.init_from).state_dict())
+        model.load_state_dict(initial_weights(cfg.model, cfg.run.init_from, cfg.run.heads_from).state_dict())
         if accelerator.is_main_process:
             print(f"starting from the weights of {cfg.run.init_from}")
     if accelerator.is_main_process:
@@ -310,10 +330,12 @@ def train(
     sweep = getattr(raw_model, "sweep", None)
     if sweep is not None:
         sweep.degrade_probability = cfg.optim.sweep_degrade
-    losses = Losses(cfg, device, None if sweep is None else sweep.inverse_depths(device))
+    losses = Losses(cfg, device)
     for key in ("warp_weight", "depth_weight"):
         if getattr(cfg.loss, key) > 0 and not (cfg.model.view_blend or cfg.model.sweep_views):
             raise ValueError(f"loss.{key} needs a view-blending renderer (model.view_blend or model.sweep_views > 0)")
+    if cfg.run.heads_from and not cfg.run.init_from:
+        raise ValueError("run.heads_from gives the heads a recipe adds to run.init_from's weights; set run.init_from too")
     if cfg.loss.depth_weight > 0 and not cfg.data.depth:
         raise ValueError("loss.depth_weight needs the targets' true depth: set data.depth=true (lact-layout data "
                          "written by `nvs data synth --kind furniture|furnished-room`, or procedural data)")

@@ -80,7 +80,8 @@ def test_plane_targets_and_the_sweep_loss():
 
 def _sweep_model(**overrides) -> LaCTRenderer:
     torch.manual_seed(0)
-    return LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=8, sweep_near=1.0, sweep_far=4.0, **overrides)).eval()
+    settings = dict(sweep_views=2, sweep_planes=8, sweep_near=1.0, sweep_far=4.0)
+    return LaCTRenderer(tiny_config(**{**settings, **overrides})).eval()
 
 
 def test_a_new_sweep_is_a_fixed_mix_of_the_decoded_colour_and_its_samples():
@@ -89,9 +90,10 @@ def test_a_new_sweep_is_a_fixed_mix_of_the_decoded_colour_and_its_samples():
     images, cams, targets = ring_scene()
     with torch.no_grad():
         decoded = plain(images, cams, targets)
-        out, (samples, valid, depth, plane_logits) = model(images, cams, targets, with_samples=True)
+        out, (samples, valid, depth, plane_logits, planes) = model(images, cams, targets, with_samples=True)
     assert samples.shape == (1, 2, 2, 3, 32, 32) and valid.shape == (1, 2, 2, 1, 32, 32)
     assert depth.shape == (1, 2, 1, 32, 32) and plane_logits.shape == (1, 2, 8, 16, 16)
+    assert torch.allclose(planes, torch.linspace(1.0, 0.25, 8))  # the fixed range: 1/near to 1/far
     assert (depth >= 1.0 - 1e-4).all() and (depth <= 4.0 + 1e-4).all()  # between the nearest and farthest plane
     fixed = torch.tensor([0.0] + [SAMPLE_LOGIT_INIT] * 2).view(1, 1, 3, 1, 1).expand(1, 2, 3, 32, 32)
     assert torch.allclose(out, blend(decoded, samples, valid, fixed), atol=1e-6)
@@ -199,7 +201,7 @@ def test_a_sweep_after_a_view_blending_head_blends_that_heads_output():
     with torch.no_grad():
         first = head_only(images, cams, targets)
         out, extras = model(images, cams, targets, with_samples=True)
-    assert len(extras) == 4 and extras[3].shape == (1, 2, 8, 16, 16)  # the sweep's, with its plane logits
+    assert len(extras) == 5 and extras[3].shape == (1, 2, 8, 16, 16)  # the sweep's, with its plane logits and planes
     fixed = torch.tensor([0.0] + [SAMPLE_LOGIT_INIT] * 2).view(1, 1, 3, 1, 1).expand(1, 2, 3, 32, 32)
     assert torch.allclose(out, blend(first, extras[0], extras[1], fixed), atol=1e-6)
 
@@ -227,7 +229,7 @@ def test_with_fewer_inputs_than_k_the_spare_slots_take_no_part():
     costs = matching_costs(spare, chosen, targets.resize(16, 16), model.sweep.inverse_depths(), present)
     assert not costs[:, :, :, GROUPS + 1].any() and not costs[:, :, :, :GROUPS + 1].any()
     with torch.no_grad():
-        _, (samples, valid, depth, _) = model(images, cams, targets, with_samples=True)
+        _, (samples, valid, depth, _, _) = model(images, cams, targets, with_samples=True)
     assert valid[:, :, 0].any() and not valid[:, :, 1].any()
 
 
@@ -237,3 +239,37 @@ def test_a_float64_sweep_renders_in_float64():
     with torch.no_grad():
         out = model(images, cams, ring_cameras(1, 2, offset=0.3).to(torch.float64))
     assert out.dtype == torch.float64 and torch.isfinite(out).all()
+
+
+def test_a_sweep_over_the_inputs_range_sweeps_each_scene_between_its_own_points():
+    """sweep_range "inputs": a scene of a textured plane is swept between the distances of its
+    triangulated points, exactly as a fixed sweep over that range would; a scene without texture
+    falls back to the fixed range."""
+    from nvs.geometry.depth_range import depth_range, sparse_points
+    from tests.helpers import line_of_cameras, noise_plane_views
+
+    model = _sweep_model(sweep_range="inputs")
+    cams = line_of_cameras(4, 48)
+    textured, _ = noise_plane_views(cams, [(PLANE_Z, math.inf)])
+    images = torch.stack([textured, torch.full_like(textured, 0.5)])
+    batch_cams = Cameras(cams.intrinsics.float().expand(2, 4, 4), cams.c2w.float().expand(2, 4, 4, 4), 48, 48)
+    targets = batch_cams[:, 1:3]
+    targets = Cameras(targets.intrinsics, targets.c2w.clone(), 48, 48)
+    targets.c2w[..., 1, 3] += 0.2
+    found = depth_range(sparse_points(textured, cams), cams)
+    assert found is not None and found[0] < PLANE_Z < found[1]
+    with torch.no_grad():
+        state = model.memorize(images, batch_cams)
+        torch.testing.assert_close(state.sweep_ranges, torch.tensor([found, (1.0, 4.0)]))
+        out = model.render(state, targets)
+        _, extras = model(images, batch_cams, targets, with_samples=True)
+        fixed = _sweep_model(sweep_near=found[0], sweep_far=found[1])
+        alone = fixed.render(fixed.memorize(images[:1], batch_cams[:1]), targets[:1])
+    torch.testing.assert_close(extras[4][0], inverse_depth_planes(*found, 8))
+    torch.testing.assert_close(out[:1], alone)
+    assert _sweep_model().memorize(images, batch_cams).sweep_ranges is None  # the fixed range needs none
+
+
+def test_sweep_range_must_be_fixed_or_inputs():
+    with pytest.raises(ValueError, match="'sweep_range' must be one of"):
+        tiny_config(sweep_views=2, sweep_range="points")

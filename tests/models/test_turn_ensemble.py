@@ -83,3 +83,15 @@ def test_inference_runs_object_renderers_in_four_turns_unless_told(model):
     for bad in (0, 37, "four", True):
         with pytest.raises(ValueError, match="--turns must be auto or 1-36"):
             resolve_turns(model, bad)
+
+
+def test_a_sweep_over_the_inputs_range_finds_it_once_for_every_turn(monkeypatch):
+    torch.manual_seed(0)
+    model = LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=8, sweep_range="inputs")).eval()
+    calls = []
+    found = torch.tensor([[1.5, 3.0]])
+    monkeypatch.setattr(model.sweep, "ranges_from_inputs", lambda images, cams: calls.append(1) or found)
+    images, cams = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3)
+    with torch.no_grad():
+        state = TurnEnsemble(model, 4).memorize(images, cams)
+    assert len(calls) == 1 and all(s.sweep_ranges is found for s in state.states)

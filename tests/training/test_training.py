@@ -464,6 +464,38 @@ def test_a_plane_sweep_trains_alone_on_a_frozen_renderer(tmp_path):
         _cfg(tmp_path / "scalar", *sweep, "optim.train_only=sweep")
 
 
+def test_a_sweep_added_from_another_checkpoint_trains_only_its_blend(tmp_path):
+    """run.heads_from: the plane sweep a recipe adds to init_from's weights starts as another
+    renderer's; optim.train_only=[sweep.blender] trains that module alone."""
+    from nvs.models import build_renderer, save_renderer
+
+    from tests.helpers import tiny_config
+
+    plain = save_renderer(build_renderer(tiny_config()), tmp_path / "plain.safetensors")
+    torch.manual_seed(5)
+    donor_model = build_renderer(tiny_config(sweep_views=2, sweep_planes=8, sweep_near=1.0, sweep_far=4.0))
+    donor = save_renderer(donor_model, tmp_path / "donor.safetensors")
+    sweep = ["model.sweep_views=2", "model.sweep_planes=8", "model.sweep_near=1.0", "model.sweep_far=4.0",
+             "model.sweep_range=inputs"]
+    cfg = _cfg(tmp_path, *sweep, "optim.train_only=[sweep.blender]", "optim.steps=2", "optim.warmup_steps=1",
+               f"run.init_from={plain}", f"run.heads_from={donor}")
+    start = initial_weights(cfg.model, str(plain), str(donor))
+    assert start.config.sweep_range == "inputs"
+    for name, value in donor_model.sweep.state_dict().items():
+        assert torch.equal(start.sweep.state_dict()[name], value), name
+    train(cfg, resume=None)
+    trained = load_renderer(tmp_path / "run" / "checkpoints" / "step-0000002" / "model.safetensors")
+    moved = {n.split(".")[0] for n, v in trained.sweep.state_dict().items() if not torch.equal(v, start.sweep.state_dict()[n])}
+    assert moved == {"blender"}
+    assert all(torch.equal(v, start.state_dict()[n]) for n, v in trained.state_dict().items() if not n.startswith("sweep.blender."))
+    with pytest.raises(ValueError, match="run.heads_from .* has no sweep"):
+        initial_weights(cfg.model, str(plain), str(plain))
+    with pytest.raises(ValueError, match="set run.init_from too"):
+        train(_cfg(tmp_path / "alone", *sweep, "optim.steps=1", f"run.heads_from={donor}"), resume=None)
+    with pytest.raises(ValueError, match=r"optim.train_only names \['sweep.blend'\]"):
+        train(_cfg(tmp_path / "typo", *sweep, "optim.train_only=[sweep.blend]", "optim.steps=1"), resume=None)
+
+
 def test_init_from_adds_a_pixel_decoder_that_starts_where_the_checkpoint_was(tmp_path):
     from nvs.datasets.procedural import object_scene
     from nvs.models import build_renderer, save_renderer
