@@ -196,11 +196,12 @@ class PlaneSweepBlend(nn.Module):
         """[B, 2] (near, far) of each scene of images [B, V, 3, H, W] taken by cams [B, V]: the
         distances of the surface points triangulated from them (:mod:`nvs.geometry.depth_range`), or
         the fixed ``near``, ``far`` where too few points are found."""
-        ranges = []
+        ranges, device = [], images.device
+        images, cams = images.cpu(), cams.to("cpu")  # the matching runs in OpenCV on the CPU
         for scene_images, scene_cams in zip(images, (cams[i] for i in range(cams.shape[0]))):
             found = depth_range(sparse_points(scene_images, scene_cams), scene_cams)
             ranges.append(found or (self.near, self.far))
-        return torch.tensor(ranges, dtype=torch.float32, device=images.device)
+        return torch.tensor(ranges, dtype=torch.float32, device=device)
 
     def depth(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
               present: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
