@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Callable
+
+import torch
 
 from nvs.cameras import Cameras
 from nvs.commands.adapt import add_adapt_options, options_from_args
 from nvs.datasets.views import FileViews
 from nvs.evaluation.evaluate import EvalScene, evaluate
+from nvs.evaluation.sweep_oracle import oracle_plane_images
 from nvs.geometry.image_ops import RESIZE_RULES
 from nvs.geometry.scene_normalization import NORMALIZATIONS
 from nvs.inference import (DEVICE_HELP, add_inference_arguments, choose_checkpoint, configure_inference, resolve_device,
@@ -41,6 +45,10 @@ def add_parser(sub) -> None:
     p.add_argument("--adapt", action="store_true",
                    help="adapt the renderer to each scene on its input views only (never its targets) before scoring")
     add_adapt_options(p, prefix="adapt-")
+    p.add_argument("--sweep-oracle", action="store_true",
+                   help="also score a diagnostic that sees the targets: the renderer's plane sweep with each pixel's "
+                        "plane chosen by the ground truth (the photos averaged there; oracle_psnr in per_view.csv and "
+                        "summary.json). Far above the renderer's PSNR: its depth is what fails")
     p.add_argument("--out", type=T.out_dir, required=True)
     p.set_defaults(func=run)
 
@@ -66,10 +74,29 @@ def protocol_defaults(model, normalize: str | None, resize: str | None) -> tuple
     return normalize or own or ("lact" if official else "none"), resize or ("official" if official else "bilinear")
 
 
+def sweep_oracle(model) -> Callable[[EvalScene], torch.Tensor]:
+    """The ``oracle`` of :func:`nvs.evaluation.evaluate.evaluate` for a renderer with a plane sweep:
+    its k views and planes (each scene's own range where the renderer finds one from its inputs)."""
+    sweep = getattr(model, "sweep", None)
+    if sweep is None:
+        raise ValueError("--sweep-oracle needs a renderer with a plane sweep (model config sweep_views > 0); "
+                         "this checkpoint has none")
+
+    def oracle(scene: EvalScene) -> torch.Tensor:
+        with torch.no_grad():
+            ranges = model.sweep_ranges(scene.inputs[None], scene.input_cams.unsqueeze(0))
+            planes = sweep.inverse_depths(None, ranges.cpu() if ranges is not None else None).reshape(-1)
+            return oracle_plane_images(scene.inputs.float(), scene.input_cams, scene.targets.float(), scene.target_cams,
+                                       planes, views=sweep.views)
+
+    return oracle
+
+
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     checkpoint = choose_checkpoint(args.checkpoint)[0]
     model = load_renderer(checkpoint, device=device)
+    oracle = sweep_oracle(model) if args.sweep_oracle else None
     turns = resolve_turns(model, args.turns)  # of the renderer loaded, adapted or not
     runner = configure_inference(model, args.memory_budget, args.dtype, turns)
     normalize, resize = protocol_defaults(model, args.normalize, args.resize)
@@ -100,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
             return configure_inference(adapted, args.memory_budget, args.dtype, turns)
 
     summary = evaluate(runner, scenes(), Path(args.out), meta, lpips_net=args.lpips_net,
-                       save_images=not args.no_images, total=len(data), adapt=adapt_scene)
+                       save_images=not args.no_images, total=len(data), adapt=adapt_scene,
+                       oracle=oracle)
     if args.write_index:
         Path(args.write_index).parent.mkdir(parents=True, exist_ok=True)
         Path(args.write_index).write_text(json.dumps(data.chosen, indent=1))
@@ -111,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
           f"memorise {summary['seconds_per_scene_memorize']:.3f} s/scene, render {summary['seconds_per_view_render']:.4f} s/view")
     if args.adapt:
         print(f"adaptation: {summary['adapt_seconds_per_scene']:.1f} s/scene")
+    if args.sweep_oracle:
+        print(f"the sweep with each pixel's plane chosen by the ground truth (diagnostic): PSNR {summary['oracle_psnr']:.2f}")
     ref = summary["nearest_view"]
     print(f"nearest input view (reference): PSNR {ref['psnr']:.2f} SSIM {ref['ssim']:.4f} LPIPS({args.lpips_net}) {ref['lpips']:.4f}")
     print(f"wrote {args.out}/summary.json, per_view.csv" + ("" if args.no_images else ", images/"))

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from nvs.cameras import Cameras
 from nvs.inference import memorize_views, render_cameras
 from nvs.io.media import image_grid, save_image
-from nvs.evaluation.metrics import all_metrics
+from nvs.evaluation.metrics import all_metrics, psnr
 
 
 def nearest_view(inputs: torch.Tensor, in_cams: Cameras, tg_cams: Cameras) -> torch.Tensor:
@@ -55,9 +55,12 @@ class EvalScene:
 
 def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_net: str = "vgg",
              save_images: bool = True, total: int | None = None,
-             adapt: Callable[[torch.Tensor, Cameras], torch.nn.Module] | None = None) -> dict:
+             adapt: Callable[[torch.Tensor, Cameras], torch.nn.Module] | None = None,
+             oracle: Callable[[EvalScene], torch.Tensor] | None = None) -> dict:
     """Score ``model`` on every scene. ``adapt(inputs [V, 3, H, W], input_cams [V]) -> model``, when
-    given, makes a model per scene from its input views alone (test-time adaptation)."""
+    given, makes a model per scene from its input views alone (test-time adaptation).
+    ``oracle(scene) -> [T, 3, H, W]``, when given, is scored too (PSNR, as ``oracle_psnr``): a
+    diagnostic that may see the targets (:mod:`nvs.evaluation.sweep_oracle`)."""
     out.mkdir(parents=True, exist_ok=True)
     adapt_s = 0.0
     rows: list[dict] = []
@@ -81,9 +84,12 @@ def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_ne
         scene_count += 1
         scores = all_metrics(pred, scene.targets, lpips_net)
         reference = all_metrics(nearest_view(scene.inputs, scene.input_cams, scene.target_cams), scene.targets, lpips_net)
+        oracle_psnr = psnr(oracle(scene).clamp(0, 1), scene.targets) if oracle is not None else None
         for i in range(pred.shape[0]):
             rows.append({"scene": scene.name, "view": i, **{k: float(v[i]) for k, v in scores.items()},
                          **{f"nearest_{k}": float(v[i]) for k, v in reference.items()}})
+            if oracle_psnr is not None:
+                rows[-1]["oracle_psnr"] = float(oracle_psnr[i])
             if save_images:
                 save_image(image_grid([[scene.targets[i], pred[i]]]), out / "images" / scene.name / f"{i:03d}.png")
     if not rows:
@@ -99,6 +105,8 @@ def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_ne
     summary["psnr_pooled"] = pooled_psnr(rows)
     # reference: the input view whose camera is nearest each target, scored the same way
     summary["nearest_view"] = {key: statistics.fmean(r[f"nearest_{key}"] for r in rows) for key in ("psnr", "ssim", "lpips")}
+    if oracle is not None:
+        summary["oracle_psnr"] = statistics.fmean(r["oracle_psnr"] for r in rows)
     summary["lpips_net"] = lpips_net
     summary["seconds_per_scene_memorize"] = memorize_s / scene_count
     summary["seconds_per_view_render"] = render_s / rendered

@@ -203,3 +203,22 @@ def test_the_object_renderer_scores_a_capture_alike_in_any_world_frame(tmp_path)
     # the frames agree to 1e-7, but the fast-weight update's bfloat16 Newton-Schulz (as published)
     # turns differences that small into ~0.1 dB
     assert abs(psnr["moved"] - psnr["as-made"]) < 0.5 and psnr["moved-raw"] < psnr["as-made"] - 3, psnr
+
+
+def test_eval_scores_the_sweep_oracle_and_refuses_it_without_a_sweep(workspace, tmp_path):
+    root, plain = workspace
+    refused = _run("eval", "--checkpoint", plain, "--data", root / "data", "--views", "3", "--size", "32", "32",
+                   "--sweep-oracle", "--out", tmp_path / "refused")
+    assert refused.returncode != 0 and "needs a renderer with a plane sweep" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "refused" / "summary.json").exists()
+    torch.manual_seed(0)
+    sweep = save_renderer(LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=8, sweep_near=1.0, sweep_far=4.0)),
+                          tmp_path / "sweep.safetensors")
+    out = _run("eval", "--checkpoint", sweep, "--data", root / "data", "--views", "3", "--size", "32", "32",
+               "--no-images", "--sweep-oracle", "--out", tmp_path / "ev")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    rows = list(csv.DictReader(open(tmp_path / "ev" / "per_view.csv")))
+    oracle = [float(r["oracle_psnr"]) for r in rows]
+    assert len(oracle) == 4 and all(5 < v < 60 for v in oracle)
+    assert summary["oracle_psnr"] == pytest.approx(sum(oracle) / 4) and "ground truth" in out.stdout
