@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--sweep-oracle", action="store_true",
                    help="also score a diagnostic that sees the targets: the renderer's plane sweep with each pixel's "
                         "plane chosen by the ground truth (the photos averaged there; oracle_psnr in per_view.csv and "
-                        "summary.json). Far above the renderer's PSNR: its depth is what fails")
+                        "summary.json): an upper bound on what better depth could give")
     p.add_argument("--out", type=T.out_dir, required=True)
     p.set_defaults(func=run)
 
@@ -85,7 +85,7 @@ def sweep_oracle(model) -> Callable[[EvalScene], torch.Tensor]:
     def oracle(scene: EvalScene) -> torch.Tensor:
         with torch.no_grad():
             ranges = model.sweep_ranges(scene.inputs[None], scene.input_cams.unsqueeze(0))
-            planes = sweep.inverse_depths(None, ranges.cpu() if ranges is not None else None).reshape(-1)
+            planes = sweep.inverse_depths(None, ranges).reshape(-1)
             return oracle_plane_images(scene.inputs.float(), scene.input_cams, scene.targets.float(), scene.target_cams,
                                        planes, views=sweep.views)
 
