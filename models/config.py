@@ -52,6 +52,10 @@ class ModelConfig:
     # distances of the surface points triangulated from its input views (nvs.geometry.depth_range),
     # and the fixed range where too few are found
     sweep_range: str = "fixed"
+    # w > 0: the plane sweep's plane scores add w x the zero-mean normalised cross-correlation of
+    # the two nearest views' photos over each plane (models/plane_sweep.zncc_scores): a matching
+    # prior that is blind to exposure and lighting changes between photos and needs no training
+    sweep_zncc: float = 0.0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -88,6 +92,9 @@ class ModelConfig:
                 raise ValueError(f"model config '{name}' must be a number in (0, 10000), got {value!r}")
         if not self.sweep_near < self.sweep_far:
             raise ValueError(f"model config sweep_near ({self.sweep_near}) must be below sweep_far ({self.sweep_far})")
+        if isinstance(self.sweep_zncc, bool) or not isinstance(self.sweep_zncc, (int, float)) \
+                or not 0 <= self.sweep_zncc <= 1e3:
+            raise ValueError(f"model config 'sweep_zncc' must be a number in [0, 1000], got {self.sweep_zncc!r}")
         if self.sweep_range not in SWEEP_RANGES:
             raise ValueError(f"model config 'sweep_range' must be one of {SWEEP_RANGES}, got {self.sweep_range!r}")
         if (self.view_blend or self.sweep_views) and self.arch != "lact":

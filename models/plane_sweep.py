@@ -8,7 +8,11 @@ and ``sweep_far``, or, with ``sweep_range = "inputs"``, between the distances of
 triangulated from the scene's own input views (:mod:`nvs.geometry.depth_range`); distances are
 along the ray: the "planes" are spheres about the target camera. At
 each, the k views' learnt features (and colours) are sampled where the point projects, and their
-spread (the matching cost) is scored by a small network shared by all planes.
+spread (the matching cost) is scored by a small network shared by all planes. With a ``zncc_weight``
+(model config ``sweep_zncc``), each plane's score adds that multiple of the normalised
+cross-correlation of the two nearest photos over a window (:func:`zncc_scores`): a classical
+matching cost that holds where the photos differ in exposure or lighting, as real ones do, and
+where the learnt features, trained on renders, are unsure.
 The softmax over the planes gives the expected inverse depth (upsampled to full resolution) and a
 confidence (its largest probability). The k photos are then sampled at that depth
 (:func:`nvs.models.view_blend.warp_views`), and a per-pixel network over the decoded colour, the k
@@ -39,6 +43,8 @@ SCORER_WIDTH = 24
 BLENDER_WIDTH = 32
 PLANE_CE_WEIGHT = 0.1  # cross-entropy on the true plane, beside the log-depth error (see sweep_loss)
 COST_SCALE = 10.0  # variances of unit features and of colours are ~0.01-0.1; the scorer sees ~0.1-1
+ZNCC_WINDOW = 11  # pixels of the cost volume (half the target's resolution)
+ZNCC_TEXTURE = 0.05  # grey-level standard deviation at which a window's correlation counts half
 
 
 def inverse_depth_planes(near: float, far: float, planes: int, device=None) -> Tensor:
@@ -53,17 +59,16 @@ def scene_planes(ranges: Tensor, planes: int) -> Tensor:
     return inverse[:, :1] + (inverse[:, 1:] - inverse[:, :1]) * steps
 
 
-def matching_costs(features: Tensor, cams: Cameras, target_cams: Cameras, inverse_depths: Tensor,
-                   present: Tensor | None = None) -> Tensor:
-    """The plane-sweep cost volume of each target pixel.
+def sample_planes(features: Tensor, cams: Cameras, target_cams: Cameras, inverse_depths: Tensor,
+                  present: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The views' features where each target pixel's ray meets each plane.
 
-    features [B, T, k, F + 3, h, w] (the views to match for each target: unit-norm features, then
-    colour), cams [B, T, k], target_cams [B, T] (at the volume's resolution), inverse_depths [D] or
-    [B, D] (per scene; the "planes" are spheres: a hypothesis is a distance along each pixel's unit ray), present
-    [B, T, k] bool (None: all): the views that take part.
-    Returns [B, T, D, GROUPS + 2, h', w'] with h', w' the target size: per plane, the features'
-    variance across the views that see the point (one per group), the colours' variance (both
-    times COST_SCALE), and whether at least two views see it (1.0 / 0.0).
+    features [B, T, k, C, h, w] (the views to match for each target), cams [B, T, k], target_cams
+    [B, T] (at the volume's resolution), inverse_depths [D] or [B, D] (per scene; the "planes" are
+    spheres: a hypothesis is a distance along each pixel's unit ray), present [B, T, k] bool (None:
+    all): the views that take part.
+    Returns (sampled [B, T, k, C, D, h', w'], seen [B, T, k, 1, D, h', w']: 1.0 where the point
+    lies in front of a present view and inside its frame, else 0.0), h', w' the target size.
     """
     b, t, k, channels = features.shape[:4]
     planes = inverse_depths.shape[-1]
@@ -78,18 +83,59 @@ def matching_costs(features: Tensor, cams: Cameras, target_cams: Cameras, invers
     seen = (z > MIN_VIEW_DEPTH) & (grid.abs() <= 1.0).all(dim=-1)  # [B, T, k, DHW]
     if present is not None:
         seen = seen & present[..., None]
-    seen = seen.to(features.dtype)
     sampled = F.grid_sample(features.flatten(0, 2), grid.reshape(b * t * k, planes * height, width, 2).to(features.dtype),
                             mode="bilinear", padding_mode="border", align_corners=False)
-    sampled = sampled.reshape(b, t, k, channels, planes, height, width)
-    seen = seen.reshape(b, t, k, 1, planes, height, width)
-    count = seen.sum(dim=2)  # [B, T, 1, D, h', w']
+    return (sampled.reshape(b, t, k, channels, planes, height, width),
+            seen.to(features.dtype).reshape(b, t, k, 1, planes, height, width))
+
+
+def variance_costs(sampled: Tensor, seen: Tensor) -> Tensor:
+    """sampled [B, T, k, F + 3, D, h, w] (unit-norm features, then colour) and seen [B, T, k, 1, D,
+    h, w] of :func:`sample_planes` -> [B, T, D, GROUPS + 2, h, w]: per plane, the features' variance
+    across the views that see the point (one per group), the colours' variance (both times
+    COST_SCALE), and whether at least two views see it (1.0 / 0.0)."""
+    channels = sampled.shape[3]
+    count = seen.sum(dim=2)  # [B, T, 1, D, h, w]
     mean = (sampled * seen).sum(dim=2) / count.clamp_min(1)
-    variance = ((sampled - mean[:, :, None]).square() * seen).sum(dim=2) / count.clamp_min(1)  # [B, T, C, D, h', w']
+    variance = ((sampled - mean[:, :, None]).square() * seen).sum(dim=2) / count.clamp_min(1)  # [B, T, C, D, h, w]
     feature_cost = variance[:, :, : channels - 3].unflatten(2, (GROUPS, -1)).mean(dim=3)
     colour_cost = variance[:, :, channels - 3 :].mean(dim=2, keepdim=True)
-    costs = torch.cat([COST_SCALE * feature_cost, COST_SCALE * colour_cost, (count >= 2).to(features.dtype)], dim=2)
+    costs = torch.cat([COST_SCALE * feature_cost, COST_SCALE * colour_cost, (count >= 2).to(sampled.dtype)], dim=2)
     return costs.transpose(2, 3)
+
+
+def matching_costs(features: Tensor, cams: Cameras, target_cams: Cameras, inverse_depths: Tensor,
+                   present: Tensor | None = None) -> Tensor:
+    """The plane-sweep cost volume of each target pixel: :func:`variance_costs` of
+    :func:`sample_planes` (features [B, T, k, F + 3, h, w] -> [B, T, D, GROUPS + 2, h', w'])."""
+    return variance_costs(*sample_planes(features, cams, target_cams, inverse_depths, present))
+
+
+def zncc_scores(colours: Tensor, seen: Tensor, window: int = ZNCC_WINDOW, texture: float = ZNCC_TEXTURE) -> Tensor:
+    """How well the first two views (the nearest) agree on each plane, blind to their exposure.
+
+    colours [B, T, k, 3, D, h, w] (the photos sampled on each plane, k >= 2), seen [B, T, k, 1, D,
+    h, w] (:func:`sample_planes`) -> [B, T, D, h, w] in [-1, 1]: over the window x window pixels
+    about each pixel of each plane, the covariance of the two views' grey levels over
+    s_a s_b + texture^2, with s their standard deviations there: the zero-mean normalised
+    cross-correlation where both windows are well textured, near 0 where either is flat (a blank
+    wall or a dark cloth correlates by chance); 0 where either view does not see the point.
+    """
+    grey = colours[:, :, :2].mean(dim=3)  # [B, T, 2, D, h, w]
+    b, t, _, planes, height, width = grey.shape
+
+    def box(x: Tensor) -> Tensor:  # the window's mean (where it overhangs the image, of the part inside), in two passes
+        x = F.avg_pool2d(x.reshape(-1, 1, height, width), (window, 1), 1, (window // 2, 0), count_include_pad=False)
+        return F.avg_pool2d(x, (1, window), 1, (0, window // 2), count_include_pad=False)
+
+    first, second = grey[:, :, 0], grey[:, :, 1]
+    mean_first, mean_second = box(first), box(second)
+    covariance = box(first * second) - mean_first * mean_second
+    spread = ((box(first.square()) - mean_first.square()).clamp_min(0) *
+              (box(second.square()) - mean_second.square()).clamp_min(0)).sqrt()
+    score = (covariance / (spread + texture**2).clamp_min(1e-12)).clamp(-1.0, 1.0)
+    both = seen[:, :, 0, 0] * seen[:, :, 1, 0]
+    return score.reshape(b, t, planes, height, width) * both
 
 
 def plane_targets(target_z: Tensor, target_cams: Cameras, inverse_depths: Tensor, size: tuple[int, int]
@@ -153,9 +199,10 @@ class PlaneSweepBlend(nn.Module):
     ``degrade_probability`` (set by training, not saved): in training mode, the probability that a
     target's decoded colour is replaced by :func:`degrade`'s before the blend."""
 
-    def __init__(self, views: int, planes: int, near: float, far: float):
+    def __init__(self, views: int, planes: int, near: float, far: float, zncc_weight: float = 0.0):
         super().__init__()
         self.views, self.planes, self.near, self.far = views, planes, near, far
+        self.zncc_weight = zncc_weight
         self.degrade_probability = 0.0
         self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
             nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
@@ -213,8 +260,11 @@ class PlaneSweepBlend(nn.Module):
         height, width = target_cams.height, target_cams.width
         coarse = target_cams.resize(max(1, height // 2), max(1, width // 2))
         inverse_depths = inverse_depths.to(features.dtype)
-        costs = matching_costs(features, cams, coarse, inverse_depths, present)  # [B, T, D, G + 2, h, w]
+        sampled, seen = sample_planes(features, cams, coarse, inverse_depths, present)
+        costs = variance_costs(sampled, seen)  # [B, T, D, G + 2, h, w]
         logits = self.scorer(costs.flatten(0, 2)).reshape(b, t, self.planes, coarse.height, coarse.width)
+        if self.zncc_weight:
+            logits = logits + self.zncc_weight * zncc_scores(sampled[:, :, :, -3:], seen)
         prob = logits.softmax(dim=2)
         inverse = (prob * inverse_depths.reshape(-1, 1, self.planes, 1, 1)).sum(dim=2, keepdim=True)
         confidence = prob.amax(dim=2, keepdim=True)

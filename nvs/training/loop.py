@@ -191,7 +191,7 @@ def validate(model, data: Dataset | None, device: torch.device) -> float:
 
 
 GROWABLE_HEADS = ("view_blend", "pixel_decoder", "sweep")  # modules a recipe may add to a checkpoint that lacks them
-SWEEP_KEYS = ("sweep_views", "sweep_planes", "sweep_near", "sweep_far", "sweep_range")
+SWEEP_KEYS = ("sweep_views", "sweep_planes", "sweep_near", "sweep_far", "sweep_range", "sweep_zncc")
 
 
 def add_heads(model: Renderer, config: ModelConfig) -> Renderer:
@@ -216,7 +216,7 @@ def initial_weights(config: ModelConfig, path: str, heads_from: str | None = Non
     """The renderer ``config`` describes, with the weights of ``path`` (patches resized, identity
     blocks appended, or a view-blending head, pixel decoder or plane sweep added, if the recipe
     asks for them: fresh, or with the weights of the same head in ``heads_from``). A plane sweep's
-    ``sweep_range`` is a setting, not a weight: the recipe's is taken."""
+    ``sweep_range`` and ``sweep_zncc`` are settings, not weights: the recipe's are taken."""
     loaded = load_renderer(path)
     if loaded.config.patch_size != config.patch_size:
         loaded = resize_patches(loaded, config.patch_size)
@@ -227,8 +227,9 @@ def initial_weights(config: ModelConfig, path: str, heads_from: str | None = Non
     if heads_from is not None:
         copy_heads(loaded, load_renderer(heads_from), [h for h in GROWABLE_HEADS if h not in had and getattr(loaded, h, None)],
                    heads_from)
-    if loaded.config.sweep_range != config.sweep_range:
-        loaded.config = dataclasses.replace(loaded.config, sweep_range=config.sweep_range)
+    loaded.config = dataclasses.replace(loaded.config, sweep_range=config.sweep_range, sweep_zncc=config.sweep_zncc)
+    if getattr(loaded, "sweep", None) is not None:
+        loaded.sweep.zncc_weight = config.sweep_zncc
     if loaded.config != config:
         raise ValueError(f"{path}: its model config {loaded.config} differs from the recipe's {config}")
     return loaded.train()

@@ -7,10 +7,10 @@ import torch.nn.functional as F
 from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
 from nvs.models.plane_sweep import (GROUPS, PLANE_CE_WEIGHT, degrade, inverse_depth_planes, matching_costs, plane_targets,
-                                    sweep_loss)
+                                    sample_planes, sweep_loss, zncc_scores)
 from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, depth_loss
 
-from tests.helpers import (PLANE_Z, plane_camera, ring_cameras, ring_scene, textured_plane_view, tiny_config,
+from tests.helpers import (PLANE_Z, noise_plane_views, plane_camera, ring_cameras, ring_scene, textured_plane_view, tiny_config,
                            without_head)
 
 
@@ -45,6 +45,49 @@ def test_the_colour_cost_is_lowest_at_the_plane_the_views_see():
     assert (found == truth)[seen_by_all].double().mean() > 0.95
     assert ((found - truth).abs() <= 1)[seen_by_all].double().mean() > 0.99
     assert set(costs[0, 0, :, GROUPS + 1].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_the_zncc_score_peaks_at_the_plane_the_views_see_whatever_their_exposure():
+    """Two views of a randomly textured plane, one darkened and offset (another exposure): the
+    colour difference is fooled, the normalised cross-correlation is not; a flat image and an
+    unseen view score zero."""
+    size = 64
+    sources = [plane_camera(x, size, yaw_deg=-math.degrees(math.atan2(x, PLANE_Z))) for x in (-0.6, 0.8)]
+    images, _ = noise_plane_views(Cameras.cat([c[None] for c in sources]), [(PLANE_Z, math.inf)])
+    images[1] = 0.5 * images[1] + 0.3
+    target = plane_camera(0.1, size)
+    _, depth = noise_plane_views(target[None], [(PLANE_Z, math.inf)])
+    target = Cameras(target.intrinsics[None, None], target.c2w[None, None], size, size)
+    planes = inverse_depth_planes(1.5, 8.0, 12).double()
+    sampled, seen = sample_planes(images.double()[None, None], _stack(sources), target, planes)
+    scores = zncc_scores(sampled, seen, window=11)
+    assert scores.shape == (1, 1, 12, size, size)
+    assert scores.abs().max() <= 1.0 + 1e-9
+    both = seen[0, 0, :, 0].prod(dim=0).bool().all(dim=0)
+    truth = (1 / depth[0, 0] - planes.view(-1, 1, 1)).abs().argmin(dim=0)
+    found = scores[0, 0].argmax(dim=0)
+    assert both.double().mean() > 0.5
+    assert ((found - truth).abs() <= 1)[both].double().mean() > 0.8
+    difference = (sampled[0, 0, 0] - sampled[0, 0, 1]).square().mean(dim=0)  # [D, H, W]
+    assert ((difference.argmin(dim=0) - truth).abs() <= 1)[both].double().mean() < 0.5
+    assert zncc_scores(torch.full_like(sampled, 0.4), seen, window=11).abs().max() < 1e-6
+    unseen = seen.clone()
+    unseen[:, :, 1] = 0
+    assert torch.equal(zncc_scores(sampled, unseen, window=11), torch.zeros_like(scores))
+
+
+def test_the_zncc_prior_moves_the_sweeps_depth_and_is_a_setting_of_the_config(tmp_path):
+    torch.manual_seed(0)
+    images, cams, targets = ring_scene(1, 4, 2, size=16)
+    model = LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=6)).eval()
+    with torch.no_grad():
+        plain = model.render(model.memorize(images, cams), targets)
+        model.sweep.zncc_weight = 30.0
+        primed = model.render(model.memorize(images, cams), targets)
+    assert not torch.allclose(plain, primed)
+    path = save_renderer(LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=6, sweep_zncc=30.0)), tmp_path / "z.safetensors")
+    assert load_renderer(path).sweep.zncc_weight == 30.0
+    assert LaCTRenderer(tiny_config(sweep_views=2)).sweep.zncc_weight == 0.0
 
 
 def test_matching_costs_pass_gradients_to_the_features():
@@ -135,7 +178,8 @@ def test_sweep_config_is_checked():
         tiny_config(arch="full_attention", sweep_views=2)
     with pytest.raises(ValueError, match="sweep_near .* must be below sweep_far"):
         ModelConfig(sweep_views=2, sweep_near=5.0, sweep_far=2.0)
-    bad = (("sweep_views", 17), ("sweep_views", 1), ("sweep_planes", 1), ("sweep_near", 0.0), ("sweep_far", float("nan")))
+    bad = (("sweep_views", 17), ("sweep_views", 1), ("sweep_planes", 1), ("sweep_near", 0.0), ("sweep_far", float("nan")),
+           ("sweep_zncc", -1.0), ("sweep_zncc", float("nan")), ("sweep_zncc", True))
     for key, value in bad:
         with pytest.raises(ValueError, match=key):
             ModelConfig(**{key: value})
