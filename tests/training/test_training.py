@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import os
@@ -476,15 +477,20 @@ def test_a_sweep_added_from_another_checkpoint_trains_only_its_blend(tmp_path):
     donor_model = build_renderer(tiny_config(sweep_views=2, sweep_planes=8, sweep_near=1.0, sweep_far=4.0))
     donor = save_renderer(donor_model, tmp_path / "donor.safetensors")
     sweep = ["model.sweep_views=2", "model.sweep_planes=8", "model.sweep_near=1.0", "model.sweep_far=4.0",
-             "model.sweep_range=inputs"]
+             "model.sweep_range=inputs", "model.sweep_zncc=10.0"]
     cfg = _cfg(tmp_path, *sweep, "optim.train_only=[sweep.blender]", "optim.steps=2", "optim.warmup_steps=1",
                f"run.init_from={plain}", f"run.heads_from={donor}")
     start = initial_weights(cfg.model, str(plain), str(donor))
     assert start.config.sweep_range == "inputs"
+    assert start.config.sweep_zncc == start.sweep.zncc_weight == 10.0
     for name, value in donor_model.sweep.state_dict().items():
         assert torch.equal(start.sweep.state_dict()[name], value), name
     train(cfg, resume=None)
-    trained = load_renderer(tmp_path / "run" / "checkpoints" / "step-0000002" / "model.safetensors")
+    trained_path = tmp_path / "run" / "checkpoints" / "step-0000002" / "model.safetensors"
+    trained = load_renderer(trained_path)
+    assert trained.sweep.zncc_weight == 10.0
+    recipe_without = dataclasses.replace(cfg.model, sweep_zncc=0.0)  # a setting: the recipe's is taken
+    assert initial_weights(recipe_without, str(trained_path)).sweep.zncc_weight == 0.0
     moved = {n.split(".")[0] for n, v in trained.sweep.state_dict().items() if not torch.equal(v, start.sweep.state_dict()[n])}
     assert moved == {"blender"}
     assert all(torch.equal(v, start.state_dict()[n]) for n, v in trained.state_dict().items() if not n.startswith("sweep.blender."))
