@@ -54,7 +54,7 @@ class ModelConfig:
     sweep_range: str = "fixed"
     # w > 0: the plane sweep's plane scores add w x the zero-mean normalised cross-correlation of
     # the two nearest views' photos over each plane (models/plane_sweep.zncc_scores): a matching
-    # prior that is blind to exposure and lighting changes between photos and needs no training
+    # prior that ignores a gain and offset between photos (exposure, white balance) and needs no training
     sweep_zncc: float = 0.0
 
     def __post_init__(self) -> None:

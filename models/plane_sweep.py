@@ -11,8 +11,8 @@ each, the k views' learnt features (and colours) are sampled where the point pro
 spread (the matching cost) is scored by a small network shared by all planes. With a ``zncc_weight``
 (model config ``sweep_zncc``), each plane's score adds that multiple of the normalised
 cross-correlation of the two nearest photos over a window (:func:`zncc_scores`): a classical
-matching cost that holds where the photos differ in exposure or lighting, as real ones do, and
-where the learnt features, trained on renders, are unsure.
+matching cost that ignores a gain and offset between the photos (exposure, white balance), as real
+ones have and the renders the learnt features saw do not.
 The softmax over the planes gives the expected inverse depth (upsampled to full resolution) and a
 confidence (its largest probability). The k photos are then sampled at that depth
 (:func:`nvs.models.view_blend.warp_views`), and a per-pixel network over the decoded colour, the k
