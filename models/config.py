@@ -56,6 +56,10 @@ class ModelConfig:
     # the two nearest views' photos over each plane (models/plane_sweep.zncc_scores): a matching
     # prior that ignores a gain and offset between photos (exposure, white balance) and needs no training
     sweep_zncc: float = 0.0
+    # true: each scene's input photos are divided by per-view, per-channel gains that bring their
+    # exposures and white balance to a common one, found from matched points (nvs.geometry.exposure),
+    # before the renderer memorises them; false: the photos as given (the published model)
+    match_exposure: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -95,10 +99,14 @@ class ModelConfig:
         if isinstance(self.sweep_zncc, bool) or not isinstance(self.sweep_zncc, (int, float)) \
                 or not 0 <= self.sweep_zncc <= 1e3:
             raise ValueError(f"model config 'sweep_zncc' must be a number in [0, 1000], got {self.sweep_zncc!r}")
+        if not isinstance(self.match_exposure, bool):
+            raise ValueError(f"model config 'match_exposure' must be true or false, got {self.match_exposure!r}")
         if self.sweep_range not in SWEEP_RANGES:
             raise ValueError(f"model config 'sweep_range' must be one of {SWEEP_RANGES}, got {self.sweep_range!r}")
         if (self.view_blend or self.sweep_views) and self.arch != "lact":
             raise ValueError("view_blend and sweep_views need arch 'lact': the full-attention baseline keeps no input views to sample")
+        if self.match_exposure and self.arch != "lact":
+            raise ValueError("match_exposure needs arch 'lact'; the full-attention baseline reads its photos as given")
         if self.patch_size <= 0 or self.layers <= 0:
             raise ValueError("patch_size and layers must be positive")
 

@@ -18,6 +18,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from nvs.cameras import Cameras, pixel_rays
+from nvs.geometry import exposure
+from nvs.geometry.matching import scene_matches
 from nvs.models.chunked import ChunkPlan, fits_one_pass, memorize_chunked, parse_memory_size, plan_chunks, render_chunked
 from nvs.models.config import ModelConfig
 from nvs.models.fast_weight import FastWeights, FastWeightSwiGLU, TTTOp
@@ -282,13 +284,15 @@ class SceneState:
     sources: the input images [B, V, 3, H, W] and cams [B, V], kept only by a view-blending
     renderer (``ModelConfig.view_blend`` or ``sweep_views``), which samples them when it renders;
     sweep_ranges: [B, 2] (near, far) of a plane sweep's planes, found from the inputs
-    (``ModelConfig.sweep_range = "inputs"``), else None.
+    (``ModelConfig.sweep_range = "inputs"``), else None; exposure_gains: [B, V, 3] the inputs were
+    divided by (``ModelConfig.match_exposure``), else None.
     """
 
     layers: list[FastWeights]
     num_views: int
     sources: tuple[Tensor, Cameras] | None = None
     sweep_ranges: Tensor | None = None
+    exposure_gains: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -296,12 +300,12 @@ class SceneState:
 
     def to(self, *args, **kwargs) -> "SceneState":
         sources = None if self.sources is None else tuple(s.to(*args, **kwargs) for s in self.sources)
-        ranges = None if self.sweep_ranges is None else self.sweep_ranges.to(*args, **kwargs)
-        return SceneState([w.to(*args, **kwargs) for w in self.layers], self.num_views, sources, ranges)
+        ranges, gains = (None if t is None else t.to(*args, **kwargs) for t in (self.sweep_ranges, self.exposure_gains))
+        return SceneState([w.to(*args, **kwargs) for w in self.layers], self.num_views, sources, ranges, gains)
 
     def detach(self) -> "SceneState":
         sources = None if self.sources is None else (self.sources[0].detach(), self.sources[1])
-        return SceneState([w.detach() for w in self.layers], self.num_views, sources, self.sweep_ranges)
+        return SceneState([w.detach() for w in self.layers], self.num_views, sources, self.sweep_ranges, self.exposure_gains)
 
     def nbytes(self) -> int:
         kept = [t for fw in self.layers for t in (fw.w0, fw.w1, fw.w2)] + ([] if self.sources is None else [self.sources[0]])
@@ -349,32 +353,47 @@ class LaCTRenderer(RendererBase):
             new_states.append(st)
         return x, new_states
 
-    def memorize(self, images: Tensor, cams: Cameras, sweep_ranges: Tensor | None = None) -> SceneState:
-        """``sweep_ranges``: the plane sweep's ranges already found for these inputs (the same
-        photos in a turned world: the distances do not change), else found here when needed."""
+    def memorize(self, images: Tensor, cams: Cameras, sweep_ranges: Tensor | None = None,
+                 exposure_gains: Tensor | None = None) -> SceneState:
+        """``sweep_ranges``, ``exposure_gains``: what :meth:`read_inputs` already found for these
+        photos (the same photos in a turned world: neither changes), else found here when needed."""
         self.check_inputs(images, cams)
-        if sweep_ranges is None:
-            sweep_ranges = self.sweep_ranges(images, cams)
+        images, sweep_ranges, exposure_gains = self.read_inputs(images, cams, sweep_ranges, exposure_gains)
         plan = self.chunk_plan(cams.shape[0], cams.shape[1], self.tokens_per_view(cams))
         if plan is not None:
             with torch.no_grad():
                 return SceneState(memorize_chunked(self, images, cams, plan), cams.shape[1], self.kept_sources(images, cams),
-                                  sweep_ranges)
+                                  sweep_ranges, exposure_gains)
         x = self.tokenizer(cams, images)
         n = x.shape[1]
         _, states = self._run(x, self.tokens_per_view(cams), [TTTOp(0, n, update=True, apply=True)], None)
-        return SceneState(states, cams.shape[1], self.kept_sources(images, cams), sweep_ranges)
+        return SceneState(states, cams.shape[1], self.kept_sources(images, cams), sweep_ranges, exposure_gains)
 
     def kept_sources(self, images: Tensor, cams: Cameras) -> tuple[Tensor, Cameras] | None:
         """What a memorised scene keeps besides its fast weights: the inputs, if the renderer blends views."""
         return (images, cams) if self.blends_views else None
 
-    def sweep_ranges(self, images: Tensor, cams: Cameras) -> Tensor | None:
-        """[B, 2] where a plane sweep with ``sweep_range = "inputs"`` looks for each scene's surfaces
-        (:meth:`nvs.models.plane_sweep.PlaneSweepBlend.ranges_from_inputs`); None otherwise."""
-        if self.sweep is None or self.config.sweep_range != "inputs":
-            return None
-        return self.sweep.ranges_from_inputs(images.detach(), cams)
+    def read_inputs(self, images: Tensor, cams: Cameras, sweep_ranges: Tensor | None = None,
+                    exposure_gains: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """What the renderer reads off its input photos images [B, V, 3, H, W] (cams [B, V]) before
+        it memorises them, from one matching of each scene's photos (:mod:`nvs.geometry.matching`)
+        where something is to be found: (the photos, divided by their exposure gains where there are
+        any; the plane sweep's ranges [B, 2] with ``sweep_range = "inputs"``
+        (:meth:`nvs.models.plane_sweep.PlaneSweepBlend.ranges_from_inputs`), else None; the photos'
+        gains [B, V, 3] with ``match_exposure`` (:mod:`nvs.geometry.exposure`), else None). Ranges
+        and gains passed in are kept."""
+        wants_ranges = sweep_ranges is None and self.sweep is not None and self.config.sweep_range == "inputs"
+        wants_gains = exposure_gains is None and self.config.match_exposure
+        if wants_ranges or wants_gains:
+            matches = scene_matches(images, cams)
+            if wants_ranges:
+                sweep_ranges = self.sweep.ranges_from_inputs(images.detach(), cams, matches)
+            if wants_gains:
+                exposure_gains = torch.stack([exposure.exposure_gains(scene, found) for scene, found in zip(images, matches)])
+        if exposure_gains is not None:
+            exposure_gains = exposure_gains.to(device=images.device)
+            images = exposure.apply_gains(images, exposure_gains)
+        return images, sweep_ranges, exposure_gains
 
     def render(self, state: SceneState, target_cams: Cameras, sweep: bool = True) -> Tensor:
         """``sweep=False``: the colour before a plane sweep (which a turn ensemble runs once, on the
@@ -401,9 +420,10 @@ class LaCTRenderer(RendererBase):
             if with_samples:
                 raise ValueError("with_samples needs targets of the inputs' size")
             return self.render(self.memorize(images, cams), target_cams)
+        images, sweep_ranges, _ = self.read_inputs(images, cams)
         x = torch.cat([self.tokenizer(cams, images), self.tokenizer(target_cams)], dim=1)
         n_in = self.tokens_per_view(cams) * cams.shape[1]
         ops = [TTTOp(0, n_in, update=True, apply=False), TTTOp(0, x.shape[1], update=False, apply=True)]
         x, _ = self._run(x, self.tokens_per_view(cams), ops, None)
         return self.decode(x[:, n_in:], target_cams, self.kept_sources(images, cams), with_samples,
-                           sweep_ranges=self.sweep_ranges(images, cams))
+                           sweep_ranges=sweep_ranges)

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from nvs.cameras import Cameras, pixel_rays
 from nvs.geometry.depth_range import depth_range, sparse_points
+from nvs.geometry.matching import PairMatches, scene_matches
 from nvs.models.view_blend import (MIN_VIEW_DEPTH, SAMPLE_LOGIT_INIT, blend, depth_loss, gather, gather_views,
                                    nearest_views, warp_views)
 
@@ -239,15 +240,18 @@ class PlaneSweepBlend(nn.Module):
         return scene_planes(ranges.to(device=device, dtype=torch.float32), self.planes)
 
     @torch.no_grad()
-    def ranges_from_inputs(self, images: Tensor, cams: Cameras) -> Tensor:
+    def ranges_from_inputs(self, images: Tensor, cams: Cameras, matches: list[list[PairMatches]] | None = None
+                           ) -> Tensor:
         """[B, 2] (near, far) of each scene of images [B, V, 3, H, W] taken by cams [B, V]: the
-        distances of the surface points triangulated from them (:mod:`nvs.geometry.depth_range`), or
-        the fixed ``near``, ``far`` where too few points are found."""
-        ranges, device = [], images.device
+        distances of the surface points triangulated from them (:mod:`nvs.geometry.depth_range`;
+        ``matches``: each scene's, if already found), or the fixed ``near``, ``far`` where too few
+        points are found."""
+        device = images.device
+        if matches is None:
+            matches = scene_matches(images, cams)
         images, cams = images.cpu(), cams.to("cpu")  # the matching runs in OpenCV on the CPU
-        for scene_images, scene_cams in zip(images, (cams[i] for i in range(cams.shape[0]))):
-            found = depth_range(sparse_points(scene_images, scene_cams), scene_cams)
-            ranges.append(found or (self.near, self.far))
+        ranges = [depth_range(sparse_points(images[b], cams[b], matches[b]), cams[b]) or (self.near, self.far)
+                  for b in range(images.shape[0])]
         return torch.tensor(ranges, dtype=torch.float32, device=device)
 
     def depth(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,

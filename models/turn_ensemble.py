@@ -68,10 +68,11 @@ class TurnEnsemble(nn.Module):
             self.renderer.set_memory_budget(budget)
 
     def memorize(self, images: Tensor, cams: Cameras) -> TurnedStates:
-        """images [B, V, 3, H, W], cams [B, V] -> one state per turn."""
+        """images [B, V, 3, H, W], cams [B, V] -> one state per turn (the first turn's sweep ranges
+        and exposure gains serve them all: they depend on the photos, not on the frame)."""
         first = self.renderer.memorize(images, cams)
-        ranges = {} if getattr(first, "sweep_ranges", None) is None else {"sweep_ranges": first.sweep_ranges}
-        return TurnedStates([first] + [self.renderer.memorize(images, turn_about_z(cams, a), **ranges) for a in self.angles[1:]])
+        found = {key: getattr(first, key) for key in ("sweep_ranges", "exposure_gains") if getattr(first, key, None) is not None}
+        return TurnedStates([first] + [self.renderer.memorize(images, turn_about_z(cams, a), **found) for a in self.angles[1:]])
 
     def render(self, state: TurnedStates, target_cams: Cameras) -> Tensor:
         """target_cams [B, T] -> images [B, T, 3, H, W], each pixel the median over the turns."""

@@ -186,6 +186,23 @@ def memorize_views(model: torch.nn.Module, images: Tensor, cams: Cameras):
     return state, time.perf_counter() - start
 
 
+def exposure_gains(state) -> Tensor | None:
+    """The gains [V, 3] a renderer that matches exposures (model config ``match_exposure``) divided
+    one memorised scene's photos by (a turn ensemble's: those of its first turn), on the CPU; None
+    for a renderer that reads its photos as given."""
+    first = getattr(state, "states", [state])[0]
+    gains = getattr(first, "exposure_gains", None)
+    return None if gains is None else gains[0].float().cpu()
+
+
+def exposure_note(gains: Tensor | None) -> str | None:
+    """One line for a user on what exposure matching did to the photos, or None without it."""
+    if gains is None:
+        return None
+    return (f"input exposures matched: each photo's colour channels divided by a gain of {float(gains.min()):.2f}-"
+            f"{float(gains.max()):.2f} (nvs.geometry.exposure)")
+
+
 @torch.no_grad()
 def render_cameras(model: torch.nn.Module, state, cams: Cameras, chunk: int = 8,
                    progress: Progress | None = None) -> tuple[Tensor, float]:

@@ -88,3 +88,21 @@ def test_auto_picks_the_shipped_renderer_of_the_capture_kind(tmp_path):
     assert choose_checkpoint(tmp_path / "mine.safetensors", walk)[0] == tmp_path / "mine.safetensors"
     with pytest.raises(ValueError, match="input cameras"):
         choose_checkpoint("auto")
+
+
+def test_the_gains_of_a_memorised_scene_are_reported_whatever_runs_it():
+    from nvs.inference import exposure_gains, exposure_note
+    from nvs.models.turn_ensemble import TurnEnsemble
+
+    _, images, cams, _ = _setup()
+    torch.manual_seed(0)
+    plain = LaCTRenderer(tiny_config())
+    matching = LaCTRenderer(tiny_config(match_exposure=True))
+    matching.load_state_dict(plain.state_dict())
+    assert exposure_gains(memorize_views(plain.eval(), images, cams)[0]) is None and exposure_note(None) is None
+    with torch.no_grad():
+        for runner in (matching.eval(), TurnEnsemble(matching, 2)):
+            gains = exposure_gains(memorize_views(runner, images, cams)[0])
+            assert gains.shape == (6, 3) and gains.device.type == "cpu"
+    note = exposure_note(torch.tensor([[0.9, 1.0, 1.1], [1.05, 0.98, 0.95]]))
+    assert note.startswith("input exposures matched") and "0.90-1.10" in note

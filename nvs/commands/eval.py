@@ -12,7 +12,7 @@ import torch
 from nvs.cameras import Cameras
 from nvs.commands.adapt import add_adapt_options, options_from_args
 from nvs.datasets.views import FileViews
-from nvs.evaluation.evaluate import EvalScene, evaluate
+from nvs.evaluation.evaluate import EvalScene, evaluate, jitter_exposure
 from nvs.evaluation.sweep_oracle import oracle_plane_images
 from nvs.geometry.image_ops import RESIZE_RULES
 from nvs.geometry.scene_normalization import NORMALIZATIONS
@@ -45,6 +45,10 @@ def add_parser(sub) -> None:
     p.add_argument("--adapt", action="store_true",
                    help="adapt the renderer to each scene on its input views only (never its targets) before scoring")
     add_adapt_options(p, prefix="adapt-")
+    p.add_argument("--input-exposure-jitter", type=T.float_range(0.0, 0.9), default=0.0, metavar="J",
+                   help="a robustness protocol: each input view's colour channels are multiplied by gains drawn "
+                        "uniformly from [1 - J, 1 + J] (seeded by the scene's position in the data set), as photos "
+                        "metered one by one; the targets, and so the scores, stay as they are (default 0: none)")
     p.add_argument("--sweep-oracle", action="store_true",
                    help="also score a diagnostic that sees the targets: the renderer's plane sweep with each pixel's "
                         "plane chosen by the ground truth (the photos averaged there; oracle_psnr in per_view.csv and "
@@ -76,7 +80,8 @@ def protocol_defaults(model, normalize: str | None, resize: str | None) -> tuple
 
 def sweep_oracle(model) -> Callable[[EvalScene], torch.Tensor]:
     """The ``oracle`` of :func:`nvs.evaluation.evaluate.evaluate` for a renderer with a plane sweep:
-    its k views and planes (each scene's own range where the renderer finds one from its inputs)."""
+    its k views and planes (each scene's own range where the renderer finds one from its inputs),
+    and the photos as it reads them (their exposures matched where it matches them)."""
     sweep = getattr(model, "sweep", None)
     if sweep is None:
         raise ValueError("--sweep-oracle needs a renderer with a plane sweep (model config sweep_views > 0); "
@@ -84,9 +89,9 @@ def sweep_oracle(model) -> Callable[[EvalScene], torch.Tensor]:
 
     def oracle(scene: EvalScene) -> torch.Tensor:
         with torch.no_grad():
-            ranges = model.sweep_ranges(scene.inputs[None], scene.input_cams.unsqueeze(0))
+            inputs, ranges, _ = model.read_inputs(scene.inputs[None], scene.input_cams.unsqueeze(0))
             planes = sweep.inverse_depths(None, ranges).reshape(-1)
-            return oracle_plane_images(scene.inputs.float(), scene.input_cams, scene.targets.float(), scene.target_cams,
+            return oracle_plane_images(inputs[0].float(), scene.input_cams, scene.targets.float(), scene.target_cams,
                                        planes, views=sweep.views)
 
     return oracle
@@ -107,11 +112,16 @@ def run(args: argparse.Namespace) -> int:
     def scenes():
         for i in range(len(data)):
             sample = data[i]
-            yield EvalScene(data.name(i), sample["inputs"], Cameras(sample["input_intrinsics"], sample["input_c2w"], h, w),
+            inputs = sample["inputs"]
+            if args.input_exposure_jitter:
+                inputs = jitter_exposure(inputs, args.input_exposure_jitter, seed=i)
+            yield EvalScene(data.name(i), inputs, Cameras(sample["input_intrinsics"], sample["input_c2w"], h, w),
                             sample["targets"], Cameras(sample["target_intrinsics"], sample["target_c2w"], h, w))
 
     protocol = {"selection": "index" if args.index else args.selection, "input_views": args.views,
                 "target_views": args.targets or "all remaining", "size": [h, w], "normalize": normalize, "resize": resize}
+    if args.input_exposure_jitter:
+        protocol["input_exposure_jitter"] = args.input_exposure_jitter
     meta = {"checkpoint": str(checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol,
             "device": str(device), "dtype": args.dtype, "turns": turns}
     adapt_scene = None

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
 
 from nvs.commands.eval import add_protocol_arguments, protocol_defaults
 from nvs.commands.adapt import add_adapt_options, options_from_args
@@ -14,7 +15,8 @@ from nvs.geometry.scene_normalization import fitted_frame
 from nvs.datasets.formats import load_views, read_any_scene
 from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_eval_index, spread_order
 from nvs.inference import (DEVICE_HELP, RENDERER_HELP, add_inference_arguments, capture_warning, choose_checkpoint,
-                           configure_inference, memorize_views, render_cameras, resolve_device, resolve_turns)
+                           configure_inference, exposure_gains, exposure_note, memorize_views, render_cameras, resolve_device,
+                           resolve_turns)
 from nvs.io.media import save_video
 from nvs.models import load_renderer
 from nvs.commands import argtypes as T
@@ -97,6 +99,7 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
             adapted = adapt(model, images, cams, adapt_options, progress=bar)
         runner = configure_inference(adapted.model, memory_budget, dtype, turns)
     state, memorize_s = memorize_views(runner, images, cams)
+    gains = exposure_gains(state)
     video, render_s = render_cameras(runner, state, path_cams, chunk=chunk)
     save_video(video, out, fps=fps)
     summary = {"checkpoint": str(checkpoint), "renderer_choice": why, "scene": record.name, "input_views": chosen, "selection": selection,
@@ -104,7 +107,8 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
                "frames": int(video.shape[0]), "fps": fps, "size": list(size), "output": str(out),
                "device": str(device), "dtype": dtype, "turns": turns,
                "memorize_s": memorize_s, "render_s_per_frame": render_s / video.shape[0],
-               "warnings": [warning] if warning else []}
+               "warnings": [warning] if warning else [],
+               "exposure_gains": None if gains is None else [[round(g, 4) for g in row] for row in gains.tolist()]}
     if adapted is not None:
         summary["adaptation"] = adapted.summary()
     Path(str(out) + ".json").write_text(json.dumps(summary, indent=2))
@@ -144,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
                     adapt_options=options_from_args(args) if args.adapt else None, turns=args.turns)
     print(f"rendered {s['frames']} frames of scene {s['scene']} at {s['fps']} fps to {args.out} "
           f"(memorise {s['memorize_s']:.2f} s, {s['render_s_per_frame'] * 1000:.1f} ms/frame); summary {args.out}.json")
+    note = exposure_note(None if s["exposure_gains"] is None else torch.tensor(s["exposure_gains"]))
+    if note:
+        print(note)
     if "adaptation" in s:
         a = s["adaptation"]
         confirmed = "" if a["confirm_psnr"] is None else f", confirmation view {a['base_confirm_psnr']:.2f} -> {a['confirm_psnr']:.2f} dB"

@@ -31,6 +31,15 @@ def nearest_view(inputs: torch.Tensor, in_cams: Cameras, tg_cams: Cameras) -> to
     return inputs[idx]
 
 
+def jitter_exposure(images: torch.Tensor, amount: float, seed: int) -> torch.Tensor:
+    """images [V, 3, H, W] in [0, 1], each view's channels multiplied by its own gain drawn
+    uniformly from [1 - amount, 1 + amount] (a generator seeded by ``seed``), clipped: photos
+    metered one by one, as a camera's auto exposure and white balance take them."""
+    generator = torch.Generator().manual_seed(seed)
+    gains = 1.0 + amount * (2.0 * torch.rand(images.shape[0], 3, 1, 1, generator=generator, dtype=torch.float64) - 1.0)
+    return (images * gains.to(images)).clamp(0.0, 1.0)
+
+
 def pooled_psnr(rows: list[dict]) -> dict:
     """The official LaCT inference's number: per scene, the PSNR of the MSE pooled over all its
     target views (every pixel and channel alike, views of one size), then mean/std over scenes.

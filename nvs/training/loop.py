@@ -216,7 +216,8 @@ def initial_weights(config: ModelConfig, path: str, heads_from: str | None = Non
     """The renderer ``config`` describes, with the weights of ``path`` (patches resized, identity
     blocks appended, or a view-blending head, pixel decoder or plane sweep added, if the recipe
     asks for them: fresh, or with the weights of the same head in ``heads_from``). A plane sweep's
-    ``sweep_range`` and ``sweep_zncc`` are settings, not weights: the recipe's are taken."""
+    ``sweep_range`` and ``sweep_zncc``, and ``match_exposure``, are settings, not weights: the
+    recipe's are taken."""
     loaded = load_renderer(path)
     if loaded.config.patch_size != config.patch_size:
         loaded = resize_patches(loaded, config.patch_size)
@@ -227,7 +228,8 @@ def initial_weights(config: ModelConfig, path: str, heads_from: str | None = Non
     if heads_from is not None:
         copy_heads(loaded, load_renderer(heads_from), [h for h in GROWABLE_HEADS if h not in had and getattr(loaded, h, None)],
                    heads_from)
-    loaded.config = dataclasses.replace(loaded.config, sweep_range=config.sweep_range, sweep_zncc=config.sweep_zncc)
+    loaded.config = dataclasses.replace(loaded.config, sweep_range=config.sweep_range, sweep_zncc=config.sweep_zncc,
+                                        match_exposure=config.match_exposure)
     if getattr(loaded, "sweep", None) is not None:
         loaded.sweep.zncc_weight = config.sweep_zncc
     if loaded.config != config:

@@ -44,6 +44,21 @@ def test_eval_writes_summary_csv_and_images(workspace):
     assert len(images) == 4 and iio2.imread(images[0]).shape == (32, 66, 3)  # GT | prediction, 2 px gap
 
 
+def test_eval_can_jitter_the_input_exposures_and_says_so(workspace):
+    """The robustness protocol changes the inputs (so the nearest input view scores differently)
+    and not the targets, the same way on every run."""
+    root, ckpt = workspace
+    runs = {}
+    for name, jitter in (("plain", []), ("jittered", ["--input-exposure-jitter", "0.3"]), ("again", ["--input-exposure-jitter", "0.3"])):
+        out = _run("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "3", "--size", "32", "32", "--no-images",
+                   *jitter, "--out", root / f"ev-{name}")
+        assert out.returncode == 0, out.stderr
+        runs[name] = json.loads((root / f"ev-{name}" / "summary.json").read_text())
+    assert runs["jittered"]["protocol"]["input_exposure_jitter"] == 0.3 and "input_exposure_jitter" not in runs["plain"]["protocol"]
+    assert runs["jittered"]["nearest_view"]["psnr"] < runs["plain"]["nearest_view"]["psnr"] - 0.1
+    assert runs["jittered"]["nearest_view"] == runs["again"]["nearest_view"]
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".gif", ""])
 def test_render_writes_video(workspace, suffix):
     root, ckpt = workspace
@@ -59,6 +74,23 @@ def test_render_writes_video(workspace, suffix):
         assert len(frames) == 7 and frames[0].shape[:2] == (32, 32)
     else:
         assert len(list(target.glob("*.png"))) == 7
+
+
+def test_a_renderer_that_matches_exposure_says_what_it_did_to_the_photos(workspace):
+    root, ckpt = workspace
+    torch.manual_seed(0)
+    matching = save_renderer(LaCTRenderer(tiny_config(match_exposure=True)), root / "matching.safetensors")
+    for model, name in ((ckpt, "plain"), (matching, "matching")):
+        out = _run("render", "--checkpoint", model, "--scene", root / "data", "--views", "3", "--size", "32", "32",
+                   "--frames", "2", "--out", root / f"{name}.mp4")
+        assert out.returncode == 0, out.stderr
+        summary = json.loads((root / f"{name}.mp4.json").read_text())
+        if name == "plain":
+            assert summary["exposure_gains"] is None and "exposures matched" not in out.stdout
+        else:
+            gains = torch.tensor(summary["exposure_gains"])
+            assert gains.shape == (3, 3) and (gains > 0).all()
+            assert "input exposures matched" in out.stdout
 
 
 def test_render_nerfstudio_path_file(workspace):

@@ -3,8 +3,7 @@ import math
 import numpy as np
 import torch
 
-from nvs.geometry.depth_range import (MARGIN, confirmed, depth_range, distances_seen, fundamental_matrix, sampson_distance,
-                                      sparse_points)
+from nvs.geometry.depth_range import MARGIN, confirmed, depth_range, distances_seen, sparse_points
 from tests.helpers import PLANE_Z, line_of_cameras, noise_plane_views
 
 
@@ -45,17 +44,6 @@ def test_the_range_only_counts_points_a_camera_sees():
     assert distances_seen(torch.cat([ahead, behind]).double(), cams).shape == (2,)
     assert depth_range(ahead.double().expand(20, 3), cams) is not None
     assert depth_range(behind.double().expand(20, 3), cams) is None
-
-
-def test_pixels_of_one_point_satisfy_the_known_epipolar_geometry():
-    cams = line_of_cameras(2)
-    points = torch.tensor([[0.3, -0.2, 2.5], [-0.4, 0.5, 4.0], [0.1, 0.1, 7.0]], dtype=torch.float64)
-    pixels, _ = cams.project(points[None].expand(2, -1, -1))
-    k, w2c = cams.K.double().numpy(), cams.w2c.double().numpy()
-    f = fundamental_matrix(k[0], w2c[0], k[1], w2c[1])
-    x_i, x_j = pixels[0].numpy(), pixels[1].numpy()
-    assert sampson_distance(f, x_i, x_j).max() < 1e-6
-    assert sampson_distance(f, x_i, x_j + np.array([0.0, 3.0])).min() > 1.0  # off the line: the cameras lie along x
 
 
 def test_a_keypoint_whose_pairs_disagree_is_dropped():

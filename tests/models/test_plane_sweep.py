@@ -315,19 +315,20 @@ def test_a_sweep_over_the_inputs_range_sweeps_each_scene_between_its_own_points(
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run where one is present)")
-def test_ranges_from_inputs_on_cuda_match_the_cpu():
-    """The matching runs in OpenCV on the CPU whatever the model's device; the ranges come back
-    on the images' device and equal the CPU's."""
+def test_what_a_renderer_reads_off_its_inputs_on_cuda_matches_the_cpu():
+    """The matching runs in OpenCV on the CPU whatever the model's device; the ranges, the gains
+    and the matched photos come back on the images' device and equal the CPU's."""
     from tests.helpers import line_of_cameras, noise_plane_views
 
-    model = _sweep_model(sweep_range="inputs")
+    model = _sweep_model(sweep_range="inputs", match_exposure=True)
     cams = line_of_cameras(4, 48)
     textured, _ = noise_plane_views(cams, [(PLANE_Z, math.inf)])
     batch_cams = Cameras(cams.intrinsics.float()[None], cams.c2w.float()[None], 48, 48)
-    want = model.sweep_ranges(textured[None], batch_cams)
-    got = model.cuda().sweep_ranges(textured[None].cuda(), batch_cams.to("cuda"))
-    assert got.device.type == "cuda"
-    torch.testing.assert_close(got.cpu(), want)
+    want = model.read_inputs(textured[None], batch_cams)
+    got = model.cuda().read_inputs(textured[None].cuda(), batch_cams.to("cuda"))
+    for a, b in zip(got, want):
+        assert a.device.type == "cuda"
+        torch.testing.assert_close(a.cpu(), b)
 
 
 def test_sweep_range_must_be_fixed_or_inputs():

@@ -270,3 +270,51 @@ def test_the_renderer_on_cuda_computes_what_it_computes_on_the_cpu(kernels, monk
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
     for name, grad in want_grads.items():
         torch.testing.assert_close(got_grads[name], grad, atol=1e-5, rtol=1e-3, msg=name)
+
+
+def _exposed_plane_scene(size: int = 48):
+    """Four photos of a textured plane at exposures GAINS (per view and channel), batched: (images
+    [1, 4, 3, S, S], cams [1, 4], the gains [4, 3])."""
+    from tests.helpers import PLANE_Z, line_of_cameras, noise_plane_views
+
+    line = line_of_cameras(4, size)
+    images, _ = noise_plane_views(line, [(PLANE_Z, float("inf"))])
+    gains = torch.tensor([[1.0, 1.0, 1.0], [1.2, 1.1, 0.9], [0.85, 0.95, 1.1], [1.1, 0.9, 1.15]])
+    cams = Cameras(line.intrinsics.float()[None], line.c2w.float()[None], size, size)
+    return ((0.8 * images + 0.1) * gains[..., None, None])[None], cams, gains
+
+
+def test_a_renderer_that_matches_exposure_memorises_its_photos_at_their_common_exposure(tmp_path):
+    from nvs.geometry.exposure import apply_gains
+
+    torch.manual_seed(0)
+    model = LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=4, match_exposure=True)).eval()
+    plain = LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=4)).eval()
+    plain.load_state_dict(model.state_dict())
+    images, cams, gains = _exposed_plane_scene()
+    targets = Cameras(cams.intrinsics[:, 1:3], cams.c2w[:, 1:3].clone(), 48, 48)
+    targets.c2w[..., 1, 3] += 0.1  # between the inputs, a little above them
+    with torch.no_grad():
+        state = model.memorize(images, cams)
+        out = model.render(state, targets)
+        joint = model(images, cams, targets)
+        unmatched = plain.memorize(images, cams)
+        plain_out = plain.render(unmatched, targets)
+    relative = gains / gains.log().mean(dim=0).exp()
+    torch.testing.assert_close(state.exposure_gains[0], relative, atol=0.015, rtol=0.0)
+    torch.testing.assert_close(state.sources[0], apply_gains(images, state.exposure_gains))
+    assert unmatched.exposure_gains is None and torch.equal(unmatched.sources[0], images)
+    assert (out - plain_out).abs().mean() > 1e-3  # what it reads changes what it draws
+    assert (joint - out).abs().max() < 1e-5  # training reads the photos as inference does
+    path = save_renderer(model, tmp_path / "matched.safetensors")
+    assert load_renderer(path).config.match_exposure is True
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"match_exposure": "yes"}, "'match_exposure' must be true or false"),
+    ({"match_exposure": 1}, "'match_exposure' must be true or false"),
+    ({"match_exposure": True, "arch": "full_attention"}, "match_exposure needs arch 'lact'"),
+])
+def test_bad_exposure_settings_are_named(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)

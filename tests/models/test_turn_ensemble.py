@@ -90,8 +90,23 @@ def test_a_sweep_over_the_inputs_range_finds_it_once_for_every_turn(monkeypatch)
     model = LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=8, sweep_range="inputs")).eval()
     calls = []
     found = torch.tensor([[1.5, 3.0]])
-    monkeypatch.setattr(model.sweep, "ranges_from_inputs", lambda images, cams: calls.append(1) or found)
+    monkeypatch.setattr(model.sweep, "ranges_from_inputs", lambda images, cams, matches: calls.append(1) or found)
     images, cams = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3)
     with torch.no_grad():
         state = TurnEnsemble(model, 4).memorize(images, cams)
     assert len(calls) == 1 and all(s.sweep_ranges is found for s in state.states)
+
+
+def test_exposure_gains_are_found_once_for_every_turn(monkeypatch):
+    import nvs.models.lact as lact
+
+    torch.manual_seed(0)
+    model = LaCTRenderer(tiny_config(match_exposure=True)).eval()
+    calls = []
+    real = lact.scene_matches
+    monkeypatch.setattr(lact, "scene_matches", lambda images, cams: calls.append(1) or real(images, cams))
+    images, cams = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3)
+    with torch.no_grad():
+        state = TurnEnsemble(model, 3).memorize(images, cams)
+    first = state.states[0].exposure_gains
+    assert len(calls) == 1 and first.shape == (1, 3, 3) and all(s.exposure_gains is first for s in state.states)

@@ -560,12 +560,13 @@ GPU_RUN_KEYS = {("data", "workers"), ("optim", "batch_size"), ("optim", "time_bu
 def test_the_gpu_recipes_are_the_shipped_recipes_in_bf16_within_ten_minutes(renderer):
     """`make train-gpu` trains the shipped recipe: same model, data, loss and learning rate; only
     the batch, the budget, bf16 autocast and where it writes differ, and the plane sweep trains
-    over its fixed range (the inputs' range runs SIFT on the CPU for every sample)."""
+    over its fixed range and without exposure matching (both run SIFT on the CPU for every sample)."""
     cpu = load_train_config(CONFIGS / f"train-lact-{renderer}.yaml").to_dict()
     gpu = load_train_config(CONFIGS / f"train-lact-{renderer}-gpu.yaml").to_dict()
     differ = {(section, key) for section in cpu for key in cpu[section] if cpu[section][key] != gpu[section][key]}
     assert cpu["model"]["sweep_range"] == "inputs" and gpu["model"]["sweep_range"] == "fixed"
-    assert differ - {("model", "sweep_range")} <= GPU_RUN_KEYS and ("run", "mixed_precision") in differ
+    assert not gpu["model"]["match_exposure"]
+    assert differ - {("model", "sweep_range"), ("model", "match_exposure")} <= GPU_RUN_KEYS and ("run", "mixed_precision") in differ
     assert gpu["run"]["mixed_precision"] == "bf16" and gpu["optim"]["time_budget_s"] <= 480
     makefile = (ROOT / "Makefile").read_text()  # writes the data the recipe reads
     data = re.search(rf"^DATA_{renderer} := (\S+)$", makefile, re.M).group(1)

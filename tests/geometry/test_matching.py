@@ -1,0 +1,49 @@
+import numpy as np
+import torch
+
+from nvs.cameras import Cameras
+from nvs.geometry.matching import epipolar_matches, fundamental_matrix, neighbour_pairs, sampson_distance, scene_matches
+from tests.helpers import PLANE_Z, line_of_cameras, noise_plane_views
+
+
+def test_pixels_of_one_point_satisfy_the_known_epipolar_geometry():
+    cams = line_of_cameras(2)
+    points = torch.tensor([[0.3, -0.2, 2.5], [-0.4, 0.5, 4.0], [0.1, 0.1, 7.0]], dtype=torch.float64)
+    pixels, _ = cams.project(points[None].expand(2, -1, -1))
+    k, w2c = cams.K.double().numpy(), cams.w2c.double().numpy()
+    f = fundamental_matrix(k[0], w2c[0], k[1], w2c[1])
+    x_i, x_j = pixels[0].numpy(), pixels[1].numpy()
+    assert sampson_distance(f, x_i, x_j).max() < 1e-6
+    assert sampson_distance(f, x_i, x_j + np.array([0.0, 3.0])).min() > 1.0  # off the line: the cameras lie along x
+
+
+def test_each_view_is_paired_with_its_nearest_views():
+    cams = line_of_cameras(5)  # centres evenly spaced along x
+    assert neighbour_pairs(cams, 1) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    assert (0, 2) in neighbour_pairs(cams, 2) and (0, 3) not in neighbour_pairs(cams, 2)
+
+
+def test_matches_on_a_textured_plane_are_the_plane_s_true_correspondences():
+    """Cameras side by side facing a plane at depth Z: a point moves by -f dx / Z along x between two
+    views and not at all along y."""
+    cams = line_of_cameras()
+    images, _ = noise_plane_views(cams, [(PLANE_Z, float("inf"))])
+    found = epipolar_matches(images, cams)
+    assert {(p.i, p.j) for p in found} == set(neighbour_pairs(cams))
+    focal, centres = float(cams.K[0, 0, 0]), cams.centers[:, 0].double().numpy()
+    for pair in found:
+        assert len(pair) >= 20 and pair.pixels_i.shape == pair.pixels_j.shape == (len(pair), 2)
+        shift = pair.pixels_j - pair.pixels_i
+        expected = -focal * (centres[pair.j] - centres[pair.i]) / PLANE_Z
+        assert np.quantile(np.abs(shift[:, 0] - expected), 0.95) < 1.0 and np.abs(shift[:, 1]).max() < 1.5
+        assert len(set(pair.keypoints_i.tolist())) == len(pair)  # one match per keypoint
+
+
+def test_photos_without_texture_have_no_matches_and_a_batch_is_matched_scene_by_scene():
+    cams = line_of_cameras(3)
+    textured, _ = noise_plane_views(cams, [(PLANE_Z, float("inf"))])
+    flat = torch.full_like(textured, 0.5)
+    assert epipolar_matches(flat, cams) == []
+    batch_cams = Cameras(cams.intrinsics.expand(2, 3, 4), cams.c2w.expand(2, 3, 4, 4), cams.height, cams.width)
+    batch = scene_matches(torch.stack([flat, textured]), batch_cams)
+    assert batch[0] == [] and len(batch[1]) == len(neighbour_pairs(cams))
