@@ -195,10 +195,12 @@ def exposure_gains(state) -> Tensor | None:
     return None if gains is None else gains[0].float().cpu()
 
 
-def exposure_note(gains: Tensor | None) -> str | None:
-    """One line for a user on what exposure matching did to the photos, or None without it."""
+def exposure_note(gains) -> str | None:
+    """One line for a user on what exposure matching did to the photos (gains [V, 3], a tensor or
+    nested lists), or None without it."""
     if gains is None:
         return None
+    gains = torch.as_tensor(gains)
     return (f"input exposures matched: each photo's colour channels divided by a gain of {float(gains.min()):.2f}-"
             f"{float(gains.max()):.2f} (nvs.geometry.exposure)")
 

@@ -6,8 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from nvs.commands.eval import add_protocol_arguments, protocol_defaults
 from nvs.commands.adapt import add_adapt_options, options_from_args
 from nvs.geometry.camera_paths import auto_path_kind, make_path
@@ -148,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
                     adapt_options=options_from_args(args) if args.adapt else None, turns=args.turns)
     print(f"rendered {s['frames']} frames of scene {s['scene']} at {s['fps']} fps to {args.out} "
           f"(memorise {s['memorize_s']:.2f} s, {s['render_s_per_frame'] * 1000:.1f} ms/frame); summary {args.out}.json")
-    note = exposure_note(None if s["exposure_gains"] is None else torch.tensor(s["exposure_gains"]))
+    note = exposure_note(s["exposure_gains"])
     if note:
         print(note)
     if "adaptation" in s:

@@ -32,14 +32,19 @@ RIDGE = 1e-3  # pulls every log gain towards 0 (relative to the pairs' weight), 
 # solution when the pairs leave views or groups of views unconnected
 
 
-def point_colours(image: Tensor, pixels: np.ndarray) -> np.ndarray:
-    """image [3, H, W], pixels [N, 2] (x, y; centres at half-integers) -> [N, 3] float64: the mean
-    colour over WINDOW x WINDOW pixels about the pixel each point falls in."""
-    mean = F.avg_pool2d(image[None].double(), WINDOW, 1, WINDOW // 2, count_include_pad=False)[0]
-    height, width = mean.shape[-2:]
+def window_means(images: Tensor) -> Tensor:
+    """images [V, 3, H, W] -> [V, 3, H, W] float64 on the CPU: each pixel's mean over the WINDOW x
+    WINDOW pixels about it (the part inside the image at its borders)."""
+    return F.avg_pool2d(images.detach().cpu().double(), WINDOW, 1, WINDOW // 2, count_include_pad=False)
+
+
+def point_colours(means: Tensor, pixels: np.ndarray) -> np.ndarray:
+    """means [3, H, W] (one view of :func:`window_means`), pixels [N, 2] (x, y; centres at
+    half-integers) -> [N, 3] float64: the mean colour about the pixel each point falls in."""
+    height, width = means.shape[-2:]
     column = np.clip(np.floor(pixels[:, 0]).astype(np.int64), 0, width - 1)
     row = np.clip(np.floor(pixels[:, 1]).astype(np.int64), 0, height - 1)
-    return mean[:, torch.from_numpy(row), torch.from_numpy(column)].T.cpu().numpy()
+    return means[:, torch.from_numpy(row), torch.from_numpy(column)].T.numpy()
 
 
 def robust_log_gains(rows: np.ndarray, ratios: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -64,10 +69,10 @@ def exposure_gains(images: Tensor, matches: list[PairMatches]) -> Tensor:
     exposure, from ``matches`` between them: dividing each photo by its gains matches the
     exposures. A photo that no pair with MIN_POINTS usable points reaches keeps gains of 1."""
     views = images.shape[0]
-    images = images.detach().cpu()
+    means = window_means(images)
     rows, ratios, counts = [], [], []
     for pair in matches:
-        a, b = point_colours(images[pair.i], pair.pixels_i), point_colours(images[pair.j], pair.pixels_j)
+        a, b = point_colours(means[pair.i], pair.pixels_i), point_colours(means[pair.j], pair.pixels_j)
         usable = ((a > DARKEST) & (a < BRIGHTEST) & (b > DARKEST) & (b < BRIGHTEST)).all(axis=1)
         if usable.sum() < MIN_POINTS:
             continue
