@@ -27,7 +27,7 @@ from torch import Tensor
 
 from nvs.geometry.scene_normalization import NORMALIZATIONS
 from nvs.io.untrusted import check_model_fields, check_model_size
-from nvs.models.config import ModelConfig
+from nvs.models.config import READING_SETTINGS, ModelConfig
 from nvs.models.full_attention import FullAttentionRenderer
 from nvs.models.lact import LaCTRenderer
 
@@ -91,11 +91,16 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-def save_renderer(model: Renderer, path: str | Path, metadata: Mapping[str, str] | None = None) -> Path:
+def save_renderer(model: Renderer, path: str | Path, metadata: Mapping[str, str] | None = None,
+                  config: ModelConfig | None = None) -> Path:
     """Write weights + config as .safetensors, atomically (temporary file, then rename). The
-    model's scene normalisation (``model.normalization``, read from its checkpoint) is kept."""
+    model's scene normalisation (``model.normalization``, read from its checkpoint) is kept.
+    ``config`` replaces the model's in the file; it may differ only in READING_SETTINGS."""
     path = Path(path)
-    meta = {"format": FORMAT_TAG, "config": json.dumps(model.config.to_dict())}
+    config = model.config if config is None else config
+    if dataclasses.replace(config, **{k: getattr(model.config, k) for k in READING_SETTINGS}) != model.config:
+        raise ValueError("save_renderer: the config to record differs from the model's in more than its reading settings")
+    meta = {"format": FORMAT_TAG, "config": json.dumps(config.to_dict())}
     if getattr(model, "normalization", None):
         meta["normalize"] = model.normalization
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
@@ -213,6 +218,10 @@ def _load_weights(model: Renderer, state: Mapping[str, Tensor], path: Path) -> N
     bad = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape]
     if bad:
         raise CheckpointError(f"{path}: tensor shapes do not fit the config: {bad[:5]}")
+    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if broken:
+        raise CheckpointError(f"{path}: {len(broken)} tensors hold NaN or infinite values (a diverged or damaged "
+                              f"checkpoint): {broken[:5]}")
     model.load_state_dict(dict(state))  # copied into the model's dtype (see _weights_dtype)
 
 

@@ -13,6 +13,9 @@ from nvs.models.fast_weight import NEWTON_SCHULZ_DTYPES
 
 ARCHITECTURES = ("lact", "full_attention")
 SWEEP_RANGES = ("fixed", "inputs")
+# fields that change how a renderer reads its inputs, not its weights: a checkpoint trained with
+# one value renders with another
+READING_SETTINGS = ("sweep_range", "sweep_zncc", "match_exposure")
 
 
 @dataclass

@@ -209,7 +209,9 @@ def exposure_note(gains) -> str | None:
 def render_cameras(model: torch.nn.Module, state, cams: Cameras, chunk: int = 8,
                    progress: Progress | None = None) -> tuple[Tensor, float]:
     """Render cams [N] from a memorised state, ``chunk`` views per call -> (images [N, 3, H, W] on the
-    CPU, seconds of rendering including the wait for the GPU, not the copies back)."""
+    CPU, seconds of rendering including the wait for the GPU, not the copies back). A ValueError
+    names the views if any pixel is NaN or infinite (broken weights or inputs), instead of images
+    and scores that would silently be garbage."""
     device = model_device(model)
     out, seconds = [], 0.0
     for i in range(0, cams.shape[0], chunk):
@@ -224,6 +226,10 @@ def render_cameras(model: torch.nn.Module, state, cams: Cameras, chunk: int = 8,
         if progress is not None:
             progress("rendering", min(1.0, (i + chunk) / cams.shape[0]))
     images = torch.cat(out) if out else torch.zeros(0, 3, cams.height, cams.width)
+    broken = (~torch.isfinite(images).flatten(1).all(dim=1)).nonzero().flatten().tolist()
+    if broken:
+        raise ValueError(f"the renderer gave NaN or infinite pixels in {len(broken)} of {len(images)} views "
+                         f"(views {broken[:10]}{' ...' if len(broken) > 10 else ''}): its weights or these inputs are broken")
     return images, seconds
 
 

@@ -78,15 +78,18 @@ def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_ne
     for scene in tqdm(scenes, total=total, desc="eval", unit="scene"):
         if scene.targets.shape[0] == 0:
             raise ValueError(f"scene {scene.name}: no target views to evaluate")
-        if scene_count == 0:  # untimed: one-off costs (kernel compilation, allocator growth) are not per scene
-            render_cameras(model, memorize_views(model, scene.inputs, scene.input_cams)[0], scene.target_cams)
-        scene_model = model
-        if adapt is not None:
-            start = time.perf_counter()
-            scene_model = adapt(scene.inputs, scene.input_cams)
-            adapt_s += time.perf_counter() - start
-        state, seconds = memorize_views(scene_model, scene.inputs, scene.input_cams)
-        pred, render_seconds = render_cameras(scene_model, state, scene.target_cams, chunk=scene.target_cams.shape[0])
+        try:
+            if scene_count == 0:  # untimed: one-off costs (kernel compilation, allocator growth) are not per scene
+                render_cameras(model, memorize_views(model, scene.inputs, scene.input_cams)[0], scene.target_cams)
+            scene_model = model
+            if adapt is not None:
+                start = time.perf_counter()
+                scene_model = adapt(scene.inputs, scene.input_cams)
+                adapt_s += time.perf_counter() - start
+            state, seconds = memorize_views(scene_model, scene.inputs, scene.input_cams)
+            pred, render_seconds = render_cameras(scene_model, state, scene.target_cams, chunk=scene.target_cams.shape[0])
+        except ValueError as exc:  # a broken render: name the scene it happened on
+            raise ValueError(f"scene {scene.name}: {exc}") from None
         memorize_s += seconds
         render_s += render_seconds
         rendered += pred.shape[0]

@@ -43,14 +43,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(run_dir: Path, step: int, model, trainer_state: dict[str, Any], keep_last: int,
-                    normalization: str | None = None) -> Path:
+                    normalization: str | None = None, config=None) -> Path:
+    """``config``: the model config model.safetensors records (default the model's; see save_renderer)."""
     ckpt_root = run_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"{PREFIX}{step:07d}"
     tmp = ckpt_root / f".tmp-{PREFIX}{step:07d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_renderer(model, tmp / "model.safetensors", {"step": step, **({"normalize": normalization} if normalization else {})})
+    save_renderer(model, tmp / "model.safetensors", {"step": step, **({"normalize": normalization} if normalization else {})},
+                  config)
     torch.save(trainer_state, tmp / "trainer.pt")
     if final.exists():
         shutil.rmtree(final)

@@ -121,12 +121,28 @@ class RunConfig:
 
 
 @dataclass
+class RenderConfig:
+    """How the run's checkpoints say to read photos at render time, where that differs from training
+    (None: as trained). A recipe may train with the fixed sweep range and without exposure matching,
+    for speed, and still write checkpoints that render as the shipped renderer does."""
+
+    sweep_range: str | None = None
+    sweep_zncc: float | None = None
+    match_exposure: bool | None = None
+
+    def apply(self, model: ModelConfig) -> ModelConfig:
+        """``model`` with these settings laid over it (checked as any model config is)."""
+        return dataclasses.replace(model, **{k: v for k, v in dataclasses.asdict(self).items() if v is not None})
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
 
     def __post_init__(self) -> None:
         check_train_config(self)
@@ -184,6 +200,10 @@ def check_train_config(cfg: "TrainConfig") -> None:
         raise ValueError(f"config key 'data.frame_gap' must be [min, max] with 1 <= min <= max, got {gap!r}")
     if cfg.optim.sweep_degrade > 0 and not cfg.model.sweep_views:
         raise ValueError("config key 'optim.sweep_degrade' needs a plane sweep (model.sweep_views > 0)")
+    try:
+        cfg.render.apply(cfg.model)
+    except ValueError as exc:
+        raise ValueError(f"config section 'render': {exc}") from None
 
 
 def _all_keys(cls, prefix: str = "") -> list[str]:
@@ -208,7 +228,7 @@ def _coerce(value: Any, type_name: str, key: str) -> Any:
             if number != int(number):
                 raise ValueError
             return int(number)
-        if type_name == "bool":
+        if type_name in ("bool", "bool | None"):
             if not isinstance(value, bool):
                 raise ValueError
             return value
@@ -315,6 +335,7 @@ def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> Tra
 RESUMABLE_CHANGES = frozenset({
     "optim.steps", "optim.time_budget_s", "data.workers", "run.out_dir", "run.log_every", "run.image_every",
     "run.val_every", "run.ckpt_every", "run.keep_last", "run.compile", "run.grad_checkpointing",
+    "render.sweep_range", "render.sweep_zncc", "render.match_exposure",
 })
 
 

@@ -24,7 +24,7 @@ from nvs.io.outputs import atomic_write_text
 from nvs.evaluation.metrics import psnr
 from nvs.models import build_renderer
 from nvs.models.checkpoint import Renderer, load_renderer, param_checksum
-from nvs.models.config import ModelConfig
+from nvs.models.config import READING_SETTINGS, ModelConfig
 from nvs.models.plane_sweep import sweep_loss
 from nvs.models.view_blend import depth_loss, warp_loss
 from nvs.training.grow_depth import add_identity_blocks
@@ -228,13 +228,17 @@ def initial_weights(config: ModelConfig, path: str, heads_from: str | None = Non
     if heads_from is not None:
         copy_heads(loaded, load_renderer(heads_from), [h for h in GROWABLE_HEADS if h not in had and getattr(loaded, h, None)],
                    heads_from)
-    loaded.config = dataclasses.replace(loaded.config, sweep_range=config.sweep_range, sweep_zncc=config.sweep_zncc,
-                                        match_exposure=config.match_exposure)
+    loaded.config = with_reading_settings(loaded.config, config)
     if getattr(loaded, "sweep", None) is not None:
         loaded.sweep.zncc_weight = config.sweep_zncc
     if loaded.config != config:
         raise ValueError(f"{path}: its model config {loaded.config} differs from the recipe's {config}")
     return loaded.train()
+
+
+def with_reading_settings(config: ModelConfig, source: ModelConfig) -> ModelConfig:
+    """``config`` with the READING_SETTINGS of ``source``."""
+    return dataclasses.replace(config, **{key: getattr(source, key) for key in READING_SETTINGS})
 
 
 def copy_heads(model: Renderer, donor: Renderer, heads: list[str], where: str) -> None:
@@ -308,7 +312,8 @@ def train(
         found = (Path(resume), *load_checkpoint(Path(resume)))
     if found is not None:
         path, loaded, state = found
-        if loaded.config != cfg.model:
+        # its reading settings are the recipe's render section's, not training's (see RenderConfig)
+        if with_reading_settings(loaded.config, cfg.model) != cfg.model:
             raise ValueError(f"{path}: checkpoint model config differs from the recipe's; refusing to resume")
         _check_same_recipe(path, cfg)
         model.load_state_dict(loaded.state_dict())
@@ -429,7 +434,8 @@ def train(
             if accelerator.is_main_process:
                 trainer_state = {"step": done, "skipped": skipped, "optimizer": optimizer.state_dict(), "rng": rng_state(),
                                  "elapsed_s": elapsed_before + time.time() - t0, "warmup_end_s": schedule.warmup_end_s}
-                save_checkpoint(run_dir, done, raw_model, trainer_state, cfg.run.keep_last, cfg.data.normalization)
+                save_checkpoint(run_dir, done, raw_model, trainer_state, cfg.run.keep_last, cfg.data.normalization,
+                                cfg.render.apply(raw_model.config))
             accelerator.wait_for_everyone()
         if last:
             break

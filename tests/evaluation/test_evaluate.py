@@ -1,6 +1,9 @@
+import pytest
 import torch
 
-from nvs.evaluation.evaluate import jitter_exposure
+from nvs.evaluation.evaluate import EvalScene, evaluate, jitter_exposure
+from nvs.models import LaCTRenderer
+from tests.helpers import ring_scene, tiny_config
 
 
 def test_exposure_jitter_scales_each_view_s_channels_by_a_seeded_gain_within_its_bounds():
@@ -13,3 +16,15 @@ def test_exposure_jitter_scales_each_view_s_channels_by_a_seeded_gain_within_its
     assert torch.equal(jitter_exposure(images, 0.3, seed=4), jittered)
     assert not torch.equal(jitter_exposure(images, 0.3, seed=5), jittered)
     assert jitter_exposure(torch.ones(2, 3, 4, 4), 0.5, seed=0).max() <= 1.0
+
+
+def test_a_render_with_nan_pixels_stops_the_evaluation_naming_the_scene(tmp_path):
+    images, cams, target_cams = ring_scene(inputs=3, targets=2)
+    scene = EvalScene("kitchen-7", images[0], cams[0], torch.rand(2, 3, 32, 32), target_cams[0])
+    model = LaCTRenderer(tiny_config()).eval()
+    assert evaluate(model, iter([scene]), tmp_path / "fine", {}, save_images=False)["views"] == 2
+    with torch.no_grad():
+        model.head.proj.weight[0, 0] = float("nan")  # what a diverged fine-tune leaves
+    with pytest.raises(ValueError, match=r"scene kitchen-7: the renderer gave NaN or infinite pixels in 2 of 2 views"):
+        evaluate(model, iter([scene]), tmp_path / "broken", {}, save_images=False)
+    assert not (tmp_path / "broken" / "summary.json").exists()

@@ -277,6 +277,18 @@ def test_a_stored_config_that_is_not_an_object_is_refused(tmp_path):
         load_renderer(path)
 
 
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_checkpoint_whose_weights_hold_nan_or_infinity_is_refused(tmp_path, value):
+    from nvs.models import LaCTRenderer, save_renderer
+
+    model = LaCTRenderer(tiny_config())
+    with torch.no_grad():
+        model.head.proj.weight[0, 0] = value
+    path = save_renderer(model, tmp_path / "m.safetensors")
+    with pytest.raises(CheckpointError, match=r"1 tensors hold NaN or infinite values .*head\.proj\.weight"):
+        load_renderer(path)
+
 # ----- messages ----------------------------------------------------------------------------------
 def test_public_messages_hold_no_server_paths():
     text = ("/tmp/nvs-app-x1/tmpab/posed/scene/images/003.png is missing; see /etc/passwd, "

@@ -76,6 +76,28 @@ def test_checkpoints_of_re_expressed_scenes_name_their_normalisation(tmp_path):
         _cfg(tmp_path, "data.normalize=mean")
 
 
+def test_checkpoints_record_the_recipe_s_render_settings_and_resume_with_its_training_ones(tmp_path):
+    """A run that trains over the fixed sweep range without exposure matching (fast) writes
+    checkpoints that render with the range from the inputs and with matching, as shipped."""
+    sweep = ["model.sweep_views=2", "model.sweep_planes=4", "data.num_scenes=2", "optim.batch_size=1"]
+    render = ["render.sweep_range=inputs", "render.match_exposure=true"]
+    train(_cfg(tmp_path, *sweep, *render, "optim.steps=1", "run.ckpt_every=1"), resume=None)
+    first = load_renderer(tmp_path / "run" / "checkpoints" / "step-0000001" / "model.safetensors")
+    assert (first.config.sweep_range, first.config.match_exposure) == ("inputs", True)
+    summary = train(_cfg(tmp_path, *sweep, *render, "optim.steps=2", "run.ckpt_every=1"))  # resumes
+    assert summary["start_step"] == 1 and summary["steps"] == 2
+    plain = _cfg(tmp_path / "plain", *sweep, "optim.steps=1")
+    train(plain, resume=None)
+    second = load_renderer(tmp_path / "run" / "checkpoints" / "step-0000002" / "model.safetensors")
+    unset = load_renderer(tmp_path / "plain" / "run" / "checkpoints" / "step-0000001" / "model.safetensors")
+    assert second.config == first.config and unset.config == plain.model == dataclasses.replace(
+        first.config, sweep_range="fixed", match_exposure=False)
+    with pytest.raises(ValueError, match="config section 'render': .*sweep_range"):
+        _cfg(tmp_path, *sweep, "render.sweep_range=sometimes")
+    with pytest.raises(ValueError, match="'render.match_exposure' expects bool"):
+        _cfg(tmp_path, *sweep, "render.match_exposure=1")
+
+
 def test_unknown_key_names_the_closest(tmp_path):
     with pytest.raises(ValueError, match="did you mean 'optim.lr'"):
         load_train_config(None, ["optim.lrr=1"])
@@ -566,7 +588,11 @@ def test_the_gpu_recipes_are_the_shipped_recipes_in_bf16_within_ten_minutes(rend
     differ = {(section, key) for section in cpu for key in cpu[section] if cpu[section][key] != gpu[section][key]}
     assert cpu["model"]["sweep_range"] == "inputs" and gpu["model"]["sweep_range"] == "fixed"
     assert not gpu["model"]["match_exposure"]
-    assert differ - {("model", "sweep_range"), ("model", "match_exposure")} <= GPU_RUN_KEYS and ("run", "mixed_precision") in differ
+    # what its checkpoints record is the shipped recipe's model, reading settings included
+    gpu_recipe = load_train_config(CONFIGS / f"train-lact-{renderer}-gpu.yaml")
+    assert gpu_recipe.render.apply(gpu_recipe.model).to_dict() == cpu["model"]
+    differ -= {("model", "sweep_range"), ("model", "match_exposure"), ("render", "sweep_range"), ("render", "match_exposure")}
+    assert differ <= GPU_RUN_KEYS and ("run", "mixed_precision") in differ
     assert gpu["run"]["mixed_precision"] == "bf16" and gpu["optim"]["time_budget_s"] <= 480
     makefile = (ROOT / "Makefile").read_text()  # writes the data the recipe reads
     data = re.search(rf"^DATA_{renderer} := (\S+)$", makefile, re.M).group(1)
