@@ -31,7 +31,7 @@ class DataConfig:
     selection: str = "random"  # file data: random | gap (video windows of frame_gap frames) | spread | first
     frame_gap: tuple[int, int] = (25, 192)  # selection=gap: min and max frames between the outer inputs
     val_path: str | None = None  # file data: held-out data set for validation (default: none)
-    val_scenes: int = 8
+    val_scenes: int = 8  # validation scenes: procedural ones, or the first of val_path's
     val_seed: int = 50_000_000  # procedural validation scenes use seeds from here on
     workers: int = 0
     # file data: this share of training samples are procedural scenes of kind `scene` instead

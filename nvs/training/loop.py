@@ -15,7 +15,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast, set_seed
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from nvs.datasets.views import FileViews, MixedViews, ProceduralViews, batch_cameras
@@ -56,6 +56,8 @@ def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset | None:
                      depth=d.depth and not validation)
     if data.format != d.kind:
         raise ValueError(f"{path}: holds {data.format} data, the recipe says data.kind={d.kind}")
+    if validation:  # the first data.val_scenes of the held-out set, as procedural validation takes that many
+        return Subset(data, range(min(d.val_scenes, len(data))))
     if data.depth:  # now, not hours in at the first scene without depth maps
         lacking = [data.name(i) for i in range(len(data)) if data.record(i).depths is None]
         if lacking:

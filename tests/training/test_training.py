@@ -234,6 +234,19 @@ def test_trains_on_a_data_set_written_by_nvs_data_synth(tmp_path):
     assert summary["steps"] == 3 and summary["val_psnr"] > 3
 
 
+def test_file_validation_takes_the_first_val_scenes_of_the_held_out_set(tmp_path):
+    from nvs.training.loop import build_dataset
+
+    out = subprocess.run([sys.executable, "-m", "nvs", "data", "synth", "--scenes", "3", "--views", "6", "--size", "32", "32",
+                          "--format", "lvsm", "--out", str(tmp_path / "data")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    files = ["data.kind=lvsm", f"data.path={tmp_path / 'data'}", f"data.val_path={tmp_path / 'data'}"]
+    full = build_dataset(_cfg(tmp_path, *files, "data.val_scenes=10"), validation=True)  # more than the set holds
+    two = build_dataset(_cfg(tmp_path, *files, "data.val_scenes=2"), validation=True)
+    assert len(full) == 3 and len(two) == 2
+    assert all(torch.equal(two[i]["targets"], full.dataset[i]["targets"]) for i in range(2))
+
+
 def test_bf16_autocast_on_cpu_trains(tmp_path):
     cfg = _cfg(tmp_path, "data.num_scenes=4", "optim.steps=2", "optim.batch_size=1", "run.ckpt_every=100",
                "run.mixed_precision=bf16")
