@@ -12,7 +12,7 @@ import torch
 from nvs.cameras import Cameras
 from nvs.commands.adapt import add_adapt_options, options_from_args
 from nvs.datasets.views import FileViews
-from nvs.evaluation.evaluate import EvalScene, evaluate, jitter_exposure
+from nvs.evaluation.evaluate import EvalScene, evaluate, jitter_exposure, jitter_poses
 from nvs.evaluation.sweep_oracle import oracle_plane_images
 from nvs.geometry.image_ops import RESIZE_RULES
 from nvs.geometry.scene_normalization import NORMALIZATIONS
@@ -49,6 +49,11 @@ def add_parser(sub) -> None:
                    help="a robustness protocol: each input view's colour channels are multiplied by gains drawn "
                         "uniformly from [1 - J, 1 + J] (seeded by the scene's position in the data set), as photos "
                         "metered one by one; the targets, and so the scores, stay as they are (default 0: none)")
+    p.add_argument("--input-pose-noise", type=T.float_range(0.0, 10.0), default=0.0, metavar="DEG",
+                   help="a robustness protocol: each input camera is turned about its centre by an angle drawn from "
+                        "a normal of standard deviation DEG degrees about a random axis (seeded by the scene's "
+                        "position in the data set), as structure from motion leaves poses; the targets' cameras stay "
+                        "as they are (default 0: none)")
     p.add_argument("--sweep-oracle", action="store_true",
                    help="also score a diagnostic that sees the targets: the renderer's plane sweep with each pixel's "
                         "plane chosen by the ground truth (the photos averaged there; oracle_psnr in per_view.csv and "
@@ -115,13 +120,18 @@ def run(args: argparse.Namespace) -> int:
             inputs = sample["inputs"]
             if args.input_exposure_jitter:
                 inputs = jitter_exposure(inputs, args.input_exposure_jitter, seed=i)
-            yield EvalScene(data.name(i), inputs, Cameras(sample["input_intrinsics"], sample["input_c2w"], h, w),
+            input_c2w = sample["input_c2w"]
+            if args.input_pose_noise:
+                input_c2w = jitter_poses(input_c2w, args.input_pose_noise, seed=i)
+            yield EvalScene(data.name(i), inputs, Cameras(sample["input_intrinsics"], input_c2w, h, w),
                             sample["targets"], Cameras(sample["target_intrinsics"], sample["target_c2w"], h, w))
 
     protocol = {"selection": "index" if args.index else args.selection, "input_views": args.views,
                 "target_views": args.targets or "all remaining", "size": [h, w], "normalize": normalize, "resize": resize}
     if args.input_exposure_jitter:
         protocol["input_exposure_jitter"] = args.input_exposure_jitter
+    if args.input_pose_noise:
+        protocol["input_pose_noise_deg"] = args.input_pose_noise
     meta = {"checkpoint": str(checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol,
             "device": str(device), "dtype": args.dtype, "turns": turns}
     adapt_scene = None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+from kornia.geometry.conversions import axis_angle_to_rotation_matrix
 from tqdm import tqdm
 
 from nvs.cameras import Cameras
@@ -38,6 +39,20 @@ def jitter_exposure(images: torch.Tensor, amount: float, seed: int) -> torch.Ten
     generator = torch.Generator().manual_seed(seed)
     gains = 1.0 + amount * (2.0 * torch.rand(images.shape[0], 3, 1, 1, generator=generator, dtype=torch.float64) - 1.0)
     return (images * gains.to(images)).clamp(0.0, 1.0)
+
+
+def jitter_poses(c2w: torch.Tensor, degrees: float, seed: int) -> torch.Tensor:
+    """c2w [V, 4, 4] (OpenCV camera-to-world), each camera turned about its own centre by an angle
+    drawn from a normal of standard deviation ``degrees`` about a uniformly random axis (a generator
+    seeded by ``seed``): the orientation error structure from motion leaves. The centres, and so
+    the nearest input view of each target, stay as they are."""
+    generator = torch.Generator().manual_seed(seed)
+    axes = torch.nn.functional.normalize(torch.randn(c2w.shape[0], 3, generator=generator, dtype=torch.float64), dim=-1)
+    angles = torch.deg2rad(torch.tensor(degrees, dtype=torch.float64)) * torch.randn(c2w.shape[0], 1, generator=generator,
+                                                                                      dtype=torch.float64)
+    turned = c2w.clone()
+    turned[:, :3, :3] = c2w[:, :3, :3] @ axis_angle_to_rotation_matrix(axes * angles).to(c2w)
+    return turned
 
 
 def pooled_psnr(rows: list[dict]) -> dict:

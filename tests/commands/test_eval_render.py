@@ -59,6 +59,22 @@ def test_eval_can_jitter_the_input_exposures_and_says_so(workspace):
     assert runs["jittered"]["nearest_view"] == runs["again"]["nearest_view"]
 
 
+def test_eval_can_turn_the_input_cameras_and_says_so(workspace):
+    """Pose noise moves the inputs' cameras, not their photos or centres (the nearest input view
+    scores the same) and not the targets, the same way on every run."""
+    root, ckpt = workspace
+    runs = {}
+    for name, noise in (("plain", []), ("turned", ["--input-pose-noise", "3"]), ("again", ["--input-pose-noise", "3"])):
+        out = _run("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "3", "--size", "32", "32", "--no-images",
+                   *noise, "--out", root / f"ev-pose-{name}")
+        assert out.returncode == 0, out.stderr
+        runs[name] = json.loads((root / f"ev-pose-{name}" / "summary.json").read_text())
+    assert runs["turned"]["protocol"]["input_pose_noise_deg"] == 3 and "input_pose_noise_deg" not in runs["plain"]["protocol"]
+    assert runs["turned"]["nearest_view"] == runs["plain"]["nearest_view"]
+    assert runs["turned"]["psnr"]["mean"] != runs["plain"]["psnr"]["mean"]
+    assert runs["turned"]["psnr"] == runs["again"]["psnr"]
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".gif", ""])
 def test_render_writes_video(workspace, suffix):
     root, ckpt = workspace
