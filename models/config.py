@@ -15,7 +15,7 @@ ARCHITECTURES = ("lact", "full_attention")
 SWEEP_RANGES = ("fixed", "inputs")
 # fields that change how a renderer reads its inputs, not its weights: a checkpoint trained with
 # one value renders with another
-READING_SETTINGS = ("sweep_range", "sweep_zncc", "match_exposure")
+READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "match_exposure")
 
 
 @dataclass
@@ -59,6 +59,9 @@ class ModelConfig:
     # the two nearest views' photos over each plane (models/plane_sweep.zncc_scores): a matching
     # prior that ignores a gain and offset between photos (exposure, white balance) and needs no training
     sweep_zncc: float = 0.0
+    # w > 0: the plane scores also add w x those of the same sweep on the photos at half resolution,
+    # upsampled (cross-scale aggregation; models/plane_sweep): wide baselines are found at the coarse scale
+    sweep_coarse: float = 0.0
     # true: each scene's input photos are divided by per-view, per-channel gains that bring their
     # exposures and white balance to a common one, found from matched points (nvs.geometry.exposure),
     # before the renderer memorises them; false: the photos as given (the published model)
@@ -99,9 +102,10 @@ class ModelConfig:
                 raise ValueError(f"model config '{name}' must be a number in (0, 10000), got {value!r}")
         if not self.sweep_near < self.sweep_far:
             raise ValueError(f"model config sweep_near ({self.sweep_near}) must be below sweep_far ({self.sweep_far})")
-        if isinstance(self.sweep_zncc, bool) or not isinstance(self.sweep_zncc, (int, float)) \
-                or not 0 <= self.sweep_zncc <= 1e3:
-            raise ValueError(f"model config 'sweep_zncc' must be a number in [0, 1000], got {self.sweep_zncc!r}")
+        for name in ("sweep_zncc", "sweep_coarse"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e3:
+                raise ValueError(f"model config '{name}' must be a number in [0, 1000], got {value!r}")
         if not isinstance(self.match_exposure, bool):
             raise ValueError(f"model config 'match_exposure' must be true or false, got {self.match_exposure!r}")
         if self.sweep_range not in SWEEP_RANGES:

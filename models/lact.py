@@ -175,7 +175,7 @@ class RendererBase(nn.Module):
         self.pixel_decoder = PixelDecoder(config.patch_size, config.dim, config.pixel_decoder) if config.pixel_decoder else None
         self.view_blend = ViewBlendHead(config.patch_size, config.dim, config.view_blend, config.view_blend_depth) if config.view_blend else None
         self.sweep = PlaneSweepBlend(config.sweep_views, config.sweep_planes, config.sweep_near, config.sweep_far,
-                                     config.sweep_zncc) \
+                                     config.sweep_zncc, config.sweep_coarse) \
             if config.sweep_views else None
         self.grad_checkpointing = False
 

@@ -12,7 +12,11 @@ spread (the matching cost) is scored by a small network shared by all planes. Wi
 (model config ``sweep_zncc``), each plane's score adds that multiple of the normalised
 cross-correlation of the two nearest photos over a window (:func:`zncc_scores`): a classical
 matching cost that ignores a gain and offset between the photos (exposure, white balance), as real
-ones have and the renders the learnt features saw do not.
+ones have and the renders the learnt features saw do not. With a ``coarse_weight`` (``sweep_coarse``),
+each plane's score also adds that multiple of the same sweep's score on the photos at half
+resolution, upsampled (cross-scale cost aggregation, as in classical stereo): where neighbouring
+views are far apart, as on a ring around an object, a surface's disparities outrun what the fine
+scorer sees, and the coarse one, seeing twice as far, still finds it.
 The softmax over the planes gives the expected inverse depth (upsampled to full resolution) and a
 confidence (its largest probability). The k photos are then sampled at that depth
 (:func:`nvs.models.view_blend.warp_views`), and a per-pixel network over the decoded colour, the k
@@ -200,10 +204,11 @@ class PlaneSweepBlend(nn.Module):
     ``degrade_probability`` (set by training, not saved): in training mode, the probability that a
     target's decoded colour is replaced by :func:`degrade`'s before the blend."""
 
-    def __init__(self, views: int, planes: int, near: float, far: float, zncc_weight: float = 0.0):
+    def __init__(self, views: int, planes: int, near: float, far: float, zncc_weight: float = 0.0,
+                 coarse_weight: float = 0.0):
         super().__init__()
         self.views, self.planes, self.near, self.far = views, planes, near, far
-        self.zncc_weight = zncc_weight
+        self.zncc_weight, self.coarse_weight = zncc_weight, coarse_weight
         self.degrade_probability = 0.0
         self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
             nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
@@ -262,19 +267,36 @@ class PlaneSweepBlend(nn.Module):
         [B, T, D, H/2, W/2])."""
         b, t = target_cams.shape
         height, width = target_cams.height, target_cams.width
-        coarse = target_cams.resize(max(1, height // 2), max(1, width // 2))
         inverse_depths = inverse_depths.to(features.dtype)
-        sampled, seen = sample_planes(features, cams, coarse, inverse_depths, present)
-        costs = variance_costs(sampled, seen)  # [B, T, D, G + 2, h, w]
-        logits = self.scorer(costs.flatten(0, 2)).reshape(b, t, self.planes, coarse.height, coarse.width)
-        if self.zncc_weight:
-            logits = logits + self.zncc_weight * zncc_scores(sampled[:, :, :, -3:], seen)
+        logits = self.plane_logits(target_cams, features, cams, inverse_depths, present)
+        if self.coarse_weight and min(height, width) >= 8:
+            # the same sweep on the photos at half resolution (their colour, the features' last
+            # channels, is the photos 2x2-averaged): its scores, upsampled, join the fine ones
+            colour = features[:, :, :, -3:]
+            coarse_features = self.source_features(colour.flatten(0, 1)).unflatten(0, (b, t))
+            coarse = self.plane_logits(target_cams.resize(height // 2, width // 2), coarse_features, cams, inverse_depths,
+                                       present)
+            upsampled = F.interpolate(coarse.flatten(0, 1), size=logits.shape[-2:], mode="bilinear", align_corners=False)
+            logits = logits + self.coarse_weight * upsampled.unflatten(0, (b, t))
         prob = logits.softmax(dim=2)
         inverse = (prob * inverse_depths.reshape(-1, 1, self.planes, 1, 1)).sum(dim=2, keepdim=True)
         confidence = prob.amax(dim=2, keepdim=True)
         up = torch.cat([inverse, confidence], dim=2).flatten(0, 1)
         up = F.interpolate(up, size=(height, width), mode="bilinear", align_corners=False).reshape(b, t, 2, height, width)
         return 1.0 / up[:, :, :1], up[:, :, 1:], logits
+
+    def plane_logits(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
+                     present: Tensor | None = None) -> Tensor:
+        """How well the views agree on each plane at half the target's resolution: target_cams
+        [B, T] of H x W, features [B, T, k, F + 3, h, w] of cams [B, T, k] -> [B, T, D, H/2, W/2]."""
+        b, t = target_cams.shape
+        half = target_cams.resize(max(1, target_cams.height // 2), max(1, target_cams.width // 2))
+        sampled, seen = sample_planes(features, cams, half, inverse_depths, present)
+        costs = variance_costs(sampled, seen)  # [B, T, D, G + 2, h, w]
+        logits = self.scorer(costs.flatten(0, 2)).reshape(b, t, self.planes, half.height, half.width)
+        if self.zncc_weight:
+            logits = logits + self.zncc_weight * zncc_scores(sampled[:, :, :, -3:], seen)
+        return logits
 
     def source_features(self, images: Tensor) -> Tensor:
         """images [B, V, 3, H, W] -> [B, V, F + 3, H/2, W/2]: unit-norm learnt features, then the

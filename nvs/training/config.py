@@ -128,6 +128,7 @@ class RenderConfig:
 
     sweep_range: str | None = None
     sweep_zncc: float | None = None
+    sweep_coarse: float | None = None
     match_exposure: bool | None = None
 
     def apply(self, model: ModelConfig) -> ModelConfig:
@@ -335,7 +336,7 @@ def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> Tra
 RESUMABLE_CHANGES = frozenset({
     "optim.steps", "optim.time_budget_s", "data.workers", "run.out_dir", "run.log_every", "run.image_every",
     "run.val_every", "run.ckpt_every", "run.keep_last", "run.compile", "run.grad_checkpointing",
-    "render.sweep_range", "render.sweep_zncc", "render.match_exposure",
+    "render.sweep_range", "render.sweep_zncc", "render.sweep_coarse", "render.match_exposure",
 })
 
 

@@ -193,7 +193,7 @@ def validate(model, data: Dataset | None, device: torch.device) -> float:
 
 
 GROWABLE_HEADS = ("view_blend", "pixel_decoder", "sweep")  # modules a recipe may add to a checkpoint that lacks them
-SWEEP_KEYS = ("sweep_views", "sweep_planes", "sweep_near", "sweep_far", "sweep_range", "sweep_zncc")
+SWEEP_KEYS = ("sweep_views", "sweep_planes", "sweep_near", "sweep_far", "sweep_range", "sweep_zncc", "sweep_coarse")
 
 
 def add_heads(model: Renderer, config: ModelConfig) -> Renderer:
@@ -217,8 +217,8 @@ def add_heads(model: Renderer, config: ModelConfig) -> Renderer:
 def initial_weights(config: ModelConfig, path: str, heads_from: str | None = None) -> Renderer:
     """The renderer ``config`` describes, with the weights of ``path`` (patches resized, identity
     blocks appended, or a view-blending head, pixel decoder or plane sweep added, if the recipe
-    asks for them: fresh, or with the weights of the same head in ``heads_from``). A plane sweep's
-    ``sweep_range`` and ``sweep_zncc``, and ``match_exposure``, are settings, not weights: the
+    asks for them: fresh, or with the weights of the same head in ``heads_from``). READING_SETTINGS
+    (a sweep's range, prior and coarse scores, exposure matching) are settings, not weights: the
     recipe's are taken."""
     loaded = load_renderer(path)
     if loaded.config.patch_size != config.patch_size:
@@ -232,7 +232,7 @@ def initial_weights(config: ModelConfig, path: str, heads_from: str | None = Non
                    heads_from)
     loaded.config = with_reading_settings(loaded.config, config)
     if getattr(loaded, "sweep", None) is not None:
-        loaded.sweep.zncc_weight = config.sweep_zncc
+        loaded.sweep.zncc_weight, loaded.sweep.coarse_weight = config.sweep_zncc, config.sweep_coarse
     if loaded.config != config:
         raise ValueError(f"{path}: its model config {loaded.config} differs from the recipe's {config}")
     return loaded.train()

@@ -90,6 +90,34 @@ def test_the_zncc_prior_moves_the_sweeps_depth_and_is_a_setting_of_the_config(tm
     assert LaCTRenderer(tiny_config(sweep_views=2)).sweep.zncc_weight == 0.0
 
 
+def test_the_coarse_sweep_s_scores_join_the_fine_ones_and_are_a_setting_of_the_config(tmp_path):
+    """The plane scores of the photos at half resolution, upsampled, are added at sweep_coarse's weight."""
+    torch.manual_seed(0)
+    images, cams, targets = ring_scene(1, 4, 2, size=32)
+    model = LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=6)).eval()
+    sweep = model.sweep
+    index = torch.tensor([[[0, 1], [1, 2]]])
+    chosen = Cameras(cams.intrinsics[:, index[0]], cams.c2w[:, index[0]], 32, 32)
+    features = sweep.source_features(images)[:, index[0]]  # [1, T, k, F + 3, 16, 16]
+    planes = sweep.inverse_depths()
+    with torch.no_grad():
+        fine = sweep.plane_logits(targets, features, chosen, planes)
+        coarse = sweep.plane_logits(targets.resize(16, 16), sweep.source_features(features[:, :, :, -3:].flatten(0, 1)
+                                                                                   ).unflatten(0, (1, 2)), chosen, planes)
+        assert fine.shape == (1, 2, 6, 16, 16) and coarse.shape == (1, 2, 6, 8, 8)
+        sweep.coarse_weight = 0.5
+        _, _, joined = sweep.depth(targets, features, chosen, planes)
+        upsampled = F.interpolate(coarse.flatten(0, 1), size=(16, 16), mode="bilinear", align_corners=False).unflatten(0, (1, 2))
+        torch.testing.assert_close(joined, fine + 0.5 * upsampled)
+        coarse_render = model.render(model.memorize(images, cams), targets)
+        sweep.coarse_weight = 0.0
+        assert torch.equal(sweep.depth(targets, features, chosen, planes)[2], fine)
+        assert not torch.allclose(model.render(model.memorize(images, cams), targets), coarse_render)
+    path = save_renderer(LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=6, sweep_coarse=0.5)), tmp_path / "c.safetensors")
+    assert load_renderer(path).sweep.coarse_weight == 0.5
+    assert LaCTRenderer(tiny_config(sweep_views=2)).sweep.coarse_weight == 0.0
+
+
 def test_matching_costs_pass_gradients_to_the_features():
     torch.manual_seed(0)
     cams = ring_cameras(1, 3, size=8).to(torch.float64)
@@ -179,7 +207,8 @@ def test_sweep_config_is_checked():
     with pytest.raises(ValueError, match="sweep_near .* must be below sweep_far"):
         ModelConfig(sweep_views=2, sweep_near=5.0, sweep_far=2.0)
     bad = (("sweep_views", 17), ("sweep_views", 1), ("sweep_planes", 1), ("sweep_near", 0.0), ("sweep_far", float("nan")),
-           ("sweep_zncc", -1.0), ("sweep_zncc", float("nan")), ("sweep_zncc", True))
+           ("sweep_zncc", -1.0), ("sweep_zncc", float("nan")), ("sweep_zncc", True), ("sweep_coarse", -0.5),
+           ("sweep_coarse", float("inf")))
     for key, value in bad:
         with pytest.raises(ValueError, match=key):
             ModelConfig(**{key: value})
