@@ -44,35 +44,36 @@ def test_eval_writes_summary_csv_and_images(workspace):
     assert len(images) == 4 and iio2.imread(images[0]).shape == (32, 66, 3)  # GT | prediction, 2 px gap
 
 
+def _protocol_runs(workspace, flag: str, value: str) -> dict[str, dict]:
+    """Summaries of `nvs eval` without the robustness ``flag``, with it, and with it again."""
+    root, ckpt = workspace
+    runs = {}
+    for name, extra in (("plain", []), ("changed", [flag, value]), ("again", [flag, value])):
+        out_dir = root / f"ev{flag}-{name}"
+        out = _run("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "3", "--size", "32", "32", "--no-images",
+                   *extra, "--out", out_dir)
+        assert out.returncode == 0, out.stderr
+        runs[name] = json.loads((out_dir / "summary.json").read_text())
+    return runs
+
+
 def test_eval_can_jitter_the_input_exposures_and_says_so(workspace):
     """The robustness protocol changes the inputs (so the nearest input view scores differently)
     and not the targets, the same way on every run."""
-    root, ckpt = workspace
-    runs = {}
-    for name, jitter in (("plain", []), ("jittered", ["--input-exposure-jitter", "0.3"]), ("again", ["--input-exposure-jitter", "0.3"])):
-        out = _run("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "3", "--size", "32", "32", "--no-images",
-                   *jitter, "--out", root / f"ev-{name}")
-        assert out.returncode == 0, out.stderr
-        runs[name] = json.loads((root / f"ev-{name}" / "summary.json").read_text())
-    assert runs["jittered"]["protocol"]["input_exposure_jitter"] == 0.3 and "input_exposure_jitter" not in runs["plain"]["protocol"]
-    assert runs["jittered"]["nearest_view"]["psnr"] < runs["plain"]["nearest_view"]["psnr"] - 0.1
-    assert runs["jittered"]["nearest_view"] == runs["again"]["nearest_view"]
+    runs = _protocol_runs(workspace, "--input-exposure-jitter", "0.3")
+    assert runs["changed"]["protocol"]["input_exposure_jitter"] == 0.3 and "input_exposure_jitter" not in runs["plain"]["protocol"]
+    assert runs["changed"]["nearest_view"]["psnr"] < runs["plain"]["nearest_view"]["psnr"] - 0.1
+    assert runs["changed"]["nearest_view"] == runs["again"]["nearest_view"]
 
 
 def test_eval_can_turn_the_input_cameras_and_says_so(workspace):
     """Pose noise moves the inputs' cameras, not their photos or centres (the nearest input view
     scores the same) and not the targets, the same way on every run."""
-    root, ckpt = workspace
-    runs = {}
-    for name, noise in (("plain", []), ("turned", ["--input-pose-noise", "3"]), ("again", ["--input-pose-noise", "3"])):
-        out = _run("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "3", "--size", "32", "32", "--no-images",
-                   *noise, "--out", root / f"ev-pose-{name}")
-        assert out.returncode == 0, out.stderr
-        runs[name] = json.loads((root / f"ev-pose-{name}" / "summary.json").read_text())
-    assert runs["turned"]["protocol"]["input_pose_noise_deg"] == 3 and "input_pose_noise_deg" not in runs["plain"]["protocol"]
-    assert runs["turned"]["nearest_view"] == runs["plain"]["nearest_view"]
-    assert runs["turned"]["psnr"]["mean"] != runs["plain"]["psnr"]["mean"]
-    assert runs["turned"]["psnr"] == runs["again"]["psnr"]
+    runs = _protocol_runs(workspace, "--input-pose-noise", "3")
+    assert runs["changed"]["protocol"]["input_pose_noise_deg"] == 3 and "input_pose_noise_deg" not in runs["plain"]["protocol"]
+    assert runs["changed"]["nearest_view"] == runs["plain"]["nearest_view"]
+    assert runs["changed"]["psnr"]["mean"] != runs["plain"]["psnr"]["mean"]
+    assert runs["changed"]["psnr"] == runs["again"]["psnr"]
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".gif", ""])
