@@ -27,7 +27,7 @@ from torch import Tensor
 
 from nvs.geometry.scene_normalization import NORMALIZATIONS
 from nvs.io.untrusted import check_model_fields, check_model_size
-from nvs.models.config import READING_SETTINGS, ModelConfig
+from nvs.models.config import ModelConfig, with_reading_settings
 from nvs.models.full_attention import FullAttentionRenderer
 from nvs.models.lact import LaCTRenderer
 
@@ -98,7 +98,7 @@ def save_renderer(model: Renderer, path: str | Path, metadata: Mapping[str, str]
     ``config`` replaces the model's in the file; it may differ only in READING_SETTINGS."""
     path = Path(path)
     config = model.config if config is None else config
-    if dataclasses.replace(config, **{k: getattr(model.config, k) for k in READING_SETTINGS}) != model.config:
+    if with_reading_settings(config, model.config) != model.config:
         raise ValueError("save_renderer: the config to record differs from the model's in more than its reading settings")
     meta = {"format": FORMAT_TAG, "config": json.dumps(config.to_dict())}
     if getattr(model, "normalization", None):

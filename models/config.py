@@ -171,3 +171,8 @@ class ModelConfig:
             muon_steps=int(ttt.get("muon_update_steps", 0)),
             mlp_inter_multi=float(mlp.get("inter_multi", 4)),
         )
+
+
+def with_reading_settings(config: ModelConfig, source: ModelConfig) -> ModelConfig:
+    """``config`` with the READING_SETTINGS of ``source``."""
+    return dataclasses.replace(config, **{key: getattr(source, key) for key in READING_SETTINGS})

@@ -260,20 +260,17 @@ class PlaneSweepBlend(nn.Module):
         return torch.tensor(ranges, dtype=torch.float32, device=device)
 
     def depth(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
-              present: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+              present: Tensor | None = None, coarse_features: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Sweep: target_cams [B, T], features [B, T, k, F + 3, h, w] of cams [B, T, k] (``present``
         [B, T, k]: which of them take part) over the planes inverse_depths [D] or [B, D] -> (depth
         along each unit ray [B, T, 1, H, W], confidence [B, T, 1, H, W], plane logits
-        [B, T, D, H/2, W/2])."""
+        [B, T, D, H/2, W/2]). ``coarse_features`` [B, T, k, F + 3, h/2, w/2] (the same views'
+        :meth:`coarse_source_features`) add their plane scores at ``coarse_weight``."""
         b, t = target_cams.shape
         height, width = target_cams.height, target_cams.width
         inverse_depths = inverse_depths.to(features.dtype)
         logits = self.plane_logits(target_cams, features, cams, inverse_depths, present)
-        if self.coarse_weight and min(height, width) >= 8:
-            # the same sweep on the photos at half resolution (their colour, the features' last
-            # channels, is the photos 2x2-averaged): its scores, upsampled, join the fine ones
-            colour = features[:, :, :, -3:]
-            coarse_features = self.source_features(colour.flatten(0, 1)).unflatten(0, (b, t))
+        if coarse_features is not None and self.coarse_weight and min(height, width) >= 8:
             coarse = self.plane_logits(target_cams.resize(height // 2, width // 2), coarse_features, cams, inverse_depths,
                                        present)
             upsampled = F.interpolate(coarse.flatten(0, 1), size=logits.shape[-2:], mode="bilinear", align_corners=False)
@@ -306,6 +303,12 @@ class PlaneSweepBlend(nn.Module):
         colour = F.avg_pool2d(flat, 2)
         return torch.cat([learnt, colour], dim=1).unflatten(0, images.shape[:2])
 
+    def coarse_source_features(self, features: Tensor) -> Tensor | None:
+        """:meth:`source_features` of the photos at half resolution, from their features [B, V,
+        F + 3, h, w] (whose colour channels are the photos 2x2-averaged) -> [B, V, F + 3, h/2, w/2];
+        None without ``coarse_weight``."""
+        return self.source_features(features[:, :, -3:]) if self.coarse_weight else None
+
     def forward(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras,
                 ranges: Tensor | None = None, with_samples: bool = False):
         """decoded [B, T, 3, H, W] (the renderer's colour), target_cams [B, T], the memorised inputs
@@ -322,15 +325,17 @@ class PlaneSweepBlend(nn.Module):
             if self.training and self.degrade_probability > 0:
                 decoded = degrade(decoded.flatten(0, 1), self.degrade_probability).unflatten(0, decoded.shape[:2])
             features = self.source_features(images)
+            coarse_features = self.coarse_source_features(features)  # once for every target
             planes = self.inverse_depths(decoded.device, ranges)
             if with_samples or torch.is_grad_enabled():
-                return self._blend(decoded, target_cams, images, cams, features, planes, with_samples)
-            parts = [self._blend(decoded[:, i : i + 1], target_cams[:, i : i + 1], images, cams, features, planes, False)
+                return self._blend(decoded, target_cams, images, cams, features, coarse_features, planes, with_samples)
+            parts = [self._blend(decoded[:, i : i + 1], target_cams[:, i : i + 1], images, cams, features, coarse_features,
+                                 planes, False)
                      for i in range(target_cams.shape[1])]
             return torch.cat(parts, dim=1)
 
     def _blend(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras, features: Tensor,
-               planes: Tensor, with_samples: bool):
+               coarse_features: Tensor | None, planes: Tensor, with_samples: bool):
         dtype = features.dtype
         index = nearest_views(cams, target_cams, self.views)
         b, t, found = index.shape
@@ -339,7 +344,8 @@ class PlaneSweepBlend(nn.Module):
             index = torch.cat([index, index[..., :1].expand(b, t, self.views - found)], dim=-1)
             present[..., found:] = False
         photos, chosen = gather_views(images.to(dtype), cams, index)
-        depth, confidence, plane_logits = self.depth(target_cams, gather(features, index), chosen, planes, present)
+        depth, confidence, plane_logits = self.depth(target_cams, gather(features, index), chosen, planes, present,
+                                                     None if coarse_features is None else gather(coarse_features, index))
         samples, valid = warp_views(photos, chosen, target_cams, depth.to(dtype))
         valid = valid & present[..., None, None, None]
         decoded = decoded.to(dtype)

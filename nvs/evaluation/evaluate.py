@@ -103,7 +103,7 @@ def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_ne
                 adapt_s += time.perf_counter() - start
             state, seconds = memorize_views(scene_model, scene.inputs, scene.input_cams)
             pred, render_seconds = render_cameras(scene_model, state, scene.target_cams, chunk=scene.target_cams.shape[0])
-        except ValueError as exc:  # a broken render: name the scene it happened on
+        except ValueError as exc:  # anything refused on this scene (a broken render, bad inputs): name the scene
             raise ValueError(f"scene {scene.name}: {exc}") from None
         memorize_s += seconds
         render_s += render_seconds

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from nvs.models.config import ModelConfig
+from nvs.models.config import READING_SETTINGS, ModelConfig
 from nvs.geometry.scene_normalization import NORMALIZATIONS
 
 
@@ -336,8 +336,7 @@ def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> Tra
 RESUMABLE_CHANGES = frozenset({
     "optim.steps", "optim.time_budget_s", "data.workers", "run.out_dir", "run.log_every", "run.image_every",
     "run.val_every", "run.ckpt_every", "run.keep_last", "run.compile", "run.grad_checkpointing",
-    "render.sweep_range", "render.sweep_zncc", "render.sweep_coarse", "render.match_exposure",
-})
+}) | {f"render.{key}" for key in READING_SETTINGS}  # what checkpoints record for rendering, not how the run trains
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:

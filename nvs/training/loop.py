@@ -24,7 +24,7 @@ from nvs.io.outputs import atomic_write_text
 from nvs.evaluation.metrics import psnr
 from nvs.models import build_renderer
 from nvs.models.checkpoint import Renderer, load_renderer, param_checksum
-from nvs.models.config import READING_SETTINGS, ModelConfig
+from nvs.models.config import ModelConfig, with_reading_settings
 from nvs.models.plane_sweep import sweep_loss
 from nvs.models.view_blend import depth_loss, warp_loss
 from nvs.training.grow_depth import add_identity_blocks
@@ -236,11 +236,6 @@ def initial_weights(config: ModelConfig, path: str, heads_from: str | None = Non
     if loaded.config != config:
         raise ValueError(f"{path}: its model config {loaded.config} differs from the recipe's {config}")
     return loaded.train()
-
-
-def with_reading_settings(config: ModelConfig, source: ModelConfig) -> ModelConfig:
-    """``config`` with the READING_SETTINGS of ``source``."""
-    return dataclasses.replace(config, **{key: getattr(source, key) for key in READING_SETTINGS})
 
 
 def copy_heads(model: Renderer, donor: Renderer, heads: list[str], where: str) -> None:

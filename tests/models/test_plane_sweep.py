@@ -101,17 +101,19 @@ def test_the_coarse_sweep_s_scores_join_the_fine_ones_and_are_a_setting_of_the_c
     features = sweep.source_features(images)[:, index[0]]  # [1, T, k, F + 3, 16, 16]
     planes = sweep.inverse_depths()
     with torch.no_grad():
-        fine = sweep.plane_logits(targets, features, chosen, planes)
-        coarse = sweep.plane_logits(targets.resize(16, 16), sweep.source_features(features[:, :, :, -3:].flatten(0, 1)
-                                                                                   ).unflatten(0, (1, 2)), chosen, planes)
-        assert fine.shape == (1, 2, 6, 16, 16) and coarse.shape == (1, 2, 6, 8, 8)
+        assert sweep.coarse_source_features(features) is None
         sweep.coarse_weight = 0.5
-        _, _, joined = sweep.depth(targets, features, chosen, planes)
+        coarse_features = sweep.coarse_source_features(sweep.source_features(images))[:, index[0]]
+        torch.testing.assert_close(coarse_features, sweep.source_features(F.avg_pool2d(images[0], 2)[None])[:, index[0]])
+        fine = sweep.plane_logits(targets, features, chosen, planes)
+        coarse = sweep.plane_logits(targets.resize(16, 16), coarse_features, chosen, planes)
+        assert fine.shape == (1, 2, 6, 16, 16) and coarse.shape == (1, 2, 6, 8, 8)
+        _, _, joined = sweep.depth(targets, features, chosen, planes, coarse_features=coarse_features)
         upsampled = F.interpolate(coarse.flatten(0, 1), size=(16, 16), mode="bilinear", align_corners=False).unflatten(0, (1, 2))
         torch.testing.assert_close(joined, fine + 0.5 * upsampled)
         coarse_render = model.render(model.memorize(images, cams), targets)
         sweep.coarse_weight = 0.0
-        assert torch.equal(sweep.depth(targets, features, chosen, planes)[2], fine)
+        assert torch.equal(sweep.depth(targets, features, chosen, planes, coarse_features=coarse_features)[2], fine)
         assert not torch.allclose(model.render(model.memorize(images, cams), targets), coarse_render)
     path = save_renderer(LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=6, sweep_coarse=0.5)), tmp_path / "c.safetensors")
     assert load_renderer(path).sweep.coarse_weight == 0.5

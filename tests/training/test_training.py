@@ -92,6 +92,9 @@ def test_checkpoints_record_the_recipe_s_render_settings_and_resume_with_its_tra
     unset = load_renderer(tmp_path / "plain" / "run" / "checkpoints" / "step-0000001" / "model.safetensors")
     assert second.config == first.config and unset.config == plain.model == dataclasses.replace(
         first.config, sweep_range="fixed", match_exposure=False)
+    from nvs.models.config import READING_SETTINGS
+    from nvs.training.config import RenderConfig
+    assert {f.name for f in dataclasses.fields(RenderConfig)} == set(READING_SETTINGS)  # every setting, and only those
     with pytest.raises(ValueError, match="config section 'render': .*sweep_range"):
         _cfg(tmp_path, *sweep, "render.sweep_range=sometimes")
     with pytest.raises(ValueError, match="'render.match_exposure' expects bool"):
