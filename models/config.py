@@ -15,7 +15,7 @@ ARCHITECTURES = ("lact", "full_attention")
 SWEEP_RANGES = ("fixed", "inputs")
 # fields that change how a renderer reads its inputs, not its weights: a checkpoint trained with
 # one value renders with another
-READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "match_exposure")
+READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "sweep_coarse_levels", "match_exposure")
 
 
 @dataclass
@@ -60,8 +60,10 @@ class ModelConfig:
     # prior that ignores a gain and offset between photos (exposure, white balance) and needs no training
     sweep_zncc: float = 0.0
     # w > 0: the plane scores also add w x those of the same sweep on the photos at half resolution,
-    # upsampled (cross-scale aggregation; models/plane_sweep): wide baselines are found at the coarse scale
+    # upsampled (cross-scale aggregation; models/plane_sweep): wide baselines are found at the coarse scale;
+    # with sweep_coarse_levels n > 1, so do those at 1/4, ..., 1/2^n of the resolution, each at w
     sweep_coarse: float = 0.0
+    sweep_coarse_levels: int = 1
     # true: each scene's input photos are divided by per-view, per-channel gains that bring their
     # exposures and white balance to a common one, found from matched points (nvs.geometry.exposure),
     # before the renderer memorises them; false: the photos as given (the published model)
@@ -106,6 +108,9 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e3:
                 raise ValueError(f"model config '{name}' must be a number in [0, 1000], got {value!r}")
+        levels = self.sweep_coarse_levels
+        if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 8:
+            raise ValueError(f"model config 'sweep_coarse_levels' must be a whole number in [1, 8], got {levels!r}")
         if not isinstance(self.match_exposure, bool):
             raise ValueError(f"model config 'match_exposure' must be true or false, got {self.match_exposure!r}")
         if self.sweep_range not in SWEEP_RANGES:

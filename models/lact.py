@@ -21,7 +21,7 @@ from nvs.cameras import Cameras, pixel_rays
 from nvs.geometry import exposure
 from nvs.geometry.matching import scene_matches
 from nvs.models.chunked import ChunkPlan, fits_one_pass, memorize_chunked, parse_memory_size, plan_chunks, render_chunked
-from nvs.models.config import ModelConfig
+from nvs.models.config import ModelConfig, with_reading_settings
 from nvs.models.fast_weight import FastWeights, FastWeightSwiGLU, TTTOp
 from nvs.models.pixel_decoder import PixelDecoder
 from nvs.models.plane_sweep import PlaneSweepBlend
@@ -174,10 +174,17 @@ class RendererBase(nn.Module):
         self.head = RGBHead(config.patch_size, config.dim)
         self.pixel_decoder = PixelDecoder(config.patch_size, config.dim, config.pixel_decoder) if config.pixel_decoder else None
         self.view_blend = ViewBlendHead(config.patch_size, config.dim, config.view_blend, config.view_blend_depth) if config.view_blend else None
-        self.sweep = PlaneSweepBlend(config.sweep_views, config.sweep_planes, config.sweep_near, config.sweep_far,
-                                     config.sweep_zncc, config.sweep_coarse) \
+        self.sweep = PlaneSweepBlend(config.sweep_views, config.sweep_planes, config.sweep_near, config.sweep_far) \
             if config.sweep_views else None
+        self.use_reading_settings(config)
         self.grad_checkpointing = False
+
+    def use_reading_settings(self, source: ModelConfig) -> None:
+        """Read photos as ``source`` says (its READING_SETTINGS); the weights stay."""
+        self.config = with_reading_settings(self.config, source)
+        if self.sweep is not None:
+            self.sweep.zncc_weight, self.sweep.coarse_weight = source.sweep_zncc, source.sweep_coarse
+            self.sweep.coarse_levels = source.sweep_coarse_levels
 
     @property
     def blends_views(self) -> bool:

@@ -14,9 +14,10 @@ cross-correlation of the two nearest photos over a window (:func:`zncc_scores`):
 matching cost that ignores a gain and offset between the photos (exposure, white balance), as real
 ones have and the renders the learnt features saw do not. With a ``coarse_weight`` (``sweep_coarse``),
 each plane's score also adds that multiple of the same sweep's score on the photos at half
-resolution, upsampled (cross-scale cost aggregation, as in classical stereo): where neighbouring
-views are far apart, as on a ring around an object, a surface's disparities outrun what the fine
-scorer sees, and the coarse one, seeing twice as far, still finds it.
+resolution, upsampled, and, with ``coarse_levels`` (``sweep_coarse_levels``) n > 1, of those at a
+quarter, an eighth, ... down to 1/2^n (cross-scale cost aggregation, as in classical stereo):
+where neighbouring views are far apart, as on a ring around an object, a surface's disparities
+outrun what the fine scorer sees, and a coarse one, seeing 2, 4 or 8 times as far, still finds it.
 The softmax over the planes gives the expected inverse depth (upsampled to full resolution) and a
 confidence (its largest probability). The k photos are then sampled at that depth
 (:func:`nvs.models.view_blend.warp_views`), and a per-pixel network over the decoded colour, the k
@@ -50,6 +51,7 @@ PLANE_CE_WEIGHT = 0.1  # cross-entropy on the true plane, beside the log-depth e
 COST_SCALE = 10.0  # variances of unit features and of colours are ~0.01-0.1; the scorer sees ~0.1-1
 ZNCC_WINDOW = 11  # pixels of the cost volume (half the target's resolution)
 ZNCC_TEXTURE = 0.05  # grey-level standard deviation at which a window's correlation counts half
+MIN_COARSE_SIZE = 4  # pixels on the short side of the smallest target a coarse sweep scores
 
 
 def inverse_depth_planes(near: float, far: float, planes: int, device=None) -> Tensor:
@@ -205,10 +207,10 @@ class PlaneSweepBlend(nn.Module):
     target's decoded colour is replaced by :func:`degrade`'s before the blend."""
 
     def __init__(self, views: int, planes: int, near: float, far: float, zncc_weight: float = 0.0,
-                 coarse_weight: float = 0.0):
+                 coarse_weight: float = 0.0, coarse_levels: int = 1):
         super().__init__()
         self.views, self.planes, self.near, self.far = views, planes, near, far
-        self.zncc_weight, self.coarse_weight = zncc_weight, coarse_weight
+        self.zncc_weight, self.coarse_weight, self.coarse_levels = zncc_weight, coarse_weight, coarse_levels
         self.degrade_probability = 0.0
         self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
             nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
@@ -260,19 +262,22 @@ class PlaneSweepBlend(nn.Module):
         return torch.tensor(ranges, dtype=torch.float32, device=device)
 
     def depth(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
-              present: Tensor | None = None, coarse_features: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+              present: Tensor | None = None, coarse_features: list[Tensor] | None = None
+              ) -> tuple[Tensor, Tensor, Tensor]:
         """Sweep: target_cams [B, T], features [B, T, k, F + 3, h, w] of cams [B, T, k] (``present``
         [B, T, k]: which of them take part) over the planes inverse_depths [D] or [B, D] -> (depth
         along each unit ray [B, T, 1, H, W], confidence [B, T, 1, H, W], plane logits
-        [B, T, D, H/2, W/2]). ``coarse_features`` [B, T, k, F + 3, h/2, w/2] (the same views'
-        :meth:`coarse_source_features`) add their plane scores at ``coarse_weight``."""
+        [B, T, D, H/2, W/2]). ``coarse_features`` (the same views' :meth:`coarse_source_features`,
+        level l [B, T, k, F + 3, h/2^l, w/2^l]) add their plane scores at ``coarse_weight``."""
         b, t = target_cams.shape
         height, width = target_cams.height, target_cams.width
         inverse_depths = inverse_depths.to(features.dtype)
         logits = self.plane_logits(target_cams, features, cams, inverse_depths, present)
-        if coarse_features is not None and self.coarse_weight and min(height, width) >= 8:
-            coarse = self.plane_logits(target_cams.resize(height // 2, width // 2), coarse_features, cams, inverse_depths,
-                                       present)
+        for level, level_features in enumerate(coarse_features or [], start=1):
+            size = (height >> level, width >> level)
+            if min(size) < MIN_COARSE_SIZE:
+                break
+            coarse = self.plane_logits(target_cams.resize(*size), level_features, cams, inverse_depths, present)
             upsampled = F.interpolate(coarse.flatten(0, 1), size=logits.shape[-2:], mode="bilinear", align_corners=False)
             logits = logits + self.coarse_weight * upsampled.unflatten(0, (b, t))
         prob = logits.softmax(dim=2)
@@ -303,11 +308,21 @@ class PlaneSweepBlend(nn.Module):
         colour = F.avg_pool2d(flat, 2)
         return torch.cat([learnt, colour], dim=1).unflatten(0, images.shape[:2])
 
-    def coarse_source_features(self, features: Tensor) -> Tensor | None:
-        """:meth:`source_features` of the photos at half resolution, from their features [B, V,
-        F + 3, h, w] (whose colour channels are the photos 2x2-averaged) -> [B, V, F + 3, h/2, w/2];
-        None without ``coarse_weight``."""
-        return self.source_features(features[:, :, -3:]) if self.coarse_weight else None
+    def coarse_source_features(self, features: Tensor) -> list[Tensor] | None:
+        """:meth:`source_features` of the photos at 1/2, 1/4, ... of their resolution, one per level
+        of ``coarse_levels``, from their features [B, V, F + 3, h, w] (whose colour channels are the
+        photos 2x2-averaged; each level's are those of the level above, averaged again) -> level l
+        [B, V, F + 3, h/2^l, w/2^l]; None without ``coarse_weight``. Levels stop where an image would
+        be smaller than 2 x 2 pixels."""
+        if not self.coarse_weight:
+            return None
+        levels = []
+        for _ in range(self.coarse_levels):
+            if min(features.shape[-2:]) < 2:
+                break
+            features = self.source_features(features[:, :, -3:])
+            levels.append(features)
+        return levels
 
     def forward(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras,
                 ranges: Tensor | None = None, with_samples: bool = False):
@@ -335,7 +350,7 @@ class PlaneSweepBlend(nn.Module):
             return torch.cat(parts, dim=1)
 
     def _blend(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras, features: Tensor,
-               coarse_features: Tensor | None, planes: Tensor, with_samples: bool):
+               coarse_features: list[Tensor] | None, planes: Tensor, with_samples: bool):
         dtype = features.dtype
         index = nearest_views(cams, target_cams, self.views)
         b, t, found = index.shape
@@ -345,7 +360,7 @@ class PlaneSweepBlend(nn.Module):
             present[..., found:] = False
         photos, chosen = gather_views(images.to(dtype), cams, index)
         depth, confidence, plane_logits = self.depth(target_cams, gather(features, index), chosen, planes, present,
-                                                     None if coarse_features is None else gather(coarse_features, index))
+                                                     None if coarse_features is None else [gather(f, index) for f in coarse_features])
         samples, valid = warp_views(photos, chosen, target_cams, depth.to(dtype))
         valid = valid & present[..., None, None, None]
         decoded = decoded.to(dtype)

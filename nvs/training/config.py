@@ -129,6 +129,7 @@ class RenderConfig:
     sweep_range: str | None = None
     sweep_zncc: float | None = None
     sweep_coarse: float | None = None
+    sweep_coarse_levels: int | None = None
     match_exposure: bool | None = None
 
     def apply(self, model: ModelConfig) -> ModelConfig:

@@ -193,7 +193,8 @@ def validate(model, data: Dataset | None, device: torch.device) -> float:
 
 
 GROWABLE_HEADS = ("view_blend", "pixel_decoder", "sweep")  # modules a recipe may add to a checkpoint that lacks them
-SWEEP_KEYS = ("sweep_views", "sweep_planes", "sweep_near", "sweep_far", "sweep_range", "sweep_zncc", "sweep_coarse")
+SWEEP_KEYS = ("sweep_views", "sweep_planes", "sweep_near", "sweep_far", "sweep_range", "sweep_zncc", "sweep_coarse",
+              "sweep_coarse_levels")
 
 
 def add_heads(model: Renderer, config: ModelConfig) -> Renderer:
@@ -230,9 +231,7 @@ def initial_weights(config: ModelConfig, path: str, heads_from: str | None = Non
     if heads_from is not None:
         copy_heads(loaded, load_renderer(heads_from), [h for h in GROWABLE_HEADS if h not in had and getattr(loaded, h, None)],
                    heads_from)
-    loaded.config = with_reading_settings(loaded.config, config)
-    if getattr(loaded, "sweep", None) is not None:
-        loaded.sweep.zncc_weight, loaded.sweep.coarse_weight = config.sweep_zncc, config.sweep_coarse
+    loaded.use_reading_settings(config)
     if loaded.config != config:
         raise ValueError(f"{path}: its model config {loaded.config} differs from the recipe's {config}")
     return loaded.train()

@@ -103,21 +103,61 @@ def test_the_coarse_sweep_s_scores_join_the_fine_ones_and_are_a_setting_of_the_c
     with torch.no_grad():
         assert sweep.coarse_source_features(features) is None
         sweep.coarse_weight = 0.5
-        coarse_features = sweep.coarse_source_features(sweep.source_features(images))[:, index[0]]
+        [coarse_features] = [f[:, index[0]] for f in sweep.coarse_source_features(sweep.source_features(images))]
         torch.testing.assert_close(coarse_features, sweep.source_features(F.avg_pool2d(images[0], 2)[None])[:, index[0]])
         fine = sweep.plane_logits(targets, features, chosen, planes)
         coarse = sweep.plane_logits(targets.resize(16, 16), coarse_features, chosen, planes)
         assert fine.shape == (1, 2, 6, 16, 16) and coarse.shape == (1, 2, 6, 8, 8)
-        _, _, joined = sweep.depth(targets, features, chosen, planes, coarse_features=coarse_features)
+        _, _, joined = sweep.depth(targets, features, chosen, planes, coarse_features=[coarse_features])
         upsampled = F.interpolate(coarse.flatten(0, 1), size=(16, 16), mode="bilinear", align_corners=False).unflatten(0, (1, 2))
         torch.testing.assert_close(joined, fine + 0.5 * upsampled)
         coarse_render = model.render(model.memorize(images, cams), targets)
         sweep.coarse_weight = 0.0
-        assert torch.equal(sweep.depth(targets, features, chosen, planes, coarse_features=coarse_features)[2], fine)
+        assert torch.equal(sweep.depth(targets, features, chosen, planes, coarse_features=[coarse_features])[2], fine)
         assert not torch.allclose(model.render(model.memorize(images, cams), targets), coarse_render)
     path = save_renderer(LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=6, sweep_coarse=0.5)), tmp_path / "c.safetensors")
     assert load_renderer(path).sweep.coarse_weight == 0.5
     assert LaCTRenderer(tiny_config(sweep_views=2)).sweep.coarse_weight == 0.0
+
+
+def test_each_coarse_level_halves_the_last_and_adds_its_scores_down_to_the_smallest_target(tmp_path):
+    """sweep_coarse_levels 3 on 64x64 targets: the photos' features at 1/2, 1/4 and 1/8 of the
+    volume's resolution (each from the level above, 2x2-averaged), and the plane scores of targets of
+    32, 16 and 8 pixels upsampled and added, each at sweep_coarse's weight; a level whose target
+    would be under MIN_COARSE_SIZE pixels is left out."""
+    torch.manual_seed(0)
+    images, cams, targets = ring_scene(1, 4, 1, size=64)
+    model = LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=4, sweep_coarse=0.5, sweep_coarse_levels=3)).eval()
+    sweep = model.sweep
+    index = torch.tensor([[[0, 1]]])
+    chosen = Cameras(cams.intrinsics[:, index[0]], cams.c2w[:, index[0]], 64, 64)
+    planes = sweep.inverse_depths()
+    with torch.no_grad():
+        features = sweep.source_features(images)
+        levels = sweep.coarse_source_features(features)
+        assert [f.shape[-1] for f in levels] == [16, 8, 4]
+        photos = images[0]
+        for level in levels:
+            photos = F.avg_pool2d(photos, 2)
+            torch.testing.assert_close(level, sweep.source_features(photos[None]))
+        levels = [f[:, index[0]] for f in levels]
+        expected = sweep.plane_logits(targets, features[:, index[0]], chosen, planes)
+        for level, size in zip(levels, (32, 16, 8)):
+            coarse = sweep.plane_logits(targets.resize(size, size), level, chosen, planes)
+            expected = expected + 0.5 * F.interpolate(coarse.flatten(0, 1), size=(32, 32), mode="bilinear",
+                                                      align_corners=False).unflatten(0, (1, 1))
+        _, _, joined = sweep.depth(targets, features[:, index[0]], chosen, planes, coarse_features=levels)
+        torch.testing.assert_close(joined, expected)
+        small = targets.resize(16, 16)  # levels of 8 and 4 pixels; the third (2) is left out
+        _, _, two = sweep.depth(small, features[:, index[0]], chosen, planes, coarse_features=levels)
+        _, _, first_two = sweep.depth(small, features[:, index[0]], chosen, planes, coarse_features=levels[:2])
+        torch.testing.assert_close(two, first_two)
+        three = model.render(model.memorize(images, cams), targets)
+        model.use_reading_settings(tiny_config(sweep_views=2, sweep_planes=4, sweep_coarse=0.5))
+        assert sweep.coarse_levels == 1 and len(sweep.coarse_source_features(features)) == 1
+        assert not torch.allclose(model.render(model.memorize(images, cams), targets), three)
+    path = save_renderer(LaCTRenderer(tiny_config(sweep_views=2, sweep_coarse=0.5, sweep_coarse_levels=3)), tmp_path / "l.safetensors")
+    assert load_renderer(path).sweep.coarse_levels == 3
 
 
 def test_matching_costs_pass_gradients_to_the_features():
@@ -210,7 +250,8 @@ def test_sweep_config_is_checked():
         ModelConfig(sweep_views=2, sweep_near=5.0, sweep_far=2.0)
     bad = (("sweep_views", 17), ("sweep_views", 1), ("sweep_planes", 1), ("sweep_near", 0.0), ("sweep_far", float("nan")),
            ("sweep_zncc", -1.0), ("sweep_zncc", float("nan")), ("sweep_zncc", True), ("sweep_coarse", -0.5),
-           ("sweep_coarse", float("inf")))
+           ("sweep_coarse", float("inf")), ("sweep_coarse_levels", 0), ("sweep_coarse_levels", 9), ("sweep_coarse_levels", 2.0),
+           ("sweep_coarse_levels", True))
     for key, value in bad:
         with pytest.raises(ValueError, match=key):
             ModelConfig(**{key: value})

@@ -527,8 +527,9 @@ def test_a_sweep_added_from_another_checkpoint_trains_only_its_blend(tmp_path):
     trained_path = tmp_path / "run" / "checkpoints" / "step-0000002" / "model.safetensors"
     trained = load_renderer(trained_path)
     assert trained.sweep.zncc_weight == 10.0
-    recipe_without = dataclasses.replace(cfg.model, sweep_zncc=0.0)  # a setting: the recipe's is taken
-    assert initial_weights(recipe_without, str(trained_path)).sweep.zncc_weight == 0.0
+    recipe_without = dataclasses.replace(cfg.model, sweep_zncc=0.0, sweep_coarse=0.5, sweep_coarse_levels=3)
+    reread = initial_weights(recipe_without, str(trained_path)).sweep  # settings: the recipe's are taken
+    assert (reread.zncc_weight, reread.coarse_weight, reread.coarse_levels) == (0.0, 0.5, 3)
     moved = {n.split(".")[0] for n, v in trained.sweep.state_dict().items() if not torch.equal(v, start.sweep.state_dict()[n])}
     assert moved == {"blender"}
     assert all(torch.equal(v, start.state_dict()[n]) for n, v in trained.state_dict().items() if not n.startswith("sweep.blender."))
