@@ -206,11 +206,11 @@ class PlaneSweepBlend(nn.Module):
     ``degrade_probability`` (set by training, not saved): in training mode, the probability that a
     target's decoded colour is replaced by :func:`degrade`'s before the blend."""
 
-    def __init__(self, views: int, planes: int, near: float, far: float, zncc_weight: float = 0.0,
-                 coarse_weight: float = 0.0, coarse_levels: int = 1):
+    def __init__(self, views: int, planes: int, near: float, far: float):
         super().__init__()
         self.views, self.planes, self.near, self.far = views, planes, near, far
-        self.zncc_weight, self.coarse_weight, self.coarse_levels = zncc_weight, coarse_weight, coarse_levels
+        # settings, not weights: the renderer sets them from its config (RendererBase.use_reading_settings)
+        self.zncc_weight, self.coarse_weight, self.coarse_levels = 0.0, 0.0, 1
         self.degrade_probability = 0.0
         self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
             nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
