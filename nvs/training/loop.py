@@ -193,8 +193,8 @@ def validate(model, data: Dataset | None, device: torch.device) -> float:
 
 
 GROWABLE_HEADS = ("view_blend", "pixel_decoder", "sweep")  # modules a recipe may add to a checkpoint that lacks them
-SWEEP_KEYS = ("sweep_views", "sweep_planes", "sweep_near", "sweep_far", "sweep_range", "sweep_zncc", "sweep_coarse",
-              "sweep_coarse_levels")
+# the shape of a plane sweep; its READING_SETTINGS are set afterwards, from the recipe (initial_weights)
+SWEEP_KEYS = ("sweep_views", "sweep_planes", "sweep_near", "sweep_far")
 
 
 def add_heads(model: Renderer, config: ModelConfig) -> Renderer:
