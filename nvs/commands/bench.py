@@ -174,6 +174,17 @@ def add_parser(sub) -> None:
     p.add_argument("--size", type=T.image_side, default=128, help="square image size (128: the project's standard)")
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
+    p = bench.add_parser("render", help="seconds to memorise and to render a view with the shipped renderers, "
+                         "as the viewer and nvs render run them")
+    p.add_argument("--renderers", nargs="+", choices=["scene", "object"], default=["scene", "object"])
+    p.add_argument("--sizes", type=T.image_side, nargs="+", default=[128],
+                   help="short side of the frames in pixels (128: the viewer's)")
+    p.add_argument("--views", type=T.positive_int(64), default=8, help="input views")
+    p.add_argument("--batch", type=T.positive_int(64), default=8, help="views per call for the video row")
+    p.add_argument("--repeats", type=T.positive_int(100), default=5, help="timed calls per number (the fastest is kept)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=T.out_dir, default="outputs/bench")
+    p.set_defaults(func=run)
     p = bench.add_parser("memorize", help="seconds and peak memory of memorising many tokens (fresh process per row)")
     p.add_argument("--config", default="configs/lact-l24-d768-ttt2x.yaml", help="model config (random weights)")
     p.add_argument("--tokens", type=T.positive_int(1 << 24), nargs="+", default=[8192, 32768, 131072])
@@ -239,6 +250,9 @@ def run(args: argparse.Namespace) -> int:
                                         kernels=tuple(args.kernels))
         elif args.bench_command == "views":
             bench_model.bench_views(Path(args.out), tuple(args.views), args.size)
+        elif args.bench_command == "render":
+            bench_model.bench_render(Path(args.out), tuple(args.renderers), tuple(args.sizes), args.views, args.batch,
+                                     args.repeats, args.device)
         elif args.bench_command == "memorize":
             from nvs.models.chunked import parse_memory_size
 

@@ -251,6 +251,49 @@ def bench_views(out: Path, view_counts=(2, 4, 8, 16, 32, 64), size: int = 128, r
     return rows
 
 
+def bench_render(out: Path, renderers=("scene", "object"), sizes=(128,), views: int = 8, batch: int = 8,
+                 repeats: int = 5, device: str = "auto") -> list[dict]:
+    """Seconds to memorise a scene and to render from it with the shipped renderers, run as the
+    viewer and ``nvs render`` run them (their frame, ``--turns auto``), on the viewer's built-in
+    held-out examples: the scene renderer on a procedural room (16:9 frames of height ``size``), the
+    object renderer on a procedural object (size x size), ``views`` inputs. Rendering is timed one
+    view per call (the viewer, on a slider's release) and ``batch`` views per call (a video's
+    frames); each time is the fastest of ``repeats`` after a warm-up."""
+    from nvs.assets import SHIPPED
+    from nvs.inference import configure_inference, memorize_views, render_cameras, renderer_frame, resolve_turns
+    from nvs.models import load_renderer
+    from nvs.viewer.session import example_scene
+
+    device = resolve_device(device)
+    examples = {"scene": "procedural room", "object": "procedural object"}
+    rows = []
+    for name in renderers:
+        model = load_renderer(SHIPPED[name], device=device)
+        turns = resolve_turns(model, "auto")
+        runner = configure_inference(model, turns=turns)
+        for size in sizes:
+            scene = example_scene(input_views=views, heldout_views=0, size=size, kind=examples[name])
+            frame = renderer_frame(runner, scene.cameras)
+            cams = frame(scene.cameras)
+            state = memorize_views(runner, scene.images, cams)[0]
+            path = cams[torch.arange(batch) % views]  # the input cameras, repeated: any camera costs the same
+
+            def one_view():
+                render_cameras(runner, state, path[:1], chunk=1)
+
+            def frames():
+                render_cameras(runner, state, path, chunk=batch)
+
+            rows.append({"renderer": name, "example": examples[name], "height": scene.images.shape[-2],
+                         "width": scene.images.shape[-1], "input_views": views, "turns": turns,
+                         "memorize_s": _sig3(best_time(lambda: memorize_views(runner, scene.images, cams), repeats, device)),
+                         "render_s_one_view": _sig3(best_time(one_view, repeats, device)),
+                         f"render_s_per_view_{batch}_per_call": _sig3(best_time(frames, repeats, device) / batch),
+                         "device": device.type, "threads": torch.get_num_threads()})
+    report("render", rows, out)
+    return rows
+
+
 # ----- memorise at scale ----------------------------------------------------------------------------
 def _clear_peak_rss() -> bool:
     """Reset this process's peak resident size (VmHWM) to its current size; False where Linux cannot."""

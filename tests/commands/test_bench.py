@@ -94,3 +94,16 @@ def test_a_benchmark_child_that_fails_stops_the_benchmark_instead_of_hanging_it(
 
     with pytest.raises(RuntimeError, match="_fails_in_child failed"):
         _in_child(_fails_in_child)
+
+
+def test_render_bench_times_both_shipped_renderers_as_the_viewer_runs_them(tmp_path):
+    from nvs.inference import AUTO_TURNS
+
+    stdout = _bench(tmp_path, "render", "--sizes", "32", "--views", "3", "--batch", "2", "--repeats", "1")
+    rows = json.loads((tmp_path / "render.json").read_text())
+    assert [(r["renderer"], r["example"], r["height"], r["width"], r["turns"]) for r in rows] == [
+        ("scene", "procedural room", 32, 64, 1), ("object", "procedural object", 32, 32, AUTO_TURNS)]
+    for r in rows:
+        assert r["input_views"] == 3 and r["device"] == "cpu"
+        assert r["memorize_s"] > 0 and r["render_s_one_view"] > 0 and r["render_s_per_view_2_per_call"] > 0
+    assert "render_s_one_view" in stdout

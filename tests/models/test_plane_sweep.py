@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
-from nvs.models.plane_sweep import (GROUPS, PLANE_CE_WEIGHT, degrade, inverse_depth_planes, matching_costs, plane_targets,
-                                    sample_planes, sweep_loss, zncc_scores)
+from nvs.models.plane_sweep import (COST_SCALE, GROUPS, PLANE_CE_WEIGHT, degrade, inverse_depth_planes, matching_costs,
+                                    plane_targets, sample_planes, sweep_loss, variance_costs, zncc_scores)
 from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, depth_loss
 
 from tests.helpers import (PLANE_Z, noise_plane_views, plane_camera, ring_cameras, ring_scene, textured_plane_view, tiny_config,
@@ -158,6 +158,26 @@ def test_each_coarse_level_halves_the_last_and_adds_its_scores_down_to_the_small
         assert not torch.allclose(model.render(model.memorize(images, cams), targets), three)
     path = save_renderer(LaCTRenderer(tiny_config(sweep_views=2, sweep_coarse=0.5, sweep_coarse_levels=3)), tmp_path / "l.safetensors")
     assert load_renderer(path).sweep.coarse_levels == 3
+
+
+def test_variance_costs_are_each_points_spread_over_the_views_that_see_it():
+    """Against the definition, point by point: the population variance over the seeing views
+    only, averaged per feature group and over the colour, and whether two views see it."""
+    torch.manual_seed(0)
+    k, features, planes, h, w = 4, 2 * GROUPS, 3, 5, 6
+    sampled = torch.rand(1, 2, k, features + 3, planes, h, w, dtype=torch.float64)
+    seen = (torch.rand(1, 2, k, 1, planes, h, w) > 0.4).double()
+    costs = variance_costs(sampled, seen)  # [B, T, D, GROUPS + 2, h, w]
+    assert costs.shape == (1, 2, planes, GROUPS + 2, h, w)
+    for t, d, y, x in [(0, 0, 0, 0), (1, 2, 4, 5), (0, 1, 2, 3), (1, 0, 3, 1)] + [(t, 1, 1, x) for t in (0, 1) for x in range(w)]:
+        views = seen[0, t, :, 0, d, y, x].bool()
+        points = sampled[0, t, views, :, d, y, x]  # [seeing views, C]
+        spread = points.var(dim=0, unbiased=False) if len(points) else torch.zeros(features + 3, dtype=torch.float64)
+        expected = torch.cat([COST_SCALE * spread[:features].view(GROUPS, -1).mean(dim=1),
+                              COST_SCALE * spread[features:].mean().view(1),
+                              torch.tensor([float(views.sum() >= 2)], dtype=torch.float64)])
+        torch.testing.assert_close(costs[0, t, d, :, y, x], expected)
+    assert set(seen[0, :, :, 0].sum(dim=1).unique().tolist()) >= {0.0, 1.0, 2.0}  # the cases of few views occur
 
 
 def test_matching_costs_pass_gradients_to_the_features():
