@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
-from nvs.models.plane_sweep import (COST_SCALE, GROUPS, PLANE_CE_WEIGHT, degrade, inverse_depth_planes, matching_costs,
-                                    plane_targets, sample_planes, sweep_loss, variance_costs, zncc_scores)
+from nvs.models.plane_sweep import (COST_SCALE, GROUPS, PLANE_CE_WEIGHT, cpu_layout, degrade, inverse_depth_planes,
+                                    matching_costs, plane_targets, sample_planes, sweep_loss, variance_costs, zncc_scores)
 from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, depth_loss
 
 from tests.helpers import (PLANE_Z, noise_plane_views, plane_camera, ring_cameras, ring_scene, textured_plane_view, tiny_config,
@@ -178,6 +178,13 @@ def test_variance_costs_are_each_points_spread_over_the_views_that_see_it():
                               torch.tensor([float(views.sum() >= 2)], dtype=torch.float64)])
         torch.testing.assert_close(costs[0, t, d, :, y, x], expected)
     assert set(seen[0, :, :, 0].sum(dim=1).unique().tolist()) >= {0.0, 1.0, 2.0}  # the cases of few views occur
+
+
+def test_on_a_cpu_the_sweeps_convolutions_read_channels_last_tensors_of_the_same_values():
+    x = torch.rand(3, 5, 7, 9)
+    laid = cpu_layout(x)
+    assert laid.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(laid, x)
 
 
 def test_matching_costs_pass_gradients_to_the_features():
