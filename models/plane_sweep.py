@@ -52,6 +52,8 @@ COST_SCALE = 10.0  # variances of unit features and of colours are ~0.01-0.1; th
 ZNCC_WINDOW = 11  # pixels of the cost volume (half the target's resolution)
 ZNCC_TEXTURE = 0.05  # grey-level standard deviation at which a window's correlation counts half
 MIN_COARSE_SIZE = 4  # pixels on the short side of the smallest target a coarse sweep scores
+BAND_PIXELS = 1 << 15  # cost-volume pixels scored at once; a larger target is scored in bands of rows
+BAND_HALO = 8  # rows each band reads beyond its own: the scorer's reach (the ZNCC window's is 5)
 
 
 def inverse_depth_planes(near: float, far: float, planes: int, device=None) -> Tensor:
@@ -310,13 +312,33 @@ class PlaneSweepBlend(nn.Module):
     def plane_logits(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
                      present: Tensor | None = None) -> Tensor:
         """How well the views agree on each plane at half the target's resolution: target_cams
-        [B, T] of H x W, features [B, T, k, F + 3, h, w] of cams [B, T, k] -> [B, T, D, H/2, W/2]."""
-        b, t = target_cams.shape
+        [B, T] of H x W, features [B, T, k, F + 3, h, w] of cams [B, T, k] -> [B, T, D, H/2, W/2].
+
+        A volume of more than BAND_PIXELS pixels is scored in bands of rows, each with BAND_HALO
+        rows of context either side, which every score of the band's own rows reads within: the
+        same scores, in bounded memory (the volume of a 576x1024 target is 1.4 GB) and in time
+        that grows with the pixels instead of faster once the volume outgrows the caches."""
         half = target_cams.resize(max(1, target_cams.height // 2), max(1, target_cams.width // 2))
-        sampled, seen = sample_planes(features, cams, half, inverse_depths, present)
+        rows = max(1, BAND_PIXELS // half.width)
+        if rows >= half.height:
+            return self._volume_logits(half, features, cams, inverse_depths, present)
+        bands = []
+        for top in range(0, half.height, rows):
+            bottom = min(top + rows, half.height)
+            start, stop = max(0, top - BAND_HALO), min(half.height, bottom + BAND_HALO)
+            logits = self._volume_logits(half.crop(start, 0, stop - start, half.width), features, cams, inverse_depths,
+                                         present)
+            bands.append(logits[..., top - start : bottom - start, :])
+        return torch.cat(bands, dim=-2)
+
+    def _volume_logits(self, volume_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
+                       present: Tensor | None) -> Tensor:
+        """The scores of the cost volume seen by volume_cams [B, T] -> [B, T, D, h, w]."""
+        b, t = volume_cams.shape
+        sampled, seen = sample_planes(features, cams, volume_cams, inverse_depths, present)
         costs = variance_costs(sampled, seen)  # [B, T, D, G + 2, h, w]
         logits = self.scorer(cpu_layout(costs.flatten(0, 2)))
-        logits = logits.reshape(b, t, self.planes, half.height, half.width)
+        logits = logits.reshape(b, t, self.planes, volume_cams.height, volume_cams.width)
         if self.zncc_weight:
             logits = logits + self.zncc_weight * zncc_scores(sampled[:, :, :, -3:], seen)
         return logits
@@ -357,7 +379,8 @@ class PlaneSweepBlend(nn.Module):
 
         Without gradients, targets are swept one at a time: the cost volume and its intermediates
         take about 0.15 GB per 128x128 target (k = 4, 32 planes; peak resident memory on a CPU),
-        growing with the target's pixels, whatever T is."""
+        growing with the target's pixels up to a 256x512 target, beyond which the volume is scored
+        in bands of rows (:meth:`plane_logits`), whatever T is."""
         with torch.autocast(device_type=decoded.device.type, enabled=False):
             if self.training and self.degrade_probability > 0:
                 decoded = degrade(decoded.flatten(0, 1), self.degrade_probability).unflatten(0, decoded.shape[:2])

@@ -6,8 +6,10 @@ import torch.nn.functional as F
 
 from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
-from nvs.models.plane_sweep import (COST_SCALE, GROUPS, PLANE_CE_WEIGHT, cpu_layout, degrade, inverse_depth_planes,
-                                    matching_costs, plane_targets, sample_planes, sweep_loss, variance_costs, zncc_scores)
+import nvs.models.plane_sweep as plane_sweep
+from nvs.models.plane_sweep import (BAND_HALO, COST_SCALE, GROUPS, PLANE_CE_WEIGHT, PlaneSweepBlend, cpu_layout, degrade,
+                                    inverse_depth_planes, matching_costs, plane_targets, sample_planes, sweep_loss,
+                                    variance_costs, zncc_scores)
 from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, depth_loss
 
 from tests.helpers import (PLANE_Z, noise_plane_views, plane_camera, ring_cameras, ring_scene, textured_plane_view, tiny_config,
@@ -185,6 +187,28 @@ def test_on_a_cpu_the_sweeps_convolutions_read_channels_last_tensors_of_the_same
     laid = cpu_layout(x)
     assert laid.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(laid, x)
+
+
+def test_a_large_cost_volume_scored_in_bands_of_rows_gives_the_same_scores(monkeypatch):
+    """Bands of 3 rows (the last one shorter), each reading BAND_HALO rows beyond its own, against
+    the whole 20-row volume at once, with the ZNCC prior on: the scorer and the ZNCC window read
+    no further than the halo, so the scores match wherever a band's rows are."""
+    torch.manual_seed(0)
+    sweep = PlaneSweepBlend(views=3, planes=5, near=1.0, far=4.0).double()
+    sweep.zncc_weight = 0.5
+    cams = ring_cameras(1, 3, size=24).to(torch.float64)
+    chosen = Cameras(cams.intrinsics[:, None], cams.c2w[:, None], 24, 24)
+    target = ring_cameras(1, 1, size=40, offset=0.3).to(torch.float64)
+    target = Cameras(target.intrinsics, target.c2w, 40, 36)  # a volume of 20 x 18
+    features = torch.rand(1, 1, 3, 16 + 3, 24, 24, dtype=torch.float64)
+    planes = inverse_depth_planes(1.0, 4.0, 5).double()
+    whole = sweep.plane_logits(target, features, chosen, planes)
+    monkeypatch.setattr(plane_sweep, "BAND_PIXELS", 3 * 18)
+    banded = sweep.plane_logits(target, features, chosen, planes)
+    assert banded.shape == whole.shape == (1, 1, 5, 20, 18) and BAND_HALO >= 8
+    torch.testing.assert_close(banded, whole)
+    monkeypatch.setattr(plane_sweep, "BAND_HALO", 2)  # too little context: the scores differ (the test can fail)
+    assert not torch.allclose(sweep.plane_logits(target, features, chosen, planes), whole)
 
 
 def test_matching_costs_pass_gradients_to_the_features():
