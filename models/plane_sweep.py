@@ -113,7 +113,7 @@ def variance_costs(sampled: Tensor, seen: Tensor) -> Tensor:
     count = seen.sum(dim=2)  # [B, T, 1, D, h, w]
     weight = 1.0 / count.clamp_min(1)
     # Summed view by view in place: the whole [B, T, k, C, D, h, w] volume is tens of MB, and each
-    # step over it would copy it (rendering 1.7x slower). The in-place ops leave autograd's saved
+    # step over it would copy it (5x slower on a CPU). The in-place ops leave autograd's saved
     # tensors intact, and unbind's backward stacks the views' gradients once (indexing each view
     # would make a zero-filled gradient of the whole volume per use).
     views, masks = sampled.unbind(dim=2), seen.unbind(dim=2)
