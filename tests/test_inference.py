@@ -106,3 +106,42 @@ def test_the_gains_of_a_memorised_scene_are_reported_whatever_runs_it():
             assert gains.shape == (6, 3) and gains.device.type == "cpu"
     note = exposure_note(torch.tensor([[0.9, 1.0, 1.1], [1.05, 0.98, 0.95]]))
     assert note.startswith("input exposures matched") and "0.90-1.10" in note
+
+
+_HEAP_AFTER_A_LARGE_TENSOR = """
+import ctypes, torch
+from nvs.inference import reuse_freed_memory
+class MallInfo2(ctypes.Structure):  # glibc's struct mallinfo2, all size_t
+    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+mallinfo2.restype = MallInfo2
+took = reuse_freed_memory()
+tensor = torch.empty(50_000_000)  # 200 MB
+mapped = mallinfo2().hblkhd
+del tensor
+print(took, mapped >> 20, mallinfo2().fordblks >> 20)
+"""
+
+
+def _heap_after_a_large_tensor(**env) -> tuple[str, int, int]:
+    """(whether the settings took, MB of mmapped blocks while a 200 MB tensor lives, MB of free heap
+    memory kept after it is freed), in a fresh interpreter with ``env`` and no other MALLOC_ variables."""
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    took, mapped, kept = subprocess.run([sys.executable, "-c", _HEAP_AFTER_A_LARGE_TENSOR], env=clean | env,
+                                        capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    return took, int(mapped), int(kept)
+
+
+def test_large_tensors_come_from_the_heap_and_return_to_it_unless_the_environment_says_otherwise():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the allocator settings are glibc's (mallopt, mallinfo2)")
+    took, mapped, kept = _heap_after_a_large_tensor()
+    assert took == "True" and mapped < 100 and kept >= 190  # on the heap, and kept there for the next tensor
+    took, mapped, kept = _heap_after_a_large_tensor(MALLOC_TOP_PAD_="0")
+    assert took == "False" and mapped >= 190 and kept < 100  # glibc's default: its own mmap, unmapped when freed

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from nvs.commands import adapt, app, bench, data, demo, eval, metrics, reconstruct, render, train
+from nvs.inference import reuse_freed_memory
 
 SUBCOMMANDS = (demo, app, data, eval, render, adapt, reconstruct, bench, metrics, train)
 
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "overrides", None) is None or not all("=" in e and not e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
+    reuse_freed_memory()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:
