@@ -137,8 +137,9 @@ def _malloc_trim():
 
 def _ranges(total: int, step: int, device: torch.device):
     """[start, end) of each chunk. On the CPU, the memory freed by a chunk goes back to the system
-    before the next: glibc keeps freed blocks of up to 32 MB in its heap, where the next chunk's
-    slightly different sizes fragment them, and the process would grow by a chunk's memory again."""
+    before the next: glibc keeps freed blocks in its heap (up to 32 MB by default, up to 1 GiB under
+    nvs.inference.reuse_freed_memory, which the nvs command sets), where the next chunk's slightly
+    different sizes fragment them, and the process would grow by a chunk's memory again."""
     trim = _malloc_trim() if device.type == "cpu" else None
     for start in range(0, total, step):
         yield start, min(start + step, total)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import time
 import warnings
@@ -34,14 +33,15 @@ def reuse_freed_memory() -> bool:
     the kernel zero-fills each of its pages again on first touch. The plane sweep allocates and
     frees such blocks by the dozen per view: at 288x512 the page faults took about 40% of a
     view's time (system time 50 s against 125 s of user time for the same benchmark). The cost: the
-    process keeps its peak memory instead of handing it back. Left alone where the environment
+    process keeps its peak memory instead of handing it back (memorising in chunks still returns
+    each chunk's memory before the next: models/chunked.py). Left alone where the environment
     sets glibc's own variables (MALLOC_MMAP_THRESHOLD_ ...: the user's choice wins). Returns
     whether the settings took (False there, and where the C library is not glibc)."""
     if any(name in os.environ for name in ALLOCATOR_ENVIRONMENT):
         return False
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):  # no C library by that name, or one without mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process runs on
+    except (OSError, AttributeError):  # one without mallopt
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
     return bool(mallopt(m_mmap_threshold, HEAP_ALLOCATION_LIMIT)) and bool(mallopt(m_trim_threshold, KEPT_FREE_BYTES))
