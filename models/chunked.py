@@ -222,5 +222,5 @@ def render_chunked(renderer: "LaCTRenderer", state: "SceneState", target_cams: C
     for start, end in _ranges(target_cams.shape[1], plan.views, x.device):
         part = x[:, start * per_view : end * per_view]
         groups.append(renderer.decode(part, target_cams[:, start:end], state.sources, sweep=sweep,
-                                      sweep_ranges=state.sweep_ranges))
+                                      sweep_ranges=state.sweep_ranges, sweep_features=state.sweep_features))
     return torch.cat(groups, dim=1)

@@ -9,6 +9,7 @@ target camera is then read out of them (:meth:`LaCTRenderer.render`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from nvs.models.chunked import ChunkPlan, fits_one_pass, memorize_chunked, parse
 from nvs.models.config import ModelConfig, with_reading_settings
 from nvs.models.fast_weight import FastWeights, FastWeightSwiGLU, TTTOp
 from nvs.models.pixel_decoder import PixelDecoder
-from nvs.models.plane_sweep import PlaneSweepBlend
+from nvs.models.plane_sweep import PlaneSweepBlend, SweepFeatures
 from nvs.models.view_blend import ViewBlendHead, blend_views
 
 RAY_CHANNELS = 9  # o, d, o x d
@@ -221,10 +222,12 @@ class RendererBase(nn.Module):
         check_cameras(target_cams, batch, self.config.patch_size, "target cameras")
 
     def decode(self, tokens: Tensor, target_cams: Cameras, sources: tuple[Tensor, Cameras] | None = None,
-               with_samples: bool = False, sweep: bool = True, sweep_ranges: Tensor | None = None):
+               with_samples: bool = False, sweep: bool = True, sweep_ranges: Tensor | None = None,
+               sweep_features: SweepFeatures | None = None):
         """Target tokens [B, T * L, dim] -> [B, T, 3, H, W]; ``sources`` (input images [B, V, 3, H, W],
-        cams [B, V]) are what a view-blending renderer samples, and ``sweep_ranges`` [B, 2] where a
-        plane sweep looks for surfaces (None: its fixed range); ``with_samples`` also returns its
+        cams [B, V]) are what a view-blending renderer samples, ``sweep_ranges`` [B, 2] where a
+        plane sweep looks for surfaces (None: its fixed range) and ``sweep_features`` what it matches
+        on (None: read off the sources here); ``with_samples`` also returns its
         warped samples and depth (see :func:`nvs.models.view_blend.blend_views`, or, with a plane
         sweep, :meth:`nvs.models.plane_sweep.PlaneSweepBlend.forward`); ``sweep=False`` leaves a plane
         sweep out."""
@@ -243,7 +246,7 @@ class RendererBase(nn.Module):
             sweeps = self.sweep is not None and sweep
             rgb = blend_views(rgb, maps, target_cams, *sources, with_samples=with_samples and not sweeps)
         if self.sweep is not None and sweep:  # after a view-blending head, it blends that head's output
-            rgb = self.sweep(rgb, target_cams, *sources, sweep_ranges, with_samples=with_samples)
+            rgb = self.sweep(rgb, target_cams, *sources, sweep_ranges, with_samples=with_samples, features=sweep_features)
         return rgb
 
     @property
@@ -292,7 +295,9 @@ class SceneState:
     renderer (``ModelConfig.view_blend`` or ``sweep_views``), which samples them when it renders;
     sweep_ranges: [B, 2] (near, far) of a plane sweep's planes, found from the inputs
     (``ModelConfig.sweep_range = "inputs"``), else None; exposure_gains: [B, V, 3] the inputs were
-    divided by (``ModelConfig.match_exposure``), else None.
+    divided by (``ModelConfig.match_exposure``), else None; sweep_features: what a plane sweep
+    matches on, read off the inputs once (:meth:`nvs.models.plane_sweep.PlaneSweepBlend.photo_features`),
+    else None.
     """
 
     layers: list[FastWeights]
@@ -300,22 +305,33 @@ class SceneState:
     sources: tuple[Tensor, Cameras] | None = None
     sweep_ranges: Tensor | None = None
     exposure_gains: Tensor | None = None
+    sweep_features: SweepFeatures | None = None
 
     @property
     def batch_size(self) -> int:
         return self.layers[0].w0.shape[0]
 
+    def _map_features(self, fn) -> SweepFeatures | None:
+        if self.sweep_features is None:
+            return None
+        features, coarse = self.sweep_features
+        return fn(features), None if coarse is None else [fn(level) for level in coarse]
+
     def to(self, *args, **kwargs) -> "SceneState":
         sources = None if self.sources is None else tuple(s.to(*args, **kwargs) for s in self.sources)
         ranges, gains = (None if t is None else t.to(*args, **kwargs) for t in (self.sweep_ranges, self.exposure_gains))
-        return SceneState([w.to(*args, **kwargs) for w in self.layers], self.num_views, sources, ranges, gains)
+        return SceneState([w.to(*args, **kwargs) for w in self.layers], self.num_views, sources, ranges, gains,
+                          self._map_features(lambda t: t.to(*args, **kwargs)))
 
     def detach(self) -> "SceneState":
         sources = None if self.sources is None else (self.sources[0].detach(), self.sources[1])
-        return SceneState([w.detach() for w in self.layers], self.num_views, sources, self.sweep_ranges, self.exposure_gains)
+        return SceneState([w.detach() for w in self.layers], self.num_views, sources, self.sweep_ranges, self.exposure_gains,
+                          self._map_features(Tensor.detach))
 
     def nbytes(self) -> int:
         kept = [t for fw in self.layers for t in (fw.w0, fw.w1, fw.w2)] + ([] if self.sources is None else [self.sources[0]])
+        if self.sweep_features is not None:
+            kept += [self.sweep_features[0], *(self.sweep_features[1] or [])]
         return sum(t.numel() * t.element_size() for t in kept)
 
 
@@ -361,20 +377,23 @@ class LaCTRenderer(RendererBase):
         return x, new_states
 
     def memorize(self, images: Tensor, cams: Cameras, sweep_ranges: Tensor | None = None,
-                 exposure_gains: Tensor | None = None) -> SceneState:
-        """``sweep_ranges``, ``exposure_gains``: what :meth:`read_inputs` already found for these
-        photos (the same photos in a turned world: neither changes), else found here when needed."""
+                 exposure_gains: Tensor | None = None, sweep_features: SweepFeatures | None = None) -> SceneState:
+        """``sweep_ranges``, ``exposure_gains``, ``sweep_features``: what :meth:`read_inputs` and
+        the plane sweep already read off these photos (the same photos in a turned world: none of
+        it changes), else read here when needed."""
         self.check_inputs(images, cams)
         images, sweep_ranges, exposure_gains = self.read_inputs(images, cams, sweep_ranges, exposure_gains)
         plan = self.chunk_plan(cams.shape[0], cams.shape[1], self.tokens_per_view(cams))
-        if plan is not None:
-            with torch.no_grad():
-                return SceneState(memorize_chunked(self, images, cams, plan), cams.shape[1], self.kept_sources(images, cams),
-                                  sweep_ranges, exposure_gains)
-        x = self.tokenizer(cams, images)
-        n = x.shape[1]
-        _, states = self._run(x, self.tokens_per_view(cams), [TTTOp(0, n, update=True, apply=True)], None)
-        return SceneState(states, cams.shape[1], self.kept_sources(images, cams), sweep_ranges, exposure_gains)
+        with contextlib.nullcontext() if plan is None else torch.no_grad():
+            if sweep_features is None and self.sweep is not None:
+                sweep_features = self.sweep.photo_features(images)
+            if plan is not None:
+                states = memorize_chunked(self, images, cams, plan)
+            else:
+                x = self.tokenizer(cams, images)
+                _, states = self._run(x, self.tokens_per_view(cams), [TTTOp(0, x.shape[1], update=True, apply=True)], None)
+        return SceneState(states, cams.shape[1], self.kept_sources(images, cams), sweep_ranges, exposure_gains,
+                          sweep_features)
 
     def kept_sources(self, images: Tensor, cams: Cameras) -> tuple[Tensor, Cameras] | None:
         """What a memorised scene keeps besides its fast weights: the inputs, if the renderer blends views."""
@@ -414,7 +433,8 @@ class LaCTRenderer(RendererBase):
                 return render_chunked(self, state, target_cams, plan, sweep=sweep)
         x = self.tokenizer(target_cams)
         x, _ = self._run(x, self.tokens_per_view(target_cams), [TTTOp(0, x.shape[1], update=False, apply=True)], state.layers)
-        return self.decode(x, target_cams, state.sources, sweep=sweep, sweep_ranges=state.sweep_ranges)
+        return self.decode(x, target_cams, state.sources, sweep=sweep, sweep_ranges=state.sweep_ranges,
+                           sweep_features=state.sweep_features)
 
     def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras, with_samples: bool = False):
         """Joint pass (training): inputs and targets in one sequence; the update sees inputs only.

@@ -55,6 +55,9 @@ MIN_COARSE_SIZE = 4  # pixels on the short side of the smallest target a coarse 
 BAND_PIXELS = 1 << 15  # cost-volume pixels scored at once; a larger target is scored in bands of rows
 BAND_HALO = 8  # rows each band reads beyond its own: the scorer's reach (the ZNCC window's is 5)
 
+# the photos' features [B, V, F + 3, h, w] and those of each coarse level (None without coarse levels)
+SweepFeatures = tuple[Tensor, "list[Tensor] | None"]
+
 
 def inverse_depth_planes(near: float, far: float, planes: int, device=None) -> Tensor:
     """[planes] inverse depths from 1/near down to 1/far, evenly spaced."""
@@ -84,20 +87,38 @@ def sample_planes(features: Tensor, cams: Cameras, target_cams: Cameras, inverse
     all): the views that take part.
     Returns (sampled [B, T, k, C, D, h', w'], seen [B, T, k, 1, D, h', w']: 1.0 where the point
     lies in front of a present view and inside its frame, else 0.0), h', w' the target size.
+
+    The points are projected as :meth:`Cameras.project` would (a point closer than MIN_VIEW_DEPTH
+    takes the optical axis's pixel), in closed form: in a view's frame the point at distance d on
+    a ray is c + d r (c the target's centre, r the ray, both in that frame), so its image
+    coordinates are (f (c_x s + r_x) / (c_z s + r_z) + p) with s = 1 / d: one multiply-add per
+    plane and coordinate, instead of a matrix product over every point.
     """
     b, t, k, channels = features.shape[:4]
     planes = inverse_depths.shape[-1]
     height, width = target_cams.height, target_cams.width
-    origins, dirs = pixel_rays(target_cams)  # [B, T, 3, h', w']
-    depth = (1.0 / inverse_depths).reshape(-1, 1, planes, 1, 1, 1)
-    points = (origins[:, :, None] + depth * dirs[:, :, None]).permute(0, 1, 2, 4, 5, 3)  # [B, T, D, h', w', 3]
-    points = points.reshape(b, t, 1, planes * height * width, 3).expand(b, t, k, -1, 3)
-    pixels, z = cams.project(points, min_depth=MIN_VIEW_DEPTH)
-    scale = torch.tensor([cams.width, cams.height], dtype=pixels.dtype, device=pixels.device)
-    grid = pixels / scale * 2.0 - 1.0
-    seen = (z > MIN_VIEW_DEPTH) & (grid.abs() <= 1.0).all(dim=-1)  # [B, T, k, DHW]
+    _, dirs = pixel_rays(target_cams)  # [B, T, 3, h', w']
+    w2c = cams.w2c.float()  # [B, T, k, 4, 4]
+    rotation = w2c[..., :3, :3]
+    centre = (rotation @ target_cams.centers.float()[:, :, None, :, None])[..., 0] + w2c[..., :3, 3]  # [B, T, k, 3]
+    rays = (rotation @ dirs[:, :, None].flatten(-2)).unflatten(-1, (height, width))  # [B, T, k, 3, h', w']
+    inverse = inverse_depths.float().reshape(-1, 1, 1, planes, 1, 1)  # [B or 1, 1, 1, D, 1, 1]
+
+    def along(axis: int) -> Tensor:  # coordinate ``axis`` of each point over its distance: [B, T, k, D, h', w']
+        return torch.addcmul(rays[:, :, :, axis, None], centre[..., axis, None, None, None], inverse)
+
+    z = along(2)  # the point's depth in the view / d
+    in_front = z > MIN_VIEW_DEPTH * inverse
+    z = torch.where(in_front, z, torch.full_like(z, torch.inf))
+    # grid_sample's coordinates: pixel u -> 2 u / W - 1
+    size = torch.tensor([cams.width, cams.height] * 2, dtype=torch.float32, device=z.device)  # the views' pixels
+    scale_x, scale_y, shift_x, shift_y = (2.0 * cams.intrinsics.float() / size - size.new_tensor([0, 0, 1, 1])).unbind(-1)
+    grid = torch.stack([along(0).div_(z).mul_(scale_x[..., None, None, None]).add_(shift_x[..., None, None, None]),
+                        along(1).div_(z).mul_(scale_y[..., None, None, None]).add_(shift_y[..., None, None, None])],
+                       dim=-1)  # [B, T, k, D, h', w', 2]
+    seen = in_front & (grid.abs() <= 1.0).all(dim=-1)
     if present is not None:
-        seen = seen & present[..., None]
+        seen = seen & present[..., None, None, None]
     sampled = F.grid_sample(features.flatten(0, 2), grid.reshape(b * t * k, planes * height, width, 2).to(features.dtype),
                             mode="bilinear", padding_mode="border", align_corners=False)
     return (sampled.reshape(b, t, k, channels, planes, height, width),
@@ -368,11 +389,20 @@ class PlaneSweepBlend(nn.Module):
             levels.append(features)
         return levels
 
+    def photo_features(self, images: Tensor) -> SweepFeatures:
+        """What the sweep matches on, read off the photos images [B, V, 3, H, W] once for every
+        target: (:meth:`source_features`, :meth:`coarse_source_features`). A memorised scene keeps
+        them (``SceneState.sweep_features``), so that rendering does not compute them again per call."""
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            features = self.source_features(images)
+            return features, self.coarse_source_features(features)
+
     def forward(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras,
-                ranges: Tensor | None = None, with_samples: bool = False):
+                ranges: Tensor | None = None, with_samples: bool = False, features: SweepFeatures | None = None):
         """decoded [B, T, 3, H, W] (the renderer's colour), target_cams [B, T], the memorised inputs
         images [B, V, 3, Hs, Ws] with cams [B, V], ranges [B, 2] (near, far) of each scene's sweep
-        (None: the fixed ``near``, ``far``) -> [B, T, 3, H, W]; ``with_samples`` also returns
+        (None: the fixed ``near``, ``far``), features: :meth:`photo_features` of the images (None:
+        computed here) -> [B, T, 3, H, W]; ``with_samples`` also returns
         (samples [B, T, k, 3, H, W], valid [B, T, k, 1, H, W], depth [B, T, 1, H, W], plane logits
         [B, T, D, H/2, W/2], planes [D] or [B, D]) for :func:`nvs.models.view_blend.warp_loss` and
         :func:`sweep_loss`.
@@ -384,8 +414,7 @@ class PlaneSweepBlend(nn.Module):
         with torch.autocast(device_type=decoded.device.type, enabled=False):
             if self.training and self.degrade_probability > 0:
                 decoded = degrade(decoded.flatten(0, 1), self.degrade_probability).unflatten(0, decoded.shape[:2])
-            features = self.source_features(images)
-            coarse_features = self.coarse_source_features(features)  # once for every target
+            features, coarse_features = self.photo_features(images) if features is None else features
             planes = self.inverse_depths(decoded.device, ranges)
             if with_samples or torch.is_grad_enabled():
                 return self._blend(decoded, target_cams, images, cams, features, coarse_features, planes, with_samples)

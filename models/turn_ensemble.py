@@ -68,10 +68,11 @@ class TurnEnsemble(nn.Module):
             self.renderer.set_memory_budget(budget)
 
     def memorize(self, images: Tensor, cams: Cameras) -> TurnedStates:
-        """images [B, V, 3, H, W], cams [B, V] -> one state per turn (the first turn's sweep ranges
-        and exposure gains serve them all: they depend on the photos, not on the frame)."""
+        """images [B, V, 3, H, W], cams [B, V] -> one state per turn (the first turn's sweep ranges,
+        exposure gains and sweep features serve them all: they depend on the photos, not on the frame)."""
         first = self.renderer.memorize(images, cams)
-        found = {key: getattr(first, key) for key in ("sweep_ranges", "exposure_gains") if getattr(first, key, None) is not None}
+        found = {key: getattr(first, key) for key in ("sweep_ranges", "exposure_gains", "sweep_features")
+                 if getattr(first, key, None) is not None}
         return TurnedStates([first] + [self.renderer.memorize(images, turn_about_z(cams, a), **found) for a in self.angles[1:]])
 
     def render(self, state: TurnedStates, target_cams: Cameras) -> Tensor:
@@ -86,7 +87,7 @@ class TurnEnsemble(nn.Module):
         if sweep is None:
             return median
         first = state.states[0]  # the world as given (angle 0)
-        return sweep(median, target_cams, *first.sources, first.sweep_ranges)
+        return sweep(median, target_cams, *first.sources, first.sweep_ranges, features=first.sweep_features)
 
     def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras) -> Tensor:
         return self.render(self.memorize(images, cams), target_cams)

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -10,6 +11,7 @@ import nvs.models.plane_sweep as plane_sweep
 from nvs.models.plane_sweep import (BAND_HALO, COST_SCALE, GROUPS, PLANE_CE_WEIGHT, PlaneSweepBlend, cpu_layout, degrade,
                                     inverse_depth_planes, matching_costs, plane_targets, sample_planes, sweep_loss,
                                     variance_costs, zncc_scores)
+from nvs.models.turn_ensemble import TurnEnsemble
 from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, depth_loss
 
 from tests.helpers import (PLANE_Z, noise_plane_views, plane_camera, ring_cameras, ring_scene, textured_plane_view, tiny_config,
@@ -294,6 +296,39 @@ def test_sweep_renderer_memorize_render_chunks_round_trip_and_gradients(tmp_path
         assert sum(p.grad.abs().sum() for p in getattr(model.sweep, name).parameters()) > 0, name
 
 
+def test_a_memorised_scene_keeps_what_the_sweep_matches_on_and_rendering_reads_it_from_there(monkeypatch):
+    """memorize reads the photos' features (and their coarse levels) once; render, chunked render
+    and a turn ensemble's four turns render from them, as from features read again per call."""
+    model = _sweep_model(sweep_coarse=0.5, sweep_coarse_levels=2)
+    with torch.no_grad():
+        model.sweep.blender[-1].weight.normal_(std=0.1)
+    images, cams, targets = ring_scene(batch=1, inputs=4, targets=3)
+    reads = []
+    source_features = PlaneSweepBlend.source_features
+    monkeypatch.setattr(PlaneSweepBlend, "source_features", lambda self, x: reads.append(x.shape) or source_features(self, x))
+    with torch.no_grad():
+        state = model.memorize(images, cams)
+        features, coarse = state.sweep_features
+        assert features.shape == (1, 4, plane_sweep.FEATURES + 3, 16, 16) and [c.shape[-1] for c in coarse] == [8, 4]
+        assert len(reads) == 3 and state.nbytes() > dataclasses.replace(state, sweep_features=None).nbytes()
+        kept = model.render(state, targets)
+        model.set_memory_budget(2 * 4 * 16 * 32 * 4 + 200_000)
+        assert model.chunk_plan(1, 3, model.tokens_per_view(targets)) is not None
+        chunked = model.render(state, targets)
+        model.set_memory_budget(None)
+        assert len(reads) == 3  # none read again
+        again = model.render(dataclasses.replace(state, sweep_features=None), targets)
+        assert len(reads) == 6
+        torch.testing.assert_close(kept, again, atol=0, rtol=0)
+        torch.testing.assert_close(chunked, again, atol=1e-5, rtol=0)
+        reads.clear()
+        ensemble = TurnEnsemble(model, 4)
+        turned = ensemble.memorize(images, cams)
+        assert len(reads) == 3 and all(s.sweep_features is turned.states[0].sweep_features for s in turned.states)
+        ensemble.render(turned, targets)
+        assert len(reads) == 3
+
+
 def test_sweep_config_is_checked():
     with pytest.raises(ValueError, match="need arch 'lact'"):
         tiny_config(arch="full_attention", sweep_views=2)
@@ -306,6 +341,32 @@ def test_sweep_config_is_checked():
     for key, value in bad:
         with pytest.raises(ValueError, match=key):
             ModelConfig(**{key: value})
+
+
+def test_sample_planes_samples_each_view_where_cameras_project_the_points_on_the_rays():
+    """Against the definition: the point at each distance along each target pixel's ray, projected
+    by Cameras.project (a point behind a view takes the optical axis's pixel), sampled bilinearly;
+    views of another size than the target, a view with points behind it and one left out."""
+    torch.manual_seed(0)
+    target = ring_cameras(1, 2, size=12)
+    views = ring_cameras(1, 6, size=20, radius=1.2, offset=0.4)
+    views = Cameras(views.intrinsics.reshape(1, 2, 3, 4), views.c2w.reshape(1, 2, 3, 4, 4), 20, 20)
+    features = torch.rand(1, 2, 3, 5, 20, 20, dtype=torch.float64)
+    planes = inverse_depth_planes(0.5, 6.0, 7)
+    present = torch.tensor([[[True, True, True], [True, False, True]]])
+    sampled, seen = sample_planes(features, views, target, planes, present)
+    assert sampled.shape == (1, 2, 3, 5, 7, 12, 12) and seen.shape == (1, 2, 3, 1, 7, 12, 12)
+    origins, dirs = pixel_rays(target)  # [1, 2, 3, 12, 12]
+    points = origins[:, :, None] + (1.0 / planes).view(1, 1, 7, 1, 1, 1) * dirs[:, :, None]  # [1, 2, D, 3, h, w]
+    points = points.permute(0, 1, 2, 4, 5, 3).reshape(1, 2, 1, -1, 3).expand(1, 2, 3, -1, 3)
+    pixels, z = views.project(points, min_depth=plane_sweep.MIN_VIEW_DEPTH)
+    grid = (pixels / 20.0 * 2.0 - 1.0).reshape(6, 7 * 12, 12, 2).double()
+    expected = F.grid_sample(features.flatten(0, 2), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    torch.testing.assert_close(sampled, expected.reshape(1, 2, 3, 5, 7, 12, 12), atol=1e-4, rtol=0)  # float32 grids
+    expected_seen = (z > plane_sweep.MIN_VIEW_DEPTH) & (grid.reshape(1, 2, 3, -1, 2).abs() <= 1).all(-1) & present[..., None]
+    behind = (z <= plane_sweep.MIN_VIEW_DEPTH).double().mean()
+    assert 0.05 < behind < 0.5 and 0.1 < expected_seen.double().mean() < 0.9
+    assert torch.equal(seen.reshape(1, 2, 3, -1).bool(), expected_seen)
 
 
 def test_a_cost_volume_of_smaller_images_than_the_target_is_sampled_at_its_own_scale():
