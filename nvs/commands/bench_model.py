@@ -318,10 +318,11 @@ def _memorize_row(config: dict, tokens: int, size: int, dtype: str, budget_per_t
     """Child process: build the model, make the inputs, memorise once; send time and peak memory
     above the loaded model (inputs included)."""
     from nvs.datasets.procedural import turntable_cameras
-    from nvs.inference import configure_inference, memorize_views
+    from nvs.inference import configure_inference, memorize_views, reuse_freed_memory
     from nvs.models import build_renderer
     from nvs.models.config import ModelConfig
 
+    reuse_freed_memory()  # a spawned interpreter: the allocator as the ``nvs`` command sets it
     dev = resolve_device(device)
     torch.manual_seed(0)
     model = build_renderer(ModelConfig(**config)).to(dev).eval()
