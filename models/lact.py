@@ -354,7 +354,8 @@ class LaCTRenderer(RendererBase):
         self.memory_budget: int | None = None
 
     def set_memory_budget(self, budget: int | str | None) -> None:
-        """Bytes (or '8G', '512M') that inference may use above the weights and inputs; None: no limit."""
+        """Bytes (or '8G', '512M') that inference may use above the weights and inputs (and a plane
+        sweep's features of them); None: no limit."""
         self.memory_budget = parse_memory_size(budget)
 
     def chunk_plan(self, batch: int, views: int, tokens_per_view: int) -> ChunkPlan | None:
@@ -386,7 +387,7 @@ class LaCTRenderer(RendererBase):
         plan = self.chunk_plan(cams.shape[0], cams.shape[1], self.tokens_per_view(cams))
         with contextlib.nullcontext() if plan is None else torch.no_grad():
             if sweep_features is None and self.sweep is not None:
-                sweep_features = self.sweep.photo_features(images)
+                sweep_features = self.sweep.photo_features(images, None if plan is None else plan.views)
             if plan is not None:
                 states = memorize_chunked(self, images, cams, plan)
             else:

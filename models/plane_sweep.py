@@ -389,20 +389,38 @@ class PlaneSweepBlend(nn.Module):
             levels.append(features)
         return levels
 
-    def photo_features(self, images: Tensor) -> SweepFeatures:
+    def photo_features(self, images: Tensor, views_at_once: int | None = None) -> SweepFeatures:
         """What the sweep matches on, read off the photos images [B, V, 3, H, W] once for every
-        target: (:meth:`source_features`, :meth:`coarse_source_features`). A memorised scene keeps
-        them (``SceneState.sweep_features``), so that rendering does not compute them again per call."""
+        target: (:meth:`source_features`, :meth:`coarse_source_features`), ``views_at_once`` photos
+        at a time (None: all; each photo's features are its own, so the result is the same). A
+        memorised scene keeps them (``SceneState.sweep_features``), so that rendering does not
+        compute them again per call."""
         with torch.autocast(device_type=images.device.type, enabled=False):
-            features = self.source_features(images)
-            return features, self.coarse_source_features(features)
+            if views_at_once is None or views_at_once >= images.shape[1]:
+                features = self.source_features(images)
+                return features, self.coarse_source_features(features)
+            parts = [self.photo_features(images[:, start : start + views_at_once])
+                     for start in range(0, images.shape[1], views_at_once)]
+            coarse = None if parts[0][1] is None else [torch.cat(level, dim=1) for level in zip(*(p[1] for p in parts))]
+            return torch.cat([p[0] for p in parts], dim=1), coarse
+
+    def reads(self, features: SweepFeatures) -> bool:
+        """Whether kept :meth:`photo_features` hold the coarse levels the current settings score
+        (a state memorised before ``coarse_weight`` or ``coarse_levels`` changed does not)."""
+        fine, coarse = features
+        if not self.coarse_weight:
+            return coarse is None
+        levels, size = 0, min(fine.shape[-2:])
+        while levels < self.coarse_levels and size >= 2:  # as coarse_source_features stops
+            levels, size = levels + 1, size // 2
+        return coarse is not None and len(coarse) == levels
 
     def forward(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras,
                 ranges: Tensor | None = None, with_samples: bool = False, features: SweepFeatures | None = None):
         """decoded [B, T, 3, H, W] (the renderer's colour), target_cams [B, T], the memorised inputs
         images [B, V, 3, Hs, Ws] with cams [B, V], ranges [B, 2] (near, far) of each scene's sweep
-        (None: the fixed ``near``, ``far``), features: :meth:`photo_features` of the images (None:
-        computed here) -> [B, T, 3, H, W]; ``with_samples`` also returns
+        (None: the fixed ``near``, ``far``), features: :meth:`photo_features` of the images (None, or
+        read under other settings: read here) -> [B, T, 3, H, W]; ``with_samples`` also returns
         (samples [B, T, k, 3, H, W], valid [B, T, k, 1, H, W], depth [B, T, 1, H, W], plane logits
         [B, T, D, H/2, W/2], planes [D] or [B, D]) for :func:`nvs.models.view_blend.warp_loss` and
         :func:`sweep_loss`.
@@ -414,7 +432,9 @@ class PlaneSweepBlend(nn.Module):
         with torch.autocast(device_type=decoded.device.type, enabled=False):
             if self.training and self.degrade_probability > 0:
                 decoded = degrade(decoded.flatten(0, 1), self.degrade_probability).unflatten(0, decoded.shape[:2])
-            features, coarse_features = self.photo_features(images) if features is None else features
+            if features is None or not self.reads(features):
+                features = self.photo_features(images)
+            features, coarse_features = features
             planes = self.inverse_depths(decoded.device, ranges)
             if with_samples or torch.is_grad_enabled():
                 return self._blend(decoded, target_cams, images, cams, features, coarse_features, planes, with_samples)

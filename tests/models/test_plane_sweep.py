@@ -9,8 +9,8 @@ from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
 import nvs.models.plane_sweep as plane_sweep
 from nvs.models.plane_sweep import (BAND_HALO, COST_SCALE, GROUPS, PLANE_CE_WEIGHT, PlaneSweepBlend, cpu_layout, degrade,
-                                    inverse_depth_planes, matching_costs, plane_targets, sample_planes, sweep_loss,
-                                    variance_costs, zncc_scores)
+                                    inverse_depth_planes, matching_costs, plane_targets, sample_planes, scene_planes,
+                                    sweep_loss, variance_costs, zncc_scores)
 from nvs.models.turn_ensemble import TurnEnsemble
 from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, depth_loss
 
@@ -327,6 +327,26 @@ def test_a_memorised_scene_keeps_what_the_sweep_matches_on_and_rendering_reads_i
         assert len(reads) == 3 and all(s.sweep_features is turned.states[0].sweep_features for s in turned.states)
         ensemble.render(turned, targets)
         assert len(reads) == 3
+        moved, detached = state.to("cpu", torch.float64), state.detach()
+        assert moved.sweep_features[0].dtype == torch.float64 and len(moved.sweep_features[1]) == 2
+        assert detached.sweep_features[0] is not None and len(detached.sweep_features[1]) == 2
+        reads.clear()  # memorising in chunks reads the features a group of views at a time
+        model.set_memory_budget(60_000)
+        plan = model.chunk_plan(1, 4, model.tokens_per_view(cams))
+        assert plan is not None and plan.views < 4
+        grouped = model.memorize(images, cams)
+        model.set_memory_budget(None)
+        assert len(reads) == 3 * math.ceil(4 / plan.views) and max(shape[1] for shape in reads) == plan.views
+        torch.testing.assert_close(grouped.sweep_features[0], features, atol=1e-6, rtol=0)
+        for level, expected in zip(grouped.sweep_features[1], coarse, strict=True):
+            torch.testing.assert_close(level, expected, atol=1e-6, rtol=0)
+        # under other settings a kept state's coarse levels are not what the sweep scores: read again
+        model.use_reading_settings(dataclasses.replace(model.config, sweep_coarse_levels=1))
+        assert not model.sweep.reads(state.sweep_features)
+        torch.testing.assert_close(model.render(state, targets), model.render(model.memorize(images, cams), targets),
+                                   atol=0, rtol=0)
+        model.use_reading_settings(dataclasses.replace(model.config, sweep_coarse=0.0))
+        assert not model.sweep.reads(state.sweep_features) and model.memorize(images, cams).sweep_features[1] is None
 
 
 def test_sweep_config_is_checked():
@@ -346,27 +366,34 @@ def test_sweep_config_is_checked():
 def test_sample_planes_samples_each_view_where_cameras_project_the_points_on_the_rays():
     """Against the definition: the point at each distance along each target pixel's ray, projected
     by Cameras.project (a point behind a view takes the optical axis's pixel), sampled bilinearly;
-    views of another size than the target, a view with points behind it and one left out."""
+    two scenes with planes of their own, views of another (non-square) size than the targets,
+    principal points off centre, views with points behind them and one left out."""
     torch.manual_seed(0)
-    target = ring_cameras(1, 2, size=12)
-    views = ring_cameras(1, 6, size=20, radius=1.2, offset=0.4)
-    views = Cameras(views.intrinsics.reshape(1, 2, 3, 4), views.c2w.reshape(1, 2, 3, 4, 4), 20, 20)
-    features = torch.rand(1, 2, 3, 5, 20, 20, dtype=torch.float64)
-    planes = inverse_depth_planes(0.5, 6.0, 7)
-    present = torch.tensor([[[True, True, True], [True, False, True]]])
+    shift = torch.tensor([1.0, 1.2, 1.5, -2.0])
+
+    def reshaped(cams: Cameras, height: int, width: int, *shape: int) -> Cameras:
+        return Cameras((cams.intrinsics * torch.tensor([1.0, 1.0, width / cams.width, height / cams.height]) + shift)
+                       .reshape(*shape, 4), cams.c2w.reshape(*shape, 4, 4), height, width)
+
+    target = reshaped(ring_cameras(2, 2, size=12), 10, 14, 2, 2)
+    views = reshaped(ring_cameras(2, 6, size=20, radius=1.2, offset=0.4), 17, 23, 2, 2, 3)
+    features = torch.rand(2, 2, 3, 5, 17, 23, dtype=torch.float64)
+    planes = scene_planes(torch.tensor([[0.5, 6.0], [0.8, 4.0]]), 7)  # [B, D]
+    present = torch.tensor([[[True, True, True], [True, False, True]], [[False, True, True], [True, True, True]]])
     sampled, seen = sample_planes(features, views, target, planes, present)
-    assert sampled.shape == (1, 2, 3, 5, 7, 12, 12) and seen.shape == (1, 2, 3, 1, 7, 12, 12)
-    origins, dirs = pixel_rays(target)  # [1, 2, 3, 12, 12]
-    points = origins[:, :, None] + (1.0 / planes).view(1, 1, 7, 1, 1, 1) * dirs[:, :, None]  # [1, 2, D, 3, h, w]
-    points = points.permute(0, 1, 2, 4, 5, 3).reshape(1, 2, 1, -1, 3).expand(1, 2, 3, -1, 3)
+    assert sampled.shape == (2, 2, 3, 5, 7, 10, 14) and seen.shape == (2, 2, 3, 1, 7, 10, 14)
+    origins, dirs = pixel_rays(target)  # [B, T, 3, h, w]
+    points = origins[:, :, None] + (1.0 / planes).view(2, 1, 7, 1, 1, 1) * dirs[:, :, None]  # [B, T, D, 3, h, w]
+    points = points.permute(0, 1, 2, 4, 5, 3).reshape(2, 2, 1, -1, 3).expand(2, 2, 3, -1, 3)
     pixels, z = views.project(points, min_depth=plane_sweep.MIN_VIEW_DEPTH)
-    grid = (pixels / 20.0 * 2.0 - 1.0).reshape(6, 7 * 12, 12, 2).double()
-    expected = F.grid_sample(features.flatten(0, 2), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    torch.testing.assert_close(sampled, expected.reshape(1, 2, 3, 5, 7, 12, 12), atol=1e-4, rtol=0)  # float32 grids
-    expected_seen = (z > plane_sweep.MIN_VIEW_DEPTH) & (grid.reshape(1, 2, 3, -1, 2).abs() <= 1).all(-1) & present[..., None]
+    grid = pixels / torch.tensor([23.0, 17.0]) * 2.0 - 1.0  # [B, T, k, D * h * w, 2]
+    expected = F.grid_sample(features.flatten(0, 2), grid.reshape(12, 7 * 10, 14, 2).double(), mode="bilinear",
+                             padding_mode="border", align_corners=False)
+    torch.testing.assert_close(sampled, expected.reshape(2, 2, 3, 5, 7, 10, 14), atol=1e-4, rtol=0)  # float32 grids
+    expected_seen = (z > plane_sweep.MIN_VIEW_DEPTH) & (grid.abs() <= 1).all(-1) & present[..., None]
     behind = (z <= plane_sweep.MIN_VIEW_DEPTH).double().mean()
     assert 0.05 < behind < 0.5 and 0.1 < expected_seen.double().mean() < 0.9
-    assert torch.equal(seen.reshape(1, 2, 3, -1).bool(), expected_seen)
+    assert torch.equal(seen.reshape(2, 2, 3, -1).bool(), expected_seen)
 
 
 def test_a_cost_volume_of_smaller_images_than_the_target_is_sampled_at_its_own_scale():
