@@ -305,22 +305,24 @@ class PlaneSweepBlend(nn.Module):
         return torch.tensor(ranges, dtype=torch.float32, device=device)
 
     def depth(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
-              present: Tensor | None = None, coarse_features: list[Tensor] | None = None
-              ) -> tuple[Tensor, Tensor, Tensor]:
+              present: Tensor | None = None, coarse_features: list[Tensor] | None = None,
+              scorer_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Sweep: target_cams [B, T], features [B, T, k, F + 3, h, w] of cams [B, T, k] (``present``
         [B, T, k]: which of them take part) over the planes inverse_depths [D] or [B, D] -> (depth
         along each unit ray [B, T, 1, H, W], confidence [B, T, 1, H, W], plane logits
         [B, T, D, H/2, W/2]). ``coarse_features`` (the same views' :meth:`coarse_source_features`,
-        level l [B, T, k, F + 3, h/2^l, w/2^l]) add their plane scores at ``coarse_weight``."""
+        level l [B, T, k, F + 3, h/2^l, w/2^l]) add their plane scores at ``coarse_weight``;
+        ``scorer_dtype`` (:meth:`plane_logits`)."""
         b, t = target_cams.shape
         height, width = target_cams.height, target_cams.width
         inverse_depths = inverse_depths.to(features.dtype)
-        logits = self.plane_logits(target_cams, features, cams, inverse_depths, present)
+        logits = self.plane_logits(target_cams, features, cams, inverse_depths, present, scorer_dtype)
         for level, level_features in enumerate(coarse_features or [], start=1):
             size = (height >> level, width >> level)
             if min(size) < MIN_COARSE_SIZE:
                 break
-            coarse = self.plane_logits(target_cams.resize(*size), level_features, cams, inverse_depths, present)
+            coarse = self.plane_logits(target_cams.resize(*size), level_features, cams, inverse_depths, present,
+                                       scorer_dtype)
             upsampled = F.interpolate(coarse.flatten(0, 1), size=logits.shape[-2:], mode="bilinear", align_corners=False)
             logits = logits + self.coarse_weight * upsampled.unflatten(0, (b, t))
         prob = logits.softmax(dim=2)
@@ -331,9 +333,11 @@ class PlaneSweepBlend(nn.Module):
         return 1.0 / up[:, :, :1], up[:, :, 1:], logits
 
     def plane_logits(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
-                     present: Tensor | None = None) -> Tensor:
+                     present: Tensor | None = None, scorer_dtype: torch.dtype | None = None) -> Tensor:
         """How well the views agree on each plane at half the target's resolution: target_cams
         [B, T] of H x W, features [B, T, k, F + 3, h, w] of cams [B, T, k] -> [B, T, D, H/2, W/2].
+        ``scorer_dtype`` (None: the features'): the autocast dtype of the scorer's convolutions,
+        the sweep's largest cost; the points, samples and their spread stay in the features' dtype.
 
         A volume of more than BAND_PIXELS pixels is scored in bands of rows, each with BAND_HALO
         rows of context either side, which every score of the band's own rows reads within: the
@@ -342,24 +346,25 @@ class PlaneSweepBlend(nn.Module):
         half = target_cams.resize(max(1, target_cams.height // 2), max(1, target_cams.width // 2))
         rows = max(1, BAND_PIXELS // half.width)
         if rows >= half.height:
-            return self._volume_logits(half, features, cams, inverse_depths, present)
+            return self._volume_logits(half, features, cams, inverse_depths, present, scorer_dtype)
         bands = []
         for top in range(0, half.height, rows):
             bottom = min(top + rows, half.height)
             start, stop = max(0, top - BAND_HALO), min(half.height, bottom + BAND_HALO)
             logits = self._volume_logits(half.crop(start, 0, stop - start, half.width), features, cams, inverse_depths,
-                                         present)
+                                         present, scorer_dtype)
             bands.append(logits[..., top - start : bottom - start, :])
         return torch.cat(bands, dim=-2)
 
     def _volume_logits(self, volume_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
-                       present: Tensor | None) -> Tensor:
+                       present: Tensor | None, scorer_dtype: torch.dtype | None) -> Tensor:
         """The scores of the cost volume seen by volume_cams [B, T] -> [B, T, D, h, w]."""
         b, t = volume_cams.shape
         sampled, seen = sample_planes(features, cams, volume_cams, inverse_depths, present)
         costs = variance_costs(sampled, seen)  # [B, T, D, G + 2, h, w]
-        logits = self.scorer(cpu_layout(costs.flatten(0, 2)))
-        logits = logits.reshape(b, t, self.planes, volume_cams.height, volume_cams.width)
+        with torch.autocast(costs.device.type, dtype=scorer_dtype or torch.bfloat16, enabled=scorer_dtype is not None):
+            logits = self.scorer(cpu_layout(costs.flatten(0, 2)))
+        logits = logits.to(costs.dtype).reshape(b, t, self.planes, volume_cams.height, volume_cams.width)
         if self.zncc_weight:
             logits = logits + self.zncc_weight * zncc_scores(sampled[:, :, :, -3:], seen)
         return logits
@@ -428,8 +433,13 @@ class PlaneSweepBlend(nn.Module):
         Without gradients, targets are swept one at a time: the cost volume and its intermediates
         take about 0.15 GB per 128x128 target (k = 4, 32 planes; peak resident memory on a CPU),
         growing with the target's pixels up to a 256x512 target, beyond which the volume is scored
-        in bands of rows (:meth:`plane_logits`), whatever T is."""
-        with torch.autocast(device_type=decoded.device.type, enabled=False):
+        in bands of rows (:meth:`plane_logits`), whatever T is. Under autocast (``--dtype bf16``,
+        mixed-precision training) the scorer's convolutions run in its dtype; the rest of the sweep
+        runs in the weights' dtype."""
+        device = decoded.device.type
+        # under the caller's autocast only the scorer's convolutions run in its dtype (plane_logits)
+        scorer_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        with torch.autocast(device_type=device, enabled=False):
             if self.training and self.degrade_probability > 0:
                 decoded = degrade(decoded.flatten(0, 1), self.degrade_probability).unflatten(0, decoded.shape[:2])
             if features is None or not self.reads(features):
@@ -437,14 +447,15 @@ class PlaneSweepBlend(nn.Module):
             features, coarse_features = features
             planes = self.inverse_depths(decoded.device, ranges)
             if with_samples or torch.is_grad_enabled():
-                return self._blend(decoded, target_cams, images, cams, features, coarse_features, planes, with_samples)
+                return self._blend(decoded, target_cams, images, cams, features, coarse_features, planes, with_samples,
+                                   scorer_dtype)
             parts = [self._blend(decoded[:, i : i + 1], target_cams[:, i : i + 1], images, cams, features, coarse_features,
-                                 planes, False)
+                                 planes, False, scorer_dtype)
                      for i in range(target_cams.shape[1])]
             return torch.cat(parts, dim=1)
 
     def _blend(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras, features: Tensor,
-               coarse_features: list[Tensor] | None, planes: Tensor, with_samples: bool):
+               coarse_features: list[Tensor] | None, planes: Tensor, with_samples: bool, scorer_dtype: torch.dtype | None):
         dtype = features.dtype
         index = nearest_views(cams, target_cams, self.views)
         b, t, found = index.shape
@@ -454,7 +465,8 @@ class PlaneSweepBlend(nn.Module):
             present[..., found:] = False
         photos, chosen = gather_views(images.to(dtype), cams, index)
         depth, confidence, plane_logits = self.depth(target_cams, gather(features, index), chosen, planes, present,
-                                                     None if coarse_features is None else [gather(f, index) for f in coarse_features])
+                                                     None if coarse_features is None else [gather(f, index) for f in coarse_features],
+                                                     scorer_dtype)
         samples, valid = warp_views(photos, chosen, target_cams, depth.to(dtype))
         valid = valid & present[..., None, None, None]
         decoded = decoded.to(dtype)

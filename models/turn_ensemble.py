@@ -21,11 +21,13 @@ from nvs.cameras import Cameras
 
 
 def turn_about_z(cams: Cameras, angle: float) -> Cameras:
-    """Cameras [...] of the world turned by ``angle`` radians about the z axis through the origin."""
+    """Cameras [...] of the world turned by ``angle`` radians about the z axis through the origin,
+    in the cameras' dtype also under autocast (a bfloat16 product is no longer a rotation)."""
     turn = torch.eye(4, dtype=cams.c2w.dtype, device=cams.c2w.device)
     c, s = math.cos(angle), math.sin(angle)
     turn[0, 0], turn[0, 1], turn[1, 0], turn[1, 1] = c, -s, s, c
-    return Cameras(cams.intrinsics, turn @ cams.c2w, cams.height, cams.width)
+    with torch.autocast(device_type=cams.c2w.device.type, enabled=False):
+        return Cameras(cams.intrinsics, turn @ cams.c2w, cams.height, cams.width)
 
 
 @dataclass

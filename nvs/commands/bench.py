@@ -183,6 +183,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch", type=T.positive_int(64), default=8, help="views per call for the video row")
     p.add_argument("--repeats", type=T.positive_int(100), default=5, help="timed calls per number (the fastest is kept)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="as nvs render --dtype")
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
     p = bench.add_parser("memorize", help="seconds and peak memory of memorising many tokens (fresh process per row)")
@@ -252,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
             bench_model.bench_views(Path(args.out), tuple(args.views), args.size)
         elif args.bench_command == "render":
             bench_model.bench_render(Path(args.out), tuple(args.renderers), tuple(args.sizes), args.views, args.batch,
-                                     args.repeats, args.device)
+                                     args.repeats, args.device, args.dtype)
         elif args.bench_command == "memorize":
             from nvs.models.chunked import parse_memory_size
 

@@ -104,6 +104,6 @@ def test_render_bench_times_both_shipped_renderers_as_the_viewer_runs_them(tmp_p
     assert [(r["renderer"], r["example"], r["height"], r["width"], r["turns"]) for r in rows] == [
         ("scene", "procedural room", 32, 64, 1), ("object", "procedural object", 32, 32, AUTO_TURNS)]
     for r in rows:
-        assert r["input_views"] == 3 and r["device"] == "cpu"
+        assert r["input_views"] == 3 and r["device"] == "cpu" and r["dtype"] == "fp32"
         assert r["memorize_s"] > 0 and r["render_s_one_view"] > 0 and r["render_s_per_view_2_per_call"] > 0
     assert "render_s_one_view" in stdout

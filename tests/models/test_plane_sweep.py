@@ -349,6 +349,31 @@ def test_a_memorised_scene_keeps_what_the_sweep_matches_on_and_rendering_reads_i
         assert not model.sweep.reads(state.sweep_features) and model.memorize(images, cams).sweep_features[1] is None
 
 
+@pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")  # RMSNorm, as inference_autocast
+def test_under_autocast_only_the_scorers_convolutions_run_in_its_dtype(monkeypatch):
+    """bfloat16 autocast (``--dtype bf16``): the scorer's convolutions compute in bfloat16, the
+    points are projected and sampled in float32, and the render stays close to float32's."""
+    model = _sweep_model(sweep_coarse=0.5)
+    with torch.no_grad():
+        model.sweep.blender[-1].weight.normal_(std=0.1)
+    images, cams, targets = ring_scene(batch=1, inputs=4, targets=2)
+    seen_dtypes = {"scorer": [], "sampled": []}
+    model.sweep.scorer[0].register_forward_hook(lambda module, args, out: seen_dtypes["scorer"].append(out.dtype))
+    sample = plane_sweep.sample_planes
+    monkeypatch.setattr(plane_sweep, "sample_planes",
+                        lambda *args: (out := sample(*args)) and seen_dtypes["sampled"].append(out[0].dtype) or out)
+    with torch.no_grad():
+        state = model.memorize(images, cams)
+        plain = model.render(state, targets)
+        assert set(seen_dtypes["scorer"]) == {torch.float32} and set(seen_dtypes["sampled"]) == {torch.float32}
+        seen_dtypes["scorer"].clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model.render(state, targets)
+    assert set(seen_dtypes["scorer"]) == {torch.bfloat16} and set(seen_dtypes["sampled"]) == {torch.float32}
+    assert len(seen_dtypes["scorer"]) == 4  # two targets, each with one coarse level
+    assert mixed.dtype == torch.float32 and 0 < (mixed - plain).abs().max() < 0.05
+
+
 def test_sweep_config_is_checked():
     with pytest.raises(ValueError, match="need arch 'lact'"):
         tiny_config(arch="full_attention", sweep_views=2)

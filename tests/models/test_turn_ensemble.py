@@ -25,6 +25,21 @@ def test_turn_about_z_moves_cameras_round_the_up_axis():
     assert torch.equal(turned.intrinsics, cams.intrinsics)
 
 
+@pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")  # RMSNorm, as inference_autocast
+def test_turns_under_bfloat16_autocast_are_rotations_and_the_ensemble_renders(model):
+    """--dtype bf16 runs the ensemble under autocast: the turned cameras stay float32 rotations
+    (a bfloat16 product of them was refused as not rigid)."""
+    images, cams, targets = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3), ring_cameras(1, 2, offset=0.4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        turned = turn_about_z(cams, 0.7)
+        with torch.no_grad():
+            out = TurnEnsemble(model, 4)(images, cams, targets)
+    assert turned.c2w.dtype == torch.float32
+    assert torch.equal(turned.c2w, turn_about_z(cams, 0.7).c2w)
+    turned.validate()
+    assert out.shape == (1, 2, 3, 32, 32) and torch.isfinite(out).all()
+
+
 def test_the_ensemble_is_the_median_of_the_turned_copies(model):
     images, cams, targets = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3), ring_cameras(1, 2, offset=0.4)
     ensemble = TurnEnsemble(model, 3)
