@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from nvs.cameras import Cameras
+from nvs.geometry.cameras import full_precision
 
 
 def turn_about_z(cams: Cameras, angle: float) -> Cameras:
@@ -26,7 +27,7 @@ def turn_about_z(cams: Cameras, angle: float) -> Cameras:
     turn = torch.eye(4, dtype=cams.c2w.dtype, device=cams.c2w.device)
     c, s = math.cos(angle), math.sin(angle)
     turn[0, 0], turn[0, 1], turn[1, 0], turn[1, 1] = c, -s, s, c
-    with torch.autocast(device_type=cams.c2w.device.type, enabled=False):
+    with full_precision(cams.device):
         return Cameras(cams.intrinsics, turn @ cams.c2w, cams.height, cams.width)
 
 

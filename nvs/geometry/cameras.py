@@ -32,6 +32,13 @@ def to_homogeneous(pose: Tensor) -> Tensor:
     return torch.cat([pose, bottom], dim=-2)
 
 
+def full_precision(device: torch.device | str):
+    """A context without autocast on ``device``: camera geometry runs in its tensors' own dtype
+    also inside a bfloat16 region (``--dtype bf16``), where a matrix product would round poses
+    and projections to 3 significant digits."""
+    return torch.autocast(device_type=torch.device(device).type, enabled=False)
+
+
 def invert_rigid(pose: Tensor) -> Tensor:
     """Inverse of rigid transforms [..., 4, 4] (w2c <-> c2w) without a general matrix inverse."""
     pose = to_homogeneous(pose)
@@ -40,7 +47,8 @@ def invert_rigid(pose: Tensor) -> Tensor:
     rot_t = rot.transpose(-1, -2)
     out = torch.zeros_like(pose)
     out[..., :3, :3] = rot_t
-    out[..., :3, 3:] = -rot_t @ trans
+    with full_precision(pose.device):
+        out[..., :3, 3:] = -rot_t @ trans
     out[..., 3, 3] = 1.0
     return out
 
@@ -214,7 +222,8 @@ class Cameras:
         inf or a mirrored pixel (and a finite gradient); their depth says which they are.
         """
         w2c = self.w2c.to(points.dtype)
-        cam = points @ w2c[..., :3, :3].transpose(-1, -2) + w2c[..., None, :3, 3]
+        with full_precision(points.device):
+            cam = points @ w2c[..., :3, :3].transpose(-1, -2) + w2c[..., None, :3, 3]
         depth = cam[..., 2]
         divisor = depth if min_depth is None else torch.where(depth > min_depth, depth, torch.full_like(depth, torch.inf))
         fx, fy, cx, cy = self.intrinsics.to(points.dtype)[..., None, :].unbind(-1)
@@ -270,7 +279,7 @@ def pixel_rays(cams: Cameras, dtype: torch.dtype = torch.float32) -> tuple[Tenso
     cams [...] -> (origins, directions), each [..., 3, H, W] (channels first, like images), in
     ``dtype`` with autocast off: d = normalise(R_c2w [(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, 1]).
     """
-    with torch.autocast(device_type=cams.device.type, enabled=False):
+    with full_precision(cams.device):
         intr = cams.intrinsics.to(dtype)
         c2w = cams.c2w.to(dtype)
         u = torch.arange(cams.width, device=intr.device, dtype=dtype).repeat(cams.height)

@@ -70,6 +70,20 @@ def test_invert_rigid_matches_inverse():
     assert torch.allclose(invert_rigid(c2w), torch.linalg.inv(c2w), atol=1e-6)
 
 
+def test_camera_geometry_keeps_its_precision_under_bfloat16_autocast():
+    """--dtype bf16 renders inside autocast; poses, rays and projections stay float32 there."""
+    cams = camera_turned_90()
+    cams = Cameras(cams.intrinsics, cams.c2w.clone(), 80, 100)
+    cams.c2w[0, :3, 3] = torch.tensor([10.123, -3.217, 0.731])
+    points = torch.randn(1, 50, 3) * 3.0
+    exact = (invert_rigid(cams.c2w), cams.project(points), pixel_rays(cams))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = (invert_rigid(cams.c2w), cams.project(points), pixel_rays(cams))
+    for a, b in zip(exact, mixed):
+        for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            assert y.dtype == torch.float32 and torch.equal(x, y)
+
+
 @pytest.mark.parametrize("size", [(40, 50), (160, 200), (57, 31)])
 def test_resize_keeps_projection_in_relative_coordinates(size):
     cams = camera_turned_90()
