@@ -5,6 +5,7 @@ agrees. What the input photos alone say about a scene starts here: where its sur
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -44,6 +45,20 @@ def _gray_uint8(image: Tensor, scale: float) -> np.ndarray:
     return gray
 
 
+def sift_features(grays: list[np.ndarray], workers: int | None = None) -> list[tuple]:
+    """(keypoints, descriptors) of each grey image, ``workers`` images at a time (None: as many as
+    torch's CPU threads). OpenCV releases the GIL while it detects, and each image's keypoints are
+    its own, so the result does not depend on the workers."""
+    def detect(gray: np.ndarray) -> tuple:
+        return cv2.SIFT_create().detectAndCompute(gray, None)
+
+    workers = min(len(grays), torch.get_num_threads() if workers is None else workers)
+    if workers <= 1:
+        return [detect(gray) for gray in grays]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(detect, grays))
+
+
 def _skew(v: np.ndarray) -> np.ndarray:
     return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
 
@@ -81,8 +96,7 @@ def epipolar_matches(images: Tensor, cams: Cameras, neighbours: int = NEIGHBOURS
     MAX_EPIPOLAR_PX of the known epipolar lines. Pairs without a match are left out."""
     height, width = images.shape[-2:]
     scale = max(1.0, MIN_SIDE / min(height, width))
-    sift = cv2.SIFT_create()
-    features = [sift.detectAndCompute(_gray_uint8(image, scale), None) for image in images]
+    features = sift_features([_gray_uint8(image, scale) for image in images])
     k = cams.K.double().cpu().numpy()
     w2c = cams.w2c.double().cpu().numpy()
     matcher = cv2.BFMatcher(cv2.NORM_L2)

@@ -2,7 +2,8 @@ import numpy as np
 import torch
 
 from nvs.cameras import Cameras
-from nvs.geometry.matching import epipolar_matches, fundamental_matrix, neighbour_pairs, sampson_distance, scene_matches
+from nvs.geometry.matching import (_gray_uint8, epipolar_matches, fundamental_matrix, neighbour_pairs, sampson_distance,
+                                   scene_matches, sift_features)
 from tests.helpers import PLANE_Z, line_of_cameras, noise_plane_views
 
 
@@ -47,3 +48,13 @@ def test_photos_without_texture_have_no_matches_and_a_batch_is_matched_scene_by_
     batch_cams = Cameras(cams.intrinsics.expand(2, 3, 4), cams.c2w.expand(2, 3, 4, 4), cams.height, cams.width)
     batch = scene_matches(torch.stack([flat, textured]), batch_cams)
     assert batch[0] == [] and len(batch[1]) == len(neighbour_pairs(cams))
+
+
+def test_sift_features_are_the_same_however_many_images_are_detected_at_once():
+    cams = line_of_cameras(3)
+    images, _ = noise_plane_views(cams, [(PLANE_Z, float("inf"))])
+    grays = [_gray_uint8(image, 2.0) for image in images]
+    one, three = sift_features(grays, workers=1), sift_features(grays, workers=3)
+    assert all(len(keypoints) > 20 for keypoints, _ in one)
+    for (kp_a, desc_a), (kp_b, desc_b) in zip(one, three, strict=True):
+        assert [k.pt for k in kp_a] == [k.pt for k in kp_b] and np.array_equal(desc_a, desc_b)
