@@ -11,6 +11,7 @@ once, on the median.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 
 from nvs.cameras import Cameras
 from nvs.geometry.cameras import full_precision
+from nvs.models.fast_weight import FastWeights
 
 
 def turn_about_z(cams: Cameras, angle: float) -> Cameras:
@@ -33,9 +35,12 @@ def turn_about_z(cams: Cameras, angle: float) -> Cameras:
 
 @dataclass
 class TurnedStates:
-    """One memorised state per turn of the world (see :class:`TurnEnsemble`)."""
+    """One memorised state per turn of the world (see :class:`TurnEnsemble`), and, for a LaCT
+    renderer, ``joined``: the turns' fast weights stacked turn-major on the batch axis (turns x B),
+    of which each turn's own are views, so that the turns render in one batched call."""
 
     states: list
+    joined: object | None = None
 
 
 class TurnEnsemble(nn.Module):
@@ -72,11 +77,31 @@ class TurnEnsemble(nn.Module):
 
     def memorize(self, images: Tensor, cams: Cameras) -> TurnedStates:
         """images [B, V, 3, H, W], cams [B, V] -> one state per turn (the first turn's sweep ranges,
-        exposure gains and sweep features serve them all: they depend on the photos, not on the frame)."""
+        exposure gains and sweep features serve them all: they depend on the photos, not on the frame).
+
+        A LaCT renderer's fast weights are copied turn by turn into one stack (``joined``), and
+        each turn keeps views of its part: the same memory as separate states."""
         first = self.renderer.memorize(images, cams)
         found = {key: getattr(first, key) for key in ("sweep_ranges", "exposure_gains", "sweep_features")
                  if getattr(first, key, None) is not None}
-        return TurnedStates([first] + [self.renderer.memorize(images, turn_about_z(cams, a), **found) for a in self.angles[1:]])
+        # a view-blending head samples each turn's own inputs when it decodes: those turns render one by one
+        joinable = hasattr(first, "layers") and getattr(self.renderer, "view_blend", None) is None
+        batch = cams.shape[0]
+        stack = [FastWeights(*(w.new_empty(self.turns * batch, *w.shape[1:]) for w in (fw.w0, fw.w1, fw.w2)))
+                 for fw in first.layers] if joinable else None
+        states = []
+        for k, angle in enumerate(self.angles):
+            state = first if k == 0 else self.renderer.memorize(images, turn_about_z(cams, angle), **found)
+            if stack is not None:
+                part = slice(k * batch, (k + 1) * batch)
+                for own, joined in zip(state.layers, stack):
+                    for w, into in zip((own.w0, own.w1, own.w2), (joined.w0, joined.w1, joined.w2)):
+                        into[part] = w
+                state = dataclasses.replace(state, layers=[FastWeights(j.w0[part], j.w1[part], j.w2[part]) for j in stack])
+            states.append(state)
+        joined = None if stack is None else dataclasses.replace(first, layers=stack, sources=None, sweep_ranges=None,
+                                                                exposure_gains=None, sweep_features=None)
+        return TurnedStates(states, joined)
 
     def render(self, state: TurnedStates, target_cams: Cameras) -> Tensor:
         """target_cams [B, T] -> images [B, T, 3, H, W], each pixel the median over the turns."""
@@ -84,9 +109,13 @@ class TurnEnsemble(nn.Module):
             raise ValueError("state must come from this turn ensemble's memorize()")
         sweep = getattr(self.renderer, "sweep", None)
         options = {} if sweep is None else {"sweep": False}
-        renders = [self.renderer.render(s, turn_about_z(target_cams, a), **options)
-                   for s, a in zip(state.states, self.angles)]
-        median = torch.stack(renders).median(dim=0).values
+        turned = [turn_about_z(target_cams, a) for a in self.angles]
+        if state.joined is not None:  # one call for every turn: [turns * B, T, 3, H, W]
+            renders = self.renderer.render(state.joined, Cameras.cat(turned), **options)
+            renders = renders.unflatten(0, (self.turns, target_cams.shape[0]))
+        else:
+            renders = torch.stack([self.renderer.render(s, t, **options) for s, t in zip(state.states, turned)])
+        median = renders.median(dim=0).values
         if sweep is None:
             return median
         first = state.states[0]  # the world as given (angle 0)

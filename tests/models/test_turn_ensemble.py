@@ -50,6 +50,42 @@ def test_the_ensemble_is_the_median_of_the_turned_copies(model):
     assert (copies[0] - copies[1]).abs().max() > 1e-3  # the renderer is not turn-equivariant: the copies differ
 
 
+def test_the_turns_of_a_lact_renderer_render_in_one_batched_call_from_one_stack_of_fast_weights(model, monkeypatch):
+    """Each turn's fast weights are views of one stack (no second copy); rendering decodes every
+    turn in one call, as the turns rendered one by one do; two scenes in the batch stay apart."""
+    images, cams, targets = torch.rand(2, 3, 3, 32, 32), ring_cameras(2, 3), ring_cameras(2, 2, offset=0.4)
+    ensemble = TurnEnsemble(model, 4)
+    with torch.no_grad():
+        state = ensemble.memorize(images, cams)
+        for k, turn in enumerate(state.states):
+            for own, joined in zip(turn.layers, state.joined.layers, strict=True):
+                assert own.w0.shape[0] == 2 and joined.w0.shape[0] == 8
+                assert own.w0.data_ptr() == joined.w0[2 * k].data_ptr() and torch.equal(own.w2, joined.w2[2 * k : 2 * k + 2])
+        alone = model.memorize(images[1:], turn_about_z(cams[1:], ensemble.angles[2]))
+        torch.testing.assert_close(state.states[2].layers[0].w1[1:], alone.layers[0].w1, atol=1e-6, rtol=0)
+        calls = []
+        render = model.render
+        monkeypatch.setattr(model, "render", lambda *args, **kwargs: calls.append(args[1].shape) or render(*args, **kwargs))
+        out = ensemble.render(state, targets)
+        assert calls == [(8, 2)]
+        one_by_one = torch.stack([render(s, turn_about_z(targets, a)) for s, a in zip(state.states, ensemble.angles)])
+    torch.testing.assert_close(out, one_by_one.median(0).values, atol=1e-6, rtol=0)
+
+
+def test_renderers_whose_decoding_samples_each_turns_inputs_render_the_turns_one_by_one():
+    from nvs.models import FullAttentionRenderer
+
+    torch.manual_seed(0)
+    images, cams, targets = torch.rand(1, 3, 3, 32, 32), ring_cameras(1, 3), ring_cameras(1, 2, offset=0.4)
+    for renderer in (LaCTRenderer(tiny_config(view_blend=2)).eval(), FullAttentionRenderer(tiny_config(arch="full_attention")).eval()):
+        ensemble = TurnEnsemble(renderer, 3)
+        with torch.no_grad():
+            state = ensemble.memorize(images, cams)
+            copies = torch.stack([renderer(images, turn_about_z(cams, a), turn_about_z(targets, a)) for a in ensemble.angles])
+            assert state.joined is None
+            torch.testing.assert_close(ensemble.render(state, targets), copies.median(0).values)
+
+
 def test_a_plane_sweep_runs_once_on_the_median_of_the_turns():
     torch.manual_seed(0)
     model = LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=8, sweep_near=1.0, sweep_far=4.0)).eval()
