@@ -362,7 +362,7 @@ class PlaneSweepBlend(nn.Module):
         b, t = volume_cams.shape
         sampled, seen = sample_planes(features, cams, volume_cams, inverse_depths, present)
         costs = variance_costs(sampled, seen)  # [B, T, D, G + 2, h, w]
-        with torch.autocast(costs.device.type, dtype=scorer_dtype or torch.bfloat16, enabled=scorer_dtype is not None):
+        with torch.autocast(costs.device.type, dtype=scorer_dtype, enabled=scorer_dtype is not None):
             logits = self.scorer(cpu_layout(costs.flatten(0, 2)))
         logits = logits.to(costs.dtype).reshape(b, t, self.planes, volume_cams.height, volume_cams.width)
         if self.zncc_weight:
@@ -387,11 +387,17 @@ class PlaneSweepBlend(nn.Module):
         if not self.coarse_weight:
             return None
         levels = []
-        for _ in range(self.coarse_levels):
-            if min(features.shape[-2:]) < 2:
-                break
+        for _ in range(self.coarse_level_count(features.shape[-2:])):
             features = self.source_features(features[:, :, -3:])
             levels.append(features)
+        return levels
+
+    def coarse_level_count(self, size: tuple[int, int]) -> int:
+        """How many coarse levels features of ``size`` (h, w) have: ``coarse_levels``, less those
+        that would be read off an image smaller than 2 x 2 pixels."""
+        levels, side = 0, min(size)
+        while levels < self.coarse_levels and side >= 2:
+            levels, side = levels + 1, side // 2
         return levels
 
     def photo_features(self, images: Tensor, views_at_once: int | None = None) -> SweepFeatures:
@@ -415,10 +421,7 @@ class PlaneSweepBlend(nn.Module):
         fine, coarse = features
         if not self.coarse_weight:
             return coarse is None
-        levels, size = 0, min(fine.shape[-2:])
-        while levels < self.coarse_levels and size >= 2:  # as coarse_source_features stops
-            levels, size = levels + 1, size // 2
-        return coarse is not None and len(coarse) == levels
+        return coarse is not None and len(coarse) == self.coarse_level_count(fine.shape[-2:])
 
     def forward(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras,
                 ranges: Tensor | None = None, with_samples: bool = False, features: SweepFeatures | None = None):

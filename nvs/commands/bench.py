@@ -17,6 +17,7 @@ import torch
 from nvs.datasets.asset_scenes import ASSET_KINDS
 from nvs.datasets.procedural import SCENE_KINDS, generate_scene
 from nvs.commands import argtypes as T
+from nvs.inference import DTYPE_HELP, INFERENCE_DTYPES
 
 
 GENERATOR_KINDS = (*SCENE_KINDS, *ASSET_KINDS)
@@ -183,7 +184,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch", type=T.positive_int(64), default=8, help="views per call for the video row")
     p.add_argument("--repeats", type=T.positive_int(100), default=5, help="timed calls per number (the fastest is kept)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="as nvs render --dtype")
+    p.add_argument("--dtype", choices=INFERENCE_DTYPES, default="fp32", help=DTYPE_HELP)
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
     p = bench.add_parser("memorize", help="seconds and peak memory of memorising many tokens (fresh process per row)")
