@@ -39,12 +39,12 @@ def _write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-def _finish_lact(root: Path, summary: dict) -> dict:
+def _finish_lact(root: Path, summary: dict, source: str | None = None) -> dict:
     """Rewrite index.json, attribution.json and synth.json from the complete scenes on disk."""
     done = sorted(p.parent for p in (root / "scenes").glob("*/attribution.json"))
     _write_json(root / "index.json", [str((d / "opencv_cameras.json").relative_to(root)) for d in done])
     _write_json(root / "attribution.json",
-                merge_attribution({d.name: json.loads((d / "attribution.json").read_text()) for d in done}))
+                merge_attribution({d.name: json.loads((d / "attribution.json").read_text()) for d in done}, source))
     # runs of several kinds may write into one folder (walks and rings of rooms); names start with the kind
     kinds = Counter(d.name.split("_")[0] for d in done)
     summary = {**summary, "scenes_written": len(done), "scenes_by_kind": dict(sorted(kinds.items()))}
@@ -138,3 +138,48 @@ def write_asset_dataset(root: str | Path, kind: str, split: str, scenes: int, vi
             log(f"{root}: {name} done; {count} scenes this run, {count * views / (time.perf_counter() - t0):.1f} views/s")
             _finish_lact(root, summary)
     return _finish_lact(root, summary)
+
+
+def write_mesh_dataset(root: str | Path, meshes: str | Path, scenes: int, views: int, height: int, width: int,
+                       seed: int = 0, fmt: str = "lact", up: str = "y", elevation_deg: tuple[float, float] = (0.0, 60.0),
+                       flush_every: int = 25, log=print) -> dict:
+    """Render scenes with seeds ``seed .. seed + scenes - 1`` of the models in the mesh folder
+    ``meshes`` (:mod:`nvs.datasets.mesh_folder`) into ``root``, in this process; the lact layout
+    streams and resumes as :func:`write_asset_dataset`'s. Each model's problems (a missing
+    texture, say) are logged once. Returns the summary also written to ``root/synth.json``."""
+    from nvs.datasets.mesh_folder import find_meshes, mesh_scene
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    entries = find_meshes(meshes, log)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    source = f"the models of the mesh folder {meshes}; each model's creator, licence and source are listed under 'models'"
+    summary = {"kind": "meshes", "meshes": str(meshes), "models": len(entries), "up": up,
+               "elevations": list(elevation_deg), "format": fmt, "scenes": scenes, "views": views, "height": height,
+               "width": width, "seed": seed, "source": "nvs.datasets.mesh_folder"}
+    pending = [s for s in range(seed, seed + scenes)
+               if fmt != "lact" or not (root / "scenes" / scene_name("meshes", "all", s) / "attribution.json").is_file()]
+    records, attribution, reported = [], {}, set()
+    for count, s in enumerate(pending, 1):
+        scene = mesh_scene(entries, s, views, height, width, up, elevation_deg)
+        model = scene.attribution[0]["id"]
+        for problem in scene.problems if model not in reported else ():
+            log(f"{model}: {problem}")
+        reported.add(model)
+        name = scene_name("meshes", "all", s)
+        if fmt == "lact":
+            folder = write_lact_scene(root, name, scene.images, scene.cameras, scene.depth).parent
+            _write_json(folder / "attribution.json", scene.attribution)
+            if count % flush_every == 0:
+                _finish_lact(root, summary, source)
+        else:
+            records.append((name, scene.images, scene.cameras))
+            attribution[name] = scene.attribution
+    if fmt == "lact":
+        return _finish_lact(root, summary, source)
+    index = write_dataset(root, fmt, records)
+    _write_json(root / "attribution.json", merge_attribution(attribution, source))
+    summary = {**summary, "index": str(index), "scenes_written": scenes}
+    _write_json(root / "synth.json", summary)
+    return summary

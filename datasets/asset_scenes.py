@@ -80,19 +80,26 @@ def unit_sphere_transform(model: furniture.Model, yaw: float) -> np.ndarray:
 def furniture_scene(seed: int, views: int, height: int = 128, width: int = 128, split: str = "train",
                     cameras=None) -> AssetScene:
     """One furniture model on white from ``views`` random sphere cameras (or ``cameras``)."""
-    from nvs.datasets import mesh_render
-
     pieces = furniture.pieces_of_split(split)
     piece = pieces[seed % len(pieces)]
     g = torch.Generator().manual_seed(int(seed) * 2 + (split == "val"))
     rng = np.random.default_rng([int(seed), 1 + (split == "val")])
     model = furniture.simplified(furniture.load_model(piece), cells=256)
+    cams = object_cameras(g, views, height, width) if cameras is None else cameras
+    images, depth = object_on_white(model, rng, cams)
+    return AssetScene(images, cams, depth, [piece.attribution()], list(model.problems))
+
+
+def object_on_white(model: furniture.Model, rng: np.random.Generator, cams) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model`` normalised to the unit sphere, turned at random about up and lit at random (from
+    ``rng``), rendered on white from cams [V] -> (images [V, 3, H, W], depth [V, 1, H, W])."""
+    from nvs.datasets import mesh_render
+
     pose = unit_sphere_transform(model, rng.uniform(0, 2 * math.pi))
     lights, ambient = object_lights(rng)
     scene = mesh_render.build_scene([(mesh_render.make_mesh(model.parts), pose)], lights, ambient)
-    cams = object_cameras(g, views, height, width) if cameras is None else cameras
     rgba, depth = mesh_render.render_views(scene, cams, znear=0.5, zfar=5.0)
-    return AssetScene(rgba[:, :3].contiguous(), cams, depth, [piece.attribution()], list(model.problems))
+    return rgba[:, :3].contiguous(), depth
 
 
 def generate_asset_scene(kind: str, seed: int, views: int, height: int, width: int, split: str = "train") -> AssetScene:
@@ -109,9 +116,10 @@ def generate_asset_scene(kind: str, seed: int, views: int, height: int, width: i
     return make(seed, views, height, width, split)
 
 
-def merge_attribution(scenes: dict[str, list[dict]]) -> dict:
+def merge_attribution(scenes: dict[str, list[dict]], source: str | None = None) -> dict:
     """{scene name: attributions} -> the ``attribution.json`` of a data set: every model once
-    (with the scenes that show it) and, per licence, the models under it."""
+    (with the scenes that show it) and, per licence, the models under it; ``source`` says where
+    the models come from (default: the Debian furniture package)."""
     models: dict[str, dict] = {}
     for name, entries in scenes.items():
         for entry in entries:
@@ -119,8 +127,9 @@ def merge_attribution(scenes: dict[str, list[dict]]) -> dict:
     licences: dict[str, list[str]] = {}
     for model_id, entry in sorted(models.items()):
         licences.setdefault(entry["licence"], []).append(model_id)
-    return {"source": f"3D models from the Debian package {furniture.PACKAGE}; each model's creator, licence and "
-                      "library are listed under 'models'",
+    source = source or (f"3D models from the Debian package {furniture.PACKAGE}; each model's creator, licence and "
+                        "library are listed under 'models'")
+    return {"source": source,
             "licences": licences, "models": [models[k] for k in sorted(models)]}
 
 

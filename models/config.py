@@ -15,7 +15,7 @@ ARCHITECTURES = ("lact", "full_attention")
 SWEEP_RANGES = ("fixed", "inputs")
 # fields that change how a renderer reads its inputs, not its weights: a checkpoint trained with
 # one value renders with another
-READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "sweep_coarse_levels", "match_exposure")
+READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "sweep_coarse_levels", "sweep_hull", "match_exposure")
 
 
 @dataclass
@@ -64,6 +64,12 @@ class ModelConfig:
     # with sweep_coarse_levels n > 1, so do those at 1/4, ..., 1/2^n of the resolution, each at w
     sweep_coarse: float = 0.0
     sweep_coarse_levels: int = 1
+    # w > 0, for objects on white: each plane's score loses w x (1 - its point's support by the
+    # silhouettes of all input views: the least, over the views that see the point, of their
+    # foreground sampled there), and a pixel whose ray no plane's point supports is background,
+    # white (the visual hull; models/plane_sweep.hull_support); photos without white background
+    # support every point, so the setting changes nothing on them
+    sweep_hull: float = 0.0
     # true: each scene's input photos are divided by per-view, per-channel gains that bring their
     # exposures and white balance to a common one, found from matched points (nvs.geometry.exposure),
     # before the renderer memorises them; false: the photos as given (the published model)
@@ -104,7 +110,7 @@ class ModelConfig:
                 raise ValueError(f"model config '{name}' must be a number in (0, 10000), got {value!r}")
         if not self.sweep_near < self.sweep_far:
             raise ValueError(f"model config sweep_near ({self.sweep_near}) must be below sweep_far ({self.sweep_far})")
-        for name in ("sweep_zncc", "sweep_coarse"):
+        for name in ("sweep_zncc", "sweep_coarse", "sweep_hull"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e3:
                 raise ValueError(f"model config '{name}' must be a number in [0, 1000], got {value!r}")

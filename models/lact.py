@@ -185,7 +185,7 @@ class RendererBase(nn.Module):
         self.config = with_reading_settings(self.config, source)
         if self.sweep is not None:
             self.sweep.zncc_weight, self.sweep.coarse_weight = source.sweep_zncc, source.sweep_coarse
-            self.sweep.coarse_levels = source.sweep_coarse_levels
+            self.sweep.coarse_levels, self.sweep.hull_weight = source.sweep_coarse_levels, source.sweep_hull
 
     @property
     def blends_views(self) -> bool:

@@ -18,6 +18,10 @@ resolution, upsampled, and, with ``coarse_levels`` (``sweep_coarse_levels``) n >
 quarter, an eighth, ... down to 1/2^n (cross-scale cost aggregation, as in classical stereo):
 where neighbouring views are far apart, as on a ring around an object, a surface's disparities
 outrun what the fine scorer sees, and a coarse one, seeing 2, 4 or 8 times as far, still finds it.
+With a ``hull_weight`` (``sweep_hull``), for objects on white, each plane's score loses that multiple of
+(1 - the point's support by the silhouettes of all the input views, :func:`hull_support`), and a
+pixel whose ray meets no supported point is background and turns white: the visual hull, which
+shapes the smooth, textureless surfaces (white ceramic, painted boxes) where matching finds nothing.
 The softmax over the planes gives the expected inverse depth (upsampled to full resolution) and a
 confidence (its largest probability). The k photos are then sampled at that depth
 (:func:`nvs.models.view_blend.warp_views`), and a per-pixel network over the decoded colour, the k
@@ -52,6 +56,8 @@ COST_SCALE = 10.0  # variances of unit features and of colours are ~0.01-0.1; th
 ZNCC_WINDOW = 11  # pixels of the cost volume (half the target's resolution)
 ZNCC_TEXTURE = 0.05  # grey-level standard deviation at which a window's correlation counts half
 MIN_COARSE_SIZE = 4  # pixels on the short side of the smallest target a coarse sweep scores
+WHITE_TOLERANCE = 0.02  # a pixel is background when all its channels are within this of 1 (white)
+SILHOUETTE_DILATION = 1  # pixels the silhouettes grow by: antialiased edges and poses a little off
 BAND_PIXELS = 1 << 15  # cost-volume pixels scored at once; a larger target is scored in bands of rows
 BAND_HALO = 8  # rows each band reads beyond its own: the scorer's reach (the ZNCC window's is 5)
 
@@ -188,6 +194,35 @@ def zncc_scores(colours: Tensor, seen: Tensor, window: int = ZNCC_WINDOW, textur
     return score.reshape(b, t, planes, height, width) * both
 
 
+def silhouettes(images: Tensor) -> Tensor:
+    """images [B, V, 3, H, W] -> [B, V, 1, H, W]: 1.0 where a pixel is not white background (all
+    channels within WHITE_TOLERANCE of 1), grown by SILHOUETTE_DILATION pixels; else 0.0."""
+    foreground = (images.amin(dim=2, keepdim=True) < 1.0 - WHITE_TOLERANCE).to(images.dtype)
+    grown = F.max_pool2d(foreground.flatten(0, 1), 2 * SILHOUETTE_DILATION + 1, 1, SILHOUETTE_DILATION)
+    return grown.unflatten(0, images.shape[:2])
+
+
+def hull_support(masks: Tensor, cams: Cameras, target_cams: Cameras, inverse_depths: Tensor) -> Tensor:
+    """How far the silhouettes masks [B, V, 1, H, W] (:func:`silhouettes`) of cams [B, V] support
+    the point where each pixel's ray of target_cams [B, T] meets each plane of inverse_depths [D]
+    or [B, D]: the least mask value, over the views that see the point (in front, inside the
+    frame), sampled where it projects; exactly 1.0 where no view with a background pixel sees it
+    -> [B, T, D, h, w]. Views are sampled one at a time: memory of one view's samples."""
+    b, t = target_cams.shape
+    support = torch.ones(b, t, inverse_depths.shape[-1], target_cams.height, target_cams.width, dtype=masks.dtype,
+                         device=masks.device)
+    carving = masks.flatten(2).amin(dim=-1) < 1.0  # [B, V]: views with background to carve with
+    for v in range(masks.shape[1]):
+        if not carving[:, v].any():
+            continue
+        index = torch.full((b, t, 1), v, dtype=torch.long, device=masks.device)
+        mask, cam = gather_views(masks, cams, index)
+        sampled, seen = sample_planes(mask, cam, target_cams, inverse_depths)
+        counts = (seen > 0) & carving[:, v, None, None, None, None, None, None]
+        support = torch.minimum(support, torch.where(counts, sampled, torch.ones_like(sampled))[:, :, 0, 0])
+    return support
+
+
 def plane_targets(target_z: Tensor, target_cams: Cameras, inverse_depths: Tensor, size: tuple[int, int]
                   ) -> tuple[Tensor, Tensor]:
     """The true plane of each pixel of a (smaller) cost volume: target_z [B, T, 1, H, W] z-depth
@@ -253,7 +288,7 @@ class PlaneSweepBlend(nn.Module):
         super().__init__()
         self.views, self.planes, self.near, self.far = views, planes, near, far
         # settings, not weights: the renderer sets them from its config (RendererBase.use_reading_settings)
-        self.zncc_weight, self.coarse_weight, self.coarse_levels = 0.0, 0.0, 1
+        self.zncc_weight, self.coarse_weight, self.coarse_levels, self.hull_weight = 0.0, 0.0, 1, 0.0
         self.degrade_probability = 0.0
         self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
             nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
@@ -306,13 +341,14 @@ class PlaneSweepBlend(nn.Module):
 
     def depth(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
               present: Tensor | None = None, coarse_features: list[Tensor] | None = None,
-              scorer_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor, Tensor]:
+              scorer_dtype: torch.dtype | None = None, support: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Sweep: target_cams [B, T], features [B, T, k, F + 3, h, w] of cams [B, T, k] (``present``
         [B, T, k]: which of them take part) over the planes inverse_depths [D] or [B, D] -> (depth
         along each unit ray [B, T, 1, H, W], confidence [B, T, 1, H, W], plane logits
         [B, T, D, H/2, W/2]). ``coarse_features`` (the same views' :meth:`coarse_source_features`,
         level l [B, T, k, F + 3, h/2^l, w/2^l]) add their plane scores at ``coarse_weight``;
-        ``scorer_dtype`` (:meth:`plane_logits`)."""
+        ``scorer_dtype`` (:meth:`plane_logits`); ``support`` [B, T, D, H/2, W/2] (:func:`hull_support`)
+        takes ``hull_weight`` x (1 - support) off the scores."""
         b, t = target_cams.shape
         height, width = target_cams.height, target_cams.width
         inverse_depths = inverse_depths.to(features.dtype)
@@ -325,6 +361,8 @@ class PlaneSweepBlend(nn.Module):
                                        scorer_dtype)
             upsampled = F.interpolate(coarse.flatten(0, 1), size=logits.shape[-2:], mode="bilinear", align_corners=False)
             logits = logits + self.coarse_weight * upsampled.unflatten(0, (b, t))
+        if support is not None:
+            logits = logits - self.hull_weight * (1.0 - support)
         prob = logits.softmax(dim=2)
         inverse = (prob * inverse_depths.reshape(-1, 1, self.planes, 1, 1)).sum(dim=2, keepdim=True)
         confidence = prob.amax(dim=2, keepdim=True)
@@ -467,13 +505,22 @@ class PlaneSweepBlend(nn.Module):
             index = torch.cat([index, index[..., :1].expand(b, t, self.views - found)], dim=-1)
             present[..., found:] = False
         photos, chosen = gather_views(images.to(dtype), cams, index)
+        support = None
+        masks = silhouettes(images.to(dtype)) if self.hull_weight else None
+        if masks is not None and not bool(masks.all()):  # photos with no white background: nothing to carve
+            half = target_cams.resize(max(1, target_cams.height // 2), max(1, target_cams.width // 2))
+            support = hull_support(masks, cams, half, planes.to(dtype))
         depth, confidence, plane_logits = self.depth(target_cams, gather(features, index), chosen, planes, present,
                                                      None if coarse_features is None else [gather(f, index) for f in coarse_features],
-                                                     scorer_dtype)
+                                                     scorer_dtype, support)
         samples, valid = warp_views(photos, chosen, target_cams, depth.to(dtype))
         valid = valid & present[..., None, None, None]
         decoded = decoded.to(dtype)
         x = torch.cat([decoded, samples.flatten(2, 3), valid.flatten(2, 3).to(dtype), confidence.to(dtype)], dim=2)
         logits = self.blender(x.flatten(0, 1)).reshape(b, t, self.views + 1, *decoded.shape[-2:])
         out = blend(decoded, samples, valid, logits)
+        if support is not None:  # a ray that meets no supported point shows the white background
+            inside = F.interpolate(support.amax(dim=2, keepdim=True).flatten(0, 1), size=out.shape[-2:], mode="bilinear",
+                                   align_corners=False).unflatten(0, (b, t))
+            out = out * inside + (1.0 - inside)
         return (out, (samples, valid, depth, plane_logits, planes)) if with_samples else out

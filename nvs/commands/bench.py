@@ -156,7 +156,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
     p = bench.add_parser("peak", help="dense matmul GFLOP/s of this machine (the reference for utilisation)")
-    p.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    p.add_argument("--dtypes", nargs="+", choices=INFERENCE_DTYPES, default=list(INFERENCE_DTYPES))
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
     p = bench.add_parser("lact-layer", help="fast-weight update + apply: one large chunk vs online minibatches")
@@ -164,7 +164,7 @@ def add_parser(sub) -> None:
     p.add_argument("--chunks", type=T.chunk, nargs="+", default=["full", "16", "64", "256"], help="'full' and/or minibatch sizes")
     p.add_argument("--dim", type=T.positive_int(65536), default=768, help="fast-weight input width (published: 768)")
     p.add_argument("--hidden", type=T.positive_int(65536), default=1536, help="fast-weight hidden width (published ttt2x: 1536)")
-    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--dtype", choices=INFERENCE_DTYPES, default="fp32")
     p.add_argument("--kernels", nargs="+", choices=["auto", "torch", "triton"], default=["auto"],
                    help="auto: what the renderer runs by default (the torch reference, the faster where measured); "
                         "torch: the reference; triton: the fused Triton kernels (CUDA GPU only)")
@@ -191,7 +191,7 @@ def add_parser(sub) -> None:
     p.add_argument("--config", default="configs/lact-l24-d768-ttt2x.yaml", help="model config (random weights)")
     p.add_argument("--tokens", type=T.positive_int(1 << 24), nargs="+", default=[8192, 32768, 131072])
     p.add_argument("--layers", type=T.positive_int(1024), nargs="+", default=[1], help="cut the config to these layer counts")
-    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--dtype", choices=INFERENCE_DTYPES, default="fp32")
     p.add_argument("--size", type=T.image_side, default=256, help="square view size in pixels (256: 1024 tokens per view)")
     p.add_argument("--budget-per-token", type=T.memory_size, default="10K",
                    help="memory budget per input token (10K: 10 KiB), or none for one pass over all tokens")
@@ -228,8 +228,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=T.nonneg_int(2**31 - 1), default=0)
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
-    p = bench.add_parser("train-step", help="tokens/s of a training step of a recipe")
-    p.add_argument("--recipe", default="configs/train-object-cpu.yaml")
+    p = bench.add_parser("train-step", help="tokens/s of a training step of each recipe")
+    p.add_argument("--recipes", nargs="+", default=["configs/train-object-cpu.yaml"], help="training recipes (YAML)")
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
 
@@ -270,5 +270,5 @@ def run(args: argparse.Namespace) -> int:
         elif args.bench_command == "adapt-ablation":
             run_bench_adapt_ablation(args)
         elif args.bench_command == "train-step":
-            bench_model.bench_train_step(Path(args.out), args.recipe)
+            bench_model.bench_train_step(Path(args.out), args.recipes)
     return 0

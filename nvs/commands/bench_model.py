@@ -400,37 +400,50 @@ def bench_memorize(out: Path, config: str = "configs/lact-l24-d768-ttt2x.yaml", 
     return rows
 
 
-def bench_train_step(out: Path, recipe: str = "configs/train-object-cpu.yaml", steps: int = 5) -> list[dict]:
-    """Tokens per second of training steps (forward, backward, AdamW) of a recipe."""
-    from nvs.datasets.views import batch_cameras
+def bench_train_step(out: Path, recipes: list[str] = ("configs/train-object-cpu.yaml",), steps: int = 5) -> list[dict]:
+    """Tokens per second of training steps of each recipe as `nvs train` takes them on this
+    machine's CPU: its model (random weights), its trained parameters, its loss terms (LPIPS
+    included where it switches on), its mixed precision, AdamW."""
+    rows = [train_step_row(recipe, steps) for recipe in recipes]
+    report("train-step", rows, out)
+    _plot_bars(out / "train-step.png", [Path(r["recipe"]).stem for r in rows], [r["tokens_per_s"] for r in rows],
+               "tokens / s", "training step")
+    return rows
+
+
+def train_step_row(recipe: str, steps: int) -> dict:
     from nvs.models import build_renderer
     from nvs.training.config import load_train_config
-    from nvs.training.loop import build_dataset
+    from nvs.training.loop import Losses, build_dataset, freeze_all_but, param_groups
 
     cfg = load_train_config(recipe)
     model = build_renderer(cfg.model).train()
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    freeze_all_but(model, cfg.optim.train_only)
+    optim = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr)
+    losses = Losses(cfg, torch.device("cpu"))
     data = build_dataset(cfg)
     items = [data[i] for i in range(cfg.optim.batch_size)]
     batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
-    ins, tgt = batch_cameras(batch, "input"), batch_cameras(batch, "target")
+    lpips_step = cfg.loss.lpips_start if cfg.loss.lpips_weight > 0 else 0
+    terms: list[str] = []
 
     def step():
-        pred = model(batch["inputs"], ins, tgt)
-        loss = torch.nn.functional.mse_loss(pred, batch["targets"])
+        with torch.autocast("cpu", dtype=torch.float16 if cfg.run.mixed_precision == "fp16" else torch.bfloat16,
+                            enabled=cfg.run.mixed_precision != "no"):
+            _, loss, logs = losses.of(model, batch, lpips_step)
+        terms[:] = list(logs)
         loss.backward()
         optim.step()
         optim.zero_grad(set_to_none=True)
 
     seconds = best_time(step, repeats=steps)
     patch = cfg.model.patch_size
-    per_view = (cfg.data.height // patch) * (cfg.data.width // patch)
-    tokens = cfg.optim.batch_size * (cfg.data.input_views + cfg.data.target_views) * per_view
-    rows = [{"recipe": recipe, "batch": cfg.optim.batch_size, "tokens_per_step": tokens,
-             "seconds_per_step": round(seconds, 4), "tokens_per_s": round(tokens / seconds, 1)}]
-    report("train-step", rows, out)
-    _plot_bars(out / "train-step.png", [Path(recipe).stem], [rows[0]["tokens_per_s"]], "tokens / s", "training step")
-    return rows
+    tokens = cfg.optim.batch_size * (cfg.data.input_views + cfg.data.target_views) * (cfg.data.height // patch) * (
+        cfg.data.width // patch)
+    return {"recipe": recipe, "batch": cfg.optim.batch_size, "tokens_per_step": tokens, "loss_terms": terms,
+            "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "mixed_precision": cfg.run.mixed_precision, "seconds_per_step": round(seconds, 4),
+            "tokens_per_s": round(tokens / seconds, 1)}
 
 
 # ----- plots ----------------------------------------------------------------------------------------

@@ -15,13 +15,32 @@ from nvs.commands import argtypes as T
 
 
 def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str, out: Path, seed: int,
-          split: str = "train", workers: int = 1) -> dict:
-    """Procedural kinds (object, room) or asset kinds (furniture, furnished-room: rendered from
+          split: str = "train", workers: int = 1, meshes: Path | None = None, up: str = "y",
+          elevations: tuple[float, float] = (0.0, 60.0)) -> dict:
+    """Procedural kinds (object, room), asset kinds (furniture, furnished-room: rendered from
     the models of ``split`` in ``workers`` processes, resumable in the lact format, with
-    attribution.json)."""
+    attribution.json) or ``meshes``: the models of the folder ``meshes``, ``up`` their up axis,
+    seen from ``elevations`` (degrees)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    if (kind == "meshes") != (meshes is not None):
+        raise ValueError("--meshes DIR goes with --kind meshes, and --kind meshes needs it")
+    if not -90 < elevations[0] <= elevations[1] < 90:
+        raise ValueError(f"--elevations must be LOW HIGH with -90 < LOW <= HIGH < 90 degrees, got {list(elevations)}")
+    if kind != "meshes" and tuple(elevations) != (0.0, 60.0):
+        raise ValueError("--elevations applies to --kind meshes")
     from nvs.datasets.asset_scenes import ASSET_KINDS, unavailable_reason
+
+    if kind == "meshes":
+        from nvs.datasets import mesh_render
+        from nvs.datasets.asset_dataset import write_mesh_dataset
+
+        reason = mesh_render.unavailable_reason()
+        if reason is not None:
+            raise ValueError(f"cannot render meshes: {reason}")
+        summary = write_mesh_dataset(out, meshes, scenes, views, height, width, seed, fmt, up, tuple(elevations),
+                                     log=lambda m: tqdm.write(m))
+        return {**summary, "index": str(Path(out) / "index.json") if fmt == "lact" else summary.get("index", str(out))}
 
     if kind in ASSET_KINDS:
         reason = unavailable_reason()
@@ -73,11 +92,19 @@ def add_parser(sub) -> None:
 
     data = sub.add_parser("data", help="write procedural data sets, inspect data sets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", help="generate a procedural or asset-rendered data set in a real format")
-    p.add_argument("--kind", choices=[*SCENE_KINDS, *ASSET_KINDS], default="object",
+    p.add_argument("--kind", choices=[*SCENE_KINDS, *ASSET_KINDS, "meshes"], default="object",
                    help="object/room: procedural primitives; furniture (one model on white), furnished-room "
                         "(a walk through a furnished room), furnished-orbit (a ring around a piece in a furnished "
-                        "room): rendered from Debian's sweethome3d-furniture models (`make assets`); lact-format "
-                        "runs of several kinds may write into one folder")
+                        "room): rendered from Debian's sweethome3d-furniture models (`make assets`); meshes: your "
+                        "own textured OBJ models (--meshes), rendered as furniture is; lact-format runs of several "
+                        "kinds may write into one folder")
+    p.add_argument("--meshes", type=Path, help="--kind meshes: a folder with one OBJ model (and its MTL and "
+                   "textures) per sub-folder, or OBJ files side by side, and optionally attribution.json "
+                   "({model: {creator, licence, source}})")
+    p.add_argument("--up", choices=["y", "z"], default="y",
+                   help="--kind meshes: the models' up axis (y: the OBJ and glTF convention; z: Google Scanned Objects)")
+    p.add_argument("--elevations", type=T.finite_float(-90, 90), nargs=2, metavar=("LOW", "HIGH"), default=[0.0, 60.0],
+                   help="--kind meshes: camera elevations in degrees (default 0 60, as the furniture kind's)")
     p.add_argument("--split", choices=["train", "val"], default="train",
                    help="asset kinds: the models to use (val: the fixed held-out 10%%)")
     p.add_argument("--scenes", type=T.positive_int(), default=10)
@@ -96,7 +123,7 @@ def add_parser(sub) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     summary = synth(args.kind, args.scenes, args.views, args.size[0], args.size[1], args.format, Path(args.out), args.seed,
-                    args.split, args.workers)
+                    args.split, args.workers, args.meshes, args.up, tuple(args.elevations))
     print(f"wrote {summary['scenes']} {args.kind} scenes x {args.views} views ({args.format}) to {args.out}: {summary['index']}")
     return 0
 

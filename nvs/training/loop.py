@@ -143,6 +143,15 @@ class Losses:
         self.cfg = cfg.loss
         self._lpips = None
         self.device = device
+        self.needs_blend = cfg.loss.warp_weight > 0 or cfg.loss.depth_weight > 0
+
+    def of(self, model, batch: dict[str, torch.Tensor], step: int
+           ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """``model``'s render of the batch's targets (with the blend outputs the loss needs), its
+        loss and the loss's terms."""
+        args = batch["inputs"], batch_cameras(batch, "input"), batch_cameras(batch, "target")
+        pred, blend = model(*args, with_samples=True) if self.needs_blend else (model(*args), None)
+        return (pred, *self(pred, batch, step, blend))
 
     def __call__(self, pred: torch.Tensor, batch: dict[str, torch.Tensor], step: int,
                  blend: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
@@ -343,7 +352,6 @@ def train(
     if cfg.loss.depth_weight > 0 and not cfg.data.depth:
         raise ValueError("loss.depth_weight needs the targets' true depth: set data.depth=true (lact-layout data "
                          "written by `nvs data synth --kind furniture|furnished-room`, or procedural data)")
-    blend_losses = cfg.loss.warp_weight > 0 or cfg.loss.depth_weight > 0
 
     dataset = build_dataset(cfg) if dataset is None else dataset
     val_data = build_dataset(cfg, validation=True) if accelerator.is_main_process else None
@@ -378,9 +386,7 @@ def train(
             batch = {k: v.to(device) for k, v in next(batches).items()}
             sync = accelerator.no_sync(model) if micro < accum - 1 else nullcontext()
             with sync, accelerator.autocast():
-                args = batch["inputs"], batch_cameras(batch, "input"), batch_cameras(batch, "target")
-                pred, blend = model(*args, with_samples=True) if blend_losses else (model(*args), None)
-                loss, logs = losses(pred, batch, step, blend)
+                pred, loss, logs = losses.of(model, batch, step)
                 accelerator.backward(loss / accum)
             for k, v in logs.items():
                 logs_sum[k] = logs_sum.get(k, 0.0) + v / accum

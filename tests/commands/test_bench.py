@@ -107,3 +107,31 @@ def test_render_bench_times_both_shipped_renderers_as_the_viewer_runs_them(tmp_p
         assert r["input_views"] == 3 and r["device"] == "cpu" and r["dtype"] == "fp32"
         assert r["memorize_s"] > 0 and r["render_s_one_view"] > 0 and r["render_s_per_view_2_per_call"] > 0
     assert "render_s_one_view" in stdout
+
+
+def test_train_step_bench_takes_the_recipes_loss_terms_and_trained_parameters(tmp_path):
+    """A sweep trained alone on depth and LPIPS, as the sweep recipes train it: the bench's step has
+    those loss terms and updates only the sweep's weights."""
+    import yaml
+
+    from nvs.commands.bench_model import bench_train_step
+
+    recipe = {"model": {"dim": 32, "layers": 1, "attn_head_dim": 16, "ttt_head_dim": 16, "patch_size": 8,
+                        "sweep_views": 2, "sweep_planes": 4},
+              "data": {"height": 32, "width": 32, "input_views": 3, "target_views": 2, "depth": True, "val_scenes": 0},
+              "loss": {"lpips_weight": 1.0, "lpips_start": 100, "depth_weight": 1.0},
+              "optim": {"batch_size": 1, "train_only": ["sweep"]}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    (row,) = bench_train_step(tmp_path, [str(path)], steps=1)
+    sweep = sum(p.numel() for n, p in _renderer(recipe["model"]).named_parameters() if n.startswith("sweep."))
+    assert row["loss_terms"] == ["mse", "depth_log_l1", "lpips"]
+    assert row["trained_parameters"] == sweep > 0
+    assert row["tokens_per_step"] == 5 * 16 and row["tokens_per_s"] > 0
+
+
+def _renderer(model: dict):
+    from nvs.models import build_renderer
+    from nvs.models.config import ModelConfig
+
+    return build_renderer(ModelConfig.from_dict(model))

@@ -9,6 +9,7 @@ from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
 import nvs.models.plane_sweep as plane_sweep
 from nvs.models.plane_sweep import (BAND_HALO, COST_SCALE, GROUPS, PLANE_CE_WEIGHT, PlaneSweepBlend, cpu_layout, degrade,
+                                    hull_support, silhouettes,
                                     inverse_depth_planes, matching_costs, plane_targets, sample_planes, scene_planes,
                                     sweep_loss, variance_costs, zncc_scores)
 from nvs.models.turn_ensemble import TurnEnsemble
@@ -570,3 +571,56 @@ def test_what_a_renderer_reads_off_its_inputs_on_cuda_matches_the_cpu():
 def test_sweep_range_must_be_fixed_or_inputs():
     with pytest.raises(ValueError, match="'sweep_range' must be one of"):
         tiny_config(sweep_views=2, sweep_range="points")
+
+
+def test_the_silhouettes_support_the_objects_surface_and_carve_most_of_the_background():
+    """Eight views of a procedural object on white: where each target pixel's ray meets its true
+    surface, every view's silhouette supports the point; most background rays meet no supported point."""
+    from nvs.datasets.procedural import object_scene
+
+    planes = plane_sweep.inverse_depth_planes(1.2, 4.5, 96)
+    for seed in (3, 4):
+        scene = object_scene(seed, 12, 64, 64)
+        targets = scene.cameras[8:].unsqueeze(0)
+        masks = silhouettes(scene.images[None, :8])
+        assert masks.shape == (1, 8, 1, 64, 64) and set(masks.unique().tolist()) == {0.0, 1.0}
+        support = hull_support(masks, scene.cameras[:8].unsqueeze(0), targets, planes)[0]  # [T, D, H, W]
+        z = scene.depth[8:, 0]
+        _, rays = pixel_rays(targets)
+        distance = z / (rays[0] * targets.c2w[0, :, :3, 2, None, None]).sum(1)  # z-depth -> along the unit ray
+        true_plane = (planes[None, :, None, None] - 1.0 / distance[:, None]).abs().argmin(1, keepdim=True)
+        on_object = torch.isfinite(z)
+        at_surface = support.gather(1, true_plane)[:, 0][on_object]
+        assert (at_surface >= 0.99).float().mean() > 0.97
+        assert (support.amax(1)[~on_object] < 0.5).float().mean() > 0.6
+
+
+def test_points_no_view_sees_are_supported_and_photos_without_white_background_change_nothing(tmp_path):
+    """The hull only carves with silhouettes: a point outside every view's frame keeps support 1,
+    and photos with no white pixel render exactly as without the setting; with white photos, a
+    pixel whose ray meets no supported point renders white. sweep_hull is a checked setting."""
+    images, cams, targets = ring_scene(1, 4, 2, size=32)
+    behind = Cameras(targets.intrinsics, targets.c2w.clone(), 32, 32)
+    behind.c2w[..., :3, 3] *= 40.0  # far outside: its rays' points near it lie in no view's frame
+    support = hull_support(torch.zeros(1, 4, 1, 32, 32), cams, behind, torch.tensor([1.0 / 0.5]))
+    assert torch.equal(support, torch.ones_like(support))
+    model = _sweep_model()
+    hulled = _sweep_model(sweep_hull=10.0)
+    dark = images * 0.9  # no pixel within WHITE_TOLERANCE of white
+    with torch.no_grad():
+        assert torch.equal(model.render(model.memorize(dark, cams), targets),
+                           hulled.render(hulled.memorize(dark, cams), targets))
+        white = torch.ones_like(images)
+        white[..., 12:20, 12:20] = 0.3  # a small dark square in the middle of white photos
+        out = hulled.render(hulled.memorize(white, cams), targets)
+        half = targets.resize(16, 16)
+        carved = hull_support(silhouettes(white), cams, half, hulled.sweep.inverse_depths()).amax(2) == 0
+        carved = F.interpolate(carved[:, :, None].float().flatten(0, 1), size=(32, 32)).unflatten(0, (1, 2))
+        inner = F.max_pool2d(1 - carved.flatten(0, 1), 3, 1, 1).unflatten(0, (1, 2)) == 0  # away from the edge
+        assert inner.any() and torch.equal(out.expand(-1, -1, 3, -1, -1)[inner.expand_as(out)],
+                                           torch.ones_like(out)[inner.expand_as(out)])
+    path = save_renderer(hulled, tmp_path / "h.safetensors")
+    assert load_renderer(path).sweep.hull_weight == 10.0 and model.sweep.hull_weight == 0.0
+    for value in (-1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="sweep_hull"):
+            ModelConfig(sweep_hull=value)

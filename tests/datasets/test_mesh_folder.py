@@ -1,0 +1,137 @@
+"""`nvs data synth --kind meshes`: a folder of the user's own textured OBJ models rendered as the
+furniture kind renders the packaged ones, with each model's attribution; files are read only from
+inside each model's folder."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nvs.commands.data import synth
+from nvs.datasets import mesh_render
+from nvs.datasets.mesh_folder import find_meshes, load_mesh
+from tests.datasets.asset_fixtures import QUAD_OBJ, QUAD_MTL, checker_png
+
+CUBE_OBJ = "".join(f"v {x} {y} {z}\n" for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)) + """
+f 1 2 4 3
+f 5 7 8 6
+f 1 5 6 2
+f 3 4 8 7
+f 1 3 7 5
+f 2 6 8 4
+"""
+needs_gl = pytest.mark.skipif(mesh_render.unavailable_reason() is not None, reason=str(mesh_render.unavailable_reason()))
+
+
+def _mesh_folder(root):
+    quad = root / "quad"
+    quad.mkdir(parents=True)
+    (quad / "quad.obj").write_text(QUAD_OBJ)
+    (quad / "quad.mtl").write_text(QUAD_MTL)
+    (quad / "quad.png").write_bytes(checker_png())
+    (root / "cube.obj").write_text(CUBE_OBJ)
+    (root / "attribution.json").write_text(json.dumps(
+        {"quad": {"creator": "Tester", "licence": "CC0-1.0", "source": "written by the test"}}))
+    return root
+
+
+def _images(out, scene):
+    return np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255
+                     for p in sorted((out / "scenes" / scene / "images").glob("*.png"))])
+
+
+@needs_gl
+def test_a_mesh_folder_renders_each_model_on_white_with_its_texture_and_attribution(tmp_path):
+    meshes = _mesh_folder(tmp_path / "meshes")
+    out = tmp_path / "out"
+    summary = synth("meshes", 2, 6, 32, 32, "lact", out, 0, meshes=meshes, up="y")
+    assert summary["scenes_written"] == 2 and summary["models"] == 2 and summary["up"] == "y"
+    credits = json.loads((out / "attribution.json").read_text())
+    by_id = {m["id"]: m for m in credits["models"]}
+    assert by_id["quad"]["licence"] == "CC0-1.0" and by_id["quad"]["creator"] == "Tester"
+    assert by_id["cube"]["licence"] == "not given" and by_id["cube"]["source"].endswith("cube.obj")
+    assert str(meshes) in credits["source"]
+    cube, quad = _images(out, "meshes_all_0000000"), _images(out, "meshes_all_0000001")  # models by name: cube, quad
+    for views in (cube, quad):
+        assert (views == 1.0).all(-1).mean() > 0.3 and (views < 0.9).any(-1).any()  # an object on white
+    red = (quad[..., 0] > 0.5) & (quad[..., 1] < 0.25) & (quad[..., 2] < 0.25)
+    blue = (quad[..., 2] > 0.5) & (quad[..., 0] < 0.25) & (quad[..., 1] < 0.25)
+    assert red.any() and blue.any()  # the checker texture's quadrants
+    again = tmp_path / "again"
+    synth("meshes", 2, 6, 32, 32, "lact", again, 0, meshes=meshes, up="y")
+    assert np.array_equal(_images(again, "meshes_all_0000001"), quad)  # deterministic per seed
+    turned = tmp_path / "turned"
+    synth("meshes", 2, 6, 32, 32, "lact", turned, 0, meshes=meshes, up="z")
+    assert not np.array_equal(_images(turned, "meshes_all_0000001"), quad)
+
+
+def test_mesh_folders_that_cannot_be_read_are_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="does not exist or is not a folder"):
+        find_meshes(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no OBJ model"):
+        find_meshes(tmp_path / "empty")
+    two = tmp_path / "two" / "chair"
+    two.mkdir(parents=True)
+    (two / "a.obj").write_text(CUBE_OBJ)
+    (two / "b.obj").write_text(CUBE_OBJ)
+    with pytest.raises(ValueError, match="holds 2 OBJ files .*one model per folder"):
+        find_meshes(tmp_path / "two")
+    meshes = _mesh_folder(tmp_path / "meshes")
+    (meshes / "attribution.json").write_text(json.dumps({"sofa": {"licence": "CC0-1.0"}}))
+    with pytest.raises(ValueError, match="names models the folder does not hold: \\['sofa'\\]"):
+        find_meshes(meshes)
+    (meshes / "attribution.json").write_text(json.dumps({"quad": {"licence": 3}}))
+    with pytest.raises(ValueError, match="keys must be"):
+        find_meshes(meshes)
+    (meshes / "attribution.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not readable JSON"):
+        find_meshes(meshes)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="--meshes DIR goes with --kind meshes"):
+        synth("furniture", 1, 2, 32, 32, "lact", out, 0, meshes=meshes)
+    with pytest.raises(ValueError, match="--meshes DIR goes with --kind meshes"):
+        synth("meshes", 1, 2, 32, 32, "lact", out, 0)
+    with pytest.raises(ValueError, match="--elevations must be LOW HIGH"):
+        synth("meshes", 1, 2, 32, 32, "lact", out, 0, meshes=meshes, elevations=(60.0, 10.0))
+    with pytest.raises(ValueError, match="--elevations applies to --kind meshes"):
+        synth("object", 1, 2, 32, 32, "lact", out, 0, elevations=(-30.0, 60.0))
+    assert not out.exists()
+
+
+def test_a_model_reads_no_file_outside_its_folder_and_a_renamed_mtl_is_found(tmp_path):
+    (tmp_path / "secret.png").write_bytes(checker_png())
+    model = tmp_path / "meshes" / "quad"
+    model.mkdir(parents=True)
+    (model / "quad.obj").write_text(QUAD_OBJ.replace("mtllib quad.mtl", "mtllib exported.mtl"))
+    (model / "quad.mtl").write_text(QUAD_MTL.replace("map_Kd quad.png", "map_Kd link.png"))
+    (model / "link.png").symlink_to(tmp_path / "secret.png")
+    (entry,) = find_meshes(tmp_path / "meshes")
+    loaded = load_mesh(entry, "y")
+    assert any("exported.mtl does not exist; read quad.mtl instead" in p for p in loaded.problems)
+    assert any("link.png" in p for p in loaded.problems)
+    assert all(part.material.texture is None for part in loaded.parts)  # the link out was not followed
+    (model / "link.png").unlink()
+    (model / "quad.mtl").write_text(QUAD_MTL.replace("map_Kd quad.png", "map_Kd ../../secret.png"))
+    (entry,) = find_meshes(tmp_path / "meshes")
+    load_mesh.cache_clear()
+    assert all(part.material.texture is None for part in load_mesh(entry, "y").parts)
+
+
+def test_a_model_in_the_layout_of_google_scanned_objects_is_read_with_its_texture(tmp_path):
+    """<model>/meshes/model.obj with its texture in <model>/materials/textures/; a sub-folder with
+    no OBJ is left out, and the log says so."""
+    model = tmp_path / "meshes" / "mug"
+    (model / "meshes").mkdir(parents=True)
+    (model / "materials" / "textures").mkdir(parents=True)
+    (model / "meshes" / "model.obj").write_text(QUAD_OBJ.replace("mtllib quad.mtl", "mtllib model.mtl"))
+    (model / "meshes" / "model.mtl").write_text(QUAD_MTL.replace("map_Kd quad.png", "map_Kd ../materials/textures/texture.png"))
+    (model / "materials" / "textures" / "texture.png").write_bytes(checker_png())
+    (tmp_path / "meshes" / "notes").mkdir()
+    said = []
+    (entry,) = find_meshes(tmp_path / "meshes", said.append)
+    assert (entry.name, entry.obj) == ("mug", "meshes/model.obj")
+    assert said == [f"{tmp_path / 'meshes' / 'notes'}: no OBJ file inside; left out"]
+    textures = [part.material.texture for part in load_mesh(entry, "z").parts]
+    assert any(t is not None and t.shape == (64, 64, 3) for t in textures)
