@@ -53,11 +53,11 @@ def _finish_lact(root: Path, summary: dict, source: str | None = None) -> dict:
 
 
 def _make_scene(job: tuple) -> tuple:
-    """One scene of a job (root, fmt, kind, split, seed, views, height, width): written to
-    ``root`` in the lact layout, or returned as (name, images, cameras, attribution) to be
+    """One scene of a job (root, fmt, kind, split, seed, views, height, width, elevations): written
+    to ``root`` in the lact layout, or returned as (name, images, cameras, attribution) to be
     written with the others."""
-    root, fmt, kind, split, seed, views, height, width = job
-    scene = generate_asset_scene(kind, seed, views, height, width, split)
+    root, fmt, kind, split, seed, views, height, width, elevations = job
+    scene = generate_asset_scene(kind, seed, views, height, width, split, elevations)
     name = scene_name(kind, split, seed)
     if fmt == "lact":
         folder = write_lact_scene(Path(root), name, scene.images, scene.cameras, scene.depth).parent
@@ -102,10 +102,10 @@ def scene_pool(workers: int, kind: str, split: str, height: int, width: int):
 
 def write_asset_dataset(root: str | Path, kind: str, split: str, scenes: int, views: int, height: int, width: int,
                         seed: int = 0, fmt: str = "lact", flush_every: int = 25, log=print, workers: int = 1,
-                        pool=None) -> dict:
+                        pool=None, elevation_deg: tuple[float, float] = (0.0, 60.0)) -> dict:
     """Render scenes with seeds ``seed .. seed + scenes - 1`` of ``kind`` from the models of
-    ``split`` into ``root``, in ``workers`` processes (or in ``pool``, see :func:`scene_pool`).
-    Returns the summary also written to ``root/synth.json``."""
+    ``split`` into ``root``, in ``workers`` processes (or in ``pool``, see :func:`scene_pool`);
+    furniture seen from ``elevation_deg``. Returns the summary also written to ``root/synth.json``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     if workers < 1:
@@ -114,13 +114,15 @@ def write_asset_dataset(root: str | Path, kind: str, split: str, scenes: int, vi
     root.mkdir(parents=True, exist_ok=True)
     summary = {"kind": kind, "split": split, "format": fmt, "scenes": scenes, "views": views, "height": height,
                "width": width, "seed": seed, "source": "nvs.datasets.asset_scenes"}
+    if kind == "furniture":
+        summary["elevations"] = list(elevation_deg)
     pending = [s for s in range(seed, seed + scenes)
                if fmt != "lact" or not (root / "scenes" / scene_name(kind, split, s) / "attribution.json").is_file()]
     if pool is None and workers > 1 and len(pending) > 1:
         with scene_pool(min(workers, len(pending)), kind, split, height, width) as pool:
             return write_asset_dataset(root, kind, split, scenes, views, height, width, seed, fmt, flush_every, log,
-                                       pool=pool)
-    jobs = [(str(root), fmt, kind, split, s, views, height, width) for s in pending]
+                                       pool=pool, elevation_deg=elevation_deg)
+    jobs = [(str(root), fmt, kind, split, s, views, height, width, tuple(elevation_deg)) for s in pending]
     made = pool.map(_make_scene, jobs) if pool is not None else map(_make_scene, jobs)
     if fmt != "lact":
         records, attribution = [], {}

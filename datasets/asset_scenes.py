@@ -78,14 +78,15 @@ def unit_sphere_transform(model: furniture.Model, yaw: float) -> np.ndarray:
 
 
 def furniture_scene(seed: int, views: int, height: int = 128, width: int = 128, split: str = "train",
-                    cameras=None) -> AssetScene:
-    """One furniture model on white from ``views`` random sphere cameras (or ``cameras``)."""
+                    cameras=None, elevation_deg: tuple[float, float] = (0.0, 60.0)) -> AssetScene:
+    """One furniture model on white from ``views`` random sphere cameras at ``elevation_deg``
+    (or ``cameras``)."""
     pieces = furniture.pieces_of_split(split)
     piece = pieces[seed % len(pieces)]
     g = torch.Generator().manual_seed(int(seed) * 2 + (split == "val"))
     rng = np.random.default_rng([int(seed), 1 + (split == "val")])
     model = furniture.simplified(furniture.load_model(piece), cells=256)
-    cams = object_cameras(g, views, height, width) if cameras is None else cameras
+    cams = object_cameras(g, views, height, width, elevation_deg) if cameras is None else cameras
     images, depth = object_on_white(model, rng, cams)
     return AssetScene(images, cams, depth, [piece.attribution()], list(model.problems))
 
@@ -102,14 +103,16 @@ def object_on_white(model: furniture.Model, rng: np.random.Generator, cams) -> t
     return rgba[:, :3].contiguous(), depth
 
 
-def generate_asset_scene(kind: str, seed: int, views: int, height: int, width: int, split: str = "train") -> AssetScene:
-    """The asset-scene counterpart of procedural.generate_scene (same arguments, plus ``split``)."""
+def generate_asset_scene(kind: str, seed: int, views: int, height: int, width: int, split: str = "train",
+                         elevation_deg: tuple[float, float] = (0.0, 60.0)) -> AssetScene:
+    """The asset-scene counterpart of procedural.generate_scene (same arguments, plus ``split``, and
+    the cameras' ``elevation_deg`` for furniture)."""
     if kind not in ASSET_KINDS:
         raise ValueError(f"unknown asset scene kind {kind!r}; choose one of {ASSET_KINDS}")
     if split not in furniture.SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {furniture.SPLITS}")
     if kind == "furniture":
-        return furniture_scene(seed, views, height, width, split)
+        return furniture_scene(seed, views, height, width, split, elevation_deg=elevation_deg)
     from nvs.datasets.furnished_room import furnished_orbit_scene, furnished_room_scene
 
     make = furnished_room_scene if kind == "furnished-room" else furnished_orbit_scene

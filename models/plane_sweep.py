@@ -58,6 +58,7 @@ ZNCC_TEXTURE = 0.05  # grey-level standard deviation at which a window's correla
 MIN_COARSE_SIZE = 4  # pixels on the short side of the smallest target a coarse sweep scores
 WHITE_TOLERANCE = 0.02  # a pixel is background when all its channels are within this of 1 (white)
 SILHOUETTE_DILATION = 1  # pixels the silhouettes grow by: antialiased edges and poses a little off
+HULL_POINTS = 1 << 21  # plane points the silhouettes are sampled at, at once (hull_support)
 BAND_PIXELS = 1 << 15  # cost-volume pixels scored at once; a larger target is scored in bands of rows
 BAND_HALO = 8  # rows each band reads beyond its own: the scorer's reach (the ZNCC window's is 5)
 
@@ -207,19 +208,21 @@ def hull_support(masks: Tensor, cams: Cameras, target_cams: Cameras, inverse_dep
     the point where each pixel's ray of target_cams [B, T] meets each plane of inverse_depths [D]
     or [B, D]: the least mask value, over the views that see the point (in front, inside the
     frame), sampled where it projects; exactly 1.0 where no view with a background pixel sees it
-    -> [B, T, D, h, w]. Views are sampled one at a time: memory of one view's samples."""
+    -> [B, T, D, h, w]. Views are sampled HULL_POINTS points at a time, in bounded memory."""
     b, t = target_cams.shape
-    support = torch.ones(b, t, inverse_depths.shape[-1], target_cams.height, target_cams.width, dtype=masks.dtype,
-                         device=masks.device)
+    planes, height, width = inverse_depths.shape[-1], target_cams.height, target_cams.width
+    support = torch.ones(b, t, planes, height, width, dtype=masks.dtype, device=masks.device)
     carving = masks.flatten(2).amin(dim=-1) < 1.0  # [B, V]: views with background to carve with
-    for v in range(masks.shape[1]):
-        if not carving[:, v].any():
+    step = max(1, HULL_POINTS // (t * planes * height * width))
+    for start in range(0, masks.shape[1], step):
+        views = torch.arange(start, min(start + step, masks.shape[1]), device=masks.device)
+        if not carving[:, views].any():
             continue
-        index = torch.full((b, t, 1), v, dtype=torch.long, device=masks.device)
-        mask, cam = gather_views(masks, cams, index)
-        sampled, seen = sample_planes(mask, cam, target_cams, inverse_depths)
-        counts = (seen > 0) & carving[:, v, None, None, None, None, None, None]
-        support = torch.minimum(support, torch.where(counts, sampled, torch.ones_like(sampled))[:, :, 0, 0])
+        mask, cam = gather_views(masks, cams, views.expand(b, t, -1))
+        sampled, seen = sample_planes(mask, cam, target_cams, inverse_depths)  # [B, T, k, 1, D, h, w]
+        counts = (seen > 0) & carving[:, views, None, None, None, None].unsqueeze(1)
+        view_support = torch.where(counts, sampled, torch.ones_like(sampled)).amin(dim=2)[:, :, 0]
+        support = torch.minimum(support, view_support)
     return support
 
 

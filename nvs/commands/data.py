@@ -27,8 +27,8 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
         raise ValueError("--meshes DIR goes with --kind meshes, and --kind meshes needs it")
     if not -90 < elevations[0] <= elevations[1] < 90:
         raise ValueError(f"--elevations must be LOW HIGH with -90 < LOW <= HIGH < 90 degrees, got {list(elevations)}")
-    if kind != "meshes" and tuple(elevations) != (0.0, 60.0):
-        raise ValueError("--elevations applies to --kind meshes")
+    if kind not in ("meshes", "furniture") and tuple(elevations) != (0.0, 60.0):
+        raise ValueError("--elevations applies to --kind furniture and meshes")
     from nvs.datasets.asset_scenes import ASSET_KINDS, unavailable_reason
 
     if kind == "meshes":
@@ -49,7 +49,7 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
         from nvs.datasets.asset_dataset import write_asset_dataset
 
         summary = write_asset_dataset(out, kind, split, scenes, views, height, width, seed, fmt,
-                                      log=lambda m: tqdm.write(m), workers=workers)
+                                      log=lambda m: tqdm.write(m), workers=workers, elevation_deg=tuple(elevations))
         return {**summary, "index": str(Path(out) / "index.json") if fmt == "lact" else summary.get("index", str(out))}
     records = []
     for i in tqdm(range(scenes), desc=f"synth {kind}", unit="scene"):
@@ -104,7 +104,7 @@ def add_parser(sub) -> None:
     p.add_argument("--up", choices=["y", "z"], default="y",
                    help="--kind meshes: the models' up axis (y: the OBJ and glTF convention; z: Google Scanned Objects)")
     p.add_argument("--elevations", type=T.finite_float(-90, 90), nargs=2, metavar=("LOW", "HIGH"), default=[0.0, 60.0],
-                   help="--kind meshes: camera elevations in degrees (default 0 60, as the furniture kind's)")
+                   help="--kind furniture and meshes: the cameras' elevations in degrees (default 0 60)")
     p.add_argument("--split", choices=["train", "val"], default="train",
                    help="asset kinds: the models to use (val: the fixed held-out 10%%)")
     p.add_argument("--scenes", type=T.positive_int(), default=10)

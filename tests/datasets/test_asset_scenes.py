@@ -185,3 +185,15 @@ def test_worker_processes_write_the_same_data_set(tmp_path):
             a, b = (np.asarray(Image.open(p)).astype(int) for p in (image, twin / "images" / image.name))
             assert np.array_equal(a, b)
     assert (tmp_path / "one" / "index.json").read_text() == (tmp_path / "two" / "index.json").read_text()
+
+
+def test_furniture_seen_from_below_the_horizon_when_the_elevations_say_so(tmp_path):
+    """`--elevations -40 -10`: every camera below the model's centre; the data set records the range."""
+    scene = asset_scenes.generate_asset_scene("furniture", 3, 4, 32, 32, "val", (-40.0, -10.0))
+    height = scene.cameras.centers[:, 2] / 2.7
+    assert torch.all(height < math.sin(math.radians(-10)) + 1e-4) and torch.all(height > math.sin(math.radians(-40)) - 1e-4)
+    summary = write_asset_dataset(tmp_path, "furniture", "val", 1, 2, 32, 32, seed=3, elevation_deg=(-40.0, -10.0),
+                                  log=lambda m: None)
+    assert summary["elevations"] == [-40.0, -10.0]
+    written = json.loads(next((tmp_path / "scenes").glob("*/opencv_cameras.json")).read_text())
+    assert all(np.linalg.inv(np.array(f["w2c"]))[2, 3] < 0 for f in written)
