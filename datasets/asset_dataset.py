@@ -52,6 +52,21 @@ def _finish_lact(root: Path, summary: dict, source: str | None = None) -> dict:
     return summary
 
 
+def _refuse_other_settings(root: Path, summary: dict, keys: tuple[str, ...]) -> None:
+    """A lact folder resumes: scenes already there are kept. Refuse to add to scenes of the same
+    kind (and split) that ``root/synth.json`` says were written with other ``keys``."""
+    try:
+        before = json.loads((root / "synth.json").read_text())
+    except (OSError, ValueError):
+        return  # no summary to compare with (a new folder)
+    if not isinstance(before, dict) or any(before.get(k) != summary.get(k) for k in ("kind", "split")):
+        return
+    changed = [f"{k}: {before[k]!r} -> {summary.get(k)!r}" for k in keys if k in before and before[k] != summary.get(k)]
+    if changed:
+        raise ValueError(f"{root} holds {summary['kind']} scenes written with other settings ({'; '.join(changed)}): "
+                         "write into another folder")
+
+
 def _make_scene(job: tuple) -> tuple:
     """One scene of a job (root, fmt, kind, split, seed, views, height, width, elevations): written
     to ``root`` in the lact layout, or returned as (name, images, cameras, attribution) to be
@@ -116,6 +131,8 @@ def write_asset_dataset(root: str | Path, kind: str, split: str, scenes: int, vi
                "width": width, "seed": seed, "source": "nvs.datasets.asset_scenes"}
     if kind == "furniture":
         summary["elevations"] = list(elevation_deg)
+    if fmt == "lact":
+        _refuse_other_settings(root, summary, ("views", "height", "width", "elevations"))
     pending = [s for s in range(seed, seed + scenes)
                if fmt != "lact" or not (root / "scenes" / scene_name(kind, split, s) / "attribution.json").is_file()]
     if pool is None and workers > 1 and len(pending) > 1:
@@ -149,7 +166,7 @@ def write_mesh_dataset(root: str | Path, meshes: str | Path, scenes: int, views:
     ``meshes`` (:mod:`nvs.datasets.mesh_folder`) into ``root``, in this process; the lact layout
     streams and resumes as :func:`write_asset_dataset`'s. Each model's problems (a missing
     texture, say) are logged once. Returns the summary also written to ``root/synth.json``."""
-    from nvs.datasets.mesh_folder import find_meshes, mesh_scene
+    from nvs.datasets.mesh_folder import find_meshes, load_mesh, mesh_scene
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
@@ -157,11 +174,16 @@ def write_mesh_dataset(root: str | Path, meshes: str | Path, scenes: int, views:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     source = f"the models of the mesh folder {meshes}; each model's creator, licence and source are listed under 'models'"
-    summary = {"kind": "meshes", "meshes": str(meshes), "models": len(entries), "up": up,
-               "elevations": list(elevation_deg), "format": fmt, "scenes": scenes, "views": views, "height": height,
-               "width": width, "seed": seed, "source": "nvs.datasets.mesh_folder"}
+    summary = {"kind": "meshes", "split": "all", "meshes": str(Path(meshes).resolve()), "models": len(entries),
+               "model_names": [e.name for e in entries], "up": up, "elevations": list(elevation_deg), "format": fmt,
+               "scenes": scenes, "views": views, "height": height, "width": width, "seed": seed,
+               "source": "nvs.datasets.mesh_folder"}
+    if fmt == "lact":
+        _refuse_other_settings(root, summary, ("meshes", "model_names", "up", "elevations", "views", "height", "width"))
     pending = [s for s in range(seed, seed + scenes)
                if fmt != "lact" or not (root / "scenes" / scene_name("meshes", "all", s) / "attribution.json").is_file()]
+    for entry in {entries[s % len(entries)] for s in pending}:  # every model read before any is rendered
+        load_mesh(entry, up)
     records, attribution, reported = [], {}, set()
     for count, s in enumerate(pending, 1):
         scene = mesh_scene(entries, s, views, height, width, up, elevation_deg)

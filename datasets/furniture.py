@@ -34,6 +34,7 @@ SPLITS = ("train", "val")
 VAL_PER_MILLE = 100
 MAX_MEMBER_BYTES = 64 << 20  # a larger zip member is refused (corrupt or hostile archive)
 MAX_TEXTURE_SIDE = 512  # textures are downscaled to this; renders are small
+MAX_TEXTURE_PIXELS = 8192 * 8192  # a texture with more is refused before it is decoded
 # SweetHome3D models are y up with their front towards +z; ours are z up with the front towards -y
 SH3D_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
@@ -283,6 +284,8 @@ def _decode_texture(data: bytes) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:
+        if img.width * img.height > MAX_TEXTURE_PIXELS:  # read from the header, before decoding
+            raise ValueError(f"{img.width}x{img.height} pixels, over the {MAX_TEXTURE_PIXELS} a texture may have")
         img.load()
         has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
         img = img.convert("RGBA" if has_alpha else "RGB")
@@ -295,49 +298,76 @@ def _decode_texture(data: bytes) -> np.ndarray:
     return arr
 
 
+def _read_texture(material: Material, rest: str, base: str, read_member, where: str, problems: list[str]) -> None:
+    """Set ``material``'s texture from a ``map_Kd`` line's file (its last word), or say in
+    ``problems`` why it stays untextured."""
+    from PIL import Image
+
+    ref = rest.split()[-1] if rest.split() else ""
+    name = _resolve(base, ref)
+    if name is None:
+        problems.append(f"{where}: material '{material.name}' names texture {ref!r} by an absolute or outside path")
+        return
+    try:
+        data = read_member(name)
+    except ValueError:
+        problems.append(f"{where}: material '{material.name}' names texture '{name}', which the library lacks")
+        return
+    try:
+        material.texture = _decode_texture(data)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        problems.append(f"{where}: texture '{name}' of material '{material.name}' cannot be decoded ({exc})")
+
+
 def parse_mtl(text: str, base: str, read_member, where: str) -> tuple[dict[str, Material], list[str]]:
     """Materials of an MTL file; ``read_member(name) -> bytes`` (raises ValueError when absent).
     Returns (materials by name, problems found)."""
     materials: dict[str, Material] = {}
     problems: list[str] = []
     current = None
-    for raw in text.splitlines():
+    for lineno, raw in enumerate(text.splitlines(), 1):
         parts = raw.strip().split(None, 1)
         if not parts or parts[0].startswith("#"):
             continue
         key, rest = parts[0], (parts[1] if len(parts) > 1 else "")
         if key == "newmtl":
             current = materials[rest.strip()] = Material(rest.strip(), np.full(3, 0.8))
-        elif current is None:
             continue
-        elif key == "Kd":
-            vals = [float(v) for v in rest.split()[:3]]
-            if len(vals) == 3 and all(math.isfinite(v) for v in vals):
-                current.color = np.clip(np.array(vals), 0.0, 1.0)
+        if current is None or key not in ("Kd", "d", "Tr", "Ns", "map_Kd"):
+            continue
+        if key == "map_Kd":
+            _read_texture(current, rest, base, read_member, where, problems)
+            continue
+        try:
+            values = [float(v) for v in rest.split()]
+            if not values or not all(math.isfinite(v) for v in values) or (key == "Kd" and len(values) < 3):
+                raise ValueError
+        except ValueError:
+            problems.append(f"{where}, MTL line {lineno}: cannot read {raw.strip()[:60]!r}; left at its default")
+            continue
+        if key == "Kd":
+            current.color = np.clip(np.array(values[:3]), 0.0, 1.0)
         elif key == "d":
-            current.opacity = float(np.clip(float(rest.split()[0]), 0.0, 1.0))
+            current.opacity = float(np.clip(values[0], 0.0, 1.0))
         elif key == "Tr":
-            current.opacity = float(np.clip(1.0 - float(rest.split()[0]), 0.0, 1.0))
-        elif key == "Ns":
-            current.shininess = float(rest.split()[0])
-        elif key == "map_Kd":
-            ref = rest.split()[-1] if rest.split() else ""
-            name = _resolve(base, ref)
-            if name is None:
-                problems.append(f"{where}: material '{current.name}' names texture {ref!r} by an absolute or outside path")
-                continue
-            try:
-                current.texture = _decode_texture(read_member(name))
-            except ValueError:
-                problems.append(f"{where}: material '{current.name}' names texture '{name}', which the library lacks")
-            except OSError as exc:
-                problems.append(f"{where}: texture '{name}' of material '{current.name}' cannot be decoded ({exc})")
+            current.opacity = float(np.clip(1.0 - values[0], 0.0, 1.0))
+        else:
+            current.shininess = values[0]
     return materials, problems
 
 
 def _index(token: str, count: int) -> int:
     i = int(token)
     return i - 1 if i > 0 else count + i
+
+
+def _finite(words: list[str], count: int) -> tuple[float, ...]:
+    """The first ``count`` numbers of an OBJ line's ``words`` (ValueError if one is missing,
+    unreadable or not finite)."""
+    values = tuple(float(w) for w in words[:count])
+    if len(values) < count or not all(math.isfinite(x) for x in values):
+        raise ValueError
+    return values
 
 
 def parse_obj(text: str, where: str) -> dict:
@@ -357,12 +387,10 @@ def parse_obj(text: str, where: str) -> dict:
             continue
         key = parts[0]
         try:
-            if key == "v":
-                v.append((float(parts[1]), float(parts[2]), float(parts[3])))
+            if key in ("v", "vn"):
+                (v if key == "v" else vn).append(_finite(parts[1:], 3))
             elif key == "vt":
-                vt.append((float(parts[1]), float(parts[2]) if len(parts) > 2 else 0.0))
-            elif key == "vn":
-                vn.append((float(parts[1]), float(parts[2]), float(parts[3])))
+                vt.append(_finite(parts[1:], 2) if len(parts) > 2 else (*_finite(parts[1:], 1), 0.0))
             elif key == "f":
                 poly = []
                 for tok in parts[1:]:

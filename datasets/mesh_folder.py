@@ -14,6 +14,7 @@ recorded with the licence "not given".
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,6 +30,7 @@ from nvs.datasets.procedural import object_cameras
 # rotations applied before furniture.load_obj_model's turn from y up to z up
 UP_AXES = {"y": None, "z": (1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0)}
 ATTRIBUTION_KEYS = ("creator", "licence", "source")
+MAX_FILE_BYTES = 512 << 20  # a model's OBJ, MTL or texture; a larger one is refused
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,13 @@ class MeshEntry:
     folder: Path  # files are read from inside it only
     obj: str  # the OBJ's name inside ``folder``
     credits: tuple[tuple[str, str], ...]
+    where: str  # the OBJ's path inside the mesh folder
 
     def attribution(self) -> dict:
         given = dict(self.credits)
         return {"id": self.name, "name": self.name, "creator": given.get("creator", "not given"),
                 "licence": given.get("licence", "not given"),
-                "source": given.get("source", str(self.folder / self.obj))}
+                "source": given.get("source", f"mesh folder: {self.where}")}
 
 
 def _read_attribution(root: Path) -> dict[str, dict]:
@@ -62,22 +65,34 @@ def _read_attribution(root: Path) -> dict[str, dict]:
     return data
 
 
+def _hidden(path: Path) -> bool:
+    return path.name.startswith(".") or path.name == "__MACOSX"  # editors' and archivers' litter
+
+
 def find_meshes(root: str | Path, log=None) -> list[MeshEntry]:
     """The models of a mesh folder, sorted by name; sub-folders without an OBJ are left out, and
-    ``log`` (if given) is told so."""
+    ``log`` (if given) is told so. A sub-folder or OBJ that is a link out of the folder is refused."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"mesh folder {root} does not exist or is not a folder")
+    inside = root.resolve()
     credits = _read_attribution(root)
-    entries = [MeshEntry(p.stem, root, p.name, ()) for p in sorted(root.glob("*.obj")) if p.is_file()]
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        objs = sorted(p.relative_to(sub).as_posix() for p in sub.rglob("*.obj") if p.is_file())
-        if len(objs) > 1:
-            raise ValueError(f"{sub} holds {len(objs)} OBJ files ({', '.join(objs[:4])}): keep one model per folder")
-        if objs:
-            entries.append(MeshEntry(sub.name, sub, objs[0], ()))
-        elif log is not None:
-            log(f"{sub}: no OBJ file inside; left out")
+    entries = []
+    for path in sorted(p for p in root.iterdir() if not _hidden(p)):
+        if not path.resolve().is_relative_to(inside):
+            raise ValueError(f"{path} is a link out of the mesh folder {root}")
+        if path.is_file() and path.suffix.lower() == ".obj":
+            entries.append(MeshEntry(path.stem, root, path.name, (), path.name))
+        elif path.is_dir():
+            objs = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
+                          if p.suffix.lower() == ".obj" and p.is_file() and not any(map(_hidden, p.relative_to(path).parents))
+                          and not _hidden(p))
+            if len(objs) > 1:
+                raise ValueError(f"{path} holds {len(objs)} OBJ files ({', '.join(objs[:4])}): keep one model per folder")
+            if objs:
+                entries.append(MeshEntry(path.name, path, objs[0], (), f"{path.name}/{objs[0]}"))
+            elif log is not None:
+                log(f"{path}: no OBJ file inside; left out")
     if not entries:
         raise ValueError(f"mesh folder {root} holds no OBJ model (one per sub-folder, or *.obj files in it)")
     names = [e.name for e in entries]
@@ -87,7 +102,8 @@ def find_meshes(root: str | Path, log=None) -> list[MeshEntry]:
     unknown = sorted(set(credits) - set(names))
     if unknown:
         raise ValueError(f"{root / 'attribution.json'} names models the folder does not hold: {unknown[:5]}")
-    return [MeshEntry(e.name, e.folder, e.obj, tuple(sorted(credits.get(e.name, {}).items()))) for e in entries]
+    return sorted((dataclasses.replace(e, credits=tuple(sorted(credits.get(e.name, {}).items()))) for e in entries),
+                  key=lambda e: e.name)
 
 
 def _reader(folder: Path, problems: list[str]):
@@ -97,20 +113,25 @@ def _reader(folder: Path, problems: list[str]):
     base = folder.resolve()
 
     def read_member(name: str) -> bytes:
-        path = (base / name).resolve()
-        if path.suffix.lower() == ".mtl" and path.parent.is_relative_to(base) and not path.exists():
-            only = [p for p in path.parent.glob("*") if p.suffix.lower() == ".mtl" and p.is_file()]
-            if len(only) == 1:
-                problems.append(f"{folder / name} does not exist; read {only[0].name} instead")
-                path = only[0].resolve()
-        if not path.is_relative_to(base) or not path.is_file():
-            raise ValueError(f"{folder / name}: no such file inside the model's folder")
-        return path.read_bytes()
+        try:
+            path = (base / name).resolve()
+            if path.suffix.lower() == ".mtl" and path.parent.is_relative_to(base) and not path.exists():
+                only = [p for p in path.parent.glob("*") if p.suffix.lower() == ".mtl" and p.is_file()]
+                if len(only) == 1:
+                    problems.append(f"{folder / name} does not exist; read {only[0].name} instead")
+                    path = only[0].resolve()
+            if not path.is_relative_to(base) or not path.is_file():
+                raise ValueError(f"{folder / name}: no such file inside the model's folder")
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise ValueError(f"{folder / name} is over the {MAX_FILE_BYTES >> 20} MB a model's file may have")
+            return path.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{folder / name}: cannot be read ({exc.strerror or exc})") from None
 
     return read_member
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=64)
 def load_mesh(entry: MeshEntry, up: str = "y") -> furniture.Model:
     """The entry's model, turned so that ``up`` (its OBJ axis that points up) is +z (cached)."""
     if up not in UP_AXES:

@@ -67,8 +67,8 @@ class ModelConfig:
     # w > 0, for objects on white: each plane's score loses w x (1 - its point's support by the
     # silhouettes of all input views: the least, over the views that see the point, of their
     # foreground sampled there), and a pixel whose ray no plane's point supports is background,
-    # white (the visual hull; models/plane_sweep.hull_support); photos without white background
-    # support every point, so the setting changes nothing on them
+    # white (the visual hull; models/plane_sweep.hull_support); only photos at least half of whose
+    # border is white carve, so the setting changes nothing on photos with a background
     sweep_hull: float = 0.0
     # true: each scene's input photos are divided by per-view, per-channel gains that bring their
     # exposures and white balance to a common one, found from matched points (nvs.geometry.exposure),

@@ -203,17 +203,25 @@ def silhouettes(images: Tensor) -> Tensor:
     return grown.unflatten(0, images.shape[:2])
 
 
+def carving_views(masks: Tensor) -> Tensor:
+    """masks [B, V, 1, H, W] (:func:`silhouettes`) -> [B, V] bool: the views of an object on
+    white, at least half of whose border is background; a photo with a background carves
+    nothing, however many white highlights it has."""
+    border = torch.cat([masks[..., 0, :], masks[..., -1, :], masks[..., 1:-1, 0], masks[..., 1:-1, -1]], dim=-1)
+    return (1.0 - border).mean(dim=(-2, -1)) >= 0.5
+
+
 def hull_support(masks: Tensor, cams: Cameras, target_cams: Cameras, inverse_depths: Tensor) -> Tensor:
     """How far the silhouettes masks [B, V, 1, H, W] (:func:`silhouettes`) of cams [B, V] support
     the point where each pixel's ray of target_cams [B, T] meets each plane of inverse_depths [D]
     or [B, D]: the least mask value, over the views that see the point (in front, inside the
-    frame), sampled where it projects; exactly 1.0 where no view with a background pixel sees it
-    -> [B, T, D, h, w]. Views are sampled HULL_POINTS points at a time, in bounded memory."""
+    frame), sampled where it projects; exactly 1.0 where no view that carves (:func:`carving_views`)
+    sees it -> [B, T, D, h, w]. Views are sampled HULL_POINTS points at a time, in bounded memory."""
     b, t = target_cams.shape
     planes, height, width = inverse_depths.shape[-1], target_cams.height, target_cams.width
     support = torch.ones(b, t, planes, height, width, dtype=masks.dtype, device=masks.device)
-    carving = masks.flatten(2).amin(dim=-1) < 1.0  # [B, V]: views with background to carve with
-    step = max(1, HULL_POINTS // (t * planes * height * width))
+    carving = carving_views(masks)
+    step = max(1, HULL_POINTS // (b * t * planes * height * width))
     for start in range(0, masks.shape[1], step):
         views = torch.arange(start, min(start + step, masks.shape[1]), device=masks.device)
         if not carving[:, views].any():
@@ -510,7 +518,7 @@ class PlaneSweepBlend(nn.Module):
         photos, chosen = gather_views(images.to(dtype), cams, index)
         support = None
         masks = silhouettes(images.to(dtype)) if self.hull_weight else None
-        if masks is not None and not bool(masks.all()):  # photos with no white background: nothing to carve
+        if masks is not None and bool(carving_views(masks).any()):  # photos with a background: nothing to carve
             half = target_cams.resize(max(1, target_cams.height // 2), max(1, target_cams.width // 2))
             support = hull_support(masks, cams, half, planes.to(dtype))
         depth, confidence, plane_logits = self.depth(target_cams, gather(features, index), chosen, planes, present,

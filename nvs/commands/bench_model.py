@@ -402,8 +402,9 @@ def bench_memorize(out: Path, config: str = "configs/lact-l24-d768-ttt2x.yaml", 
 
 def bench_train_step(out: Path, recipes: list[str] = ("configs/train-object-cpu.yaml",), steps: int = 5) -> list[dict]:
     """Tokens per second of training steps of each recipe as `nvs train` takes them on this
-    machine's CPU: its model (random weights), its trained parameters, its loss terms (LPIPS
-    included where it switches on), its mixed precision, AdamW."""
+    machine's CPU: its model (random weights) and optimizer as training builds them
+    (:func:`nvs.training.loop.model_and_optimizer`), its loss terms (LPIPS included where it
+    switches on), its mixed precision, gradient clipping."""
     rows = [train_step_row(recipe, steps) for recipe in recipes]
     report("train-step", rows, out)
     _plot_bars(out / "train-step.png", [Path(r["recipe"]).stem for r in rows], [r["tokens_per_s"] for r in rows],
@@ -412,14 +413,12 @@ def bench_train_step(out: Path, recipes: list[str] = ("configs/train-object-cpu.
 
 
 def train_step_row(recipe: str, steps: int) -> dict:
-    from nvs.models import build_renderer
     from nvs.training.config import load_train_config
-    from nvs.training.loop import Losses, build_dataset, freeze_all_but, param_groups
+    from nvs.training.loop import Losses, build_dataset, model_and_optimizer
 
     cfg = load_train_config(recipe)
-    model = build_renderer(cfg.model).train()
-    freeze_all_but(model, cfg.optim.train_only)
-    optim = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr)
+    model, optim = model_and_optimizer(cfg)
+    model.train()
     losses = Losses(cfg, torch.device("cpu"))
     data = build_dataset(cfg)
     items = [data[i] for i in range(cfg.optim.batch_size)]
@@ -433,6 +432,7 @@ def train_step_row(recipe: str, steps: int) -> dict:
             _, loss, logs = losses.of(model, batch, lpips_step)
         terms[:] = list(logs)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad_norm)
         optim.step()
         optim.zero_grad(set_to_none=True)
 

@@ -286,6 +286,21 @@ def _check_same_recipe(checkpoint: Path, cfg: TrainConfig) -> None:
             "run.out_dir), or start from its weights with run.init_from")
 
 
+def model_and_optimizer(cfg: TrainConfig) -> tuple[Renderer, torch.optim.Optimizer]:
+    """A recipe's renderer (new weights; its trained parameters, gradient checkpointing and
+    sweep's degraded colour as the recipe says) and its AdamW over the parameters it trains."""
+    model = build_renderer(cfg.model)
+    model.grad_checkpointing = cfg.run.grad_checkpointing
+    freeze_all_but(model, cfg.optim.train_only)
+    sweep = getattr(model, "sweep", None)
+    if sweep is not None:
+        sweep.degrade_probability = cfg.optim.sweep_degrade
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay, {
+        "view_blend": cfg.optim.view_blend_lr_scale, "pixel_decoder": cfg.optim.pixel_decoder_lr_scale}),
+                                  lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+    return model, optimizer
+
+
 def train(
     cfg: TrainConfig, resume: str | None = "auto", max_steps: int | None = None, dataset: Dataset | None = None
 ) -> dict[str, Any]:
@@ -302,12 +317,7 @@ def train(
     device = accelerator.device
     set_seed(cfg.run.seed)
 
-    model = build_renderer(cfg.model)
-    model.grad_checkpointing = cfg.run.grad_checkpointing
-    freeze_all_but(model, cfg.optim.train_only)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay, {
-        "view_blend": cfg.optim.view_blend_lr_scale, "pixel_decoder": cfg.optim.pixel_decoder_lr_scale}),
-                                  lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+    model, optimizer = model_and_optimizer(cfg)
     schedule = Schedule(cfg.optim)
 
     start_step, skipped, elapsed_before, found = 0, 0, 0.0, None
@@ -340,9 +350,6 @@ def train(
     if cfg.run.compile:
         model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
-    sweep = getattr(raw_model, "sweep", None)
-    if sweep is not None:
-        sweep.degrade_probability = cfg.optim.sweep_degrade
     losses = Losses(cfg, device)
     for key in ("warp_weight", "depth_weight"):
         if getattr(cfg.loss, key) > 0 and not (cfg.model.view_blend or cfg.model.sweep_views):

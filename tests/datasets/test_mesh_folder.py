@@ -135,3 +135,41 @@ def test_a_model_in_the_layout_of_google_scanned_objects_is_read_with_its_textur
     assert said == [f"{tmp_path / 'meshes' / 'notes'}: no OBJ file inside; left out"]
     textures = [part.material.texture for part in load_mesh(entry, "z").parts]
     assert any(t is not None and t.shape == (64, 64, 3) for t in textures)
+
+
+def test_a_linked_folder_out_of_the_mesh_folder_and_bad_model_files_are_refused_or_reported(tmp_path):
+    outside = _mesh_folder(tmp_path / "outside")
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    (meshes / "evil").symlink_to(outside / "quad", target_is_directory=True)
+    with pytest.raises(ValueError, match="evil is a link out of the mesh folder"):
+        find_meshes(meshes)
+    (meshes / "evil").unlink()
+    model = meshes / "quad"
+    model.mkdir()
+    (model / "quad.obj").write_text(QUAD_OBJ)
+    (model / "quad.mtl").write_text(QUAD_MTL.replace("d 1.0", "d").replace("Kd 0.2 0.2 0.2", "Kd x y z")
+                                    .replace("map_Kd quad.png", "map_Kd bomb.png"))
+    Image.new("1", (9000, 9000)).save(model / "bomb.png")  # more pixels than a texture may have
+    loaded = load_mesh(find_meshes(meshes)[0], "y")
+    said = "\n".join(loaded.problems)
+    assert "MTL line 2: cannot read 'Kd x y z'" in said and "MTL line 3: cannot read 'd'" in said
+    assert "texture 'bomb.png' of material 'checker' cannot be decoded" in said
+    (model / "quad.obj").write_text(QUAD_OBJ.replace("v 0.5 0.0 0.0", "v 1e400 0.0 0.0"))
+    load_mesh.cache_clear()
+    with pytest.raises(ValueError, match="quad.obj, line 3: cannot read 'v 1e400 0.0 0.0'"):
+        load_mesh(find_meshes(meshes)[0], "y")
+
+
+@needs_gl
+def test_a_mesh_data_set_resumes_only_with_the_settings_it_was_written_with(tmp_path):
+    meshes = _mesh_folder(tmp_path / "meshes")
+    out = tmp_path / "out"
+    synth("meshes", 1, 2, 32, 32, "lact", out, 0, meshes=meshes)
+    first = (out / "scenes" / "meshes_all_0000000" / "images" / "000.png").read_bytes()
+    summary = synth("meshes", 2, 2, 32, 32, "lact", out, 0, meshes=meshes)  # adds seed 1, keeps seed 0
+    assert summary["scenes_written"] == 2
+    assert (out / "scenes" / "meshes_all_0000000" / "images" / "000.png").read_bytes() == first
+    with pytest.raises(ValueError, match="holds meshes scenes written with other settings \\(up: 'y' -> 'z'\\)"):
+        synth("meshes", 3, 2, 32, 32, "lact", out, 0, meshes=meshes, up="z")
+    assert not (out / "scenes" / "meshes_all_0000002").exists()

@@ -609,13 +609,19 @@ def test_points_no_view_sees_are_supported_and_photos_without_white_background_c
     assert torch.equal(support, torch.ones_like(support))
     model = _sweep_model()
     hulled = _sweep_model(sweep_hull=10.0)
-    dark = images * 0.9  # no pixel within WHITE_TOLERANCE of white
+    dark = images * 0.9  # a background, with a white highlight in the middle of one photo
+    dark[:, 0, :, 10:16, 10:16] = 1.0
     with torch.no_grad():
         assert torch.equal(model.render(model.memorize(dark, cams), targets),
                            hulled.render(hulled.memorize(dark, cams), targets))
         white = torch.ones_like(images)
         white[..., 12:20, 12:20] = 0.3  # a small dark square in the middle of white photos
         out = hulled.render(hulled.memorize(white, cams), targets)
+        two_cams = Cameras(torch.cat([cams.intrinsics] * 2), torch.cat([cams.c2w] * 2), 32, 32)
+        two_targets = Cameras(torch.cat([targets.intrinsics] * 2), torch.cat([targets.c2w] * 2), 32, 32)
+        both = hulled.render(hulled.memorize(torch.cat([dark, white]), two_cams), two_targets)
+        assert torch.equal(both[:1], model.render(model.memorize(dark, cams), targets))  # a batch carves scene by scene
+        assert torch.allclose(both[1:], out, atol=1e-5)
         half = targets.resize(16, 16)
         carved = hull_support(silhouettes(white), cams, half, hulled.sweep.inverse_depths()).amax(2) == 0
         carved = F.interpolate(carved[:, :, None].float().flatten(0, 1), size=(32, 32)).unflatten(0, (1, 2))
@@ -627,3 +633,21 @@ def test_points_no_view_sees_are_supported_and_photos_without_white_background_c
     for value in (-1.0, float("nan"), True):
         with pytest.raises(ValueError, match="sweep_hull"):
             ModelConfig(sweep_hull=value)
+
+
+def test_the_silhouettes_take_their_weight_off_the_planes_they_do_not_support():
+    """With one plane supported everywhere and a large weight, the sweep's depth is that plane's."""
+    model = _sweep_model(sweep_hull=1000.0)
+    images, cams, targets = ring_scene(1, 4, 2, size=32)
+    sweep = model.sweep
+    planes = sweep.inverse_depths()
+    index = torch.tensor([[[0, 1], [1, 2]]])
+    features = sweep.source_features(images)
+    chosen = Cameras(cams.intrinsics[0][index], cams.c2w[0][index], 32, 32)
+    support = torch.zeros(1, 2, 8, 16, 16)
+    support[:, :, 5] = 1.0
+    with torch.no_grad():
+        depth, _, logits = sweep.depth(targets, features[0][index], chosen, planes, support=support)
+        free, _, _ = sweep.depth(targets, features[0][index], chosen, planes)
+    assert torch.allclose(depth, torch.full_like(depth, 1.0 / float(planes[5])), rtol=1e-4)
+    assert not torch.allclose(free, depth, rtol=1e-2)
