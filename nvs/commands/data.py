@@ -25,6 +25,8 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     if (kind == "meshes") != (meshes is not None):
         raise ValueError("--meshes DIR goes with --kind meshes, and --kind meshes needs it")
+    if kind == "meshes" and split != "train":
+        raise ValueError("--split does not apply to --kind meshes: every model of the folder is used")
     if not -90 < elevations[0] <= elevations[1] < 90:
         raise ValueError(f"--elevations must be LOW HIGH with -90 < LOW <= HIGH < 90 degrees, got {list(elevations)}")
     if kind not in ("meshes", "furniture") and tuple(elevations) != (0.0, 60.0):
@@ -113,7 +115,8 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=list(FORMATS), default="lact")
     p.add_argument("--seed", type=T.seed, default=0)
     p.add_argument("--workers", type=T.workers, default=T.default_workers(),
-                   help="asset kinds: processes rendering scenes (default: one per core)")
+                   help="furniture and rooms: processes rendering scenes (default: one per core; "
+                        "--kind meshes renders in this process)")
     p.add_argument("--out", type=T.out_dir, required=True)
     p.set_defaults(func=run_synth)
     p = data.add_parser("info", help="validate a data set and print what it holds (exit 1 if any scene is invalid)")

@@ -93,6 +93,8 @@ def test_mesh_folders_that_cannot_be_read_are_refused_by_name(tmp_path):
         synth("furniture", 1, 2, 32, 32, "lact", out, 0, meshes=meshes)
     with pytest.raises(ValueError, match="--meshes DIR goes with --kind meshes"):
         synth("meshes", 1, 2, 32, 32, "lact", out, 0)
+    with pytest.raises(ValueError, match="--split does not apply to --kind meshes"):
+        synth("meshes", 1, 2, 32, 32, "lact", out, 0, split="val", meshes=meshes)
     with pytest.raises(ValueError, match="--elevations must be LOW HIGH"):
         synth("meshes", 1, 2, 32, 32, "lact", out, 0, meshes=meshes, elevations=(60.0, 10.0))
     with pytest.raises(ValueError, match="--elevations applies to --kind furniture and meshes"):
