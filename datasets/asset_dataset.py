@@ -73,12 +73,47 @@ def _make_scene(job: tuple) -> tuple:
     written with the others."""
     root, fmt, kind, split, seed, views, height, width, elevations = job
     scene = generate_asset_scene(kind, seed, views, height, width, split, elevations)
-    name = scene_name(kind, split, seed)
+    return _store(Path(root), fmt, scene_name(kind, split, seed), scene)
+
+
+def _store(root: Path, fmt: str, name: str, scene) -> tuple:
+    """A scene written to ``root`` in the lact layout (its attribution file last: it marks the
+    scene complete), or returned as (name, images, cameras, attribution) to be written with the
+    others."""
     if fmt == "lact":
-        folder = write_lact_scene(Path(root), name, scene.images, scene.cameras, scene.depth).parent
+        folder = write_lact_scene(root, name, scene.images, scene.cameras, scene.depth).parent
         _write_json(folder / "attribution.json", scene.attribution)
         return name, None, None, scene.attribution
     return name, scene.images, scene.cameras, scene.attribution
+
+
+def _pending(root: Path, fmt: str, kind: str, split: str, seed: int, scenes: int) -> list[int]:
+    """The seeds still to render: all of them, or in the lact layout those without a complete scene."""
+    return [s for s in range(seed, seed + scenes)
+            if fmt != "lact" or not (root / "scenes" / scene_name(kind, split, s) / "attribution.json").is_file()]
+
+
+def _write_all(root: Path, fmt: str, summary: dict, made, flush_every: int, log, source: str | None = None) -> dict:
+    """Take the (name, images, cameras, attribution) of :func:`_store` as ``made`` yields them:
+    in the lact layout, rewrite the data set's index and summaries every ``flush_every`` scenes
+    and at the end; in the others, write the data set in one go. Returns the summary."""
+    if fmt != "lact":
+        records, attribution = [], {}
+        for name, images, cams, credits in made:
+            records.append((name, images, cams))
+            attribution[name] = credits
+        index = write_dataset(root, fmt, records)
+        _write_json(root / "attribution.json", merge_attribution(attribution, source))
+        summary = {**summary, "index": str(index), "scenes_written": summary["scenes"]}
+        _write_json(root / "synth.json", summary)
+        return summary
+    t0 = time.perf_counter()
+    for count, (name, *_) in enumerate(made, 1):
+        if count % flush_every == 0:
+            rate = count * summary["views"] / (time.perf_counter() - t0)
+            log(f"{root}: {name} done; {count} scenes this run, {rate:.1f} views/s")
+            _finish_lact(root, summary, source)
+    return _finish_lact(root, summary, source)
 
 
 def _start_worker(warm_up: tuple, ready) -> None:
@@ -133,30 +168,14 @@ def write_asset_dataset(root: str | Path, kind: str, split: str, scenes: int, vi
         summary["elevations"] = list(elevation_deg)
     if fmt == "lact":
         _refuse_other_settings(root, summary, ("views", "height", "width", "elevations"))
-    pending = [s for s in range(seed, seed + scenes)
-               if fmt != "lact" or not (root / "scenes" / scene_name(kind, split, s) / "attribution.json").is_file()]
+    pending = _pending(root, fmt, kind, split, seed, scenes)
     if pool is None and workers > 1 and len(pending) > 1:
         with scene_pool(min(workers, len(pending)), kind, split, height, width) as pool:
             return write_asset_dataset(root, kind, split, scenes, views, height, width, seed, fmt, flush_every, log,
                                        pool=pool, elevation_deg=elevation_deg)
     jobs = [(str(root), fmt, kind, split, s, views, height, width, tuple(elevation_deg)) for s in pending]
     made = pool.map(_make_scene, jobs) if pool is not None else map(_make_scene, jobs)
-    if fmt != "lact":
-        records, attribution = [], {}
-        for name, images, cams, credits in made:
-            records.append((name, images, cams))
-            attribution[name] = credits
-        index = write_dataset(root, fmt, records)
-        _write_json(root / "attribution.json", merge_attribution(attribution))
-        summary = {**summary, "index": str(index), "scenes_written": scenes}
-        _write_json(root / "synth.json", summary)
-        return summary
-    t0 = time.perf_counter()
-    for count, (name, *_) in enumerate(made, 1):
-        if count % flush_every == 0:
-            log(f"{root}: {name} done; {count} scenes this run, {count * views / (time.perf_counter() - t0):.1f} views/s")
-            _finish_lact(root, summary)
-    return _finish_lact(root, summary)
+    return _write_all(root, fmt, summary, made, flush_every, log)
 
 
 def write_mesh_dataset(root: str | Path, meshes: str | Path, scenes: int, views: int, height: int, width: int,
@@ -180,30 +199,18 @@ def write_mesh_dataset(root: str | Path, meshes: str | Path, scenes: int, views:
                "source": "nvs.datasets.mesh_folder"}
     if fmt == "lact":
         _refuse_other_settings(root, summary, ("meshes", "model_names", "up", "elevations", "views", "height", "width"))
-    pending = [s for s in range(seed, seed + scenes)
-               if fmt != "lact" or not (root / "scenes" / scene_name("meshes", "all", s) / "attribution.json").is_file()]
+    pending = _pending(root, fmt, "meshes", "all", seed, scenes)
     for entry in {entries[s % len(entries)] for s in pending}:  # every model read before any is rendered
         load_mesh(entry, up)
-    records, attribution, reported = [], {}, set()
-    for count, s in enumerate(pending, 1):
-        scene = mesh_scene(entries, s, views, height, width, up, elevation_deg)
-        model = scene.attribution[0]["id"]
-        for problem in scene.problems if model not in reported else ():
-            log(f"{model}: {problem}")
-        reported.add(model)
-        name = scene_name("meshes", "all", s)
-        if fmt == "lact":
-            folder = write_lact_scene(root, name, scene.images, scene.cameras, scene.depth).parent
-            _write_json(folder / "attribution.json", scene.attribution)
-            if count % flush_every == 0:
-                _finish_lact(root, summary, source)
-        else:
-            records.append((name, scene.images, scene.cameras))
-            attribution[name] = scene.attribution
-    if fmt == "lact":
-        return _finish_lact(root, summary, source)
-    index = write_dataset(root, fmt, records)
-    _write_json(root / "attribution.json", merge_attribution(attribution, source))
-    summary = {**summary, "index": str(index), "scenes_written": scenes}
-    _write_json(root / "synth.json", summary)
-    return summary
+    reported = set()
+
+    def made():
+        for s in pending:
+            scene = mesh_scene(entries, s, views, height, width, up, elevation_deg)
+            model = scene.attribution[0]["id"]
+            for problem in scene.problems if model not in reported else ():
+                log(f"{model}: {problem}")
+            reported.add(model)
+            yield _store(root, fmt, scene_name("meshes", "all", s), scene)
+
+    return _write_all(root, fmt, summary, made(), flush_every, log, source)

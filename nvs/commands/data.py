@@ -42,9 +42,7 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
             raise ValueError(f"cannot render meshes: {reason}")
         summary = write_mesh_dataset(out, meshes, scenes, views, height, width, seed, fmt, up, tuple(elevations),
                                      log=lambda m: tqdm.write(m))
-        return {**summary, "index": str(Path(out) / "index.json") if fmt == "lact" else summary.get("index", str(out))}
-
-    if kind in ASSET_KINDS:
+    elif kind in ASSET_KINDS:
         reason = unavailable_reason()
         if reason is not None:
             raise ValueError(f"cannot render {kind} scenes: {reason}")
@@ -52,6 +50,7 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
 
         summary = write_asset_dataset(out, kind, split, scenes, views, height, width, seed, fmt,
                                       log=lambda m: tqdm.write(m), workers=workers, elevation_deg=tuple(elevations))
+    if kind == "meshes" or kind in ASSET_KINDS:
         return {**summary, "index": str(Path(out) / "index.json") if fmt == "lact" else summary.get("index", str(out))}
     records = []
     for i in tqdm(range(scenes), desc=f"synth {kind}", unit="scene"):
