@@ -15,7 +15,8 @@ ARCHITECTURES = ("lact", "full_attention")
 SWEEP_RANGES = ("fixed", "inputs")
 # fields that change how a renderer reads its inputs, not its weights: a checkpoint trained with
 # one value renders with another
-READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "sweep_coarse_levels", "sweep_hull", "match_exposure")
+READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "sweep_coarse_levels", "sweep_hull", "sweep_front",
+                    "match_exposure")
 
 
 @dataclass
@@ -70,6 +71,10 @@ class ModelConfig:
     # white (the visual hull; models/plane_sweep.hull_support); only photos at least half of whose
     # border is white carve, so the setting changes nothing on photos with a background
     sweep_hull: float = 0.0
+    # w > 0, with sweep_hull: on each ray, a plane behind the first one inside the hull loses w x the
+    # share of the planes between them (models/plane_sweep.behind_hull_entry): where matching cannot
+    # tell the front of a textureless object from its back, the surface the ray meets first wins
+    sweep_front: float = 0.0
     # true: each scene's input photos are divided by per-view, per-channel gains that bring their
     # exposures and white balance to a common one, found from matched points (nvs.geometry.exposure),
     # before the renderer memorises them; false: the photos as given (the published model)
@@ -110,7 +115,7 @@ class ModelConfig:
                 raise ValueError(f"model config '{name}' must be a number in (0, 10000), got {value!r}")
         if not self.sweep_near < self.sweep_far:
             raise ValueError(f"model config sweep_near ({self.sweep_near}) must be below sweep_far ({self.sweep_far})")
-        for name in ("sweep_zncc", "sweep_coarse", "sweep_hull"):
+        for name in ("sweep_zncc", "sweep_coarse", "sweep_hull", "sweep_front"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e3:
                 raise ValueError(f"model config '{name}' must be a number in [0, 1000], got {value!r}")

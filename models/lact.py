@@ -186,6 +186,7 @@ class RendererBase(nn.Module):
         if self.sweep is not None:
             self.sweep.zncc_weight, self.sweep.coarse_weight = source.sweep_zncc, source.sweep_coarse
             self.sweep.coarse_levels, self.sweep.hull_weight = source.sweep_coarse_levels, source.sweep_hull
+            self.sweep.front_weight = source.sweep_front
 
     @property
     def blends_views(self) -> bool:

@@ -22,6 +22,10 @@ With a ``hull_weight`` (``sweep_hull``), for objects on white, each plane's scor
 (1 - the point's support by the silhouettes of all the input views, :func:`hull_support`), and a
 pixel whose ray meets no supported point is background and turns white: the visual hull, which
 shapes the smooth, textureless surfaces (white ceramic, painted boxes) where matching finds nothing.
+Inside the hull such a surface still matches as well on the object's far side as on its near one;
+with a ``front_weight`` (``sweep_front``), each plane behind the first supported one on its ray loses
+that multiple of the share of the planes between them (:func:`behind_hull_entry`): the surface a
+ray meets first wins unless the photos agree elsewhere.
 The softmax over the planes gives the expected inverse depth (upsampled to full resolution) and a
 confidence (its largest probability). The k photos are then sampled at that depth
 (:func:`nvs.models.view_blend.warp_views`), and a per-pixel network over the decoded colour, the k
@@ -42,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nvs.cameras import Cameras, pixel_rays
+from nvs.geometry.capture import WHITE_LEVEL
 from nvs.geometry.depth_range import depth_range, sparse_points
 from nvs.geometry.matching import PairMatches, scene_matches
 from nvs.models.view_blend import (MIN_VIEW_DEPTH, SAMPLE_LOGIT_INIT, blend, depth_loss, gather, gather_views,
@@ -56,7 +61,7 @@ COST_SCALE = 10.0  # variances of unit features and of colours are ~0.01-0.1; th
 ZNCC_WINDOW = 11  # pixels of the cost volume (half the target's resolution)
 ZNCC_TEXTURE = 0.05  # grey-level standard deviation at which a window's correlation counts half
 MIN_COARSE_SIZE = 4  # pixels on the short side of the smallest target a coarse sweep scores
-WHITE_TOLERANCE = 0.02  # a pixel is background when all its channels are within this of 1 (white)
+WHITE_TOLERANCE = 0.02  # a pixel is background when all its channels are within this of its photo's background
 SILHOUETTE_DILATION = 1  # pixels the silhouettes grow by: antialiased edges and poses a little off
 HULL_POINTS = 1 << 21  # plane points the silhouettes are sampled at, at once (hull_support)
 BAND_PIXELS = 1 << 15  # cost-volume pixels scored at once; a larger target is scored in bands of rows
@@ -195,10 +200,27 @@ def zncc_scores(colours: Tensor, seen: Tensor, window: int = ZNCC_WINDOW, textur
     return score.reshape(b, t, planes, height, width) * both
 
 
+def border_pixels(images: Tensor) -> Tensor:
+    """images [..., C, H, W] -> [..., C, 2 (H + W) - 4]: the pixels along the edges of each image."""
+    return torch.cat([images[..., 0, :], images[..., -1, :], images[..., 1:-1, 0], images[..., 1:-1, -1]], dim=-1)
+
+
+def background_colours(images: Tensor) -> Tensor:
+    """images [B, V, 3, H, W] -> [B, V, 3]: each photo's background, the per-channel median of its
+    border where every channel of that is at least WHITE_LEVEL (white seen at the photo's own
+    exposure and white balance), else white (a photo with a dark or busy background)."""
+    median = border_pixels(images).median(dim=-1).values
+    bright = median.amin(dim=-1, keepdim=True) >= WHITE_LEVEL
+    return torch.where(bright, median, torch.ones_like(median))
+
+
 def silhouettes(images: Tensor) -> Tensor:
-    """images [B, V, 3, H, W] -> [B, V, 1, H, W]: 1.0 where a pixel is not white background (all
-    channels within WHITE_TOLERANCE of 1), grown by SILHOUETTE_DILATION pixels; else 0.0."""
-    foreground = (images.amin(dim=2, keepdim=True) < 1.0 - WHITE_TOLERANCE).to(images.dtype)
+    """images [B, V, 3, H, W] -> [B, V, 1, H, W]: 1.0 where a pixel is not background (all channels
+    within WHITE_TOLERANCE of its photo's :func:`background_colours`), grown by SILHOUETTE_DILATION
+    pixels; else 0.0. Photos of one object on white metered one by one show the white at different
+    levels; against pure white, those below it would carve nothing."""
+    background = background_colours(images)[..., None, None]
+    foreground = ((images - background).abs().amax(dim=2, keepdim=True) > WHITE_TOLERANCE).to(images.dtype)
     grown = F.max_pool2d(foreground.flatten(0, 1), 2 * SILHOUETTE_DILATION + 1, 1, SILHOUETTE_DILATION)
     return grown.unflatten(0, images.shape[:2])
 
@@ -207,8 +229,7 @@ def carving_views(masks: Tensor) -> Tensor:
     """masks [B, V, 1, H, W] (:func:`silhouettes`) -> [B, V] bool: the views of an object on
     white, at least half of whose border is background; a photo with a background carves
     nothing, however many white highlights it has."""
-    border = torch.cat([masks[..., 0, :], masks[..., -1, :], masks[..., 1:-1, 0], masks[..., 1:-1, -1]], dim=-1)
-    return (1.0 - border).mean(dim=(-2, -1)) >= 0.5
+    return (1.0 - border_pixels(masks)).mean(dim=(-2, -1)) >= 0.5
 
 
 def hull_support(masks: Tensor, cams: Cameras, target_cams: Cameras, inverse_depths: Tensor) -> Tensor:
@@ -232,6 +253,15 @@ def hull_support(masks: Tensor, cams: Cameras, target_cams: Cameras, inverse_dep
         view_support = torch.where(counts, sampled, torch.ones_like(sampled)).amin(dim=2)[:, :, 0]
         support = torch.minimum(support, view_support)
     return support
+
+
+def behind_hull_entry(support: Tensor) -> Tensor:
+    """support [B, T, D, h, w] (:func:`hull_support`, planes from near to far) -> [B, T, D, h, w]:
+    how far each plane lies behind the first plane of its ray whose point the hull supports (more
+    than half), in planes over D; 0.0 there, in front of it, and on rays that miss the hull."""
+    inside = (support > 0.5).to(support.dtype)
+    entered = torch.cummax(inside, dim=2).values
+    return (torch.cumsum(entered, dim=2) - 1.0).clamp_min(0.0) / support.shape[2]
 
 
 def plane_targets(target_z: Tensor, target_cams: Cameras, inverse_depths: Tensor, size: tuple[int, int]
@@ -300,6 +330,7 @@ class PlaneSweepBlend(nn.Module):
         self.views, self.planes, self.near, self.far = views, planes, near, far
         # settings, not weights: the renderer sets them from its config (RendererBase.use_reading_settings)
         self.zncc_weight, self.coarse_weight, self.coarse_levels, self.hull_weight = 0.0, 0.0, 1, 0.0
+        self.front_weight = 0.0
         self.degrade_probability = 0.0
         self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
             nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
@@ -359,7 +390,7 @@ class PlaneSweepBlend(nn.Module):
         [B, T, D, H/2, W/2]). ``coarse_features`` (the same views' :meth:`coarse_source_features`,
         level l [B, T, k, F + 3, h/2^l, w/2^l]) add their plane scores at ``coarse_weight``;
         ``scorer_dtype`` (:meth:`plane_logits`); ``support`` [B, T, D, H/2, W/2] (:func:`hull_support`)
-        takes ``hull_weight`` x (1 - support) off the scores."""
+        takes ``hull_weight`` x (1 - support) and ``front_weight`` x :func:`behind_hull_entry` off the scores."""
         b, t = target_cams.shape
         height, width = target_cams.height, target_cams.width
         inverse_depths = inverse_depths.to(features.dtype)
@@ -374,6 +405,8 @@ class PlaneSweepBlend(nn.Module):
             logits = logits + self.coarse_weight * upsampled.unflatten(0, (b, t))
         if support is not None:
             logits = logits - self.hull_weight * (1.0 - support)
+            if self.front_weight:
+                logits = logits - self.front_weight * behind_hull_entry(support)
         prob = logits.softmax(dim=2)
         inverse = (prob * inverse_depths.reshape(-1, 1, self.planes, 1, 1)).sum(dim=2, keepdim=True)
         confidence = prob.amax(dim=2, keepdim=True)

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
 import nvs.models.plane_sweep as plane_sweep
-from nvs.models.plane_sweep import (BAND_HALO, COST_SCALE, GROUPS, PLANE_CE_WEIGHT, PlaneSweepBlend, cpu_layout, degrade,
-                                    hull_support, silhouettes,
+from nvs.models.plane_sweep import (BAND_HALO, COST_SCALE, GROUPS, PLANE_CE_WEIGHT, PlaneSweepBlend, background_colours,
+                                    behind_hull_entry, carving_views, cpu_layout, degrade, hull_support, silhouettes,
                                     inverse_depth_planes, matching_costs, plane_targets, sample_planes, scene_planes,
                                     sweep_loss, variance_costs, zncc_scores)
 from nvs.models.turn_ensemble import TurnEnsemble
@@ -635,19 +635,75 @@ def test_points_no_view_sees_are_supported_and_photos_without_white_background_c
             ModelConfig(sweep_hull=value)
 
 
-def test_the_silhouettes_take_their_weight_off_the_planes_they_do_not_support():
-    """With one plane supported everywhere and a large weight, the sweep's depth is that plane's."""
-    model = _sweep_model(sweep_hull=1000.0)
+def _ring_depth(sweep: PlaneSweepBlend, support: torch.Tensor | None) -> torch.Tensor:
+    """The sweep's depth [1, 2, 1, 32, 32] for two targets of ring_scene(1, 4, 2) at 32x32, each
+    matched over two views, with a plane support [1, 2, D, 16, 16] (or none)."""
     images, cams, targets = ring_scene(1, 4, 2, size=32)
-    sweep = model.sweep
-    planes = sweep.inverse_depths()
     index = torch.tensor([[[0, 1], [1, 2]]])
     features = sweep.source_features(images)
     chosen = Cameras(cams.intrinsics[0][index], cams.c2w[0][index], 32, 32)
+    with torch.no_grad():
+        return sweep.depth(targets, features[0][index], chosen, sweep.inverse_depths(), support=support)[0]
+
+
+def test_the_silhouettes_take_their_weight_off_the_planes_they_do_not_support():
+    """With one plane supported everywhere and a large weight, the sweep's depth is that plane's."""
+    sweep = _sweep_model(sweep_hull=1000.0).sweep
+    planes = sweep.inverse_depths()
     support = torch.zeros(1, 2, 8, 16, 16)
     support[:, :, 5] = 1.0
-    with torch.no_grad():
-        depth, _, logits = sweep.depth(targets, features[0][index], chosen, planes, support=support)
-        free, _, _ = sweep.depth(targets, features[0][index], chosen, planes)
+    depth, free = _ring_depth(sweep, support), _ring_depth(sweep, None)
     assert torch.allclose(depth, torch.full_like(depth, 1.0 / float(planes[5])), rtol=1e-4)
     assert not torch.allclose(free, depth, rtol=1e-2)
+
+
+def test_behind_hull_entry_counts_the_planes_behind_the_first_supported_one():
+    """0 up to and at a ray's first supported plane (and on rays that miss the hull), then one
+    more plane's share of D per plane behind it, whatever the support further back."""
+    support = torch.zeros(1, 1, 4, 1, 3)
+    support[0, 0, :, 0, 0] = torch.tensor([0.0, 1.0, 0.2, 1.0])  # enters at plane 1, leaves, comes back
+    support[0, 0, :, 0, 1] = torch.tensor([0.9, 0.0, 0.0, 0.0])  # enters at once
+    behind = behind_hull_entry(support)[0, 0, :, 0]
+    assert torch.equal(behind[:, 0], torch.tensor([0.0, 0.0, 0.25, 0.5]))
+    assert torch.equal(behind[:, 1], torch.tensor([0.0, 0.25, 0.5, 0.75]))
+    assert torch.equal(behind[:, 2], torch.zeros(4))  # a ray that misses the hull
+
+
+def test_the_front_prior_moves_a_thick_hull_to_the_surface_the_ray_meets_first(tmp_path):
+    """Planes 3-6 all supported, as inside a solid object: without the prior the depth is somewhere
+    in them, with a large one it is the first. sweep_front is a checked setting kept by checkpoints."""
+    model = _sweep_model(sweep_hull=1000.0, sweep_front=1000.0)
+    sweep = model.sweep
+    planes = sweep.inverse_depths()
+    support = torch.zeros(1, 2, 8, 16, 16)
+    support[:, :, 3:7] = 1.0
+    front = _ring_depth(sweep, support)
+    sweep.front_weight = 0.0
+    free = _ring_depth(sweep, support)
+    assert torch.allclose(front, torch.full_like(front, 1.0 / float(planes[3])), rtol=1e-4)
+    assert not torch.allclose(free, front, rtol=1e-2)
+    assert float(free.min()) >= 1.0 / float(planes[3]) * (1 - 1e-4)  # the hull alone keeps it inside
+    path = save_renderer(model, tmp_path / "f.safetensors")
+    assert load_renderer(path).sweep.front_weight == 1000.0
+    for value in (-1.0, float("nan"), True, 1e4):
+        with pytest.raises(ValueError, match="sweep_front"):
+            ModelConfig(sweep_front=value)
+
+
+def test_white_seen_at_another_exposure_is_still_background_and_a_dark_backdrop_is_not():
+    """Photos of an object on white, each with its own channel gains (0.8-1.0), give the same
+    silhouettes, and so the same hull, as the photos at one exposure; a dark backdrop's pixels,
+    however uniform, are all foreground, so such a photo never carves."""
+    from nvs.datasets.procedural import object_scene
+
+    scene = object_scene(3, 8, 64, 64)
+    gains = torch.tensor([[1.0, 1.0, 1.0], [0.85, 0.9, 1.0], [0.8, 0.8, 0.8], [1.0, 0.95, 0.82]] * 2)
+    dimmed = scene.images * gains[:, :, None, None]
+    assert torch.allclose(background_colours(dimmed[None])[0], gains, atol=1e-6)
+    same = silhouettes(scene.images[None])
+    assert torch.equal(silhouettes(dimmed[None]), same) and carving_views(same).all()
+    assert not torch.equal((dimmed[None].amin(2, keepdim=True) < 0.98).float(), same)  # against pure white they differ
+    dark = torch.full((1, 1, 3, 16, 16), 0.1)
+    dark[..., 4:12, 4:12] = 0.6
+    assert torch.equal(background_colours(dark), torch.ones(1, 1, 3))
+    assert silhouettes(dark).min() == 1.0 and not carving_views(silhouettes(dark)).any()
