@@ -68,11 +68,11 @@ def _refuse_other_settings(root: Path, summary: dict, keys: tuple[str, ...]) -> 
 
 
 def _make_scene(job: tuple) -> tuple:
-    """One scene of a job (root, fmt, kind, split, seed, views, height, width, elevations): written
+    """One scene of a job (root, fmt, kind, split, seed, views, height, width, elevations, backdrop): written
     to ``root`` in the lact layout, or returned as (name, images, cameras, attribution) to be
     written with the others."""
-    root, fmt, kind, split, seed, views, height, width, elevations = job
-    scene = generate_asset_scene(kind, seed, views, height, width, split, elevations)
+    root, fmt, kind, split, seed, views, height, width, elevations, backdrop = job
+    scene = generate_asset_scene(kind, seed, views, height, width, split, elevations, backdrop)
     return _store(Path(root), fmt, scene_name(kind, split, seed), scene)
 
 
@@ -152,10 +152,11 @@ def scene_pool(workers: int, kind: str, split: str, height: int, width: int):
 
 def write_asset_dataset(root: str | Path, kind: str, split: str, scenes: int, views: int, height: int, width: int,
                         seed: int = 0, fmt: str = "lact", flush_every: int = 25, log=print, workers: int = 1,
-                        pool=None, elevation_deg: tuple[float, float] = (0.0, 60.0)) -> dict:
+                        pool=None, elevation_deg: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0) -> dict:
     """Render scenes with seeds ``seed .. seed + scenes - 1`` of ``kind`` from the models of
     ``split`` into ``root``, in ``workers`` processes (or in ``pool``, see :func:`scene_pool`);
-    furniture seen from ``elevation_deg``. Returns the summary also written to ``root/synth.json``."""
+    furniture seen from ``elevation_deg`` on a grey ``backdrop``. Returns the summary also written
+    to ``root/synth.json``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     if workers < 1:
@@ -165,22 +166,22 @@ def write_asset_dataset(root: str | Path, kind: str, split: str, scenes: int, vi
     summary = {"kind": kind, "split": split, "format": fmt, "scenes": scenes, "views": views, "height": height,
                "width": width, "seed": seed, "source": "nvs.datasets.asset_scenes"}
     if kind == "furniture":
-        summary["elevations"] = list(elevation_deg)
+        summary["elevations"], summary["backdrop"] = list(elevation_deg), backdrop
     if fmt == "lact":
-        _refuse_other_settings(root, summary, ("views", "height", "width", "elevations"))
+        _refuse_other_settings(root, summary, ("views", "height", "width", "elevations", "backdrop"))
     pending = _pending(root, fmt, kind, split, seed, scenes)
     if pool is None and workers > 1 and len(pending) > 1:
         with scene_pool(min(workers, len(pending)), kind, split, height, width) as pool:
             return write_asset_dataset(root, kind, split, scenes, views, height, width, seed, fmt, flush_every, log,
-                                       pool=pool, elevation_deg=elevation_deg)
-    jobs = [(str(root), fmt, kind, split, s, views, height, width, tuple(elevation_deg)) for s in pending]
+                                       pool=pool, elevation_deg=elevation_deg, backdrop=backdrop)
+    jobs = [(str(root), fmt, kind, split, s, views, height, width, tuple(elevation_deg), backdrop) for s in pending]
     made = pool.map(_make_scene, jobs) if pool is not None else map(_make_scene, jobs)
     return _write_all(root, fmt, summary, made, flush_every, log)
 
 
 def write_mesh_dataset(root: str | Path, meshes: str | Path, scenes: int, views: int, height: int, width: int,
                        seed: int = 0, fmt: str = "lact", up: str = "y", elevation_deg: tuple[float, float] = (0.0, 60.0),
-                       flush_every: int = 25, log=print) -> dict:
+                       flush_every: int = 25, log=print, backdrop: float = 1.0) -> dict:
     """Render scenes with seeds ``seed .. seed + scenes - 1`` of the models in the mesh folder
     ``meshes`` (:mod:`nvs.datasets.mesh_folder`) into ``root``, in this process; the lact layout
     streams and resumes as :func:`write_asset_dataset`'s. Each model's problems (a missing
@@ -194,11 +195,13 @@ def write_mesh_dataset(root: str | Path, meshes: str | Path, scenes: int, views:
     root.mkdir(parents=True, exist_ok=True)
     source = f"the models of the mesh folder {meshes}; each model's creator, licence and source are listed under 'models'"
     summary = {"kind": "meshes", "split": "all", "meshes": str(Path(meshes).resolve()), "models": len(entries),
-               "model_names": [e.name for e in entries], "up": up, "elevations": list(elevation_deg), "format": fmt,
+               "model_names": [e.name for e in entries], "up": up, "elevations": list(elevation_deg),
+               "backdrop": backdrop, "format": fmt,
                "scenes": scenes, "views": views, "height": height, "width": width, "seed": seed,
                "source": "nvs.datasets.mesh_folder"}
     if fmt == "lact":
-        _refuse_other_settings(root, summary, ("meshes", "model_names", "up", "elevations", "views", "height", "width"))
+        _refuse_other_settings(root, summary, ("meshes", "model_names", "up", "elevations", "backdrop", "views", "height",
+                                               "width"))
     pending = _pending(root, fmt, "meshes", "all", seed, scenes)
     for entry in {entries[s % len(entries)] for s in pending}:  # every model read before any is rendered
         load_mesh(entry, up)
@@ -206,7 +209,7 @@ def write_mesh_dataset(root: str | Path, meshes: str | Path, scenes: int, views:
 
     def made():
         for s in pending:
-            scene = mesh_scene(entries, s, views, height, width, up, elevation_deg)
+            scene = mesh_scene(entries, s, views, height, width, up, elevation_deg, backdrop)
             model = scene.attribution[0]["id"]
             for problem in scene.problems if model not in reported else ():
                 log(f"{model}: {problem}")

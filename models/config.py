@@ -16,7 +16,7 @@ SWEEP_RANGES = ("fixed", "inputs")
 # fields that change how a renderer reads its inputs, not its weights: a checkpoint trained with
 # one value renders with another
 READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "sweep_coarse_levels", "sweep_hull", "sweep_front",
-                    "match_exposure")
+                    "match_exposure", "backdrop_white")
 
 
 @dataclass
@@ -79,6 +79,10 @@ class ModelConfig:
     # exposures and white balance to a common one, found from matched points (nvs.geometry.exposure),
     # before the renderer memorises them; false: the photos as given (the published model)
     match_exposure: bool = False
+    # true, for objects: each input photo on a bright, plain backdrop is divided by the backdrop's
+    # colour before the renderer reads it, so that its object stands on white as in training, and
+    # the renders are multiplied by the brightest of the inputs' backdrop colours (models/plane_sweep.backdrop_gains)
+    backdrop_white: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -122,8 +126,14 @@ class ModelConfig:
         levels = self.sweep_coarse_levels
         if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 8:
             raise ValueError(f"model config 'sweep_coarse_levels' must be a whole number in [1, 8], got {levels!r}")
-        if not isinstance(self.match_exposure, bool):
-            raise ValueError(f"model config 'match_exposure' must be true or false, got {self.match_exposure!r}")
+        for name in ("match_exposure", "backdrop_white"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"model config '{name}' must be true or false, got {getattr(self, name)!r}")
+        if self.match_exposure and self.backdrop_white:
+            raise ValueError("model config: match_exposure and backdrop_white both set the photos' gains; choose one")
+        if self.backdrop_white and not (self.sweep_views and self.sweep_hull):
+            raise ValueError("model config: backdrop_white needs a plane sweep with silhouettes (sweep_views, sweep_hull), "
+                             "whose backdrops it reads")
         if self.sweep_range not in SWEEP_RANGES:
             raise ValueError(f"model config 'sweep_range' must be one of {SWEEP_RANGES}, got {self.sweep_range!r}")
         if (self.view_blend or self.sweep_views) and self.arch != "lact":

@@ -25,7 +25,7 @@ from nvs.models.chunked import ChunkPlan, fits_one_pass, memorize_chunked, parse
 from nvs.models.config import ModelConfig, with_reading_settings
 from nvs.models.fast_weight import FastWeights, FastWeightSwiGLU, TTTOp
 from nvs.models.pixel_decoder import PixelDecoder
-from nvs.models.plane_sweep import PlaneSweepBlend, SweepFeatures
+from nvs.models.plane_sweep import PlaneSweepBlend, SweepFeatures, backdrop_gains
 from nvs.models.view_blend import ViewBlendHead, blend_views
 
 RAY_CHANNELS = 9  # o, d, o x d
@@ -408,9 +408,11 @@ class LaCTRenderer(RendererBase):
         where something is to be found: (the photos, divided by their exposure gains where there are
         any; the plane sweep's ranges [B, 2] with ``sweep_range = "inputs"``
         (:meth:`nvs.models.plane_sweep.PlaneSweepBlend.ranges_from_inputs`), else None; the photos'
-        gains [B, V, 3] with ``match_exposure`` (:mod:`nvs.geometry.exposure`), else None). Ranges
-        and gains passed in are kept."""
+        gains [B, V, 3] with ``match_exposure`` (:mod:`nvs.geometry.exposure`) or ``backdrop_white``
+        (:func:`nvs.models.plane_sweep.backdrop_gains`), else None). Ranges and gains passed in are kept."""
         wants_ranges = sweep_ranges is None and self.sweep is not None and self.config.sweep_range == "inputs"
+        if exposure_gains is None and self.config.backdrop_white:
+            exposure_gains = backdrop_gains(images.detach())
         wants_gains = exposure_gains is None and self.config.match_exposure
         if wants_ranges or wants_gains:
             matches = scene_matches(images, cams)
@@ -432,11 +434,23 @@ class LaCTRenderer(RendererBase):
         plan = self.chunk_plan(target_cams.shape[0], target_cams.shape[1], self.tokens_per_view(target_cams))
         if plan is not None:
             with torch.no_grad():
-                return render_chunked(self, state, target_cams, plan, sweep=sweep)
-        x = self.tokenizer(target_cams)
-        x, _ = self._run(x, self.tokens_per_view(target_cams), [TTTOp(0, x.shape[1], update=False, apply=True)], state.layers)
-        return self.decode(x, target_cams, state.sources, sweep=sweep, sweep_ranges=state.sweep_ranges,
-                           sweep_features=state.sweep_features)
+                out = render_chunked(self, state, target_cams, plan, sweep=sweep)
+        else:
+            x = self.tokenizer(target_cams)
+            x, _ = self._run(x, self.tokens_per_view(target_cams), [TTTOp(0, x.shape[1], update=False, apply=True)],
+                             state.layers)
+            out = self.decode(x, target_cams, state.sources, sweep=sweep, sweep_ranges=state.sweep_ranges,
+                              sweep_features=state.sweep_features)
+        return self.on_backdrop(out, state.exposure_gains) if sweep else out
+
+    def on_backdrop(self, renders: Tensor, gains: Tensor | None) -> Tensor:
+        """renders [B, T, 3, H, W] of photos divided by their backdrop gains [B, V, 3]
+        (``backdrop_white``) -> the same on the brightest of the inputs' backdrops, per channel (a
+        backdrop photographed brighter than white clips at 1, so a darker reading is the likelier
+        error); others unchanged."""
+        if not self.config.backdrop_white or gains is None:
+            return renders
+        return renders * gains.amax(dim=1)[:, None, :, None, None].to(renders)
 
     def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras, with_samples: bool = False):
         """Joint pass (training): inputs and targets in one sequence; the update sees inputs only.
@@ -449,10 +463,13 @@ class LaCTRenderer(RendererBase):
             if with_samples:
                 raise ValueError("with_samples needs targets of the inputs' size")
             return self.render(self.memorize(images, cams), target_cams)
-        images, sweep_ranges, _ = self.read_inputs(images, cams)
+        images, sweep_ranges, gains = self.read_inputs(images, cams)
         x = torch.cat([self.tokenizer(cams, images), self.tokenizer(target_cams)], dim=1)
         n_in = self.tokens_per_view(cams) * cams.shape[1]
         ops = [TTTOp(0, n_in, update=True, apply=False), TTTOp(0, x.shape[1], update=False, apply=True)]
         x, _ = self._run(x, self.tokens_per_view(cams), ops, None)
-        return self.decode(x[:, n_in:], target_cams, self.kept_sources(images, cams), with_samples,
-                           sweep_ranges=sweep_ranges)
+        out = self.decode(x[:, n_in:], target_cams, self.kept_sources(images, cams), with_samples,
+                          sweep_ranges=sweep_ranges)
+        if isinstance(out, tuple):
+            return self.on_backdrop(out[0], gains), out[1]
+        return self.on_backdrop(out, gains)

@@ -225,6 +225,15 @@ def silhouettes(images: Tensor) -> Tensor:
     return grown.unflatten(0, images.shape[:2])
 
 
+def backdrop_gains(images: Tensor) -> Tensor:
+    """images [B, V, 3, H, W] -> [B, V, 3]: the :func:`background_colours` of the photos of an
+    object on a bright, plain backdrop (those that carve: :func:`carving_views`), 1.0 for the
+    others. Dividing a photo by its gains puts its object on white, as the object renderer saw
+    its training objects, whatever the backdrop's grey, the photo's exposure or white balance."""
+    carving = carving_views(silhouettes(images))
+    return torch.where(carving[..., None], background_colours(images), torch.ones(3, dtype=images.dtype, device=images.device))
+
+
 def carving_views(masks: Tensor) -> Tensor:
     """masks [B, V, 1, H, W] (:func:`silhouettes`) -> [B, V] bool: the views of an object on
     white, at least half of whose border is background; a photo with a background carves

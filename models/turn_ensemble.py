@@ -119,7 +119,8 @@ class TurnEnsemble(nn.Module):
         if sweep is None:
             return median
         first = state.states[0]  # the world as given (angle 0)
-        return sweep(median, target_cams, *first.sources, first.sweep_ranges, features=first.sweep_features)
+        out = sweep(median, target_cams, *first.sources, first.sweep_ranges, features=first.sweep_features)
+        return self.renderer.on_backdrop(out, first.exposure_gains)
 
     def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras) -> Tensor:
         return self.render(self.memorize(images, cams), target_cams)

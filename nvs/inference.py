@@ -216,22 +216,25 @@ def memorize_views(model: torch.nn.Module, images: Tensor, cams: Cameras):
 
 
 def exposure_gains(state) -> Tensor | None:
-    """The gains [V, 3] a renderer that matches exposures (model config ``match_exposure``) divided
-    one memorised scene's photos by (a turn ensemble's: those of its first turn), on the CPU; None
-    for a renderer that reads its photos as given."""
+    """The gains [V, 3] a renderer that matches exposures or backdrops (model config
+    ``match_exposure``, ``backdrop_white``) divided one memorised scene's photos by (a turn
+    ensemble's: those of its first turn), on the CPU; None for a renderer that reads its photos as
+    given."""
     first = getattr(state, "states", [state])[0]
     gains = getattr(first, "exposure_gains", None)
     return None if gains is None else gains[0].float().cpu()
 
 
 def exposure_note(gains) -> str | None:
-    """One line for a user on what exposure matching did to the photos (gains [V, 3], a tensor or
-    nested lists), or None without it."""
+    """One line for a user on what exposure or backdrop matching did to the photos (gains [V, 3], a
+    tensor or nested lists), or None where it did nothing (no gains, or all 1)."""
     if gains is None:
         return None
     gains = torch.as_tensor(gains)
+    if bool((gains == 1).all()):
+        return None
     return (f"input exposures matched: each photo's colour channels divided by a gain of {float(gains.min()):.2f}-"
-            f"{float(gains.max()):.2f} (nvs.geometry.exposure)")
+            f"{float(gains.max()):.2f}")
 
 
 @torch.no_grad()

@@ -106,6 +106,7 @@ def test_the_gains_of_a_memorised_scene_are_reported_whatever_runs_it():
             assert gains.shape == (6, 3) and gains.device.type == "cpu"
     note = exposure_note(torch.tensor([[0.9, 1.0, 1.1], [1.05, 0.98, 0.95]]))
     assert note.startswith("input exposures matched") and "0.90-1.10" in note
+    assert exposure_note(torch.ones(2, 3)) is None and exposure_note([[1.0, 1.0, 1.0]]) is None  # nothing was done
 
 
 _HEAP_AFTER_A_LARGE_TENSOR = """

@@ -16,11 +16,11 @@ from nvs.commands import argtypes as T
 
 def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str, out: Path, seed: int,
           split: str = "train", workers: int = 1, meshes: Path | None = None, up: str = "y",
-          elevations: tuple[float, float] = (0.0, 60.0)) -> dict:
+          elevations: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0) -> dict:
     """Procedural kinds (object, room), asset kinds (furniture, furnished-room: rendered from
     the models of ``split`` in ``workers`` processes, resumable in the lact format, with
     attribution.json) or ``meshes``: the models of the folder ``meshes``, ``up`` their up axis,
-    seen from ``elevations`` (degrees)."""
+    seen from ``elevations`` (degrees) on a grey ``backdrop`` (1: white)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     if (kind == "meshes") != (meshes is not None):
@@ -31,6 +31,8 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
         raise ValueError(f"--elevations must be LOW HIGH with -90 < LOW <= HIGH < 90 degrees, got {list(elevations)}")
     if kind not in ("meshes", "furniture") and tuple(elevations) != (0.0, 60.0):
         raise ValueError("--elevations applies to --kind furniture and meshes")
+    if kind not in ("meshes", "furniture") and backdrop != 1.0:
+        raise ValueError("--backdrop applies to --kind furniture and meshes")
     from nvs.datasets.asset_scenes import ASSET_KINDS, unavailable_reason
 
     if kind == "meshes":
@@ -41,7 +43,7 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
         if reason is not None:
             raise ValueError(f"cannot render meshes: {reason}")
         summary = write_mesh_dataset(out, meshes, scenes, views, height, width, seed, fmt, up, tuple(elevations),
-                                     log=lambda m: tqdm.write(m))
+                                     log=lambda m: tqdm.write(m), backdrop=backdrop)
     elif kind in ASSET_KINDS:
         reason = unavailable_reason()
         if reason is not None:
@@ -49,7 +51,8 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
         from nvs.datasets.asset_dataset import write_asset_dataset
 
         summary = write_asset_dataset(out, kind, split, scenes, views, height, width, seed, fmt,
-                                      log=lambda m: tqdm.write(m), workers=workers, elevation_deg=tuple(elevations))
+                                      log=lambda m: tqdm.write(m), workers=workers, elevation_deg=tuple(elevations),
+                                      backdrop=backdrop)
     if kind == "meshes" or kind in ASSET_KINDS:
         return {**summary, "index": str(Path(out) / "index.json") if fmt == "lact" else summary.get("index", str(out))}
     records = []
@@ -106,6 +109,8 @@ def add_parser(sub) -> None:
                    help="--kind meshes: the models' up axis (y: the OBJ and glTF convention; z: Google Scanned Objects)")
     p.add_argument("--elevations", type=T.finite_float(-90, 90), nargs=2, metavar=("LOW", "HIGH"), default=[0.0, 60.0],
                    help="--kind furniture and meshes: the cameras' elevations in degrees (default 0 60)")
+    p.add_argument("--backdrop", type=T.finite_float(0, 1), default=1.0, metavar="GREY",
+                   help="--kind furniture and meshes: the grey level behind the object (default 1: white)")
     p.add_argument("--split", choices=["train", "val"], default="train",
                    help="asset kinds: the models to use (val: the fixed held-out 10%%)")
     p.add_argument("--scenes", type=T.positive_int(), default=10)
@@ -125,7 +130,7 @@ def add_parser(sub) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     summary = synth(args.kind, args.scenes, args.views, args.size[0], args.size[1], args.format, Path(args.out), args.seed,
-                    args.split, args.workers, args.meshes, args.up, tuple(args.elevations))
+                    args.split, args.workers, args.meshes, args.up, tuple(args.elevations), args.backdrop)
     print(f"wrote {summary['scenes']} {args.kind} scenes x {args.views} views ({args.format}) to {args.out}: {summary['index']}")
     return 0
 

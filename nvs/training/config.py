@@ -133,6 +133,7 @@ class RenderConfig:
     sweep_hull: float | None = None
     sweep_front: float | None = None
     match_exposure: bool | None = None
+    backdrop_white: bool | None = None
 
     def apply(self, model: ModelConfig) -> ModelConfig:
         """``model`` with these settings laid over it (checked as any model config is)."""

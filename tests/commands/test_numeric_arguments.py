@@ -17,7 +17,8 @@ from nvs.training.config import TrainConfig, load_train_config
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "train-object-cpu.yaml"
 ZERO_MEANS_SOMETHING = {"--targets", "--seed", "--adapt-seed", "--scene-index", "--lpips-weights",  # 0: all remaining views / a seed / the first scene / MSE alone
                         "--confirm-views", "--adapt-confirm-views",  # 0: the verifier alone judges
-                        "--input-exposure-jitter", "--input-pose-noise"}  # 0: the inputs as they are
+                        "--input-exposure-jitter", "--input-pose-noise",  # 0: the inputs as they are
+                        "--backdrop"}  # 0: a black backdrop
 NEGATIVE_MEANS_SOMETHING = {("--threads", "-1")}  # every core
 SIGNED = {"--elevations"}  # camera elevations in degrees: at and below the horizon too
 NOT_NUMBERS = ["abc", "", " ", "nan", "NaN", "inf", "-inf", "Infinity", "1e999", "0x1F", "1,5", "½", "3 4", "--", "None"]

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 import pytest
 import torch
+import torch.nn.functional as F
 
 from nvs.datasets import asset_scenes, furniture
 from nvs.datasets.asset_dataset import write_asset_dataset
@@ -197,3 +198,22 @@ def test_furniture_seen_from_below_the_horizon_when_the_elevations_say_so(tmp_pa
     assert summary["elevations"] == [-40.0, -10.0]
     written = json.loads(next((tmp_path / "scenes").glob("*/opencv_cameras.json")).read_text())
     assert all(np.linalg.inv(np.array(f["w2c"]))[2, 3] < 0 for f in written)
+
+
+def test_a_grey_backdrop_shows_where_the_model_does_not_and_the_data_set_records_it(tmp_path):
+    """`--backdrop 0.8`: the pixels no surface covers are that grey, the others as on white; a
+    folder written on white is not resumed on grey."""
+    white = asset_scenes.generate_asset_scene("furniture", 3, 2, 32, 32, "val")
+    grey = asset_scenes.generate_asset_scene("furniture", 3, 2, 32, 32, "val", backdrop=0.8)
+    empty = torch.isinf(grey.depth).float().flatten(0, 1)
+    assert torch.equal(white.depth, grey.depth) and 0 < empty.mean() < 1
+    # away from the outline, whose antialiased pixels mix the two
+    background = (-F.max_pool2d(-empty, 3, 1, 1)).bool().unflatten(0, grey.depth.shape[:2]).expand_as(grey.images)
+    covered = (F.max_pool2d(empty, 3, 1, 1) == 0).unflatten(0, grey.depth.shape[:2]).expand_as(grey.images)
+    assert background.any() and covered.any()
+    assert torch.allclose(grey.images[background], torch.full_like(grey.images[background], 0.8), atol=1 / 255)
+    assert torch.equal(grey.images[covered], white.images[covered])
+    summary = write_asset_dataset(tmp_path, "furniture", "val", 1, 2, 32, 32, seed=3, log=lambda m: None)
+    assert summary["backdrop"] == 1.0
+    with pytest.raises(ValueError, match="backdrop"):
+        write_asset_dataset(tmp_path, "furniture", "val", 1, 2, 32, 32, seed=3, log=lambda m: None, backdrop=0.8)
