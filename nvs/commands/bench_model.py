@@ -163,7 +163,8 @@ def _views_model(arch: str):
 
     torch.manual_seed(0)  # the same weights in every child process
     base = load_renderer(OBJECT_CHECKPOINT).config  # its trunk: a plane sweep needs arch lact
-    return build_renderer(ModelConfig(**{**base.to_dict(), "arch": arch, "sweep_views": 0})).eval()
+    # without the sweep, nor what reads the photos for it (the backdrops)
+    return build_renderer(ModelConfig(**{**base.to_dict(), "arch": arch, "sweep_views": 0, "backdrop_white": False})).eval()
 
 
 def _memorize_case(arch: str, views: int, size: int, reps: int, conn) -> None:
