@@ -225,16 +225,26 @@ def exposure_gains(state) -> Tensor | None:
     return None if gains is None else gains[0].float().cpu()
 
 
-def exposure_note(gains) -> str | None:
-    """One line for a user on what exposure or backdrop matching did to the photos (gains [V, 3], a
-    tensor or nested lists), or None where it did nothing (no gains, or all 1)."""
+def reads_backdrops(model: torch.nn.Module) -> bool:
+    """Whether a renderer (or the one a turn ensemble runs) brings photos on a plain backdrop to
+    white before it reads them (model config ``backdrop_white``)."""
+    return bool(getattr(getattr(getattr(model, "renderer", model), "config", None), "backdrop_white", False))
+
+
+def exposure_note(gains, backdrop: bool = False) -> str | None:
+    """One line for a user on what exposure matching, or with ``backdrop`` (:func:`reads_backdrops`)
+    the reading of the backdrops, did to the photos (gains [V, 3], a tensor or nested lists), or
+    None where it did nothing (no gains, or all 1)."""
     if gains is None:
         return None
     gains = torch.as_tensor(gains)
     if bool((gains == 1).all()):
         return None
-    return (f"input exposures matched: each photo's colour channels divided by a gain of {float(gains.min()):.2f}-"
-            f"{float(gains.max()):.2f}")
+    span = f"{float(gains.min()):.2f}-{float(gains.max()):.2f}"
+    if backdrop:
+        return (f"input backdrops brought to white: each photo's colour channels divided by its backdrop's ({span}), "
+                "and the views rendered back on the brightest")
+    return f"input exposures matched: each photo's colour channels divided by a gain of {span}"
 
 
 @torch.no_grad()

@@ -91,7 +91,7 @@ def test_auto_picks_the_shipped_renderer_of_the_capture_kind(tmp_path):
 
 
 def test_the_gains_of_a_memorised_scene_are_reported_whatever_runs_it():
-    from nvs.inference import exposure_gains, exposure_note
+    from nvs.inference import exposure_gains, exposure_note, reads_backdrops
     from nvs.models.turn_ensemble import TurnEnsemble
 
     _, images, cams, _ = _setup()
@@ -107,6 +107,11 @@ def test_the_gains_of_a_memorised_scene_are_reported_whatever_runs_it():
     note = exposure_note(torch.tensor([[0.9, 1.0, 1.1], [1.05, 0.98, 0.95]]))
     assert note.startswith("input exposures matched") and "0.90-1.10" in note
     assert exposure_note(torch.ones(2, 3)) is None and exposure_note([[1.0, 1.0, 1.0]]) is None  # nothing was done
+    backdrop = exposure_note([[0.8, 0.8, 0.8], [0.8, 0.82, 0.8]], backdrop=True)
+    assert backdrop.startswith("input backdrops brought to white") and "0.80-0.82" in backdrop
+    reading = LaCTRenderer(tiny_config(sweep_views=2, sweep_hull=10.0, backdrop_white=True))
+    assert reads_backdrops(reading) and reads_backdrops(TurnEnsemble(reading, 2))
+    assert not reads_backdrops(matching) and not reads_backdrops(TurnEnsemble(matching, 2))
 
 
 _HEAP_AFTER_A_LARGE_TENSOR = """

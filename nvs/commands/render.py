@@ -13,8 +13,8 @@ from nvs.geometry.scene_normalization import fitted_frame
 from nvs.datasets.formats import load_views, read_any_scene
 from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_eval_index, spread_order
 from nvs.inference import (DEVICE_HELP, RENDERER_HELP, add_inference_arguments, capture_warning, choose_checkpoint,
-                           configure_inference, exposure_gains, exposure_note, memorize_views, render_cameras, resolve_device,
-                           resolve_turns)
+                           configure_inference, exposure_gains, exposure_note, memorize_views, reads_backdrops,
+                           render_cameras, resolve_device, resolve_turns)
 from nvs.io.media import save_video
 from nvs.models import load_renderer
 from nvs.commands import argtypes as T
@@ -106,7 +106,8 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
                "device": str(device), "dtype": dtype, "turns": turns,
                "memorize_s": memorize_s, "render_s_per_frame": render_s / video.shape[0],
                "warnings": [warning] if warning else [],
-               "exposure_gains": None if gains is None else [[round(g, 4) for g in row] for row in gains.tolist()]}
+               "exposure_gains": None if gains is None else [[round(g, 4) for g in row] for row in gains.tolist()],
+               "backdrop_white": reads_backdrops(model)}
     if adapted is not None:
         summary["adaptation"] = adapted.summary()
     Path(str(out) + ".json").write_text(json.dumps(summary, indent=2))
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
                     adapt_options=options_from_args(args) if args.adapt else None, turns=args.turns)
     print(f"rendered {s['frames']} frames of scene {s['scene']} at {s['fps']} fps to {args.out} "
           f"(memorise {s['memorize_s']:.2f} s, {s['render_s_per_frame'] * 1000:.1f} ms/frame); summary {args.out}.json")
-    note = exposure_note(s["exposure_gains"])
+    note = exposure_note(s["exposure_gains"], s["backdrop_white"])
     if note:
         print(note)
     if "adaptation" in s:
