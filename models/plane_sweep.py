@@ -214,12 +214,13 @@ def background_colours(images: Tensor) -> Tensor:
     return torch.where(bright, median, torch.ones_like(median))
 
 
-def silhouettes(images: Tensor) -> Tensor:
+def silhouettes(images: Tensor, background: Tensor | None = None) -> Tensor:
     """images [B, V, 3, H, W] -> [B, V, 1, H, W]: 1.0 where a pixel is not background (all channels
-    within WHITE_TOLERANCE of its photo's :func:`background_colours`), grown by SILHOUETTE_DILATION
-    pixels; else 0.0. Photos of one object on white metered one by one show the white at different
-    levels; against pure white, those below it would carve nothing."""
-    background = background_colours(images)[..., None, None]
+    within WHITE_TOLERANCE of its photo's ``background`` [B, V, 3], by default its
+    :func:`background_colours`), grown by SILHOUETTE_DILATION pixels; else 0.0. Photos of one object
+    on white metered one by one show the white at different levels; against pure white, those below
+    it would carve nothing."""
+    background = (background_colours(images) if background is None else background)[..., None, None]
     foreground = ((images - background).abs().amax(dim=2, keepdim=True) > WHITE_TOLERANCE).to(images.dtype)
     grown = F.max_pool2d(foreground.flatten(0, 1), 2 * SILHOUETTE_DILATION + 1, 1, SILHOUETTE_DILATION)
     return grown.unflatten(0, images.shape[:2])
@@ -230,8 +231,9 @@ def backdrop_gains(images: Tensor) -> Tensor:
     object on a bright, plain backdrop (those that carve: :func:`carving_views`), 1.0 for the
     others. Dividing a photo by its gains puts its object on white, as the object renderer saw
     its training objects, whatever the backdrop's grey, the photo's exposure or white balance."""
-    carving = carving_views(silhouettes(images))
-    return torch.where(carving[..., None], background_colours(images), torch.ones(3, dtype=images.dtype, device=images.device))
+    colours = background_colours(images)
+    carving = carving_views(silhouettes(images, colours))
+    return torch.where(carving[..., None], colours, torch.ones_like(colours))
 
 
 def carving_views(masks: Tensor) -> Tensor:
