@@ -15,8 +15,8 @@ ARCHITECTURES = ("lact", "full_attention")
 SWEEP_RANGES = ("fixed", "inputs")
 # fields that change how a renderer reads its inputs, not its weights: a checkpoint trained with
 # one value renders with another
-READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "sweep_coarse_levels", "sweep_hull", "sweep_front",
-                    "match_exposure", "backdrop_white")
+READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "sweep_coarse_levels", "sweep_max_step", "sweep_hull",
+                    "sweep_front", "match_exposure", "backdrop_white")
 
 
 @dataclass
@@ -65,6 +65,12 @@ class ModelConfig:
     # with sweep_coarse_levels n > 1, so do those at 1/4, ..., 1/2^n of the resolution, each at w
     sweep_coarse: float = 0.0
     sweep_coarse_levels: int = 1
+    # s > 0: where a scene's photos are far apart for their resolution (a ring around an object in
+    # large photos), the sweep matches on the photos and targets halved, up to 3 times, until
+    # neighbouring planes lie at most s pixels apart in the cost volume, where its scorer's window
+    # sees the surface's disparities as in training (models/plane_sweep.plane_steps); the photos are
+    # still sampled at full resolution at the depth found
+    sweep_max_step: float = 0.0
     # w > 0, for objects on white: each plane's score loses w x (1 - its point's support by the
     # silhouettes of all input views: the least, over the views that see the point, of their
     # foreground sampled there), and a pixel whose ray no plane's point supports is background,
@@ -119,7 +125,7 @@ class ModelConfig:
                 raise ValueError(f"model config '{name}' must be a number in (0, 10000), got {value!r}")
         if not self.sweep_near < self.sweep_far:
             raise ValueError(f"model config sweep_near ({self.sweep_near}) must be below sweep_far ({self.sweep_far})")
-        for name in ("sweep_zncc", "sweep_coarse", "sweep_hull", "sweep_front"):
+        for name in ("sweep_zncc", "sweep_coarse", "sweep_max_step", "sweep_hull", "sweep_front"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e3:
                 raise ValueError(f"model config '{name}' must be a number in [0, 1000], got {value!r}")

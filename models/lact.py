@@ -186,7 +186,7 @@ class RendererBase(nn.Module):
         if self.sweep is not None:
             self.sweep.zncc_weight, self.sweep.coarse_weight = source.sweep_zncc, source.sweep_coarse
             self.sweep.coarse_levels, self.sweep.hull_weight = source.sweep_coarse_levels, source.sweep_hull
-            self.sweep.front_weight = source.sweep_front
+            self.sweep.front_weight, self.sweep.max_step = source.sweep_front, source.sweep_max_step
 
     @property
     def blends_views(self) -> bool:
@@ -315,8 +315,8 @@ class SceneState:
     def _map_features(self, fn) -> SweepFeatures | None:
         if self.sweep_features is None:
             return None
-        features, coarse = self.sweep_features
-        return fn(features), None if coarse is None else [fn(level) for level in coarse]
+        fine, coarse, octave = self.sweep_features
+        return SweepFeatures(fn(fine), None if coarse is None else [fn(level) for level in coarse], octave)
 
     def to(self, *args, **kwargs) -> "SceneState":
         sources = None if self.sources is None else tuple(s.to(*args, **kwargs) for s in self.sources)
@@ -332,7 +332,7 @@ class SceneState:
     def nbytes(self) -> int:
         kept = [t for fw in self.layers for t in (fw.w0, fw.w1, fw.w2)] + ([] if self.sources is None else [self.sources[0]])
         if self.sweep_features is not None:
-            kept += [self.sweep_features[0], *(self.sweep_features[1] or [])]
+            kept += [self.sweep_features.fine, *(self.sweep_features.coarse or [])]
         return sum(t.numel() * t.element_size() for t in kept)
 
 
@@ -388,7 +388,8 @@ class LaCTRenderer(RendererBase):
         plan = self.chunk_plan(cams.shape[0], cams.shape[1], self.tokens_per_view(cams))
         with contextlib.nullcontext() if plan is None else torch.no_grad():
             if sweep_features is None and self.sweep is not None:
-                sweep_features = self.sweep.photo_features(images, None if plan is None else plan.views)
+                octave = self.sweep.octave(cams, sweep_ranges, images.shape[-2:])
+                sweep_features = self.sweep.photo_features(images, None if plan is None else plan.views, octave)
             if plan is not None:
                 states = memorize_chunked(self, images, cams, plan)
             else:

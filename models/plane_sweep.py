@@ -18,6 +18,12 @@ resolution, upsampled, and, with ``coarse_levels`` (``sweep_coarse_levels``) n >
 quarter, an eighth, ... down to 1/2^n (cross-scale cost aggregation, as in classical stereo):
 where neighbouring views are far apart, as on a ring around an object, a surface's disparities
 outrun what the fine scorer sees, and a coarse one, seeing 2, 4 or 8 times as far, still finds it.
+With a ``max_step`` (``sweep_max_step``), a scene whose photos lie so far apart for their
+resolution that neighbouring planes land more than that many pixels apart in the cost volume
+(:func:`plane_steps`: a ring of large photos) is matched on its photos and targets halved until
+they do not (:func:`sweep_octave`), the coarse levels below those; its photos are still sampled
+at full resolution, at the depth found. The scorer then sees disparities of the size it was
+trained on instead of steps that skip over a surface's texture.
 With a ``hull_weight`` (``sweep_hull``), for objects on white, each plane's score loses that multiple of
 (1 - the point's support by the silhouettes of all the input views, :func:`hull_support`), and a
 pixel whose ray meets no supported point is background and turns white: the visual hull, which
@@ -39,6 +45,8 @@ and from the rendering loss through the blend; the renderer itself may stay froz
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import kornia
 import torch
@@ -67,8 +75,17 @@ HULL_POINTS = 1 << 21  # plane points the silhouettes are sampled at, at once (h
 BAND_PIXELS = 1 << 15  # cost-volume pixels scored at once; a larger target is scored in bands of rows
 BAND_HALO = 8  # rows each band reads beyond its own: the scorer's reach (the ZNCC window's is 5)
 
-# the photos' features [B, V, F + 3, h, w] and those of each coarse level (None without coarse levels)
-SweepFeatures = tuple[Tensor, "list[Tensor] | None"]
+MAX_OCTAVES = 3  # the most times the sweep halves a scene's photos (and targets) to keep its plane steps short
+MIN_OCTAVE_SIZE = 32  # pixels on the short side of the smallest photo an octave halves to
+STEP_PIXELS = 8  # every STEP_PIXELS-th pixel of each photo (both ways) measures its plane steps
+
+
+class SweepFeatures(NamedTuple):
+    """What the sweep matches on, read off a scene's photos once (:meth:`PlaneSweepBlend.photo_features`)."""
+
+    fine: Tensor  # [B, V, F + 3, h, w]: the photos' features, read off the photos halved ``octave`` times
+    coarse: list[Tensor] | None  # those of each coarse level below it (None without coarse levels)
+    octave: int = 0
 
 
 def inverse_depth_planes(near: float, far: float, planes: int, device=None) -> Tensor:
@@ -275,6 +292,61 @@ def behind_hull_entry(support: Tensor) -> Tensor:
     return (torch.cumsum(entered, dim=2) - 1.0).clamp_min(0.0) / support.shape[2]
 
 
+def plane_steps(cams: Cameras, inverse_depths: Tensor) -> Tensor:
+    """How far apart, in pixels, a scene's photos see the sweep's planes: cams [B, V], inverse_depths
+    [D] or [B, D] -> [B]. For every STEP_PIXELS-th pixel of each view, the points where its ray meets
+    the nearest and the farthest plane are projected into the nearest other view
+    (:func:`nvs.models.view_blend.nearest_views`); a scene's step is the median distance between the
+    two, over D - 1 (the planes are uniform in inverse depth, so their images are about evenly
+    spaced). Points behind the other camera do not count; a scene with none left, or with one view,
+    steps 0."""
+    b, v = cams.shape
+    steps = torch.zeros(b)
+    if v < 2:
+        return steps
+    index = nearest_views(cams, cams, 2)[..., 1:]  # [B, V, 1]: the first is each view itself
+    others = Cameras(gather(cams.intrinsics, index), gather(cams.c2w, index), cams.height, cams.width)
+    grid = cams.resize(max(1, cams.height // STEP_PIXELS), max(1, cams.width // STEP_PIXELS))
+    origins, dirs = (x.flatten(-2).transpose(-1, -2)[:, :, None] for x in pixel_rays(grid))  # [B, V, 1, N, 3]
+    inverse = inverse_depths.float().reshape(-1, inverse_depths.shape[-1]).expand(b, -1)
+    ends = []
+    for distance in (1.0 / inverse.amax(dim=-1), 1.0 / inverse.amin(dim=-1)):
+        ends.append(others.project(origins + distance.reshape(b, 1, 1, 1, 1) * dirs, min_depth=MIN_VIEW_DEPTH))
+    (near, near_z), (far, far_z) = ends
+    seen = (near_z > MIN_VIEW_DEPTH) & (far_z > MIN_VIEW_DEPTH)
+    span = (near - far).norm(dim=-1)
+    for scene in range(b):
+        if bool(seen[scene].any()):
+            steps[scene] = span[scene][seen[scene]].median().cpu() / max(1, inverse.shape[-1] - 1)
+    return steps
+
+
+def sweep_octave(steps: Tensor, max_step: float, size: tuple[int, int]) -> int:
+    """How many times to halve a batch's photos and targets before the sweep (0 with ``max_step``
+    0): the fewest after which, on every scene (steps [B], :func:`plane_steps`, in pixels of photos
+    of ``size`` (h, w)), neighbouring planes lie at most ``max_step`` pixels apart in the cost
+    volume, which is at half the halved resolution; at most MAX_OCTAVES, and never to photos
+    smaller than MIN_OCTAVE_SIZE on their short side."""
+    octave, step, side = 0, float(steps.max()) / 2.0 if steps.numel() else 0.0, min(size)
+    while max_step and step > max_step and octave < MAX_OCTAVES and side // 2 >= MIN_OCTAVE_SIZE:
+        octave, step, side = octave + 1, step / 2.0, side // 2
+    return octave
+
+
+def halved_cams(cams: Cameras, times: int) -> Cameras:
+    """cams for their images halved ``times`` times (sides rounded down, at least 1 pixel)."""
+    if not times:
+        return cams
+    return cams.resize(max(1, cams.height >> times), max(1, cams.width >> times))
+
+
+def halve(images: Tensor, times: int) -> Tensor:
+    """images [..., C, H, W] 2x2-averaged ``times`` times -> [..., C, H / 2^times, W / 2^times]."""
+    for _ in range(times):
+        images = F.avg_pool2d(images.flatten(0, -4), 2).unflatten(0, images.shape[:-3])
+    return images
+
+
 def plane_targets(target_z: Tensor, target_cams: Cameras, inverse_depths: Tensor, size: tuple[int, int]
                   ) -> tuple[Tensor, Tensor]:
     """The true plane of each pixel of a (smaller) cost volume: target_z [B, T, 1, H, W] z-depth
@@ -341,7 +413,7 @@ class PlaneSweepBlend(nn.Module):
         self.views, self.planes, self.near, self.far = views, planes, near, far
         # settings, not weights: the renderer sets them from its config (RendererBase.use_reading_settings)
         self.zncc_weight, self.coarse_weight, self.coarse_levels, self.hull_weight = 0.0, 0.0, 1, 0.0
-        self.front_weight = 0.0
+        self.front_weight, self.max_step = 0.0, 0.0
         self.degrade_probability = 0.0
         self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
             nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
@@ -394,23 +466,27 @@ class PlaneSweepBlend(nn.Module):
 
     def depth(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
               present: Tensor | None = None, coarse_features: list[Tensor] | None = None,
-              scorer_dtype: torch.dtype | None = None, support: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+              scorer_dtype: torch.dtype | None = None, support: Tensor | None = None, octave: int = 0
+              ) -> tuple[Tensor, Tensor, Tensor]:
         """Sweep: target_cams [B, T], features [B, T, k, F + 3, h, w] of cams [B, T, k] (``present``
         [B, T, k]: which of them take part) over the planes inverse_depths [D] or [B, D] -> (depth
         along each unit ray [B, T, 1, H, W], confidence [B, T, 1, H, W], plane logits
-        [B, T, D, H/2, W/2]). ``coarse_features`` (the same views' :meth:`coarse_source_features`,
-        level l [B, T, k, F + 3, h/2^l, w/2^l]) add their plane scores at ``coarse_weight``;
-        ``scorer_dtype`` (:meth:`plane_logits`); ``support`` [B, T, D, H/2, W/2] (:func:`hull_support`)
-        takes ``hull_weight`` x (1 - support) and ``front_weight`` x :func:`behind_hull_entry` off the scores."""
+        [B, T, D, H/2^(o+1), W/2^(o+1)]), o the ``octave`` the features were read at
+        (:meth:`photo_features`): the target is halved as often. ``coarse_features`` (the same views'
+        :meth:`coarse_source_features`, level l [B, T, k, F + 3, h/2^l, w/2^l]) add their plane
+        scores at ``coarse_weight``; ``scorer_dtype`` (:meth:`plane_logits`); ``support`` (the plane
+        logits' shape, :func:`hull_support`) takes ``hull_weight`` x (1 - support) and
+        ``front_weight`` x :func:`behind_hull_entry` off the scores."""
         b, t = target_cams.shape
         height, width = target_cams.height, target_cams.width
+        swept = halved_cams(target_cams, octave)
         inverse_depths = inverse_depths.to(features.dtype)
-        logits = self.plane_logits(target_cams, features, cams, inverse_depths, present, scorer_dtype)
+        logits = self.plane_logits(swept, features, cams, inverse_depths, present, scorer_dtype)
         for level, level_features in enumerate(coarse_features or [], start=1):
-            size = (height >> level, width >> level)
+            size = (swept.height >> level, swept.width >> level)
             if min(size) < MIN_COARSE_SIZE:
                 break
-            coarse = self.plane_logits(target_cams.resize(*size), level_features, cams, inverse_depths, present,
+            coarse = self.plane_logits(swept.resize(*size), level_features, cams, inverse_depths, present,
                                        scorer_dtype)
             upsampled = F.interpolate(coarse.flatten(0, 1), size=logits.shape[-2:], mode="bilinear", align_corners=False)
             logits = logits + self.coarse_weight * upsampled.unflatten(0, (b, t))
@@ -436,7 +512,7 @@ class PlaneSweepBlend(nn.Module):
         rows of context either side, which every score of the band's own rows reads within: the
         same scores, in bounded memory (the volume of a 576x1024 target is 1.4 GB) and in time
         that grows with the pixels instead of faster once the volume outgrows the caches."""
-        half = target_cams.resize(max(1, target_cams.height // 2), max(1, target_cams.width // 2))
+        half = halved_cams(target_cams, 1)
         rows = max(1, BAND_PIXELS // half.width)
         if rows >= half.height:
             return self._volume_logits(half, features, cams, inverse_depths, present, scorer_dtype)
@@ -493,28 +569,39 @@ class PlaneSweepBlend(nn.Module):
             levels, side = levels + 1, side // 2
         return levels
 
-    def photo_features(self, images: Tensor, views_at_once: int | None = None) -> SweepFeatures:
-        """What the sweep matches on, read off the photos images [B, V, 3, H, W] once for every
-        target: (:meth:`source_features`, :meth:`coarse_source_features`), ``views_at_once`` photos
-        at a time (None: all; each photo's features are its own, so the result is the same). A
-        memorised scene keeps them (``SceneState.sweep_features``), so that rendering does not
-        compute them again per call."""
+    def octave(self, cams: Cameras, ranges: Tensor | None, size: tuple[int, int]) -> int:
+        """How many times the sweep halves the photos of cams [B, V] (of ``size`` (h, w); ``ranges``
+        as :meth:`forward`'s) and its targets: :func:`sweep_octave` of their :func:`plane_steps`
+        with ``max_step`` (0 without it)."""
+        if not self.max_step:
+            return 0
+        with torch.autocast(device_type=cams.device.type, enabled=False):  # memorise and render must agree
+            return sweep_octave(plane_steps(cams, self.inverse_depths(cams.device, ranges)), self.max_step, size)
+
+    def photo_features(self, images: Tensor, views_at_once: int | None = None, octave: int = 0) -> SweepFeatures:
+        """What the sweep matches on, read off the photos images [B, V, 3, H, W], halved ``octave``
+        times (:meth:`octave`), once for every target: :meth:`source_features` and
+        :meth:`coarse_source_features`, ``views_at_once`` photos at a time (None: all; each photo's
+        features are its own, so the result is the same). A memorised scene keeps them
+        (``SceneState.sweep_features``), so that rendering does not compute them again per call."""
         with torch.autocast(device_type=images.device.type, enabled=False):
             if views_at_once is None or views_at_once >= images.shape[1]:
-                features = self.source_features(images)
-                return features, self.coarse_source_features(features)
-            parts = [self.photo_features(images[:, start : start + views_at_once])
+                features = self.source_features(halve(images, octave))
+                return SweepFeatures(features, self.coarse_source_features(features), octave)
+            parts = [self.photo_features(images[:, start : start + views_at_once], None, octave)
                      for start in range(0, images.shape[1], views_at_once)]
-            coarse = None if parts[0][1] is None else [torch.cat(level, dim=1) for level in zip(*(p[1] for p in parts))]
-            return torch.cat([p[0] for p in parts], dim=1), coarse
+            coarse = None if parts[0].coarse is None else [torch.cat(level, dim=1) for level in zip(*(p.coarse for p in parts))]
+            return SweepFeatures(torch.cat([p.fine for p in parts], dim=1), coarse, octave)
 
-    def reads(self, features: SweepFeatures) -> bool:
-        """Whether kept :meth:`photo_features` hold the coarse levels the current settings score
-        (a state memorised before ``coarse_weight`` or ``coarse_levels`` changed does not)."""
-        fine, coarse = features
+    def reads(self, features: SweepFeatures, octave: int) -> bool:
+        """Whether kept :meth:`photo_features` were read at ``octave`` and hold the coarse levels
+        the current settings score (a state memorised before ``coarse_weight``, ``coarse_levels``
+        or ``max_step`` changed may not)."""
+        if features.octave != octave:
+            return False
         if not self.coarse_weight:
-            return coarse is None
-        return coarse is not None and len(coarse) == self.coarse_level_count(fine.shape[-2:])
+            return features.coarse is None
+        return features.coarse is not None and len(features.coarse) == self.coarse_level_count(features.fine.shape[-2:])
 
     def forward(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras,
                 ranges: Tensor | None = None, with_samples: bool = False, features: SweepFeatures | None = None):
@@ -538,21 +625,20 @@ class PlaneSweepBlend(nn.Module):
         with torch.autocast(device_type=device, enabled=False):
             if self.training and self.degrade_probability > 0:
                 decoded = degrade(decoded.flatten(0, 1), self.degrade_probability).unflatten(0, decoded.shape[:2])
-            if features is None or not self.reads(features):
-                features = self.photo_features(images)
-            features, coarse_features = features
+            octave = self.octave(cams, ranges, images.shape[-2:])
+            if features is None or not self.reads(features, octave):
+                features = self.photo_features(images, octave=octave)
             planes = self.inverse_depths(decoded.device, ranges)
             if with_samples or torch.is_grad_enabled():
-                return self._blend(decoded, target_cams, images, cams, features, coarse_features, planes, with_samples,
-                                   scorer_dtype)
-            parts = [self._blend(decoded[:, i : i + 1], target_cams[:, i : i + 1], images, cams, features, coarse_features,
-                                 planes, False, scorer_dtype)
+                return self._blend(decoded, target_cams, images, cams, features, planes, with_samples, scorer_dtype)
+            parts = [self._blend(decoded[:, i : i + 1], target_cams[:, i : i + 1], images, cams, features, planes, False,
+                                 scorer_dtype)
                      for i in range(target_cams.shape[1])]
             return torch.cat(parts, dim=1)
 
-    def _blend(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras, features: Tensor,
-               coarse_features: list[Tensor] | None, planes: Tensor, with_samples: bool, scorer_dtype: torch.dtype | None):
-        dtype = features.dtype
+    def _blend(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras, features: SweepFeatures,
+               planes: Tensor, with_samples: bool, scorer_dtype: torch.dtype | None):
+        dtype = features.fine.dtype
         index = nearest_views(cams, target_cams, self.views)
         b, t, found = index.shape
         present = torch.ones(b, t, self.views, dtype=torch.bool, device=index.device)
@@ -563,11 +649,10 @@ class PlaneSweepBlend(nn.Module):
         support = None
         masks = silhouettes(images.to(dtype)) if self.hull_weight else None
         if masks is not None and bool(carving_views(masks).any()):  # photos with a background: nothing to carve
-            half = target_cams.resize(max(1, target_cams.height // 2), max(1, target_cams.width // 2))
-            support = hull_support(masks, cams, half, planes.to(dtype))
-        depth, confidence, plane_logits = self.depth(target_cams, gather(features, index), chosen, planes, present,
-                                                     None if coarse_features is None else [gather(f, index) for f in coarse_features],
-                                                     scorer_dtype, support)
+            support = hull_support(masks, cams, halved_cams(target_cams, features.octave + 1), planes.to(dtype))
+        coarse = None if features.coarse is None else [gather(level, index) for level in features.coarse]
+        depth, confidence, plane_logits = self.depth(target_cams, gather(features.fine, index), chosen, planes, present,
+                                                     coarse, scorer_dtype, support, features.octave)
         samples, valid = warp_views(photos, chosen, target_cams, depth.to(dtype))
         valid = valid & present[..., None, None, None]
         decoded = decoded.to(dtype)

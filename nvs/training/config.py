@@ -130,6 +130,7 @@ class RenderConfig:
     sweep_zncc: float | None = None
     sweep_coarse: float | None = None
     sweep_coarse_levels: int | None = None
+    sweep_max_step: float | None = None
     sweep_hull: float | None = None
     sweep_front: float | None = None
     match_exposure: bool | None = None

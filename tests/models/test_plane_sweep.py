@@ -309,8 +309,8 @@ def test_a_memorised_scene_keeps_what_the_sweep_matches_on_and_rendering_reads_i
     monkeypatch.setattr(PlaneSweepBlend, "source_features", lambda self, x: reads.append(x.shape) or source_features(self, x))
     with torch.no_grad():
         state = model.memorize(images, cams)
-        features, coarse = state.sweep_features
-        assert features.shape == (1, 4, plane_sweep.FEATURES + 3, 16, 16) and [c.shape[-1] for c in coarse] == [8, 4]
+        features, coarse, octave = state.sweep_features
+        assert octave == 0 and features.shape == (1, 4, plane_sweep.FEATURES + 3, 16, 16) and [c.shape[-1] for c in coarse] == [8, 4]
         assert len(reads) == 3 and state.nbytes() > dataclasses.replace(state, sweep_features=None).nbytes()
         kept = model.render(state, targets)
         model.set_memory_budget(2 * 4 * 16 * 32 * 4 + 200_000)
@@ -329,8 +329,8 @@ def test_a_memorised_scene_keeps_what_the_sweep_matches_on_and_rendering_reads_i
         ensemble.render(turned, targets)
         assert len(reads) == 3
         moved, detached = state.to("cpu", torch.float64), state.detach()
-        assert moved.sweep_features[0].dtype == torch.float64 and len(moved.sweep_features[1]) == 2
-        assert detached.sweep_features[0] is not None and len(detached.sweep_features[1]) == 2
+        assert moved.sweep_features.fine.dtype == torch.float64 and len(moved.sweep_features.coarse) == 2
+        assert detached.sweep_features.fine is not None and len(detached.sweep_features.coarse) == 2
         reads.clear()  # memorising in chunks reads the features a group of views at a time
         model.set_memory_budget(60_000)
         plan = model.chunk_plan(1, 4, model.tokens_per_view(cams))
@@ -338,16 +338,17 @@ def test_a_memorised_scene_keeps_what_the_sweep_matches_on_and_rendering_reads_i
         grouped = model.memorize(images, cams)
         model.set_memory_budget(None)
         assert len(reads) == 3 * math.ceil(4 / plan.views) and max(shape[1] for shape in reads) == plan.views
-        torch.testing.assert_close(grouped.sweep_features[0], features, atol=1e-6, rtol=0)
-        for level, expected in zip(grouped.sweep_features[1], coarse, strict=True):
+        torch.testing.assert_close(grouped.sweep_features.fine, features, atol=1e-6, rtol=0)
+        for level, expected in zip(grouped.sweep_features.coarse, coarse, strict=True):
             torch.testing.assert_close(level, expected, atol=1e-6, rtol=0)
         # under other settings a kept state's coarse levels are not what the sweep scores: read again
         model.use_reading_settings(dataclasses.replace(model.config, sweep_coarse_levels=1))
-        assert not model.sweep.reads(state.sweep_features)
+        assert not model.sweep.reads(state.sweep_features, 0)
         torch.testing.assert_close(model.render(state, targets), model.render(model.memorize(images, cams), targets),
                                    atol=0, rtol=0)
         model.use_reading_settings(dataclasses.replace(model.config, sweep_coarse=0.0))
-        assert not model.sweep.reads(state.sweep_features) and model.memorize(images, cams).sweep_features[1] is None
+        assert not model.sweep.reads(state.sweep_features, 0)
+        assert model.memorize(images, cams).sweep_features.coarse is None
 
 
 @pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")  # RMSNorm, as inference_autocast
@@ -383,7 +384,7 @@ def test_sweep_config_is_checked():
     bad = (("sweep_views", 17), ("sweep_views", 1), ("sweep_planes", 1), ("sweep_near", 0.0), ("sweep_far", float("nan")),
            ("sweep_zncc", -1.0), ("sweep_zncc", float("nan")), ("sweep_zncc", True), ("sweep_coarse", -0.5),
            ("sweep_coarse", float("inf")), ("sweep_coarse_levels", 0), ("sweep_coarse_levels", 9), ("sweep_coarse_levels", 2.0),
-           ("sweep_coarse_levels", True))
+           ("sweep_coarse_levels", True), ("sweep_max_step", -1.0), ("sweep_max_step", float("nan")))
     for key, value in bad:
         with pytest.raises(ValueError, match=key):
             ModelConfig(**{key: value})
@@ -735,3 +736,80 @@ def test_photos_on_a_dimmer_or_tinted_backdrop_render_as_on_white_then_tinted_ba
         tiny_config(sweep_views=2, sweep_hull=10.0, backdrop_white=True, match_exposure=True)
     with pytest.raises(ValueError, match="backdrop_white needs"):
         tiny_config(sweep_views=2, backdrop_white=True)
+
+
+def _cameras_along_x(xs: list[float], size: int, focal: float) -> Cameras:
+    """[1, V] cameras at (x, 0, 0) looking along +z with a focal length of ``focal`` pixels (float64)."""
+    c2w = torch.eye(4, dtype=torch.float64).repeat(len(xs), 1, 1)
+    c2w[:, 0, 3] = torch.tensor(xs, dtype=torch.float64)
+    intrinsics = torch.tensor([focal, focal, size / 2, size / 2], dtype=torch.float64).repeat(len(xs), 1)
+    return Cameras(intrinsics[None], c2w[None], size, size)
+
+
+def test_plane_steps_are_the_pixels_between_neighbouring_planes_in_the_nearest_other_view():
+    """Two cameras b apart with focal length f see a point at distance d on a ray near the axis at
+    disparities f b / d: over D planes uniform in inverse depth from n to m the step is
+    f b (1/n - 1/m) / (D - 1) (the rays off the axis, here at most 13 deg, add up to 2.6%). It
+    doubles with the resolution and with the baseline; a view looking away, or a single view, steps 0."""
+    planes = inverse_depth_planes(1.0, 4.0, 7).double()
+    expected = 200.0 * 0.2 * (1.0 - 0.25) / 6
+    steps = plane_sweep.plane_steps(_cameras_along_x([0.0, 0.2], 64, 200.0), planes)
+    assert steps.shape == (1,) and expected <= steps.item() <= 1.026 * expected
+    torch.testing.assert_close(plane_sweep.plane_steps(_cameras_along_x([0.0, 0.2], 128, 400.0), planes), 2 * steps, rtol=5e-3, atol=0)
+    # a third camera 0.4 further: two views' nearest other is 0.2 away, one's 0.4: the median is near the first
+    three = plane_sweep.plane_steps(_cameras_along_x([0.0, 0.2, 0.6], 64, 200.0), planes)
+    assert steps.item() <= three.item() <= 1.02 * steps.item()
+    wide = plane_sweep.plane_steps(_cameras_along_x([0.0, 0.4], 64, 200.0), planes.expand(1, -1))
+    torch.testing.assert_close(wide, 2 * steps, rtol=1e-3, atol=0)
+    away = _cameras_along_x([0.0, 0.2], 64, 200.0)
+    away.c2w[0, 1, :3, :3] = torch.diag(torch.tensor([-1.0, 1.0, -1.0], dtype=torch.float64))  # turned to face -z
+    assert torch.equal(plane_sweep.plane_steps(away, planes), torch.zeros(1))
+    assert torch.equal(plane_sweep.plane_steps(_cameras_along_x([0.0], 64, 200.0), planes), torch.zeros(1))
+
+
+def test_the_sweep_halves_until_its_planes_lie_max_step_pixels_apart():
+    """The cost volume is at half the photos' resolution, so a step of s photo pixels is s / 2 there;
+    each halving halves it, up to MAX_OCTAVES times and down to MIN_OCTAVE_SIZE pixels; the batch's
+    widest step decides; max_step 0 never halves."""
+    octave = plane_sweep.sweep_octave
+    assert octave(torch.tensor([1.0, 6.0]), 1.5, (480, 640)) == 1
+    assert octave(torch.tensor([6.1]), 1.5, (480, 640)) == 2
+    assert octave(torch.tensor([3.0]), 1.5, (480, 640)) == 0
+    assert octave(torch.tensor([1e4]), 1.5, (4096, 4096)) == plane_sweep.MAX_OCTAVES
+    assert octave(torch.tensor([1e4]), 1.5, (2 * plane_sweep.MIN_OCTAVE_SIZE, 640)) == 1
+    assert octave(torch.tensor([1e4]), 0.0, (480, 640)) == 0
+    images = torch.rand(2, 3, 3, 24, 40)
+    torch.testing.assert_close(plane_sweep.halve(images, 2), F.avg_pool2d(images.flatten(0, 1), 4).unflatten(0, (2, 3)))
+    assert plane_sweep.halve(images, 0) is images
+
+
+def test_a_scene_with_far_apart_photos_is_swept_on_halved_photos_and_rendered_at_full_size(tmp_path):
+    """With sweep_max_step below the ring's steps, memorise reads the photos' features once, halved
+    (once: MIN_OCTAVE_SIZE stops it at 64 pixels), the planes are scored at a quarter of the
+    target's size, the silhouettes' support at the same, and the photos sampled at full size; a
+    render from the kept features equals one that reads them again. A max_step above every step
+    changes nothing, and the setting is saved with the checkpoint."""
+    torch.manual_seed(0)
+    images, cams, targets = ring_scene(1, 4, 2, size=64)
+    images[..., :6, :] = 1.0  # a white border: the silhouettes carve
+    model = _sweep_model(sweep_hull=1.0, sweep_coarse=0.5, sweep_coarse_levels=2)
+    with torch.no_grad():
+        model.sweep.blender[-1].weight.normal_(std=0.1)
+        reference = model.render(model.memorize(images, cams), targets)
+        assert plane_sweep.plane_steps(cams, model.sweep.inverse_depths()).item() > 4.0
+        model.use_reading_settings(dataclasses.replace(model.config, sweep_max_step=1e3))
+        assert model.memorize(images, cams).sweep_features.octave == 0
+        torch.testing.assert_close(model.render(model.memorize(images, cams), targets), reference, atol=0, rtol=0)
+        model.use_reading_settings(dataclasses.replace(model.config, sweep_max_step=0.5))
+        state = model.memorize(images, cams)
+        assert state.sweep_features.octave == 1 and state.sweep_features.fine.shape[-2:] == (16, 16)
+        assert [level.shape[-1] for level in state.sweep_features.coarse] == [8, 4]
+        halved = model.render(state, targets)
+        assert halved.shape == reference.shape and not torch.allclose(halved, reference)
+        torch.testing.assert_close(model.render(dataclasses.replace(state, sweep_features=None), targets), halved,
+                                   atol=0, rtol=0)
+        decoded = torch.rand(1, 2, 3, 64, 64)
+        _, (samples, _, depth, logits, _) = model.sweep(decoded, targets, images, cams, with_samples=True)
+        assert logits.shape[-2:] == (16, 16) and depth.shape[-2:] == samples.shape[-2:] == (64, 64)
+    path = save_renderer(model, tmp_path / "s.safetensors")
+    assert load_renderer(path).sweep.max_step == 0.5
