@@ -610,8 +610,8 @@ class PlaneSweepBlend(nn.Module):
         (None: the fixed ``near``, ``far``), features: :meth:`photo_features` of the images (None, or
         read under other settings: read here) -> [B, T, 3, H, W]; ``with_samples`` also returns
         (samples [B, T, k, 3, H, W], valid [B, T, k, 1, H, W], depth [B, T, 1, H, W], plane logits
-        [B, T, D, H/2, W/2], planes [D] or [B, D]) for :func:`nvs.models.view_blend.warp_loss` and
-        :func:`sweep_loss`.
+        [B, T, D, H/2^(o+1), W/2^(o+1)] with o the scene's :meth:`octave`, planes [D] or [B, D]) for
+        :func:`nvs.models.view_blend.warp_loss` and :func:`sweep_loss`.
 
         Without gradients, targets are swept one at a time: the cost volume and its intermediates
         take about 0.15 GB per 128x128 target (k = 4, 32 planes; peak resident memory on a CPU),
