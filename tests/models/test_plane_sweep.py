@@ -804,6 +804,8 @@ def test_a_scene_with_far_apart_photos_is_swept_on_halved_photos_and_rendered_at
         state = model.memorize(images, cams)
         assert state.sweep_features.octave == 1 and state.sweep_features.fine.shape[-2:] == (16, 16)
         assert [level.shape[-1] for level in state.sweep_features.coarse] == [8, 4]
+        grouped = model.sweep.photo_features(images, 3, 1)  # as memorising in chunks reads them
+        torch.testing.assert_close(grouped.fine, state.sweep_features.fine, atol=1e-6, rtol=0)
         halved = model.render(state, targets)
         assert halved.shape == reference.shape and not torch.allclose(halved, reference)
         torch.testing.assert_close(model.render(dataclasses.replace(state, sweep_features=None), targets), halved,
