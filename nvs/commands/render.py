@@ -14,7 +14,7 @@ from nvs.datasets.formats import load_views, read_any_scene
 from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_eval_index, spread_order
 from nvs.inference import (DEVICE_HELP, RENDERER_HELP, add_inference_arguments, capture_warning, choose_checkpoint,
                            configure_inference, exposure_gains, exposure_note, memorize_views, reads_backdrops,
-                           render_cameras, resolve_device, resolve_turns)
+                           render_cameras, resolve_device, resolve_turns, sweep_note, sweep_octave)
 from nvs.io.media import save_video
 from nvs.models import load_renderer
 from nvs.commands import argtypes as T
@@ -107,7 +107,7 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
                "memorize_s": memorize_s, "render_s_per_frame": render_s / video.shape[0],
                "warnings": [warning] if warning else [],
                "exposure_gains": None if gains is None else [[round(g, 4) for g in row] for row in gains.tolist()],
-               "backdrop_white": reads_backdrops(model)}
+               "backdrop_white": reads_backdrops(model), "sweep_octave": sweep_octave(state)}
     if adapted is not None:
         summary["adaptation"] = adapted.summary()
     Path(str(out) + ".json").write_text(json.dumps(summary, indent=2))
@@ -147,9 +147,9 @@ def run(args: argparse.Namespace) -> int:
                     adapt_options=options_from_args(args) if args.adapt else None, turns=args.turns)
     print(f"rendered {s['frames']} frames of scene {s['scene']} at {s['fps']} fps to {args.out} "
           f"(memorise {s['memorize_s']:.2f} s, {s['render_s_per_frame'] * 1000:.1f} ms/frame); summary {args.out}.json")
-    note = exposure_note(s["exposure_gains"], s["backdrop_white"])
-    if note:
-        print(note)
+    for note in (exposure_note(s["exposure_gains"], s["backdrop_white"]), sweep_note(s["sweep_octave"])):
+        if note:
+            print(note)
     if "adaptation" in s:
         a = s["adaptation"]
         confirmed = "" if a["confirm_psnr"] is None else f", confirmation view {a['base_confirm_psnr']:.2f} -> {a['confirm_psnr']:.2f} dB"
