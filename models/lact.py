@@ -315,8 +315,8 @@ class SceneState:
     def _map_features(self, fn) -> SweepFeatures | None:
         if self.sweep_features is None:
             return None
-        fine, coarse, octave = self.sweep_features
-        return SweepFeatures(fn(fine), None if coarse is None else [fn(level) for level in coarse], octave)
+        fine, coarse, octave, max_step = self.sweep_features
+        return SweepFeatures(fn(fine), None if coarse is None else [fn(level) for level in coarse], octave, max_step)
 
     def to(self, *args, **kwargs) -> "SceneState":
         sources = None if self.sources is None else tuple(s.to(*args, **kwargs) for s in self.sources)
@@ -388,8 +388,7 @@ class LaCTRenderer(RendererBase):
         plan = self.chunk_plan(cams.shape[0], cams.shape[1], self.tokens_per_view(cams))
         with contextlib.nullcontext() if plan is None else torch.no_grad():
             if sweep_features is None and self.sweep is not None:
-                octave = self.sweep.octave(cams, sweep_ranges, images.shape[-2:])
-                sweep_features = self.sweep.photo_features(images, None if plan is None else plan.views, octave)
+                sweep_features = self.sweep.photo_features(images, cams, sweep_ranges, None if plan is None else plan.views)
             if plan is not None:
                 states = memorize_chunked(self, images, cams, plan)
             else:

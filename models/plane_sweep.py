@@ -85,7 +85,8 @@ class SweepFeatures(NamedTuple):
 
     fine: Tensor  # [B, V, F + 3, h, w]: the photos' features, read off the photos halved ``octave`` times
     coarse: list[Tensor] | None  # those of each coarse level below it (None without coarse levels)
-    octave: int = 0
+    octave: int  # PlaneSweepBlend.octave of the photos under ``max_step``
+    max_step: float  # the setting they were read under
 
 
 def inverse_depth_planes(near: float, far: float, planes: int, device=None) -> Tensor:
@@ -578,26 +579,29 @@ class PlaneSweepBlend(nn.Module):
         with torch.autocast(device_type=cams.device.type, enabled=False):  # memorise and render must agree
             return sweep_octave(plane_steps(cams, self.inverse_depths(cams.device, ranges)), self.max_step, size)
 
-    def photo_features(self, images: Tensor, views_at_once: int | None = None, octave: int = 0) -> SweepFeatures:
-        """What the sweep matches on, read off the photos images [B, V, 3, H, W], halved ``octave``
-        times (:meth:`octave`), once for every target: :meth:`source_features` and
-        :meth:`coarse_source_features`, ``views_at_once`` photos at a time (None: all; each photo's
-        features are its own, so the result is the same). A memorised scene keeps them
-        (``SceneState.sweep_features``), so that rendering does not compute them again per call."""
+    def photo_features(self, images: Tensor, cams: Cameras, ranges: Tensor | None = None,
+                       views_at_once: int | None = None) -> SweepFeatures:
+        """What the sweep matches on, read off the photos images [B, V, 3, H, W] of cams [B, V]
+        (``ranges`` as :meth:`forward`'s), halved :meth:`octave` times, once for every target:
+        :meth:`source_features` and :meth:`coarse_source_features`, ``views_at_once`` photos at a
+        time (None: all; each photo's features are its own, so the result is the same). A memorised
+        scene keeps them (``SceneState.sweep_features``), so that rendering does not compute them,
+        or the octave, again per call."""
+        octave = self.octave(cams, ranges, images.shape[-2:])
+        step = images.shape[1] if views_at_once is None else views_at_once
         with torch.autocast(device_type=images.device.type, enabled=False):
-            if views_at_once is None or views_at_once >= images.shape[1]:
-                features = self.source_features(halve(images, octave))
-                return SweepFeatures(features, self.coarse_source_features(features), octave)
-            parts = [self.photo_features(images[:, start : start + views_at_once], None, octave)
-                     for start in range(0, images.shape[1], views_at_once)]
-            coarse = None if parts[0].coarse is None else [torch.cat(level, dim=1) for level in zip(*(p.coarse for p in parts))]
-            return SweepFeatures(torch.cat([p.fine for p in parts], dim=1), coarse, octave)
+            fine = [self.source_features(halve(images[:, start : start + step], octave))
+                    for start in range(0, images.shape[1], step)]
+            coarse = [self.coarse_source_features(part) for part in fine]
+        return SweepFeatures(torch.cat(fine, dim=1),
+                             None if coarse[0] is None else [torch.cat(level, dim=1) for level in zip(*coarse)],
+                             octave, self.max_step)
 
-    def reads(self, features: SweepFeatures, octave: int) -> bool:
-        """Whether kept :meth:`photo_features` were read at ``octave`` and hold the coarse levels
-        the current settings score (a state memorised before ``coarse_weight``, ``coarse_levels``
-        or ``max_step`` changed may not)."""
-        if features.octave != octave:
+    def reads(self, features: SweepFeatures) -> bool:
+        """Whether kept :meth:`photo_features` were read under the current ``max_step`` and hold
+        the coarse levels the current settings score (a state memorised before ``coarse_weight``,
+        ``coarse_levels`` or ``max_step`` changed may not)."""
+        if features.max_step != self.max_step:
             return False
         if not self.coarse_weight:
             return features.coarse is None
@@ -610,7 +614,7 @@ class PlaneSweepBlend(nn.Module):
         (None: the fixed ``near``, ``far``), features: :meth:`photo_features` of the images (None, or
         read under other settings: read here) -> [B, T, 3, H, W]; ``with_samples`` also returns
         (samples [B, T, k, 3, H, W], valid [B, T, k, 1, H, W], depth [B, T, 1, H, W], plane logits
-        [B, T, D, H/2^(o+1), W/2^(o+1)] with o the scene's :meth:`octave`, planes [D] or [B, D]) for
+        [B, T, D, H/2^(o+1), W/2^(o+1)] with o the features' octave, planes [D] or [B, D]) for
         :func:`nvs.models.view_blend.warp_loss` and :func:`sweep_loss`.
 
         Without gradients, targets are swept one at a time: the cost volume and its intermediates
@@ -625,9 +629,8 @@ class PlaneSweepBlend(nn.Module):
         with torch.autocast(device_type=device, enabled=False):
             if self.training and self.degrade_probability > 0:
                 decoded = degrade(decoded.flatten(0, 1), self.degrade_probability).unflatten(0, decoded.shape[:2])
-            octave = self.octave(cams, ranges, images.shape[-2:])
-            if features is None or not self.reads(features, octave):
-                features = self.photo_features(images, octave=octave)
+            if features is None or not self.reads(features):
+                features = self.photo_features(images, cams, ranges)
             planes = self.inverse_depths(decoded.device, ranges)
             if with_samples or torch.is_grad_enabled():
                 return self._blend(decoded, target_cams, images, cams, features, planes, with_samples, scorer_dtype)

@@ -247,7 +247,7 @@ def exposure_note(gains, backdrop: bool = False) -> str | None:
     return f"input exposures matched: each photo's colour channels divided by a gain of {span}"
 
 
-def sweep_octave(state) -> int:
+def scene_octave(state) -> int:
     """How many times the plane sweep halved one memorised scene's photos before matching them
     (model config ``sweep_max_step``; a turn ensemble's: its first turn's); 0 without a sweep."""
     first = getattr(state, "states", [state])[0]
@@ -256,7 +256,7 @@ def sweep_octave(state) -> int:
 
 
 def sweep_note(octave: int) -> str | None:
-    """One line for a user on a sweep that matched halved photos (:func:`sweep_octave`), or None."""
+    """One line for a user on a sweep that matched halved photos (:func:`scene_octave`), or None."""
     if not octave:
         return None
     return (f"input photos far apart for their size: depth matched on them at 1/{2 ** octave} of their resolution "

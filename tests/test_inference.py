@@ -115,16 +115,16 @@ def test_the_gains_of_a_memorised_scene_are_reported_whatever_runs_it():
 
 
 def test_a_scene_swept_on_halved_photos_says_so_whatever_runs_it():
-    from nvs.inference import sweep_note, sweep_octave
+    from nvs.inference import scene_octave, sweep_note
     from nvs.models.turn_ensemble import TurnEnsemble
 
     images, cams = torch.rand(4, 3, 64, 64), ring_cameras(1, 4, 64)[0]
     halving = LaCTRenderer(tiny_config(sweep_views=2, sweep_max_step=0.5)).eval()
     with torch.no_grad():
         for runner in (halving, TurnEnsemble(halving, 2)):
-            assert sweep_octave(memorize_views(runner, images, cams)[0]) == 1
-        assert sweep_octave(memorize_views(LaCTRenderer(tiny_config(sweep_views=2)).eval(), images, cams)[0]) == 0
-        assert sweep_octave(memorize_views(LaCTRenderer(tiny_config()).eval(), images, cams)[0]) == 0
+            assert scene_octave(memorize_views(runner, images, cams)[0]) == 1
+        assert scene_octave(memorize_views(LaCTRenderer(tiny_config(sweep_views=2)).eval(), images, cams)[0]) == 0
+        assert scene_octave(memorize_views(LaCTRenderer(tiny_config()).eval(), images, cams)[0]) == 0
     assert sweep_note(0) is None and "1/4 of their resolution" in sweep_note(2)
 
 

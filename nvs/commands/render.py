@@ -14,7 +14,7 @@ from nvs.datasets.formats import load_views, read_any_scene
 from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_eval_index, spread_order
 from nvs.inference import (DEVICE_HELP, RENDERER_HELP, add_inference_arguments, capture_warning, choose_checkpoint,
                            configure_inference, exposure_gains, exposure_note, memorize_views, reads_backdrops,
-                           render_cameras, resolve_device, resolve_turns, sweep_note, sweep_octave)
+                           render_cameras, resolve_device, resolve_turns, scene_octave, sweep_note)
 from nvs.io.media import save_video
 from nvs.models import load_renderer
 from nvs.commands import argtypes as T
@@ -107,7 +107,7 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
                "memorize_s": memorize_s, "render_s_per_frame": render_s / video.shape[0],
                "warnings": [warning] if warning else [],
                "exposure_gains": None if gains is None else [[round(g, 4) for g in row] for row in gains.tolist()],
-               "backdrop_white": reads_backdrops(model), "sweep_octave": sweep_octave(state)}
+               "backdrop_white": reads_backdrops(model), "sweep_octave": scene_octave(state)}
     if adapted is not None:
         summary["adaptation"] = adapted.summary()
     Path(str(out) + ".json").write_text(json.dumps(summary, indent=2))

@@ -23,7 +23,7 @@ from nvs.geometry.camera_paths import PATH_KINDS
 from nvs.viewer.camera_plot import camera_figure
 from nvs.assets import SHIPPED
 from nvs.inference import (capture_warning, choose_checkpoint, configure_inference, exposure_gains, exposure_note,
-                           reads_backdrops, renderer_frame, sweep_note, sweep_octave)
+                           reads_backdrops, renderer_frame, scene_octave, sweep_note)
 from nvs.io.media import to_uint8
 from nvs.io.untrusted import VIEWER_LIMITS, Limits, bounded_number, public_message
 from nvs.viewer.session_files import SESSION_TTL_S, SessionFolders, check_port
@@ -166,7 +166,7 @@ class ViewerApp:
                   f"{timing}\n\nrenderer `{Path(self.files[key]).name}` ({why})")
         notes = [*scene.notes, *filter(None, [capture_warning(model, scene.cameras, scene.images),
                                               exposure_note(exposure_gains(state), reads_backdrops(model)),
-                                              sweep_note(sweep_octave(state))])]
+                                              sweep_note(scene_octave(state))])]
         if notes:
             status += "\n\n" + "\n".join(f"- {n}" for n in notes)
         gallery = [(img, f"input {i}") for i, img in enumerate(to_uint8(scene.images))]

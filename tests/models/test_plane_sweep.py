@@ -309,7 +309,7 @@ def test_a_memorised_scene_keeps_what_the_sweep_matches_on_and_rendering_reads_i
     monkeypatch.setattr(PlaneSweepBlend, "source_features", lambda self, x: reads.append(x.shape) or source_features(self, x))
     with torch.no_grad():
         state = model.memorize(images, cams)
-        features, coarse, octave = state.sweep_features
+        features, coarse, octave, _ = state.sweep_features
         assert octave == 0 and features.shape == (1, 4, plane_sweep.FEATURES + 3, 16, 16) and [c.shape[-1] for c in coarse] == [8, 4]
         assert len(reads) == 3 and state.nbytes() > dataclasses.replace(state, sweep_features=None).nbytes()
         kept = model.render(state, targets)
@@ -343,11 +343,11 @@ def test_a_memorised_scene_keeps_what_the_sweep_matches_on_and_rendering_reads_i
             torch.testing.assert_close(level, expected, atol=1e-6, rtol=0)
         # under other settings a kept state's coarse levels are not what the sweep scores: read again
         model.use_reading_settings(dataclasses.replace(model.config, sweep_coarse_levels=1))
-        assert not model.sweep.reads(state.sweep_features, 0)
+        assert not model.sweep.reads(state.sweep_features)
         torch.testing.assert_close(model.render(state, targets), model.render(model.memorize(images, cams), targets),
                                    atol=0, rtol=0)
         model.use_reading_settings(dataclasses.replace(model.config, sweep_coarse=0.0))
-        assert not model.sweep.reads(state.sweep_features, 0)
+        assert not model.sweep.reads(state.sweep_features)
         assert model.memorize(images, cams).sweep_features.coarse is None
 
 
@@ -783,12 +783,12 @@ def test_the_sweep_halves_until_its_planes_lie_max_step_pixels_apart():
     assert plane_sweep.halve(images, 0) is images
 
 
-def test_a_scene_with_far_apart_photos_is_swept_on_halved_photos_and_rendered_at_full_size(tmp_path):
+def test_a_scene_with_far_apart_photos_is_swept_on_halved_photos_and_rendered_at_full_size(tmp_path, monkeypatch):
     """With sweep_max_step below the ring's steps, memorise reads the photos' features once, halved
     (once: MIN_OCTAVE_SIZE stops it at 64 pixels), the planes are scored at a quarter of the
     target's size, the silhouettes' support at the same, and the photos sampled at full size; a
-    render from the kept features equals one that reads them again. A max_step above every step
-    changes nothing, and the setting is saved with the checkpoint."""
+    render from the kept features (which measures no steps again) equals one that reads them
+    again. A max_step above every step changes nothing, and the setting is saved with the checkpoint."""
     torch.manual_seed(0)
     images, cams, targets = ring_scene(1, 4, 2, size=64)
     images[..., :6, :] = 1.0  # a white border: the silhouettes carve
@@ -804,12 +804,18 @@ def test_a_scene_with_far_apart_photos_is_swept_on_halved_photos_and_rendered_at
         state = model.memorize(images, cams)
         assert state.sweep_features.octave == 1 and state.sweep_features.fine.shape[-2:] == (16, 16)
         assert [level.shape[-1] for level in state.sweep_features.coarse] == [8, 4]
-        grouped = model.sweep.photo_features(images, 3, 1)  # as memorising in chunks reads them
+        grouped = model.sweep.photo_features(images, cams, views_at_once=3)  # as memorising in chunks reads them
+        assert grouped.octave == 1 and grouped.max_step == 0.5
         torch.testing.assert_close(grouped.fine, state.sweep_features.fine, atol=1e-6, rtol=0)
+        measured = []
+        plane_steps = plane_sweep.plane_steps
+        monkeypatch.setattr(plane_sweep, "plane_steps", lambda *a: measured.append(1) or plane_steps(*a))
         halved = model.render(state, targets)
+        assert not measured
         assert halved.shape == reference.shape and not torch.allclose(halved, reference)
         torch.testing.assert_close(model.render(dataclasses.replace(state, sweep_features=None), targets), halved,
                                    atol=0, rtol=0)
+        assert measured
         decoded = torch.rand(1, 2, 3, 64, 64)
         _, (samples, _, depth, logits, _) = model.sweep(decoded, targets, images, cams, with_samples=True)
         assert logits.shape[-2:] == (16, 16) and depth.shape[-2:] == samples.shape[-2:] == (64, 64)
