@@ -15,8 +15,8 @@ ARCHITECTURES = ("lact", "full_attention")
 SWEEP_RANGES = ("fixed", "inputs")
 # fields that change how a renderer reads its inputs, not its weights: a checkpoint trained with
 # one value renders with another
-READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "sweep_coarse_levels", "sweep_max_step", "sweep_hull",
-                    "sweep_front", "match_exposure", "backdrop_white")
+READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "sweep_coarse_levels", "sweep_max_step", "sweep_refine",
+                    "sweep_hull", "sweep_front", "match_exposure", "backdrop_white")
 
 
 @dataclass
@@ -71,6 +71,12 @@ class ModelConfig:
     # sees the surface's disparities as in training (models/plane_sweep.plane_steps); the photos are
     # still sampled at full resolution at the depth found
     sweep_max_step: float = 0.0
+    # w > 0 (odd): the sweep's depth, found at half the target's resolution or less and upsampled,
+    # is refined per pixel: of the upsampled value and those of the 3x3 low-resolution pixels
+    # around it, each pixel takes the one where the photos agree best over w x w pixels, and a
+    # median then removes isolated choices (models/depth_refine): sharp silhouettes instead of
+    # depth blended across them
+    sweep_refine: int = 0
     # w > 0, for objects on white: each plane's score loses w x (1 - its point's support by the
     # silhouettes of all input views: the least, over the views that see the point, of their
     # foreground sampled there), and a pixel whose ray no plane's point supports is background,
@@ -129,6 +135,9 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e3:
                 raise ValueError(f"model config '{name}' must be a number in [0, 1000], got {value!r}")
+        refine = self.sweep_refine
+        if isinstance(refine, bool) or not isinstance(refine, int) or not (refine == 0 or (refine % 2 and 1 <= refine <= 31)):
+            raise ValueError(f"model config 'sweep_refine' must be 0 or an odd whole number in [1, 31], got {refine!r}")
         levels = self.sweep_coarse_levels
         if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 8:
             raise ValueError(f"model config 'sweep_coarse_levels' must be a whole number in [1, 8], got {levels!r}")

@@ -33,7 +33,9 @@ with a ``front_weight`` (``sweep_front``), each plane behind the first supported
 that multiple of the share of the planes between them (:func:`behind_hull_entry`): the surface a
 ray meets first wins unless the photos agree elsewhere.
 The softmax over the planes gives the expected inverse depth (upsampled to full resolution) and a
-confidence (its largest probability). The k photos are then sampled at that depth
+confidence (its largest probability); with a ``refine_window`` (``sweep_refine``), each pixel's
+upsampled depth is then replaced by the one of its low-resolution neighbours' where the photos
+agree best (:mod:`nvs.models.depth_refine`). The k photos are then sampled at that depth
 (:func:`nvs.models.view_blend.warp_views`), and a per-pixel network over the decoded colour, the k
 samples, their validity and the confidence gives the k + 1 logits of the softmax blend
 (:func:`nvs.models.view_blend.blend`).
@@ -57,6 +59,7 @@ from nvs.cameras import Cameras, pixel_rays
 from nvs.geometry.capture import WHITE_LEVEL
 from nvs.geometry.depth_range import depth_range, sparse_points
 from nvs.geometry.matching import PairMatches, scene_matches
+from nvs.models.depth_refine import refine_depth
 from nvs.models.view_blend import (MIN_VIEW_DEPTH, SAMPLE_LOGIT_INIT, blend, depth_loss, gather, gather_views,
                                    nearest_views, warp_views)
 
@@ -348,6 +351,13 @@ def halve(images: Tensor, times: int) -> Tensor:
     return images
 
 
+def expected_inverse_depth(plane_logits: Tensor, inverse_depths: Tensor) -> Tensor:
+    """plane_logits [B, T, D, h, w] over the planes inverse_depths [D] or [B, D] -> the expected
+    inverse depth under their softmax [B, T, 1, h, w]."""
+    planes = inverse_depths.to(plane_logits.dtype).reshape(-1, 1, plane_logits.shape[2], 1, 1)
+    return (plane_logits.softmax(dim=2) * planes).sum(dim=2, keepdim=True)
+
+
 def plane_targets(target_z: Tensor, target_cams: Cameras, inverse_depths: Tensor, size: tuple[int, int]
                   ) -> tuple[Tensor, Tensor]:
     """The true plane of each pixel of a (smaller) cost volume: target_z [B, T, 1, H, W] z-depth
@@ -414,7 +424,7 @@ class PlaneSweepBlend(nn.Module):
         self.views, self.planes, self.near, self.far = views, planes, near, far
         # settings, not weights: the renderer sets them from its config (RendererBase.use_reading_settings)
         self.zncc_weight, self.coarse_weight, self.coarse_levels, self.hull_weight = 0.0, 0.0, 1, 0.0
-        self.front_weight, self.max_step = 0.0, 0.0
+        self.front_weight, self.max_step, self.refine_window = 0.0, 0.0, 0
         self.degrade_probability = 0.0
         self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
             nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
@@ -495,9 +505,8 @@ class PlaneSweepBlend(nn.Module):
             logits = logits - self.hull_weight * (1.0 - support)
             if self.front_weight:
                 logits = logits - self.front_weight * behind_hull_entry(support)
-        prob = logits.softmax(dim=2)
-        inverse = (prob * inverse_depths.reshape(-1, 1, self.planes, 1, 1)).sum(dim=2, keepdim=True)
-        confidence = prob.amax(dim=2, keepdim=True)
+        inverse = expected_inverse_depth(logits, inverse_depths)
+        confidence = logits.softmax(dim=2).amax(dim=2, keepdim=True)
         up = torch.cat([inverse, confidence], dim=2).flatten(0, 1)
         up = F.interpolate(up, size=(height, width), mode="bilinear", align_corners=False).reshape(b, t, 2, height, width)
         return 1.0 / up[:, :, :1], up[:, :, 1:], logits
@@ -656,6 +665,9 @@ class PlaneSweepBlend(nn.Module):
         coarse = None if features.coarse is None else [gather(level, index) for level in features.coarse]
         depth, confidence, plane_logits = self.depth(target_cams, gather(features.fine, index), chosen, planes, present,
                                                      coarse, scorer_dtype, support, features.octave)
+        if self.refine_window:
+            depth = refine_depth(depth, expected_inverse_depth(plane_logits, planes.to(dtype)), photos, chosen, target_cams,
+                                 self.refine_window, present, features.octave)
         samples, valid = warp_views(photos, chosen, target_cams, depth.to(dtype))
         valid = valid & present[..., None, None, None]
         decoded = decoded.to(dtype)

@@ -131,6 +131,7 @@ class RenderConfig:
     sweep_coarse: float | None = None
     sweep_coarse_levels: int | None = None
     sweep_max_step: float | None = None
+    sweep_refine: int | None = None
     sweep_hull: float | None = None
     sweep_front: float | None = None
     match_exposure: bool | None = None

@@ -384,7 +384,8 @@ def test_sweep_config_is_checked():
     bad = (("sweep_views", 17), ("sweep_views", 1), ("sweep_planes", 1), ("sweep_near", 0.0), ("sweep_far", float("nan")),
            ("sweep_zncc", -1.0), ("sweep_zncc", float("nan")), ("sweep_zncc", True), ("sweep_coarse", -0.5),
            ("sweep_coarse", float("inf")), ("sweep_coarse_levels", 0), ("sweep_coarse_levels", 9), ("sweep_coarse_levels", 2.0),
-           ("sweep_coarse_levels", True), ("sweep_max_step", -1.0), ("sweep_max_step", float("nan")))
+           ("sweep_coarse_levels", True), ("sweep_max_step", -1.0), ("sweep_max_step", float("nan")), ("sweep_refine", 4),
+           ("sweep_refine", -1), ("sweep_refine", 33), ("sweep_refine", 5.0), ("sweep_refine", True))
     for key, value in bad:
         with pytest.raises(ValueError, match=key):
             ModelConfig(**{key: value})
@@ -821,3 +822,38 @@ def test_a_scene_with_far_apart_photos_is_swept_on_halved_photos_and_rendered_at
         assert logits.shape[-2:] == (16, 16) and depth.shape[-2:] == samples.shape[-2:] == (64, 64)
     path = save_renderer(model, tmp_path / "s.safetensors")
     assert load_renderer(path).sweep.max_step == 0.5
+
+
+def test_with_sweep_refine_the_photos_are_sampled_at_the_refined_depth(tmp_path, monkeypatch):
+    """sweep_refine w hands the upsampled depth, the expected inverse depth of the plane scores and
+    the k chosen photos to depth_refine.refine_depth with window w and the sweep's octave; the
+    blend samples the photos at what it returns. Off, it is never called; the setting
+    is saved with the checkpoint, and gradients still reach the scorer through the refined depth."""
+    images, cams, targets = ring_scene(1, 4, 2, size=32)
+    model = _sweep_model()
+    calls = []
+    refine = plane_sweep.refine_depth
+
+    def spy(depth, inverse, photos, chosen, target_cams, window, present, octave):
+        calls.append((depth, inverse, photos.shape, window, octave))
+        refined = refine(depth, inverse, photos, chosen, target_cams, window, present, octave)
+        calls[-1] += (refined,)
+        return refined
+
+    monkeypatch.setattr(plane_sweep, "refine_depth", spy)
+    decoded = torch.rand(1, 2, 3, 32, 32)
+    with torch.no_grad():
+        _, (_, _, plain_depth, _, _) = model.sweep(decoded, targets, images, cams, with_samples=True)
+        assert not calls
+        model.use_reading_settings(dataclasses.replace(model.config, sweep_refine=3))
+        _, (samples, _, depth, logits, planes) = model.sweep(decoded, targets, images, cams, with_samples=True)
+    (upsampled, inverse, photos_shape, window, octave, refined), = calls
+    assert window == 3 and octave == 0 and photos_shape == (1, 2, 2, 3, 32, 32)
+    torch.testing.assert_close(upsampled, plain_depth, atol=0, rtol=0)
+    torch.testing.assert_close(inverse, plane_sweep.expected_inverse_depth(logits, planes), atol=0, rtol=0)
+    assert depth is refined and samples.shape == (1, 2, 2, 3, 32, 32)
+    path = save_renderer(model, tmp_path / "refine.safetensors")
+    assert load_renderer(path).sweep.refine_window == 3
+    model.train()
+    model(images, cams, targets).square().mean().backward()
+    assert sum(p.grad.abs().sum() for p in model.sweep.scorer.parameters()) > 0
