@@ -52,17 +52,19 @@ def gather_views(images: Tensor, cams: Cameras, index: Tensor) -> tuple[Tensor, 
     return gather(images, index), Cameras(gather(cams.intrinsics, index), gather(cams.c2w, index), cams.height, cams.width)
 
 
-def warp_views(images: Tensor, cams: Cameras, target_cams: Cameras, depth: Tensor) -> tuple[Tensor, Tensor]:
+def warp_views(images: Tensor, cams: Cameras, target_cams: Cameras, depth: Tensor,
+               rays: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """Sample photos at the surface points of the target pixels.
 
     images [B, T, k, 3, Hs, Ws] with cams [B, T, k] (the views to sample for each target);
-    target_cams [B, T] with depth [B, T, 1, H, W] along each pixel's unit ray.
+    target_cams [B, T] with depth [B, T, 1, H, W] along each pixel's unit ray; ``rays``: the
+    targets' ``pixel_rays`` in depth's dtype, where a caller warping at several depths has them.
     Returns (samples [B, T, k, 3, H, W] bilinear, valid [B, T, k, 1, H, W] bool: the point lies in
     front of the view's camera and inside its image).
     """
     b, t, k = cams.shape
     height, width = target_cams.height, target_cams.width
-    origins, dirs = pixel_rays(target_cams, depth.dtype)
+    origins, dirs = pixel_rays(target_cams, depth.dtype) if rays is None else rays
     points = (origins + depth * dirs).flatten(-2).transpose(-1, -2)  # [B, T, HW, 3]
     pixels, z = cams.project(points[:, :, None].expand(b, t, k, height * width, 3), min_depth=MIN_VIEW_DEPTH)
     scale = torch.tensor([cams.width, cams.height], dtype=pixels.dtype, device=pixels.device)

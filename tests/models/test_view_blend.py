@@ -26,6 +26,9 @@ def test_warp_with_the_true_depth_reproduces_the_target_view():
     assert error.mean() < 2e-3 and error.quantile(0.98) < 0.01 and error.max() < 0.05, error.max()
     wrong, _ = warp_views(views, view_cams, target.unsqueeze(0).unsqueeze(0), 0.5 * depth[None, None])
     assert (wrong[0, 0, 0] - target_image).abs()[:, seen].mean() > 10 * error.mean()
+    targets = target.unsqueeze(0).unsqueeze(0)  # the rays passed in, as a caller warping at several depths does
+    again, _ = warp_views(views, view_cams, targets, 0.5 * depth[None, None], pixel_rays(targets, depth.dtype))
+    assert torch.equal(again, wrong)
 
 
 def test_points_behind_a_view_or_outside_its_image_are_invalid():
