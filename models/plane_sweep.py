@@ -130,7 +130,7 @@ def sample_planes(features: Tensor, cams: Cameras, target_cams: Cameras, inverse
     b, t, k, channels = features.shape[:4]
     planes = inverse_depths.shape[-1]
     height, width = target_cams.height, target_cams.width
-    _, dirs = pixel_rays(target_cams)  # [B, T, 3, h', w']
+    _, dirs = pixel_rays(target_cams, exact_norm=False)  # [B, T, 3, h', w']
     w2c = cams.w2c.float()  # [B, T, k, 4, 4]
     rotation = w2c[..., :3, :3]
     centre = (rotation @ target_cams.centers.float()[:, :, None, :, None])[..., 0] + w2c[..., :3, 3]  # [B, T, k, 3]
@@ -311,7 +311,8 @@ def plane_steps(cams: Cameras, inverse_depths: Tensor) -> Tensor:
     index = nearest_views(cams, cams, 2)[..., 1:]  # [B, V, 1]: the first is each view itself
     others = Cameras(gather(cams.intrinsics, index), gather(cams.c2w, index), cams.height, cams.width)
     grid = cams.resize(max(1, cams.height // STEP_PIXELS), max(1, cams.width // STEP_PIXELS))
-    origins, dirs = (x.flatten(-2).transpose(-1, -2)[:, :, None] for x in pixel_rays(grid))  # [B, V, 1, N, 3]
+    rays = pixel_rays(grid, exact_norm=False)
+    origins, dirs = (x.flatten(-2).transpose(-1, -2)[:, :, None] for x in rays)  # [B, V, 1, N, 3]
     inverse = inverse_depths.float().reshape(-1, inverse_depths.shape[-1]).expand(b, -1)
     ends = []
     for distance in (1.0 / inverse.amax(dim=-1), 1.0 / inverse.amin(dim=-1)):
@@ -364,7 +365,7 @@ def plane_targets(target_z: Tensor, target_cams: Cameras, inverse_depths: Tensor
     (0 = no surface) of target_cams [B, T], planes inverse_depths [D] or [B, D] -> (index
     [B, T, h, w] of the plane nearest the mean inverse ray depth of each h x w cell, known
     [B, T, h, w]: every pixel of the cell has a surface)."""
-    _, dirs = pixel_rays(target_cams)
+    _, dirs = pixel_rays(target_cams, exact_norm=False)
     cos = (dirs * target_cams.c2w[..., :3, 2, None, None].float()).sum(dim=-3, keepdim=True)
     known = target_z > 0
     inverse = torch.where(known, cos / target_z.float().clamp_min(1e-6), torch.zeros_like(cos))

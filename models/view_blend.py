@@ -64,7 +64,7 @@ def warp_views(images: Tensor, cams: Cameras, target_cams: Cameras, depth: Tenso
     """
     b, t, k = cams.shape
     height, width = target_cams.height, target_cams.width
-    origins, dirs = pixel_rays(target_cams, depth.dtype) if rays is None else rays
+    origins, dirs = pixel_rays(target_cams, depth.dtype, exact_norm=False) if rays is None else rays
     points = (origins + depth * dirs).flatten(-2).transpose(-1, -2)  # [B, T, HW, 3]
     pixels, z = cams.project(points[:, :, None].expand(b, t, k, height * width, 3), min_depth=MIN_VIEW_DEPTH)
     scale = torch.tensor([cams.width, cams.height], dtype=pixels.dtype, device=pixels.device)
@@ -179,7 +179,7 @@ def depth_loss(depth: Tensor, target_z: Tensor, target_cams: Cameras) -> Tensor:
     target_cams [B, T]. Log depth weighs near and far surfaces by their relative error, which is
     what a warp's pixel error follows. 0 when no pixel has a surface."""
     with torch.autocast(device_type=depth.device.type, enabled=False):
-        _, dirs = pixel_rays(target_cams, torch.float32)
+        _, dirs = pixel_rays(target_cams, torch.float32, exact_norm=False)
         cos = (dirs * target_cams.c2w[..., :3, 2, None, None].float()).sum(dim=-3, keepdim=True)
         known = target_z > 0
         truth = target_z.float() / cos.clamp_min(1e-6)

@@ -273,11 +273,16 @@ class Cameras:
         return self
 
 
-def pixel_rays(cams: Cameras, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+def pixel_rays(cams: Cameras, dtype: torch.dtype = torch.float32, exact_norm: bool = True
+               ) -> tuple[Tensor, Tensor]:
     """World-space origins and unit directions of the rays through every pixel centre.
 
     cams [...] -> (origins, directions), each [..., 3, H, W] (channels first, like images), in
     ``dtype`` with autocast off: d = normalise(R_c2w [(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, 1]).
+    ``exact_norm``: normalise with torch's norm, as the ray embedding must for the published LaCT
+    model's outputs to be matched bit for bit; False: by the square root of the sum of squares,
+    within an ulp of it and ~30x faster on a CPU (torch's norm over this strided dimension takes
+    0.3 s for 8 views at 480x640), for the rays the sweep and the warps cast.
     """
     with full_precision(cams.device):
         intr = cams.intrinsics.to(dtype)
@@ -287,7 +292,8 @@ def pixel_rays(cams: Cameras, dtype: torch.dtype = torch.float32) -> tuple[Tenso
         fx, fy, cx, cy = (t[..., None] for t in intr.unbind(-1))
         camera_dirs = torch.stack([(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, torch.ones_like(fx * u)], dim=-2)
         dirs = c2w[..., :3, :3] @ camera_dirs  # [..., 3, HW]
-        dirs = dirs / dirs.norm(dim=-2, keepdim=True)
+        length = dirs.norm(dim=-2, keepdim=True) if exact_norm else dirs.square().sum(dim=-2, keepdim=True).sqrt()
+        dirs = dirs / length
         origins = c2w[..., :3, 3:4].expand_as(dirs)
         shape = (*dirs.shape[:-1], cams.height, cams.width)
         return origins.reshape(shape), dirs.reshape(shape)

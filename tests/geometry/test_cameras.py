@@ -118,6 +118,18 @@ def test_rays_pass_through_projected_points():
     assert torch.allclose(px, torch.tensor([[[33.5, 12.5]]]), atol=1e-4)
 
 
+def test_rays_without_exact_norm_agree_to_an_ulp():
+    """The sweep's and warps' rays (exact_norm=False) against the embedding's (torch's norm)."""
+    cams = camera_turned_90()
+    exact_origins, exact = pixel_rays(cams)
+    origins, fast = pixel_rays(cams, exact_norm=False)
+    assert torch.equal(origins, exact_origins)
+    assert (fast - exact).abs().max() <= 2 * torch.finfo(torch.float32).eps
+    assert torch.allclose(fast.norm(dim=1), torch.ones(1, 80, 100), atol=1e-6)
+    _, fast64 = pixel_rays(cams, torch.float64, exact_norm=False)
+    assert fast64.dtype == torch.float64 and (fast64 - exact.double()).abs().max() < 1e-6
+
+
 def test_look_at_faces_target():
     eye = torch.tensor([[2.0, 0.0, 0.0]])
     c2w = look_at(eye, torch.zeros(1, 3), torch.tensor([[0.0, 0.0, 1.0]]))
