@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import time
 import warnings
@@ -136,6 +137,7 @@ def add_inference_arguments(parser) -> None:
     parser.add_argument("--turns", type=turns_argument, default="auto", help=TURNS_HELP)
 
 
+
 # Inference settings per model, so every caller of memorize_views / render_cameras sees them.
 _DTYPES: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
 
@@ -160,6 +162,38 @@ def resolve_turns(model: torch.nn.Module, turns: int | str = "auto") -> int:
     if isinstance(turns, bool) or not isinstance(turns, int) or not 1 <= turns <= MAX_TURNS:
         raise ValueError(f"--turns must be auto or 1-{MAX_TURNS}, got {turns!r}")
     return turns
+
+
+def apply_reading_settings(model: torch.nn.Module, settings: list[tuple[str, object]] | None) -> dict[str, object]:
+    """Have a loaded renderer read its photos with ``settings`` (pairs of a READING_SETTINGS key of
+    nvs.models.config and its value, as in a model config: ``[("sweep_refine", 0)]``) instead of
+    its checkpoint's; its weights stay. Checked as a model config is: ValueError for an unknown
+    key, a key given twice, a value the config refuses, or a sweep setting on a renderer without a
+    plane sweep (it would change nothing). Returns the settings applied, as a dict."""
+    from nvs.models.config import READING_SETTINGS
+
+    chosen: dict[str, object] = {}
+    for key, value in settings or []:
+        if key not in READING_SETTINGS:
+            raise ValueError(f"--setting {key}: not a reading setting; choose one of {', '.join(READING_SETTINGS)}")
+        if key in chosen:
+            raise ValueError(f"--setting {key}: given twice")
+        chosen[key] = value
+    if not chosen:
+        return chosen
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(model, "use_reading_settings"):
+        raise ValueError("--setting: this checkpoint's renderer has no reading settings")
+    unused = [key for key in chosen if key != "match_exposure" and getattr(model, "sweep", None) is None]
+    if unused:
+        raise ValueError(f"--setting {unused[0]}: this renderer has no plane sweep (model config sweep_views 0), "
+                         "so the setting would change nothing")
+    try:
+        changed = dataclasses.replace(config, **chosen)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--setting: {exc}") from None
+    model.use_reading_settings(changed)
+    return chosen
 
 
 def configure_inference(model: torch.nn.Module, memory_budget: str | int | None = "auto", dtype: str = "fp32",

@@ -153,3 +153,27 @@ def out_media(text: str) -> str:
         raise argparse.ArgumentTypeError(f"'{text}' is an existing file; give a folder for PNG frames or a .mp4/.gif name")
     _check_parents(text, path)
     return text
+
+
+def reading_setting(text: str) -> tuple[str, bool | int | float | str]:
+    """KEY=VALUE of a renderer's reading settings (nvs.models.config.READING_SETTINGS) -> (key,
+    value): a whole number, a finite number, true / false, or else the text; whether the value suits
+    the key is checked against the renderer's config once it is loaded."""
+    from nvs.models.config import READING_SETTINGS
+
+    key, sep, raw = str(text).partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key or not raw:
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
+    if key not in READING_SETTINGS:
+        raise argparse.ArgumentTypeError(f"{key!r} is not a reading setting; choose one of {', '.join(READING_SETTINGS)}")
+    if raw.lower() in ("true", "false"):
+        return key, raw.lower() == "true"
+    try:
+        return key, int(raw)
+    except ValueError:
+        pass
+    try:
+        return key, _real(raw)
+    except argparse.ArgumentTypeError:
+        return key, raw

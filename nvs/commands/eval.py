@@ -16,8 +16,9 @@ from nvs.evaluation.evaluate import EvalScene, evaluate, jitter_exposure, jitter
 from nvs.evaluation.sweep_oracle import oracle_plane_images
 from nvs.geometry.image_ops import RESIZE_RULES
 from nvs.geometry.scene_normalization import NORMALIZATIONS
-from nvs.inference import (DEVICE_HELP, add_inference_arguments, choose_checkpoint, configure_inference, resolve_device,
-                           resolve_turns)
+from nvs.inference import (DEVICE_HELP, add_inference_arguments, apply_reading_settings, choose_checkpoint,
+                           configure_inference, resolve_device, resolve_turns)
+from nvs.models.config import READING_SETTINGS
 from nvs.models import load_renderer
 from nvs.commands import argtypes as T
 
@@ -42,6 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-images", action="store_true", help="skip writing GT | prediction images")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_inference_arguments(p)
+    add_reading_setting_argument(p)
     p.add_argument("--adapt", action="store_true",
                    help="adapt the renderer to each scene on its input views only (never its targets) before scoring")
     add_adapt_options(p, prefix="adapt-")
@@ -75,6 +77,15 @@ def add_protocol_arguments(p) -> None:
                         "checkpoints, bilinear otherwise")
 
 
+def add_reading_setting_argument(parser) -> None:
+    """--setting KEY=VALUE of `nvs eval` and `nvs render` (:func:`apply_reading_settings`)."""
+    parser.add_argument("--setting", type=T.reading_setting, action="append", metavar="KEY=VALUE",
+                        help="read the photos with this value of one of the renderer's reading settings instead of its "
+                             "checkpoint's (repeatable; the weights stay; e.g. sweep_refine=0 turns the depth "
+                             f"refinement off): {', '.join(READING_SETTINGS)}; values as in a model config: numbers, "
+                             "true / false, fixed / inputs")
+
+
 def protocol_defaults(model, normalize: str | None, resize: str | None) -> tuple[str, str]:
     """(normalisation, resize rule): the ones asked for, else the renderer's own normalisation (its
     checkpoint's metadata), else the official ones for an official checkpoint."""
@@ -106,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     checkpoint = choose_checkpoint(args.checkpoint)[0]
     model = load_renderer(checkpoint, device=device)
+    settings = apply_reading_settings(model, args.setting)
     oracle = sweep_oracle(model) if args.sweep_oracle else None
     turns = resolve_turns(model, args.turns)  # of the renderer loaded, adapted or not
     runner = configure_inference(model, args.memory_budget, args.dtype, turns)
@@ -134,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         protocol["input_pose_noise_deg"] = args.input_pose_noise
     meta = {"checkpoint": str(checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol,
             "device": str(device), "dtype": args.dtype, "turns": turns}
+    if settings:
+        meta["reading_settings"] = settings
     adapt_scene = None
     if args.adapt:
         from nvs.adaptation.search import adapt

@@ -6,15 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from nvs.commands.eval import add_protocol_arguments, protocol_defaults
+from nvs.commands.eval import add_protocol_arguments, add_reading_setting_argument, protocol_defaults
 from nvs.commands.adapt import add_adapt_options, options_from_args
 from nvs.geometry.camera_paths import auto_path_kind, make_path
 from nvs.geometry.scene_normalization import fitted_frame
 from nvs.datasets.formats import load_views, read_any_scene
 from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_eval_index, spread_order
-from nvs.inference import (DEVICE_HELP, RENDERER_HELP, add_inference_arguments, capture_warning, choose_checkpoint,
-                           configure_inference, exposure_gains, exposure_note, memorize_views, reads_backdrops,
-                           render_cameras, resolve_device, resolve_turns, scene_octave, sweep_note)
+from nvs.inference import (DEVICE_HELP, RENDERER_HELP, add_inference_arguments, apply_reading_settings, capture_warning,
+                           choose_checkpoint, configure_inference, exposure_gains, exposure_note, memorize_views,
+                           reads_backdrops, render_cameras, resolve_device, resolve_turns, scene_octave, sweep_note)
 from nvs.io.media import save_video
 from nvs.models import load_renderer
 from nvs.commands import argtypes as T
@@ -53,11 +53,12 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
                 selection: str = "spread", normalize: str | None = None, resize: str | None = None,
                 index: str | None = None, write_index: str | None = None,
                 memory_budget: str | int | None = "auto", dtype: str = "fp32", adapt_options=None,
-                turns: int | str = "auto") -> dict:
+                turns: int | str = "auto", settings: list[tuple[str, object]] | None = None) -> dict:
     """Memorise the chosen input views of a scene and render a camera path. The path is built in
     the scene's world frame; with a normalisation, inputs and path are re-expressed together
     (fitted on the inputs: a path has no target views). ``adapt_options`` (AdaptOptions): adapt
-    the renderer to the input views first; ``turns``: nvs.inference.resolve_turns. ``checkpoint``:
+    the renderer to the input views first; ``turns``: nvs.inference.resolve_turns; ``settings``:
+    nvs.inference.apply_reading_settings. ``checkpoint``:
     a file, or auto / object / scene (see nvs.inference.choose_checkpoint; auto looks at the
     chosen input cameras)."""
     device = resolve_device(device)
@@ -68,6 +69,7 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
     checkpoint, why = choose_checkpoint(checkpoint, record.cameras[chosen], None if loaded is None else loaded[0])
     print(f"renderer: {checkpoint.name} ({why})")
     model = load_renderer(checkpoint, device=device)
+    applied = apply_reading_settings(model, settings)
     turns = resolve_turns(model, turns)  # of the renderer loaded, adapted or not
     runner = configure_inference(model, memory_budget, dtype, turns)
     normalize, resize = protocol_defaults(model, normalize, resize)
@@ -108,6 +110,8 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
                "warnings": [warning] if warning else [],
                "exposure_gains": None if gains is None else [[round(g, 4) for g in row] for row in gains.tolist()],
                "backdrop_white": reads_backdrops(model), "sweep_octave": scene_octave(state)}
+    if applied:
+        summary["reading_settings"] = applied
     if adapted is not None:
         summary["adaptation"] = adapted.summary()
     Path(str(out) + ".json").write_text(json.dumps(summary, indent=2))
@@ -133,6 +137,7 @@ def add_parser(sub) -> None:
     add_protocol_arguments(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_inference_arguments(p)
+    add_reading_setting_argument(p)
     p.add_argument("--adapt", action="store_true", help="adapt the renderer to the scene's input views first")
     add_adapt_options(p, prefix="adapt-")
     p.add_argument("--out", type=T.out_media, required=True, help="video.mp4, video.gif, or a folder for PNG frames")
@@ -144,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
                     args.views, tuple(args.size), args.scene_index, device=args.device, selection=args.selection,
                     normalize=args.normalize, resize=args.resize, index=args.index, write_index=args.write_index,
                     memory_budget=args.memory_budget, dtype=args.dtype,
-                    adapt_options=options_from_args(args) if args.adapt else None, turns=args.turns)
+                    adapt_options=options_from_args(args) if args.adapt else None, turns=args.turns,
+                    settings=args.setting)
     print(f"rendered {s['frames']} frames of scene {s['scene']} at {s['fps']} fps to {args.out} "
           f"(memorise {s['memorize_s']:.2f} s, {s['render_s_per_frame'] * 1000:.1f} ms/frame); summary {args.out}.json")
     for note in (exposure_note(s["exposure_gains"], s["backdrop_white"]), sweep_note(s["sweep_octave"])):

@@ -1,7 +1,9 @@
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import imageio.v2 as iio2
 import pytest
@@ -272,3 +274,57 @@ def test_eval_scores_the_sweep_oracle_and_refuses_it_without_a_sweep(workspace, 
     oracle = [float(r["oracle_psnr"]) for r in rows]
     assert len(oracle) == 4 and all(5 < v < 60 for v in oracle)
     assert summary["oracle_psnr"] == pytest.approx(sum(oracle) / 4) and "ground truth" in out.stdout
+
+
+def test_eval_and_render_read_with_the_settings_given_on_the_command_line(workspace, tmp_path):
+    root, _ = workspace
+    torch.manual_seed(0)
+    model = LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=8, sweep_near=1.0, sweep_far=4.0))
+    plain = save_renderer(model, tmp_path / "plain.safetensors")
+    refined = save_renderer(model, tmp_path / "refined.safetensors",
+                            config=dataclasses.replace(model.config, sweep_refine=3, sweep_zncc=2.0))
+    common = ["--data", root / "data", "--views", "3", "--size", "32", "32", "--no-images"]
+    runs = {}
+    for name, checkpoint, extra in (("plain", plain, []), ("recorded", refined, []),
+                                    ("set", plain, ["--setting", "sweep_refine=3", "--setting", "sweep_zncc=2"])):
+        out = _run("eval", "--checkpoint", checkpoint, *common, *extra, "--out", tmp_path / name)
+        assert out.returncode == 0, out.stderr
+        runs[name] = ([float(r["psnr"]) for r in csv.DictReader(open(tmp_path / name / "per_view.csv"))],
+                      json.loads((tmp_path / name / "summary.json").read_text()))
+    assert runs["set"][0] == runs["recorded"][0] and runs["set"][0] != runs["plain"][0]
+    assert runs["set"][1]["reading_settings"] == {"sweep_refine": 3, "sweep_zncc": 2}
+    assert "reading_settings" not in runs["plain"][1]
+    video = tmp_path / "walk.mp4"
+    out = _run("render", "--checkpoint", plain, "--scene", root / "data", "--frames", "2", "--views", "3",
+               "--size", "32", "32", "--setting", "sweep_refine=3", "--out", video)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(Path(str(video) + ".json").read_text())["reading_settings"] == {"sweep_refine": 3}
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("sweep_refine=4", "'sweep_refine' must be 0 or an odd whole number"),
+    ("sweep_range=everywhere", "'sweep_range' must be one of"),
+    ("match_exposure=1", "'match_exposure' must be true or false"),
+    ("backdrop_white=true", "backdrop_white needs a plane sweep with silhouettes"),
+])
+def test_a_setting_the_renderer_refuses_is_named(workspace, tmp_path, setting, message):
+    root, _ = workspace
+    sweep = save_renderer(LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=8)), tmp_path / "sweep.safetensors")
+    out = _run("eval", "--checkpoint", sweep, "--data", root / "data", "--views", "3", "--size", "32", "32",
+               "--setting", setting, "--out", tmp_path / "ev")
+    assert out.returncode != 0 and message in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "ev" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--setting", "sweep_refine"], "must be KEY=VALUE"),
+    (["--setting", "patch_size=8"], "'patch_size' is not a reading setting"),
+    (["--setting", "sweep_refine=3", "--setting", "sweep_refine=5"], "sweep_refine: given twice"),
+    (["--setting", "sweep_refine=3"], "this renderer has no plane sweep"),
+])
+def test_settings_that_cannot_apply_are_refused(workspace, tmp_path, extra, message):
+    root, plain = workspace
+    out = _run("eval", "--checkpoint", plain, "--data", root / "data", "--views", "3", "--size", "32", "32", *extra,
+               "--out", tmp_path / "ev")
+    assert out.returncode != 0 and message in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "ev" / "summary.json").exists()
