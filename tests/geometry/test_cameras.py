@@ -118,7 +118,7 @@ def test_rays_pass_through_projected_points():
     assert torch.allclose(px, torch.tensor([[[33.5, 12.5]]]), atol=1e-4)
 
 
-def test_rays_without_exact_norm_agree_to_an_ulp():
+def test_rays_without_exact_norm_agree_to_float_rounding():
     """The sweep's and warps' rays (exact_norm=False) against the embedding's (torch's norm)."""
     cams = camera_turned_90()
     exact_origins, exact = pixel_rays(cams)
