@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from nvs.commands.eval import add_reading_setting_argument
 from nvs.inference import DEVICE_HELP, RENDERER_HELP, add_inference_arguments
 from nvs.commands import argtypes as T
 
@@ -17,6 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--size", type=T.image_side, default=128, help="square image size the renderer works at")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_inference_arguments(p)
+    add_reading_setting_argument(p)
     p.set_defaults(func=run)
 
 
@@ -25,5 +27,5 @@ def run(args: argparse.Namespace) -> int:
     from nvs.viewer.app import launch  # gradio is slow to import: only when the viewer starts
 
     launch(args.checkpoint, port=args.port, share=args.share, size=args.size, host=args.host, device=args.device,
-           memory_budget=args.memory_budget, dtype=args.dtype, turns=args.turns)
+           memory_budget=args.memory_budget, dtype=args.dtype, turns=args.turns, settings=args.setting)
     return 0

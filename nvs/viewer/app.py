@@ -89,10 +89,12 @@ class ViewerApp:
 
     def __init__(self, checkpoint: str | Path = "auto", size: int = 128, input_views: int = 8,
                  device: str = "auto", memory_budget: str | int | None = "auto", dtype: str = "fp32",
-                 limits: Limits = VIEWER_LIMITS, turns: int | str = "auto"):
+                 limits: Limits = VIEWER_LIMITS, turns: int | str = "auto",
+                 settings: list[tuple[str, object]] | None = None):
         """``checkpoint``: auto (both shipped renderers, each scene drawn by the one trained on its
-        kind of capture), object, scene, or a checkpoint file. ``turns``: nvs.inference.resolve_turns."""
-        from nvs.inference import configure_inference, resolve_device, resolve_turns
+        kind of capture), object, scene, or a checkpoint file. ``turns``: nvs.inference.resolve_turns;
+        ``settings``: reading settings for every renderer loaded, nvs.inference.apply_reading_settings."""
+        from nvs.inference import apply_reading_settings, configure_inference, resolve_device, resolve_turns
         from nvs.models import load_renderer
 
         self.choice = str(checkpoint)
@@ -100,6 +102,7 @@ class ViewerApp:
         self.renderers, self.runners = {}, {}  # as loaded (adaptation starts there), and as run
         for key, path in files.items():
             model = load_renderer(path, device=resolve_device(device))
+            apply_reading_settings(model, settings)
             patch = model.config.patch_size
             if size <= 0 or size % patch:
                 raise ValueError(f"--size {size} is not a positive multiple of {Path(path).name}'s patch size {patch}")
@@ -323,12 +326,13 @@ class ViewerApp:
 
 def launch(checkpoint: str | Path | None = None, port: int = 7860, share: bool = False, size: int = 128,
            host: str = "127.0.0.1", block: bool = True, device: str = "auto", memory_budget: str | int | None = "auto",
-           dtype: str = "fp32", limits: Limits = VIEWER_LIMITS, turns: int | str = "auto") -> gr.Blocks:
+           dtype: str = "fp32", limits: Limits = VIEWER_LIMITS, turns: int | str = "auto",
+           settings: list[tuple[str, object]] | None = None) -> gr.Blocks:
     """Build and serve the app; the queue runs one heavy job at a time, 32 waiting at most. The
     sessions' files are removed when the server stops (SIGINT, SIGTERM, exit or ``demo.close()``)."""
     check_port(host, port)  # before loading the renderer: a busy port is a message, not a traceback
     app = ViewerApp(checkpoint or "auto", size, device=device, memory_budget=memory_budget, dtype=dtype,
-                    limits=limits, turns=turns)
+                    limits=limits, turns=turns, settings=settings)
     demo = app.build()
     demo.nvs_app = app  # its session folders, for tests and tools
     demo.queue(max_size=32, default_concurrency_limit=1)

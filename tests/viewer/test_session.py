@@ -322,3 +322,13 @@ def test_a_piece_circled_in_a_room_is_an_example_the_scene_renderer_draws():
 def test_an_unknown_example_is_named():
     with pytest.raises(ValueError, match="unknown example 'teapot'"):
         viewer.example_scene(kind="teapot")
+
+
+def test_the_viewer_reads_with_the_settings_given_to_nvs_app():
+    from nvs.viewer.app import ViewerApp
+
+    app = ViewerApp(size=64, settings=[("sweep_refine", 0)])
+    assert {key: model.config.sweep_refine for key, model in app.renderers.items()} == {"object": 0, "scene": 0}
+    assert ViewerApp(size=64).renderers["scene"].config.sweep_refine == 5  # the checkpoint's own
+    with pytest.raises(ValueError, match="match_exposure and backdrop_white both set the photos' gains"):
+        ViewerApp(size=64, settings=[("match_exposure", True)])  # the object renderer reads backdrops
