@@ -17,6 +17,7 @@ import torch
 from nvs.datasets.asset_scenes import ASSET_KINDS
 from nvs.datasets.procedural import SCENE_KINDS, generate_scene
 from nvs.commands import argtypes as T
+from nvs.commands.eval import add_reading_setting_argument
 from nvs.inference import DTYPE_HELP, INFERENCE_DTYPES
 
 
@@ -185,6 +186,7 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=T.positive_int(100), default=5, help="timed calls per number (the fastest is kept)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", choices=INFERENCE_DTYPES, default="fp32", help=DTYPE_HELP)
+    add_reading_setting_argument(p)
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
     p = bench.add_parser("memorize", help="seconds and peak memory of memorising many tokens (fresh process per row)")
@@ -254,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
             bench_model.bench_views(Path(args.out), tuple(args.views), args.size)
         elif args.bench_command == "render":
             bench_model.bench_render(Path(args.out), tuple(args.renderers), tuple(args.sizes), args.views, args.batch,
-                                     args.repeats, args.device, args.dtype)
+                                     args.repeats, args.device, args.dtype, args.setting)
         elif args.bench_command == "memorize":
             from nvs.models.chunked import parse_memory_size
 

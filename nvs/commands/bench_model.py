@@ -253,15 +253,18 @@ def bench_views(out: Path, view_counts=(2, 4, 8, 16, 32, 64), size: int = 128, r
 
 
 def bench_render(out: Path, renderers=("scene", "object"), sizes=(128,), views: int = 8, batch: int = 8,
-                 repeats: int = 5, device: str = "auto", dtype: str = "fp32") -> list[dict]:
+                 repeats: int = 5, device: str = "auto", dtype: str = "fp32",
+                 settings: list[tuple[str, object]] | None = None) -> list[dict]:
     """Seconds to memorise a scene and to render from it with the shipped renderers, run as the
     viewer and ``nvs render`` run them (their frame, ``--turns auto``), on the viewer's built-in
     held-out examples: the scene renderer on a procedural room (16:9 frames of height ``size``), the
     object renderer on a procedural object (size x size), ``views`` inputs. Rendering is timed one
     view per call (the viewer, on a slider's release) and ``batch`` views per call (a video's
-    frames); each time is the fastest of ``repeats`` after a warm-up; ``dtype`` as ``nvs render --dtype``."""
+    frames); each time is the fastest of ``repeats`` after a warm-up; ``dtype`` as ``nvs render --dtype``;
+    ``settings``: reading settings of every renderer (nvs.inference.apply_reading_settings), kept in each row."""
     from nvs.assets import SHIPPED
-    from nvs.inference import configure_inference, memorize_views, render_cameras, renderer_frame, resolve_turns
+    from nvs.inference import (apply_reading_settings, configure_inference, memorize_views, render_cameras,
+                               renderer_frame, resolve_turns)
     from nvs.models import load_renderer
     from nvs.viewer.session import example_scene
 
@@ -270,6 +273,7 @@ def bench_render(out: Path, renderers=("scene", "object"), sizes=(128,), views: 
     rows = []
     for name in renderers:
         model = load_renderer(SHIPPED[name], device=device)
+        applied = apply_reading_settings(model, settings)
         turns = resolve_turns(model, "auto")
         runner = configure_inference(model, dtype=dtype, turns=turns)
         for size in sizes:
@@ -290,7 +294,8 @@ def bench_render(out: Path, renderers=("scene", "object"), sizes=(128,), views: 
                          "memorize_s": _sig3(best_time(lambda: memorize_views(runner, scene.images, cams), repeats, device)),
                          "render_s_one_view": _sig3(best_time(one_view, repeats, device)),
                          f"render_s_per_view_{batch}_per_call": _sig3(best_time(frames, repeats, device) / batch),
-                         "device": device.type, "dtype": dtype, "threads": torch.get_num_threads()})
+                         "device": device.type, "dtype": dtype, "threads": torch.get_num_threads(),
+                         **({"reading_settings": applied} if applied else {})})
     report("render", rows, out)
     return rows
 

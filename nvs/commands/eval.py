@@ -78,7 +78,8 @@ def add_protocol_arguments(p) -> None:
 
 
 def add_reading_setting_argument(parser) -> None:
-    """--setting KEY=VALUE of `nvs eval`, `nvs render` and `nvs app` (:func:`apply_reading_settings`)."""
+    """--setting KEY=VALUE of `nvs eval`, `nvs render`, `nvs app` and `nvs bench render`
+    (:func:`apply_reading_settings`)."""
     parser.add_argument("--setting", type=T.reading_setting, action="append", metavar="KEY=VALUE",
                         help="read the photos with this value of one of the renderer's reading settings instead of its "
                              "checkpoint's (repeatable; the weights stay; e.g. sweep_refine=0 turns the depth "

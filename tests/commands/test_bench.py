@@ -106,7 +106,11 @@ def test_render_bench_times_both_shipped_renderers_as_the_viewer_runs_them(tmp_p
     for r in rows:
         assert r["input_views"] == 3 and r["device"] == "cpu" and r["dtype"] == "fp32"
         assert r["memorize_s"] > 0 and r["render_s_one_view"] > 0 and r["render_s_per_view_2_per_call"] > 0
+        assert "reading_settings" not in r
     assert "render_s_one_view" in stdout
+    _bench(tmp_path, "render", "--renderers", "scene", "--sizes", "32", "--views", "3", "--batch", "2", "--repeats", "1",
+           "--setting", "sweep_refine=0")
+    assert [r["reading_settings"] for r in json.loads((tmp_path / "render.json").read_text())] == [{"sweep_refine": 0}]
 
 
 def test_train_step_bench_takes_the_recipes_loss_terms_and_trained_parameters(tmp_path):
