@@ -181,15 +181,12 @@ def apply_reading_settings(model: torch.nn.Module, settings: list[tuple[str, obj
         chosen[key] = value
     if not chosen:
         return chosen
-    config = getattr(model, "config", None)
-    if config is None or not hasattr(model, "use_reading_settings"):
-        raise ValueError("--setting: this checkpoint's renderer has no reading settings")
-    unused = [key for key in chosen if key != "match_exposure" and getattr(model, "sweep", None) is None]
+    unused = [key for key in chosen if key != "match_exposure" and model.sweep is None]
     if unused:
         raise ValueError(f"--setting {unused[0]}: this renderer has no plane sweep (model config sweep_views 0), "
                          "so the setting would change nothing")
     try:
-        changed = dataclasses.replace(config, **chosen)
+        changed = dataclasses.replace(model.config, **chosen)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"--setting: {exc}") from None
     model.use_reading_settings(changed)
