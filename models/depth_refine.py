@@ -36,12 +36,15 @@ def neighbour_candidates(inverse: Tensor, size: tuple[int, int]) -> Tensor:
 def photo_spread(samples: Tensor, valid: Tensor) -> Tensor:
     """samples [..., k, 3, H, W] of the photos at each pixel's point, valid [..., k, 1, H, W] ->
     [..., 1, H, W]: the variance of the samples over the views that see the point, summed over the
-    colour channels; UNSEEN_COST where fewer than two see it."""
+    colour channels; UNSEEN_COST where fewer than two see it. Without gradients (it works in
+    place: the refinement runs it ten times a view on full-resolution samples)."""
     weight = valid.to(samples.dtype)
     count = weight.sum(dim=-4)
-    mean = (samples * weight).sum(dim=-4) / count.clamp_min(1.0)
-    variance = ((samples - mean.unsqueeze(-4)) ** 2 * weight).sum(dim=-4).sum(dim=-3, keepdim=True) / count.clamp_min(1.0)
-    return torch.where(count >= 2, variance, torch.full_like(variance, UNSEEN_COST))
+    divisor = count.clamp_min(1.0)
+    mean = (samples * weight).sum(dim=-4).div_(divisor)
+    squares = (samples - mean.unsqueeze(-4)).square_().mul_(weight)
+    variance = squares.sum(dim=-4).sum(dim=-3, keepdim=True).div_(divisor)
+    return variance.masked_fill_(count < 2, UNSEEN_COST)
 
 
 def median_filter(x: Tensor, taps: int) -> Tensor:

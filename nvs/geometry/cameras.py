@@ -13,6 +13,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from nvs.geometry.vectors import vector_norm
+
 # Flips y and z: the same matrix turns OpenGL camera axes into OpenCV ones and back.
 _GL_CV_FLIP = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
 
@@ -279,10 +281,11 @@ def pixel_rays(cams: Cameras, dtype: torch.dtype = torch.float32, exact_norm: bo
 
     cams [...] -> (origins, directions), each [..., 3, H, W] (channels first, like images), in
     ``dtype`` with autocast off: d = normalise(R_c2w [(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, 1]).
-    ``exact_norm``: normalise with torch's norm, as the ray embedding must for the published LaCT
-    model's outputs to be matched bit for bit; False: by the square root of the sum of squares,
-    within an ulp of it and ~30x faster on a CPU (torch's norm over this strided dimension takes
-    0.3 s for 8 views at 480x640), for the rays the sweep and the warps cast.
+    ``exact_norm``: divide by torch's norm (:func:`nvs.geometry.vectors.vector_norm`, its bits
+    without its slow reduction), as the ray embedding must for the published LaCT model's outputs
+    to be matched bit for bit; False: by torch's elementwise square root of the sum of squares,
+    which a CPU's vector instructions may round an ulp off the correctly rounded root, for the
+    rays the sweep and the warps cast (the shipped renderers' numbers were measured so).
     """
     with full_precision(cams.device):
         intr = cams.intrinsics.to(dtype)
@@ -292,7 +295,7 @@ def pixel_rays(cams: Cameras, dtype: torch.dtype = torch.float32, exact_norm: bo
         fx, fy, cx, cy = (t[..., None] for t in intr.unbind(-1))
         camera_dirs = torch.stack([(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, torch.ones_like(fx * u)], dim=-2)
         dirs = c2w[..., :3, :3] @ camera_dirs  # [..., 3, HW]
-        length = dirs.norm(dim=-2, keepdim=True) if exact_norm else dirs.square().sum(dim=-2, keepdim=True).sqrt()
+        length = vector_norm(dirs, dim=-2) if exact_norm else dirs.square().sum(dim=-2, keepdim=True).sqrt()
         dirs = dirs / length
         origins = c2w[..., :3, 3:4].expand_as(dirs)
         shape = (*dirs.shape[:-1], cams.height, cams.width)

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -128,6 +129,19 @@ def test_rays_without_exact_norm_agree_to_float_rounding():
     assert torch.allclose(fast.norm(dim=1), torch.ones(1, 80, 100), atol=1e-6)
     _, fast64 = pixel_rays(cams, torch.float64, exact_norm=False)
     assert fast64.dtype == torch.float64 and (fast64 - exact.double()).abs().max() < 1e-6
+
+
+def test_exact_rays_divide_by_the_correctly_rounded_length():
+    """exact_norm: float32 directions over the correctly rounded root of their squares added in
+    order (numpy's float32 root is IEEE's), what torch's norm gives on a CPU (tests/geometry/test_vectors.py)."""
+    intr = torch.tensor([[97.3, 101.9, 49.7, 41.2]])
+    cams = Cameras(intr, torch.eye(4)[None], 80, 100)  # an identity rotation leaves the directions as computed
+    u = torch.arange(100.0).repeat(80)
+    v = torch.arange(80.0).repeat_interleave(100)
+    raw = torch.stack([(u + 0.5 - intr[0, 2]) / intr[0, 0], (v + 0.5 - intr[0, 3]) / intr[0, 1], torch.ones(8000)])
+    length = torch.from_numpy(np.sqrt((raw.numpy() * raw.numpy()).sum(axis=0)))
+    _, exact = pixel_rays(cams)
+    assert torch.equal(exact.flatten(-2)[0], raw / length)
 
 
 def test_look_at_faces_target():

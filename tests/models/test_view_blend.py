@@ -5,11 +5,18 @@ import torch
 
 from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
-from nvs.models.view_blend import (SAMPLE_LOGIT_INIT, ViewBlendHead, blend, depth_loss, gather_views, nearest_views,
-                                   warp_loss, warp_views)
+from nvs.models.view_blend import (SAMPLE_LOGIT_INIT, ViewBlendHead, blend, depth_loss, gather_views, inside_frame,
+                                   nearest_views, warp_loss, warp_views)
 
 from tests.helpers import PLANE_Z, plane_camera as _camera, ring_cameras, ring_scene, tiny_config, without_head
 from tests.helpers import textured_plane_view as _plane_view
+
+
+def test_inside_frame_keeps_the_edges_and_refuses_nan():
+    grid = torch.tensor([[0.0, 0.0], [1.0, -1.0], [1.0001, 0.0], [0.0, -1.0001], [float("nan"), 0.0], [0.5, float("inf")]])
+    assert inside_frame(grid).tolist() == [True, True, False, False, False, False]
+    many = torch.randn(3, 50, 40, 2) * 0.9
+    assert torch.equal(inside_frame(many), (many.abs() <= 1.0).all(dim=-1))
 
 
 def test_warp_with_the_true_depth_reproduces_the_target_view():
