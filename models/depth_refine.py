@@ -51,10 +51,13 @@ def median_filter(x: Tensor, taps: int) -> Tensor:
     """x [N, 1, H, W] -> the separable median of ``taps`` pixels (edges repeated), same shape: the
     median along each row, then along each column of those. Like the square median it keeps
     straight edges and removes any patch at most taps // 2 pixels wide or tall, at 2 x taps values
-    a pixel instead of taps^2."""
-    pad = taps // 2
-    rows = F.pad(x, (pad, pad, 0, 0), mode="replicate").unfold(-1, taps, 1).median(dim=-1).values
-    return F.pad(rows, (0, 0, pad, pad), mode="replicate").unfold(-2, taps, 1).median(dim=-1).values
+    a pixel instead of taps^2. ``taps`` is odd: the median is the middle value, which ``kthvalue``
+    finds in half the time ``median`` takes on a CPU."""
+    if taps % 2 == 0:
+        raise ValueError(f"the median filter needs an odd number of taps, got {taps}")
+    pad, middle = taps // 2, taps // 2 + 1
+    rows = F.pad(x, (pad, pad, 0, 0), mode="replicate").unfold(-1, taps, 1).kthvalue(middle, dim=-1).values
+    return F.pad(rows, (0, 0, pad, pad), mode="replicate").unfold(-2, taps, 1).kthvalue(middle, dim=-1).values
 
 
 def median_taps(octave: int) -> int:

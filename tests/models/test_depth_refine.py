@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -52,6 +53,11 @@ def test_the_median_filter_removes_small_patches_and_keeps_a_step():
     rows = torch.tensor([[sorted(values[y, clamp(x + d, 7)] for d in (-1, 0, 1))[1] for x in range(7)] for y in range(6)])
     expected = torch.tensor([[sorted(rows[clamp(y + d, 6), x] for d in (-1, 0, 1))[1] for x in range(7)] for y in range(6)])
     torch.testing.assert_close(median_filter(values[None, None], 3)[0, 0], expected)
+    many = torch.rand(2, 1, 40, 50)
+    padded = F.pad(many, (8, 8, 0, 0), mode="replicate").unfold(-1, 17, 1).median(dim=-1).values
+    assert torch.equal(median_filter(many, 17), F.pad(padded, (0, 0, 8, 8), mode="replicate").unfold(-2, 17, 1).median(dim=-1).values)
+    with pytest.raises(ValueError, match="odd number of taps"):
+        median_filter(many, 4)
 
 
 def test_the_median_reaches_one_cost_volume_pixel_each_way():
