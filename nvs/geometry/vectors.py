@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-MAX_FAST_LENGTH = 16  # entries: beyond, torch may split a norm's reduction across threads
+# entries: the rays have 3, the sweep's features 16; a longer reduction torch may split across threads
+MAX_FAST_LENGTH = 16
 
 
 def vector_norm(x: Tensor, dim: int) -> Tensor:
