@@ -19,11 +19,13 @@ def vector_norm(x: Tensor, dim: int) -> Tensor:
     same in vectorised steps: the squares added one entry at a time (``sum`` would group them
     differently), and the root taken in float64 and rounded back to float32, which is the correctly
     rounded one (torch's float32 ``sqrt`` may be an ulp off). That is done for float32 on a CPU
-    over at most MAX_FAST_LENGTH entries without gradients (whose root at a zero vector would be
+    over 2 to MAX_FAST_LENGTH entries that are not adjacent in memory (over adjacent ones, as over
+    the last dimension or the channels of a channels-last tensor, torch's norm takes a vectorised
+    path with other bits, and is fast) and without gradients (whose root at a zero vector would be
     inf x 0); elsewhere this is torch's norm."""
     length = x.shape[dim]
-    fast = (x.device.type == "cpu" and x.dtype == torch.float32 and length <= MAX_FAST_LENGTH
-            and not (x.requires_grad and torch.is_grad_enabled()))
+    fast = (x.device.type == "cpu" and x.dtype == torch.float32 and 2 <= length <= MAX_FAST_LENGTH
+            and x.stride(dim) != 1 and not (x.requires_grad and torch.is_grad_enabled()))
     if not fast:
         return x.norm(dim=dim, keepdim=True)
     squares = x.square()
