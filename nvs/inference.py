@@ -137,7 +137,6 @@ def add_inference_arguments(parser) -> None:
     parser.add_argument("--turns", type=turns_argument, default="auto", help=TURNS_HELP)
 
 
-
 # Inference settings per model, so every caller of memorize_views / render_cameras sees them.
 _DTYPES: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
 
