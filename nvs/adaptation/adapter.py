@@ -1,6 +1,6 @@
 """The adapter: what test-time adaptation trains, kept apart from the base checkpoint.
 
-Parts (``PARTS``), chosen by measurement (README, "Test-time adaptation"):
+Parts (``PARTS``), chosen by measurement (BENCHMARKS.md, "Test-time adaptation"):
 - ``lora``: a low-rank update B @ A (rank r, B starts at zero) on each linear layer of the slow
   weights (tokenizer, attention, fast-weight projections, MLP, output head; not the learning-rate
   projection);

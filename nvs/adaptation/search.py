@@ -45,7 +45,7 @@ from nvs.progress import Progress, no_progress
 
 @dataclass
 class AdaptOptions:
-    """Settings of :func:`adapt` (defaults: the measured choice, README "Test-time adaptation")."""
+    """Settings of :func:`adapt` (defaults: the measured choice, BENCHMARKS.md, "Test-time adaptation")."""
 
     budget_s: float = 60.0
     max_steps: int | None = None
@@ -54,10 +54,10 @@ class AdaptOptions:
     lr: float = 1e-2
     verifier_views: int = 1
     # one more held-out view, scored only once at the end: with the plane-sweep object renderer the
-    # verifier alone rated 7 of 8 losing object adapters as gains (README, "Test-time adaptation")
+    # verifier alone rated 7 of 8 losing object adapters as gains (BENCHMARKS.md, "Test-time adaptation")
     confirm_views: int = 1
     verify_every: int = 3
-    # none: measured over 14 out-of-distribution scenes (README), each augmentation alone and all three
+    # none: measured over 14 out-of-distribution scenes (BENCHMARKS.md), each augmentation alone and all three
     # together gained 0.2-1.1 dB less than the scene's own leave-one-out tasks
     augmentation_sets: tuple[tuple[str, ...], ...] = ((),)
     selection_fraction: float = 0.3  # share of the training time spent choosing the augmentation set
