@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nvs.cameras import Cameras, pixel_rays
-from nvs.models.view_blend import warp_views
+from nvs.cameras import Cameras
+from nvs.models.view_blend import rays_in_views, warp_views
 
 UNSEEN_COST = 1e3  # the spread of a point fewer than two views see: any candidate two views see wins
 
@@ -82,7 +82,7 @@ def refine_depth(depth: Tensor, inverse: Tensor, photos: Tensor, cams: Cameras, 
     size = depth.shape[-2:]
     candidates = torch.cat([1.0 / depth.flatten(0, 1), neighbour_candidates(inverse.flatten(0, 1), size)], dim=1)
     with torch.no_grad():
-        rays = pixel_rays(target_cams, candidates.dtype, exact_norm=False)  # once, for ten warps
+        rays = rays_in_views(cams, target_cams, candidates.dtype)  # once, for ten warps
         least, choice = None, None
         for j in range(candidates.shape[1]):
             at = (1.0 / candidates[:, j : j + 1].clamp_min(1e-12)).unflatten(0, (b, t))

@@ -62,7 +62,7 @@ from nvs.geometry.matching import PairMatches, scene_matches
 from nvs.geometry.vectors import vector_norm
 from nvs.models.depth_refine import refine_depth
 from nvs.models.view_blend import (MIN_VIEW_DEPTH, SAMPLE_LOGIT_INIT, blend, depth_loss, gather, gather_views,
-                                   inside_frame, nearest_views, warp_views)
+                                   grid_coefficients, inside_frame, nearest_views, rays_in_views, warp_views)
 
 FEATURES = 16  # learnt matching features per pixel (half resolution)
 GROUPS = 4  # the features' variance is taken per group of FEATURES // GROUPS channels
@@ -131,11 +131,7 @@ def sample_planes(features: Tensor, cams: Cameras, target_cams: Cameras, inverse
     b, t, k, channels = features.shape[:4]
     planes = inverse_depths.shape[-1]
     height, width = target_cams.height, target_cams.width
-    _, dirs = pixel_rays(target_cams, exact_norm=False)  # [B, T, 3, h', w']
-    w2c = cams.w2c.float()  # [B, T, k, 4, 4]
-    rotation = w2c[..., :3, :3]
-    centre = (rotation @ target_cams.centers.float()[:, :, None, :, None])[..., 0] + w2c[..., :3, 3]  # [B, T, k, 3]
-    rays = (rotation @ dirs[:, :, None].flatten(-2)).unflatten(-1, (height, width))  # [B, T, k, 3, h', w']
+    centre, rays = rays_in_views(cams, target_cams)  # [B, T, k, 3], [B, T, k, 3, h', w']
     inverse = inverse_depths.float().reshape(-1, 1, 1, planes, 1, 1)  # [B or 1, 1, 1, D, 1, 1]
 
     def along(axis: int) -> Tensor:  # coordinate ``axis`` of each point over its distance: [B, T, k, D, h', w']
@@ -144,9 +140,7 @@ def sample_planes(features: Tensor, cams: Cameras, target_cams: Cameras, inverse
     z = along(2)  # the point's depth in the view / d
     in_front = z > MIN_VIEW_DEPTH * inverse
     z = torch.where(in_front, z, torch.full_like(z, torch.inf))
-    # grid_sample's coordinates: pixel u -> 2 u / W - 1
-    size = torch.tensor([cams.width, cams.height] * 2, dtype=torch.float32, device=z.device)  # the views' pixels
-    scale_x, scale_y, shift_x, shift_y = (2.0 * cams.intrinsics.float() / size - size.new_tensor([0, 0, 1, 1])).unbind(-1)
+    scale_x, scale_y, shift_x, shift_y = grid_coefficients(cams)
     grid = torch.stack([along(0).div_(z).mul_(scale_x[..., None, None, None]).add_(shift_x[..., None, None, None]),
                         along(1).div_(z).mul_(scale_y[..., None, None, None]).add_(shift_y[..., None, None, None])],
                        dim=-1)  # [B, T, k, D, h', w', 2]

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nvs.cameras import Cameras, pixel_rays
+from nvs.geometry.cameras import full_precision
 
 MIN_LOG_DEPTH, MAX_LOG_DEPTH = -6.0, 6.0
 SAMPLE_LOGIT_INIT = -2.0  # a new head starts close to its decoded colour (weight 0.79 with k = 2)
@@ -58,24 +59,53 @@ def gather_views(images: Tensor, cams: Cameras, index: Tensor) -> tuple[Tensor, 
     return gather(images, index), Cameras(gather(cams.intrinsics, index), gather(cams.c2w, index), cams.height, cams.width)
 
 
+def rays_in_views(cams: Cameras, target_cams: Cameras, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """The target pixels' rays in the frames of the views they are matched or warped against.
+
+    cams [B, T, k], target_cams [B, T] -> (centres [B, T, k, 3]: each target's camera centre in
+    each view's frame, rays [B, T, k, 3, H, W]: its pixels' unit directions, :func:`pixel_rays`,
+    in that frame), in ``dtype`` with autocast off. The point at distance d along a ray is then
+    centre + d ray in the view's frame: projecting it takes a multiply-add per coordinate instead of
+    a matrix product per point, however many depths a caller tries.
+    """
+    height, width = target_cams.height, target_cams.width
+    with full_precision(cams.device):
+        _, dirs = pixel_rays(target_cams, dtype, exact_norm=False)  # [B, T, 3, H, W]
+        w2c = cams.w2c.to(dtype)  # [B, T, k, 4, 4]
+        rotation = w2c[..., :3, :3]
+        centres = (rotation @ target_cams.centers.to(dtype)[:, :, None, :, None])[..., 0] + w2c[..., :3, 3]
+        rays = (rotation @ dirs[:, :, None].flatten(-2)).unflatten(-1, (height, width))
+    return centres, rays
+
+
+def grid_coefficients(cams: Cameras, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """cams [...] -> (scale_x, scale_y, shift_x, shift_y), each [...]: a point at (x, y, z) in a
+    view's frame lands at grid_sample's (x / z scale_x + shift_x, y / z scale_y + shift_y)
+    (align_corners=False: pixel u -> 2 u / W - 1)."""
+    size = torch.tensor([cams.width, cams.height] * 2, dtype=dtype, device=cams.device)
+    return (2.0 * cams.intrinsics.to(dtype) / size - size.new_tensor([0, 0, 1, 1])).unbind(-1)
+
+
 def warp_views(images: Tensor, cams: Cameras, target_cams: Cameras, depth: Tensor,
                rays: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """Sample photos at the surface points of the target pixels.
 
     images [B, T, k, 3, Hs, Ws] with cams [B, T, k] (the views to sample for each target);
     target_cams [B, T] with depth [B, T, 1, H, W] along each pixel's unit ray; ``rays``: the
-    targets' ``pixel_rays`` in depth's dtype, where a caller warping at several depths has them.
+    targets' :func:`rays_in_views` in depth's dtype, where a caller warping at several depths has them.
     Returns (samples [B, T, k, 3, H, W] bilinear, valid [B, T, k, 1, H, W] bool: the point lies in
     front of the view's camera and inside its image).
     """
     b, t, k = cams.shape
     height, width = target_cams.height, target_cams.width
-    origins, dirs = pixel_rays(target_cams, depth.dtype, exact_norm=False) if rays is None else rays
-    points = (origins + depth * dirs).flatten(-2).transpose(-1, -2)  # [B, T, HW, 3]
-    pixels, z = cams.project(points[:, :, None].expand(b, t, k, height * width, 3), min_depth=MIN_VIEW_DEPTH)
-    scale = torch.tensor([cams.width, cams.height], dtype=pixels.dtype, device=pixels.device)
-    grid = pixels / scale * 2.0 - 1.0  # align_corners=False: -1 and 1 are the outer pixel edges
-    valid = (z > MIN_VIEW_DEPTH) & inside_frame(grid)
+    centres, directions = rays_in_views(cams, target_cams, depth.dtype) if rays is None else rays
+    points = torch.addcmul(centres[..., None, None], directions, depth[:, :, None])  # [B, T, k, 3, H, W]
+    z = points[:, :, :, 2]
+    in_front = z > MIN_VIEW_DEPTH
+    z = torch.where(in_front, z, torch.full_like(z, torch.inf))  # such points take the principal point
+    scale_x, scale_y, shift_x, shift_y = (c[..., None, None] for c in grid_coefficients(cams, depth.dtype))
+    grid = torch.stack([points[:, :, :, 0] / z * scale_x + shift_x, points[:, :, :, 1] / z * scale_y + shift_y], dim=-1)
+    valid = in_front & inside_frame(grid)
     samples = F.grid_sample(
         images.reshape(b * t * k, 3, cams.height, cams.width).to(grid.dtype),
         grid.reshape(b * t * k, height, width, 2),

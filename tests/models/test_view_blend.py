@@ -6,7 +6,7 @@ import torch
 from nvs.cameras import Cameras, pixel_rays
 from nvs.models import LaCTRenderer, ModelConfig, load_renderer, save_renderer
 from nvs.models.view_blend import (SAMPLE_LOGIT_INIT, ViewBlendHead, blend, depth_loss, gather_views, inside_frame,
-                                   nearest_views, warp_loss, warp_views)
+                                   nearest_views, rays_in_views, warp_loss, warp_views)
 
 from tests.helpers import PLANE_Z, plane_camera as _camera, ring_cameras, ring_scene, tiny_config, without_head
 from tests.helpers import textured_plane_view as _plane_view
@@ -35,8 +35,38 @@ def test_warp_with_the_true_depth_reproduces_the_target_view():
     assert (wrong[0, 0, 0] - target_image).abs()[:, seen].mean() > 10 * error.mean()
     targets = target.unsqueeze(0).unsqueeze(0)  # the rays passed in, as a caller warping at several depths does
     again, _ = warp_views(views, view_cams, targets, 0.5 * depth[None, None],
-                          pixel_rays(targets, depth.dtype, exact_norm=False))
+                          rays_in_views(view_cams, targets, depth.dtype))
     assert torch.equal(again, wrong)
+
+
+def test_warp_projects_as_the_cameras_do():
+    """The closed form (the target's centre and rays in each view's frame) lands where
+    Cameras.project puts each surface point, and finds the same points in front and inside."""
+    torch.manual_seed(0)
+    target = _camera(0.0)
+    beyond = _camera(0.0)
+    beyond.c2w[2, 3] = PLANE_Z + 0.5  # the plane lies 0.5 behind it: mirrored, its points would land inside
+    views = Cameras.cat([_camera(0.4, yaw_deg=-5.0).unsqueeze(0), _camera(-0.3, yaw_deg=35.0).unsqueeze(0),
+                         beyond.unsqueeze(0)])
+    views.intrinsics[:, 2:] += torch.tensor([2.0, -3.0], dtype=torch.float64)  # principal points off the centre
+    view_cams = Cameras(views.intrinsics[None, None], views.c2w[None, None], 48, 48)  # [1, 1, 3]
+    targets = target.unsqueeze(0).unsqueeze(0)
+    _, depth = _plane_view(target)
+    depth = depth[None, None] * (0.9 + 0.2 * torch.rand(1, 1, 1, 48, 48, dtype=torch.float64))  # near the plane
+    images = torch.rand(1, 1, 3, 3, 48, 48, dtype=torch.float64)
+    samples, valid = warp_views(images, view_cams, targets, depth)
+
+    origins, dirs = pixel_rays(targets, torch.float64)
+    points = (origins + depth * dirs).flatten(-2).transpose(-1, -2)  # [1, 1, HW, 3]
+    pixels, z = view_cams.project(points[:, :, None].expand(1, 1, 3, -1, 3))
+    grid = pixels / torch.tensor([48.0, 48.0], dtype=torch.float64) * 2.0 - 1.0
+    expected_valid = (z > 0) & inside_frame(grid)
+    expected = torch.nn.functional.grid_sample(images.flatten(0, 2), grid.reshape(3, 48, 48, 2), mode="bilinear",
+                                               padding_mode="border", align_corners=False)
+    assert torch.equal(valid.reshape(3, 48, 48), expected_valid.reshape(3, 48, 48))
+    assert valid[0, 0, 0].float().mean() > 0.5 and 0 < valid[0, 0, 1].sum() < 48 * 48 and not valid[0, 0, 2].any()
+    seen = expected_valid.reshape(3, 1, 48, 48).expand(3, 3, 48, 48)
+    assert torch.allclose(samples.reshape(3, 3, 48, 48)[seen], expected[seen], atol=1e-10)
 
 
 def test_points_behind_a_view_or_outside_its_image_are_invalid():
