@@ -54,7 +54,7 @@ class AdaptOptions:
     lr: float = 1e-2
     verifier_views: int = 1
     # one more held-out view, scored only once at the end: with the plane-sweep object renderer the
-    # verifier alone rated 7 of 8 losing object adapters as gains (BENCHMARKS.md, "Test-time adaptation")
+    # verifier alone rated 7 of 8 adapters that lost on the targets as gains
     confirm_views: int = 1
     verify_every: int = 3
     # none: measured over 14 out-of-distribution scenes (BENCHMARKS.md), each augmentation alone and all three
