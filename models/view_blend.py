@@ -62,9 +62,10 @@ def gather_views(images: Tensor, cams: Cameras, index: Tensor) -> tuple[Tensor, 
 def rays_in_views(cams: Cameras, target_cams: Cameras, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
     """The target pixels' rays in the frames of the views they are matched or warped against.
 
-    cams [B, T, k], target_cams [B, T] -> (centres [B, T, k, 3]: each target's camera centre in
-    each view's frame, rays [B, T, k, 3, H, W]: its pixels' unit directions, :func:`pixel_rays`,
-    in that frame), in ``dtype`` with autocast off. The point at distance d along a ray is then
+    cams [B, T, k], target_cams [B, T] (exactly two batch dimensions) -> (centres [B, T, k, 3]:
+    each target's camera centre in each view's frame, rays [B, T, k, 3, H, W]: its pixels' unit
+    directions, ``pixel_rays(target_cams, dtype, exact_norm=False)``, in that frame), in ``dtype``
+    with autocast off. The point at distance d along a ray is then
     centre + d ray in the view's frame: projecting it takes a multiply-add per coordinate instead of
     a matrix product per point, however many depths a caller tries.
     """
@@ -91,8 +92,9 @@ def warp_views(images: Tensor, cams: Cameras, target_cams: Cameras, depth: Tenso
     """Sample photos at the surface points of the target pixels.
 
     images [B, T, k, 3, Hs, Ws] with cams [B, T, k] (the views to sample for each target);
-    target_cams [B, T] with depth [B, T, 1, H, W] along each pixel's unit ray; ``rays``: the
-    targets' :func:`rays_in_views` in depth's dtype, where a caller warping at several depths has them.
+    target_cams [B, T] with depth [B, T, 1, H, W] along each pixel's unit ray; ``rays``:
+    ``rays_in_views(cams, target_cams, depth.dtype)`` of these same cameras, where a caller warping
+    at several depths has them (rays of other cameras would give wrong pixels without an error).
     Returns (samples [B, T, k, 3, H, W] bilinear, valid [B, T, k, 1, H, W] bool: the point lies in
     front of the view's camera and inside its image).
     """
