@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nvs.cameras import Cameras
-from nvs.models.view_blend import gather_views, nearest_views, warp_views
+from nvs.models.view_blend import gather_views, nearest_views, rays_in_views, warp_views
 
 
 def oracle_plane_images(images: Tensor, cams: Cameras, targets: Tensor, target_cams: Cameras, inverse_depths: Tensor,
@@ -33,9 +33,10 @@ def oracle_plane_images(images: Tensor, cams: Cameras, targets: Tensor, target_c
     photos, chosen = gather_views(images[None], cams, nearest_views(cams, target_cams, views))
     best_error = torch.full((targets.shape[0], 1, height, width), float("inf"), dtype=targets.dtype, device=targets.device)
     best = torch.zeros_like(targets)
+    rays = rays_in_views(chosen, target_cams, targets.dtype)  # once, for every plane
     for inverse in inverse_depths.tolist():
         depth = torch.full((1, targets.shape[0], 1, height, width), 1.0 / inverse, dtype=targets.dtype, device=targets.device)
-        samples, valid = warp_views(photos, chosen, target_cams, depth)
+        samples, valid = warp_views(photos, chosen, target_cams, depth, rays)
         seen = valid.to(samples.dtype)
         mean = ((samples * seen).sum(dim=2) / seen.sum(dim=2).clamp_min(1))[0]  # [T, 3, H, W]
         error = F.avg_pool2d((mean - targets).square().mean(dim=1, keepdim=True), window, 1, window // 2,
