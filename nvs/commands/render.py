@@ -12,9 +12,11 @@ from nvs.geometry.camera_paths import auto_path_kind, make_path
 from nvs.geometry.scene_normalization import fitted_frame
 from nvs.datasets.formats import load_views, read_any_scene
 from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_eval_index, spread_order
-from nvs.inference import (DEVICE_HELP, RENDERER_HELP, add_inference_arguments, apply_reading_settings, capture_warning,
+from nvs.inference import (AUTO_VIEWS, AUTO_VIEWS_OBJECT, AUTO_VIEWS_PHOTOS, DEVICE_HELP, RENDERER_HELP,
+                           add_inference_arguments, apply_reading_settings, auto_input_views, capture_warning,
                            choose_checkpoint, configure_inference, exposure_gains, exposure_note, memorize_views,
-                           reads_backdrops, render_cameras, resolve_device, resolve_turns, scene_octave, sweep_note)
+                           reads_backdrops, render_cameras, resolve_device, resolve_turns, scene_octave, sweep_note,
+                           views_argument)
 from nvs.io.media import save_video
 from nvs.models import load_renderer
 from nvs.commands import argtypes as T
@@ -49,26 +51,33 @@ def choose_inputs(record, views: int, selection: str = "spread", scene: Path | N
 
 
 def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps: float | None, out: Path,
-                views: int, size: tuple[int, int], scene_index: int = 0, chunk: int = 8, device: str = "auto",
+                views: int | str, size: tuple[int, int], scene_index: int = 0, chunk: int = 8, device: str = "auto",
                 selection: str = "spread", normalize: str | None = None, resize: str | None = None,
                 index: str | None = None, write_index: str | None = None,
                 memory_budget: str | int | None = "auto", dtype: str = "fp32", adapt_options=None,
                 turns: int | str = "auto", settings: list[tuple[str, object]] | None = None) -> dict:
     """Memorise the chosen input views of a scene and render a camera path. The path is built in
     the scene's world frame; with a normalisation, inputs and path are re-expressed together
-    (fitted on the inputs: a path has no target views). ``adapt_options`` (AdaptOptions): adapt
+    (fitted on the inputs: a path has no target views). ``views``: how many inputs, or auto
+    (nvs.inference.auto_input_views of the renderer loaded; ignored with an ``index``). ``adapt_options`` (AdaptOptions): adapt
     the renderer to the input views first; ``turns``: nvs.inference.resolve_turns; ``settings``:
     nvs.inference.apply_reading_settings. ``checkpoint``:
     a file, or auto / object / scene (see nvs.inference.choose_checkpoint; auto looks at the
     chosen input cameras)."""
     device = resolve_device(device)
     record = read_any_scene(scene, scene_index)
-    chosen = choose_inputs(record, views, selection, scene, scene_index, index)
+    chosen = choose_inputs(record, AUTO_VIEWS if views == "auto" else views, selection, scene, scene_index, index)
     # auto looks at the photos too, read as the shipped renderers read them (bilinear)
     loaded = load_views(record, chosen, *size, resize="bilinear") if str(checkpoint) == "auto" else None
     checkpoint, why = choose_checkpoint(checkpoint, record.cameras[chosen], None if loaded is None else loaded[0])
     print(f"renderer: {checkpoint.name} ({why})")
     model = load_renderer(checkpoint, device=device)
+    if views == "auto" and index is None:
+        wanted = min(auto_input_views(model), record.cameras.shape[0])
+        if wanted != len(chosen):
+            chosen, loaded = choose_inputs(record, wanted, selection, scene, scene_index), None
+        print(f"input views: {len(chosen)} of the scene's {record.cameras.shape[0]} (--views auto: at most "
+              f"{auto_input_views(model)} for this renderer)")
     applied = apply_reading_settings(model, settings)
     turns = resolve_turns(model, turns)  # of the renderer loaded, adapted or not
     runner = configure_inference(model, memory_budget, dtype, turns)
@@ -128,7 +137,11 @@ def add_parser(sub) -> None:
                         "orbit | spiral | interpolate | nerfstudio camera_path.json")
     p.add_argument("--frames", type=T.positive_int(10_000), default=60)
     p.add_argument("--fps", type=T.positive_float(1000), help="default: the path file's fps, else 24")
-    p.add_argument("--views", type=T.positive_int(4096), default=8, help="input views")
+    p.add_argument("--views", type=views_argument, default="auto",
+                   help=f"input views: auto (the default: every view of the scene, up to {AUTO_VIEWS_OBJECT} for a "
+                        f"renderer trained in the object frame, such as the shipped object renderer, {AUTO_VIEWS_PHOTOS} "
+                        f"for another that draws from its photos, such as the shipped scene renderer, {AUTO_VIEWS} "
+                        "for any other) or N")
     p.add_argument("--selection", choices=["spread", "official", "kmeans"], default="spread",
                    help="which input views: evenly spaced, the official seeded sampling, or the Long-LRM k-means inputs")
     p.add_argument("--index", help="evaluation index JSON: take the scene's 'context' views as inputs")

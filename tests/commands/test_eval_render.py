@@ -229,6 +229,29 @@ def test_render_picks_the_shipped_renderer_of_the_capture(tmp_path):
     assert forced["checkpoint"].endswith("lact_object.safetensors") and "--checkpoint scene" in forced["warnings"][0]
 
 
+def test_render_memorises_as_many_input_views_as_its_renderer_gains_from(tmp_path):
+    """--views auto (the default): every view of a turntable for the object renderer (up to
+    AUTO_VIEWS_OBJECT), at most AUTO_VIEWS_PHOTOS of a walk for the scene renderer, spread from its
+    first frame to its last; a number is taken as given."""
+    from nvs.commands.cli import main
+    from nvs.datasets.formats import write_dataset
+    from nvs.datasets.procedural import object_scene, room_scene
+    from nvs.inference import AUTO_VIEWS_OBJECT, AUTO_VIEWS_PHOTOS
+
+    frames = AUTO_VIEWS_PHOTOS + 4
+    assert frames <= AUTO_VIEWS_OBJECT
+    room, turntable = room_scene(5, frames, 64, 64), object_scene(5, frames, 64, 64)
+    chosen = {}
+    for kind, scene, views in (("room", room, []), ("object", turntable, []), ("few", room, ["--views", "3"])):
+        write_dataset(tmp_path / kind, "lact", [(kind, scene.images, scene.cameras)])
+        assert main(["render", "--scene", str(tmp_path / kind), *views, "--frames", "2", "--size", "64", "64",
+                     "--out", str(tmp_path / f"{kind}.mp4")]) == 0
+        chosen[kind] = json.loads((tmp_path / f"{kind}.mp4.json").read_text())["input_views"]
+    assert sorted(chosen["object"]) == list(range(frames))
+    assert len(set(chosen["room"])) == AUTO_VIEWS_PHOTOS and {0, frames - 1} <= set(chosen["room"])
+    assert len(chosen["few"]) == 3
+
+
 def test_the_object_renderer_scores_a_capture_alike_in_any_world_frame(tmp_path):
     """Its checkpoint names the object normalisation: the same turntable with the world turned
     y-up, shrunk and shifted (another convention for the same photos) scores as in the frame it
