@@ -122,21 +122,6 @@ def memory_size_argument(text: str) -> str:
     return text
 
 
-def views_argument(text: str) -> int | str:
-    """An argparse type: ``auto`` or a whole number of input views, 1 to MAX_VIEWS."""
-    import argparse
-
-    if str(text).strip().lower() == "auto":
-        return "auto"
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not auto or a whole number") from None
-    if not 1 <= value <= MAX_VIEWS:
-        raise argparse.ArgumentTypeError(f"{value} input views: use 1-{MAX_VIEWS}")
-    return value
-
-
 def auto_input_views(model: torch.nn.Module) -> int:
     """The input views ``--views auto`` memorises at most: AUTO_VIEWS_OBJECT for renderers trained in
     the object frame, AUTO_VIEWS_PHOTOS for other renderers that draw from their photos, else AUTO_VIEWS."""
@@ -146,19 +131,26 @@ def auto_input_views(model: torch.nn.Module) -> int:
     return AUTO_VIEWS_PHOTOS if getattr(config, "view_blend", 0) or getattr(config, "sweep_views", 0) else AUTO_VIEWS
 
 
-def turns_argument(text: str) -> int | str:
-    """An argparse type: ``auto`` or a whole number of turns, 1 to MAX_TURNS."""
+def auto_or_count(what: str, high: int):
+    """An argparse type: ``auto`` or a whole number of ``what``, 1 to ``high``."""
     import argparse
 
-    if str(text).strip().lower() == "auto":
-        return "auto"
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not auto or a whole number") from None
-    if not 1 <= value <= MAX_TURNS:
-        raise argparse.ArgumentTypeError(f"{value} turns: use 1-{MAX_TURNS}")
-    return value
+    def auto_or_count(text: str) -> int | str:
+        if str(text).strip().lower() == "auto":
+            return "auto"
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not auto or a whole number") from None
+        if not 1 <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} {what}: use 1-{high}")
+        return value
+
+    return auto_or_count
+
+
+turns_argument = auto_or_count("turns", MAX_TURNS)
+views_argument = auto_or_count("input views", MAX_VIEWS)
 
 
 def add_inference_arguments(parser) -> None:

@@ -23,7 +23,7 @@ NEGATIVE_MEANS_SOMETHING = {("--threads", "-1")}  # every core
 SIGNED = {"--elevations"}  # camera elevations in degrees: at and below the horizon too
 NOT_NUMBERS = ["abc", "", " ", "nan", "NaN", "inf", "-inf", "Infinity", "1e999", "0x1F", "1,5", "½", "3 4", "--", "None"]
 TOO_BIG = ["99999999999999999999", "1e20", "9" * 40]
-NUMERIC_TYPES = {"memory_size", "turns_argument", "positive_int", "nonneg_int", "image_side", "port", "seed", "threads", "chunk", "positive_float",
+NUMERIC_TYPES = {"memory_size", "auto_or_count", "positive_int", "nonneg_int", "image_side", "port", "seed", "threads", "chunk", "positive_float",
                  "finite_float", "float_range"}
 
 
