@@ -73,11 +73,10 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
     print(f"renderer: {checkpoint.name} ({why})")
     model = load_renderer(checkpoint, device=device)
     if views == "auto" and index is None:
-        wanted = min(auto_input_views(model), record.cameras.shape[0])
-        if wanted != len(chosen):
-            chosen, loaded = choose_inputs(record, wanted, selection, scene, scene_index), None
-        print(f"input views: {len(chosen)} of the scene's {record.cameras.shape[0]} (--views auto: at most "
-              f"{auto_input_views(model)} for this renderer)")
+        most, available = auto_input_views(model), record.cameras.shape[0]
+        if min(most, available) != len(chosen):
+            chosen, loaded = choose_inputs(record, min(most, available), selection, scene, scene_index), None
+        print(f"input views: {len(chosen)} of the scene's {available} (--views auto: at most {most} for this renderer)")
     applied = apply_reading_settings(model, settings)
     turns = resolve_turns(model, turns)  # of the renderer loaded, adapted or not
     runner = configure_inference(model, memory_budget, dtype, turns)
