@@ -85,7 +85,7 @@ def synchronize(device: torch.device) -> None:
 INFERENCE_DTYPES = ("fp32", "bf16")
 AUTO_TURNS = 4  # copies of the world an object renderer runs in by default (models/turn_ensemble.py)
 # Input views `nvs render --views auto` memorises at most (README, "Your own photos"). On 12 held-out scenes of 48
-# frames, 4 of them the targets: the object renderer gained with every view added up to 44 (8: 23.9 dB, 16: 26.0,
+# frames, 4 of them the targets: the object renderer gained at each count tried up to 44 (8: 23.9 dB, 16: 26.0,
 # 32: 27.5, 44: 27.8); the scene renderer up to 16 (8: 32.4, 16: 32.7) and lost beyond (32: 30.6, 44: 29.1).
 AUTO_VIEWS_OBJECT = 48
 AUTO_VIEWS_PHOTOS = 16  # a renderer that draws from its photos (view blending, plane sweep) in a scene frame

@@ -58,8 +58,9 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
                 turns: int | str = "auto", settings: list[tuple[str, object]] | None = None) -> dict:
     """Memorise the chosen input views of a scene and render a camera path. The path is built in
     the scene's world frame; with a normalisation, inputs and path are re-expressed together
-    (fitted on the inputs: a path has no target views). ``views``: how many inputs, or auto
-    (nvs.inference.auto_input_views of the renderer loaded; ignored with an ``index``). ``adapt_options`` (AdaptOptions): adapt
+    (fitted on the inputs: a path has no target views). ``views``: how many inputs, or auto (with
+    the spread selection nvs.inference.auto_input_views of the renderer loaded, else AUTO_VIEWS;
+    ignored with an ``index``). ``adapt_options`` (AdaptOptions): adapt
     the renderer to the input views first; ``turns``: nvs.inference.resolve_turns; ``settings``:
     nvs.inference.apply_reading_settings. ``checkpoint``:
     a file, or auto / object / scene (see nvs.inference.choose_checkpoint; auto looks at the
@@ -72,7 +73,7 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
     checkpoint, why = choose_checkpoint(checkpoint, record.cameras[chosen], None if loaded is None else loaded[0])
     print(f"renderer: {checkpoint.name} ({why})")
     model = load_renderer(checkpoint, device=device)
-    if views == "auto" and index is None:
+    if views == "auto" and index is None and selection == "spread":  # official and kmeans keep their protocol's 8
         most, available = auto_input_views(model), record.cameras.shape[0]
         if min(most, available) != len(chosen):
             chosen, loaded = choose_inputs(record, min(most, available), selection, scene, scene_index), None
@@ -137,10 +138,11 @@ def add_parser(sub) -> None:
     p.add_argument("--frames", type=T.positive_int(10_000), default=60)
     p.add_argument("--fps", type=T.positive_float(1000), help="default: the path file's fps, else 24")
     p.add_argument("--views", type=views_argument, default="auto",
-                   help=f"input views: auto (the default: every view of the scene, up to {AUTO_VIEWS_OBJECT} for a "
-                        f"renderer trained in the object frame, such as the shipped object renderer, {AUTO_VIEWS_PHOTOS} "
-                        f"for another that draws from its photos, such as the shipped scene renderer, {AUTO_VIEWS} "
-                        "for any other) or N")
+                   help=f"input views: auto (the default: with --selection spread every view of the scene, up to "
+                        f"{AUTO_VIEWS_OBJECT} for a renderer trained in the object frame, such as the shipped object "
+                        f"renderer, {AUTO_VIEWS_PHOTOS} for another that draws from its photos, such as the shipped "
+                        f"scene renderer, {AUTO_VIEWS} for any other; {AUTO_VIEWS} with the official and kmeans "
+                        "selections) or N")
     p.add_argument("--selection", choices=["spread", "official", "kmeans"], default="spread",
                    help="which input views: evenly spaced, the official seeded sampling, or the Long-LRM k-means inputs")
     p.add_argument("--index", help="evaluation index JSON: take the scene's 'context' views as inputs")

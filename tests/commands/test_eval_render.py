@@ -229,27 +229,36 @@ def test_render_picks_the_shipped_renderer_of_the_capture(tmp_path):
     assert forced["checkpoint"].endswith("lact_object.safetensors") and "--checkpoint scene" in forced["warnings"][0]
 
 
-def test_render_memorises_as_many_input_views_as_its_renderer_gains_from(tmp_path):
+def test_render_memorises_as_many_input_views_as_its_renderer_gains_from(tmp_path, monkeypatch):
     """--views auto (the default): every view of a turntable for the object renderer (up to
     AUTO_VIEWS_OBJECT), at most AUTO_VIEWS_PHOTOS of a walk for the scene renderer, spread from its
-    first frame to its last; a number is taken as given."""
+    first frame to its last, and what is memorised is what the summary lists; a number is taken as
+    given, and the k-means protocol keeps its 8."""
     from nvs.commands.cli import main
     from nvs.datasets.formats import write_dataset
     from nvs.datasets.procedural import object_scene, room_scene
     from nvs.inference import AUTO_VIEWS_OBJECT, AUTO_VIEWS_PHOTOS
 
+    import nvs.commands.render as render_command
+
     frames = AUTO_VIEWS_PHOTOS + 4
     assert frames <= AUTO_VIEWS_OBJECT
     room, turntable = room_scene(5, frames, 64, 64), object_scene(5, frames, 64, 64)
+    memorised = []
+    memorize_views = render_command.memorize_views
+    monkeypatch.setattr(render_command, "memorize_views",
+                        lambda runner, images, cams: memorised.append(images.shape[-4]) or memorize_views(runner, images, cams))
     chosen = {}
-    for kind, scene, views in (("room", room, []), ("object", turntable, []), ("few", room, ["--views", "3"])):
+    for kind, scene, options in (("room", room, []), ("object", turntable, []), ("few", room, ["--views", "3"]),
+                                 ("kmeans", turntable, ["--selection", "kmeans"])):
         write_dataset(tmp_path / kind, "lact", [(kind, scene.images, scene.cameras)])
-        assert main(["render", "--scene", str(tmp_path / kind), *views, "--frames", "2", "--size", "64", "64",
+        assert main(["render", "--scene", str(tmp_path / kind), *options, "--frames", "2", "--size", "64", "64",
                      "--out", str(tmp_path / f"{kind}.mp4")]) == 0
         chosen[kind] = json.loads((tmp_path / f"{kind}.mp4.json").read_text())["input_views"]
     assert sorted(chosen["object"]) == list(range(frames))
     assert len(set(chosen["room"])) == AUTO_VIEWS_PHOTOS and {0, frames - 1} <= set(chosen["room"])
-    assert len(chosen["few"]) == 3
+    assert len(chosen["few"]) == 3 and len(chosen["kmeans"]) == 8  # a protocol's selection keeps its count
+    assert memorised == [len(chosen[kind]) for kind in ("room", "object", "few", "kmeans")]
 
 
 def test_the_object_renderer_scores_a_capture_alike_in_any_world_frame(tmp_path):
