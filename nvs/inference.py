@@ -87,9 +87,9 @@ AUTO_TURNS = 4  # copies of the world an object renderer runs in by default (mod
 # Input views `nvs render --views auto` memorises at most (README, "Your own photos"). On 12 held-out scenes of 48
 # frames, 4 of them the targets: the object renderer gained at each count tried up to 44 (8: 23.9 dB, 16: 26.0,
 # 32: 27.5, 44: 27.8); the scene renderer up to 16 (8: 32.4, 16: 32.7) and lost beyond (32: 30.6, 44: 29.1).
-AUTO_VIEWS_OBJECT = 48
-AUTO_VIEWS_PHOTOS = 16  # a renderer that draws from its photos (view blending, plane sweep) in a scene frame
-AUTO_VIEWS = 8  # any other: the published models' evaluations use a fixed count
+AUTO_VIEWS_OBJECT = 48  # a renderer that draws from its photos (view blending, plane sweep) in the object frame
+AUTO_VIEWS_PHOTOS = 16  # one that draws from its photos in a scene frame
+AUTO_VIEWS = 8  # any other (the published models, renderers that only decode): counts not measured
 MAX_VIEWS = 4096
 MAX_TURNS = 36
 TURNS_HELP = ("auto (the default: 4 for renderers trained in the object frame, such as the shipped object renderer; "
@@ -123,12 +123,13 @@ def memory_size_argument(text: str) -> str:
 
 
 def auto_input_views(model: torch.nn.Module) -> int:
-    """The input views ``--views auto`` memorises at most: AUTO_VIEWS_OBJECT for renderers trained in
-    the object frame, AUTO_VIEWS_PHOTOS for other renderers that draw from their photos, else AUTO_VIEWS."""
-    if getattr(model, "normalization", None) == "object":
-        return AUTO_VIEWS_OBJECT
+    """The input views ``--views auto`` memorises at most: for renderers that draw from their photos,
+    AUTO_VIEWS_OBJECT where trained in the object frame and AUTO_VIEWS_PHOTOS otherwise; AUTO_VIEWS
+    for any other."""
     config = getattr(model, "config", None)
-    return AUTO_VIEWS_PHOTOS if getattr(config, "view_blend", 0) or getattr(config, "sweep_views", 0) else AUTO_VIEWS
+    if not (getattr(config, "view_blend", 0) or getattr(config, "sweep_views", 0)):
+        return AUTO_VIEWS
+    return AUTO_VIEWS_OBJECT if getattr(model, "normalization", None) == "object" else AUTO_VIEWS_PHOTOS
 
 
 def auto_or_count(what: str, high: int):

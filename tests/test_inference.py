@@ -165,3 +165,20 @@ def test_large_tensors_come_from_the_heap_and_return_to_it_unless_the_environmen
     assert took == "True" and mapped < 100 and kept >= 190  # on the heap, and kept there for the next tensor
     took, mapped, kept = _heap_after_a_large_tensor(MALLOC_TOP_PAD_="0")
     assert took == "False" and mapped >= 190 and kept < 100  # glibc's default: its own mmap, unmapped when freed
+
+
+def test_auto_input_views_counts_only_for_renderers_that_draw_from_their_photos():
+    """--views auto raises the count only where it was measured: renderers with a plane sweep or
+    view blending (48 in the object frame, 16 in a scene frame); a renderer that only decodes keeps
+    8, whatever its frame."""
+    from nvs.inference import AUTO_VIEWS, AUTO_VIEWS_OBJECT, AUTO_VIEWS_PHOTOS, auto_input_views
+
+    counts = {}
+    for name, config in (("decoder", tiny_config()), ("sweep", tiny_config(sweep_views=2, sweep_planes=8))):
+        for frame in ("object", "lvsm", None):
+            model = LaCTRenderer(config)
+            model.normalization = frame
+            counts[name, frame] = auto_input_views(model)
+    assert counts == {("decoder", "object"): AUTO_VIEWS, ("decoder", "lvsm"): AUTO_VIEWS, ("decoder", None): AUTO_VIEWS,
+                      ("sweep", "object"): AUTO_VIEWS_OBJECT, ("sweep", "lvsm"): AUTO_VIEWS_PHOTOS,
+                      ("sweep", None): AUTO_VIEWS_PHOTOS}

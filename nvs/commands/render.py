@@ -139,10 +139,10 @@ def add_parser(sub) -> None:
     p.add_argument("--fps", type=T.positive_float(1000), help="default: the path file's fps, else 24")
     p.add_argument("--views", type=views_argument, default="auto",
                    help=f"input views: auto (the default: with --selection spread every view of the scene, up to "
-                        f"{AUTO_VIEWS_OBJECT} for a renderer trained in the object frame, such as the shipped object "
-                        f"renderer, {AUTO_VIEWS_PHOTOS} for another that draws from its photos, such as the shipped "
-                        f"scene renderer, {AUTO_VIEWS} for any other; {AUTO_VIEWS} with the official and kmeans "
-                        "selections) or N")
+                        f"{AUTO_VIEWS_OBJECT} for a renderer that draws from its photos in the object frame, such as "
+                        f"the shipped object renderer, {AUTO_VIEWS_PHOTOS} for one that does so in a scene frame, such "
+                        f"as the shipped scene renderer, {AUTO_VIEWS} for any other; {AUTO_VIEWS} with the official "
+                        "and kmeans selections) or N")
     p.add_argument("--selection", choices=["spread", "official", "kmeans"], default="spread",
                    help="which input views: evenly spaced, the official seeded sampling, or the Long-LRM k-means inputs")
     p.add_argument("--index", help="evaluation index JSON: take the scene's 'context' views as inputs")
