@@ -22,8 +22,8 @@ from nvs.datasets.procedural import HELDOUT_SEED
 from nvs.geometry.camera_paths import PATH_KINDS
 from nvs.viewer.camera_plot import camera_figure
 from nvs.assets import SHIPPED
-from nvs.inference import (capture_warning, choose_checkpoint, configure_inference, exposure_gains, exposure_note,
-                           reads_backdrops, renderer_frame, scene_octave, sweep_note)
+from nvs.inference import (AUTO_VIEWS_OBJECT, auto_input_views, capture_warning, choose_checkpoint, configure_inference,
+                           exposure_gains, exposure_note, reads_backdrops, renderer_frame, scene_octave, sweep_note)
 from nvs.io.media import to_uint8
 from nvs.io.untrusted import VIEWER_LIMITS, Limits, bounded_number, public_message
 from nvs.viewer.session_files import SESSION_TTL_S, SessionFolders, check_port
@@ -75,9 +75,15 @@ def _progress_callback(progress: gr.Progress):
     return lambda stage, fraction: progress(fraction, desc=stage)
 
 
-def _views(value) -> int:
-    """The input-view count a request asks for (the slider's range, whatever the API sends)."""
-    return bounded_number(value, "input views", "the request", 2, 16, integer=True)
+MAX_INPUT_VIEWS = AUTO_VIEWS_OBJECT  # the most the shipped renderers were measured to gain from
+VIEW_CHOICES = ["auto", *range(2, MAX_INPUT_VIEWS + 1)]
+
+
+def _views(value) -> int | str:
+    """The input-view count a request asks for: auto or a number of the menu's range, whatever the API sends."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    return bounded_number(value, "input views", "the request", 2, MAX_INPUT_VIEWS, integer=True)
 
 
 def _timings(scene: viewer.ViewerScene) -> str:
@@ -87,7 +93,7 @@ def _timings(scene: viewer.ViewerScene) -> str:
 class ViewerApp:
     """The handlers, bound to the renderers shared (read-only) by all sessions."""
 
-    def __init__(self, checkpoint: str | Path = "auto", size: int = 128, input_views: int = 8,
+    def __init__(self, checkpoint: str | Path = "auto", size: int = 128, input_views: int | str = "auto",
                  device: str = "auto", memory_budget: str | int | None = "auto", dtype: str = "fp32",
                  limits: Limits = VIEWER_LIMITS, turns: int | str = "auto",
                  settings: list[tuple[str, object]] | None = None):
@@ -123,6 +129,13 @@ class ViewerApp:
             return self.choice, "the renderer asked for"
         path, why = choose_checkpoint("auto", scene.cameras, scene.images)
         return next(k for k, p in SHIPPED.items() if p == path), why
+
+    def _input_count(self, views: int | str) -> viewer.ViewCount:
+        """A request's input views for nvs.viewer.session: a number as asked, or for auto a function of
+        the capture: nvs.inference.auto_input_views of the renderer that will draw it (as ``nvs render``)."""
+        if views != "auto":
+            return views
+        return lambda scene: auto_input_views(self.renderers[self._pick(scene)[0]])
 
     def _model(self, session: Session):
         return session.model if session.model is not None else self.runners[session.renderer]
@@ -192,7 +205,7 @@ class ViewerApp:
         if kind not in self.example_kinds:
             raise gr.Error(f"unknown example {kind!r}; choose one of {', '.join(self.example_kinds)}", print_exception=False)
         seed = bounded_number(seed, "seed", "the example", 0, 2**32 - 1, integer=True)
-        views = _views(views)
+        views = self._input_count(_views(views))
         return self._load(session, lambda work: viewer.example_scene(seed, views, 4, self.size, kind), progress)
 
     @readable_errors
@@ -200,7 +213,8 @@ class ViewerApp:
         if not files:
             raise gr.Error("no files uploaded: choose photos, a zip of photos or a video", print_exception=False)
         paths = [Path(f) for f in (files if isinstance(files, list) else [files])]
-        return self._load(session, lambda work: viewer.photo_scene(paths, work, _views(views), self.size,
+        views = self._input_count(_views(views))
+        return self._load(session, lambda work: viewer.photo_scene(paths, work, views, self.size,
                                                                    _progress_callback(progress), limits=self.limits),
                           progress)
 
@@ -209,7 +223,8 @@ class ViewerApp:
         if not zip_file:
             raise gr.Error("no zip uploaded: choose a zip holding opencv_cameras.json or transforms.json", print_exception=False)
         progress(0.0, desc="reading the posed scene")
-        return self._load(session, lambda work: viewer.posed_zip_scene(Path(zip_file), work, _views(views), self.size,
+        views = self._input_count(_views(views))
+        return self._load(session, lambda work: viewer.posed_zip_scene(Path(zip_file), work, views, self.size,
                                                                         limits=self.limits),
                           progress)
 
@@ -283,7 +298,9 @@ class ViewerApp:
                         posed = gr.File(file_types=[".zip"], label="zip with opencv_cameras.json or transforms.json + images",
                                         elem_id="posed-upload")
                         posed_btn = gr.Button("Load posed scene", variant="primary", elem_id="load-posed")
-                    views = gr.Slider(2, 16, value=self.input_views, step=1, label="input views")
+                    views = gr.Dropdown(VIEW_CHOICES, value=self.input_views, elem_id="input-views",
+                                        label="input views (auto: as many as the renderer gains from; "
+                                              "the rest are held out and scored)")
                     status = gr.Markdown("No scene yet.", elem_id="status")
                     budget = gr.Slider(10, 300, value=60, step=5, label="adaptation budget (s)", elem_id="adapt-budget")
                     adapt_btn = gr.Button("Adapt to this scene", elem_id="adapt")

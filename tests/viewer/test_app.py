@@ -147,6 +147,7 @@ def test_browser_example_then_slider_changes_the_view(page, tmp_path):
     after = _view_pixels(page)
     assert before.shape == after.shape and np.abs(after - before).mean() > 2
     assert "PSNR" in page.locator("#metrics").inner_text()
+    assert "48 input views" in page.locator("#status").inner_text()  # auto, for the object renderer
     shot = tmp_path / "app.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
@@ -160,6 +161,7 @@ def test_browser_room_walk_is_drawn_by_the_scene_renderer_in_16_9(page):
     _wait_status(page, "lact_scene.safetensors")
     page.locator("#view img").wait_for(timeout=WAIT_MS)
     assert "PSNR" in page.locator("#metrics").inner_text()
+    assert "16 input views" in page.locator("#status").inner_text()  # auto, for the scene renderer
     height, width = _view_pixels(page).shape[:2]
     assert abs(width / height - 16 / 9) < 0.1, (height, width)
     assert height >= 2 * 128, f"the 128-pixel frame is shown at {height} pixels, not enlarged to its box"
@@ -175,8 +177,16 @@ def test_browser_uploads_a_photo_set(page, ring_photos):
     page.locator("#photo-upload").get_by_text("view_023").wait_for(timeout=WAIT_MS)  # upload finished
     page.locator("#reconstruct").click()
     _wait_status(page, "COLMAP registered 24 of 24 photos")
-    assert "uploaded photos" in page.locator("#status").inner_text()
-    assert "PSNR" in page.locator("#metrics").inner_text()
+    status = page.locator("#status").inner_text()
+    # input views auto: a turntable on white goes to the object renderer, which takes every photo
+    assert "uploaded photos: 24 input views" in status and "all 24 posed views are inputs" in status, status
+    assert "no held-out views" in page.locator("#metrics").inner_text()
+    page.locator("#input-views input").click()
+    page.get_by_role("option", name="12", exact=True).click()
+    page.locator("#reconstruct").click()
+    _wait_status(page, "uploaded photos: 12 input views")
+    assert "12 posed view(s) beyond the 12 inputs are held out" in page.locator("#status").inner_text()
+    page.get_by_text("PSNR").first.wait_for(timeout=WAIT_MS)
 
 
 @pytest.mark.slow
