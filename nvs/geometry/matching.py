@@ -16,6 +16,8 @@ from torch import Tensor
 from nvs.cameras import Cameras
 
 NEIGHBOURS = 3  # each view is matched with this many views whose centres are nearest its own
+SPREAD_VIEWS = 8  # the renderers' training count: captures of more views pair no closer than ...
+PAIR_SPACING = 0.7  # ... this share of the spacing SPREAD_VIEWS views spread over them would have
 MIN_SIDE = 384  # photos are upsampled to at least this many pixels on their short side before SIFT
 RATIO = 0.75  # Lowe's ratio test
 MAX_EPIPOLAR_PX = 1.5  # Sampson distance to the known epipolar line, in pixels of the photo
@@ -80,13 +82,37 @@ def sampson_distance(f: np.ndarray, x_i: np.ndarray, x_j: np.ndarray) -> np.ndar
     return np.abs(error) / np.sqrt(fx_i[:, 0] ** 2 + fx_i[:, 1] ** 2 + ftx_j[:, 0] ** 2 + ftx_j[:, 1] ** 2 + 1e-12)
 
 
+def spread_spacing(centers: np.ndarray, count: int = SPREAD_VIEWS) -> float:
+    """How far apart ``count`` views spread over a capture would be: of centres [V, 3], ``count`` are
+    picked by farthest-point sampling (from the one nearest the mean centre), and the median distance
+    from each to its nearest other among them is returned; 0 when V <= count."""
+    if len(centers) <= count:
+        return 0.0
+    picked = [int(np.linalg.norm(centers - centers.mean(axis=0), axis=1).argmin())]
+    nearest = np.linalg.norm(centers - centers[picked[0]], axis=1)
+    for _ in range(count - 1):
+        picked.append(int(nearest.argmax()))
+        nearest = np.minimum(nearest, np.linalg.norm(centers - centers[picked[-1]], axis=1))
+    among = np.linalg.norm(centers[picked][:, None] - centers[picked][None], axis=-1)
+    np.fill_diagonal(among, np.inf)
+    return float(np.median(among.min(axis=1)))
+
+
 def neighbour_pairs(cams: Cameras, neighbours: int = NEIGHBOURS) -> list[tuple[int, int]]:
-    """(i, j), i < j, sorted: each view of cams [V] with its ``neighbours`` nearest by centre."""
+    """(i, j), i < j, sorted: each view of cams [V] with its ``neighbours`` nearest by centre among
+    those at least PAIR_SPACING x :func:`spread_spacing` away (all of them in a capture of at most
+    SPREAD_VIEWS views), then the farthest of the closer ones where too few are that far. Neighbouring frames of
+    a dense capture (a video, a walk of 40 photos) see a far wall from almost the same place: their
+    matches meet at too small an angle to place it, and the depth range lost it."""
     centers = cams.centers.double().cpu().numpy()
+    gap = PAIR_SPACING * spread_spacing(centers)
     pairs = set()
     for v in range(len(centers)):
-        order = np.argsort(np.linalg.norm(centers - centers[v], axis=1))
-        pairs.update((min(v, int(u)), max(v, int(u))) for u in order[1 : neighbours + 1])
+        distance = np.linalg.norm(centers - centers[v], axis=1)
+        order = [int(u) for u in np.argsort(distance) if u != v]
+        far = [u for u in order if distance[u] >= gap]
+        chosen = (far + [u for u in order if distance[u] < gap][::-1])[:neighbours]
+        pairs.update((min(v, u), max(v, u)) for u in chosen)
     return sorted(pairs)
 
 

@@ -53,3 +53,16 @@ def test_a_keypoint_whose_pairs_disagree_is_dropped():
     disagreeing = [(0, 8, 1, 2, np.array([0.0, 1.0, 2.0])), (0, 8, 2, 6, np.array([0.0, 1.0, 4.0]))]
     kept = confirmed(agreeing + lone + disagreeing, centers)
     assert kept.shape == (2, 3) and np.allclose(kept[:, 2], [3.0, 3.02])
+
+
+def test_a_dense_capture_finds_the_range_its_spread_views_find():
+    """40 frames along a line 1 unit long, looking at planes 2 and 4.5 away: neighbouring frames see
+    them at under 1 degree of parallax, so the range comes from frames as far apart as 8 spread
+    views would be, and holds both planes."""
+    cams = line_of_cameras(40)
+    images, distance = noise_plane_views(cams, [(2.0, 0.0), (4.5, math.inf)])
+    near, far = depth_range(sparse_points(images, cams), cams)
+    assert near < 2.0 and far > 4.5 * 1.05
+    spread = torch.linspace(0, 39, 8).round().long()
+    few_near, few_far = depth_range(sparse_points(images[spread], cams[spread]), cams[spread])
+    assert abs(math.log(near / few_near)) < 0.1 and abs(math.log(far / few_far)) < 0.1

@@ -2,8 +2,8 @@ import numpy as np
 import torch
 
 from nvs.cameras import Cameras
-from nvs.geometry.matching import (_gray_uint8, epipolar_matches, fundamental_matrix, neighbour_pairs, sampson_distance,
-                                   scene_matches, sift_features)
+from nvs.geometry.matching import (PAIR_SPACING, SPREAD_VIEWS, _gray_uint8, epipolar_matches, fundamental_matrix,
+                                   neighbour_pairs, sampson_distance, scene_matches, sift_features, spread_spacing)
 from tests.helpers import PLANE_Z, line_of_cameras, noise_plane_views
 
 
@@ -22,6 +22,34 @@ def test_each_view_is_paired_with_its_nearest_views():
     cams = line_of_cameras(5)  # centres evenly spaced along x
     assert neighbour_pairs(cams, 1) == [(0, 1), (1, 2), (2, 3), (3, 4)]
     assert (0, 2) in neighbour_pairs(cams, 2) and (0, 3) not in neighbour_pairs(cams, 2)
+
+
+def test_a_dense_capture_pairs_views_as_far_apart_as_spread_inputs_would_be():
+    """40 frames along a line: each is paired with the nearest frames at least PAIR_SPACING x the
+    spacing of 8 spread views away, not with its immediate neighbours; 8 views keep the nearest."""
+    centres = np.stack([np.linspace(-0.5, 0.5, 40), np.zeros(40), np.zeros(40)], axis=1)
+    spacing = spread_spacing(centres)
+    assert 1 / 8 - 1e-9 <= spacing <= 1 / 4 + 1e-9  # 8 of them over a line of length 1
+    assert spread_spacing(centres[:: 5]) == 0.0  # 8 views: nothing to spread
+    cams = line_of_cameras(40, size=16)
+    pairs = neighbour_pairs(cams)
+    x = cams.centers[:, 0].double().numpy()
+    gaps = np.array([abs(x[j] - x[i]) for i, j in pairs])
+    assert gaps.min() >= PAIR_SPACING * spacing - 1e-9 and gaps.max() < PAIR_SPACING * spacing + 3 / 39
+    assert gaps.min() > 3 / 39  # 4 frames apart at least, never the neighbouring frames
+    assert all(sum(v in p for p in pairs) >= 3 for v in range(40))
+    sparse = neighbour_pairs(line_of_cameras(SPREAD_VIEWS, size=16))  # the nearest, however close
+    assert all((v, v + 1) in sparse for v in range(SPREAD_VIEWS - 1)) and max(j - i for i, j in sparse) <= 3
+
+
+def test_views_with_too_few_far_enough_pair_with_the_farthest_of_the_closer(monkeypatch):
+    import nvs.geometry.matching as matching
+
+    monkeypatch.setattr(matching, "PAIR_SPACING", 1e9)  # no view is far enough from any other
+    pairs = neighbour_pairs(line_of_cameras(12, size=16))
+    for v, farthest in ((0, (9, 10, 11)), (5, (0, 10, 11)), (6, (0, 1, 11)), (11, (0, 1, 2))):
+        assert {tuple(sorted((v, u))) for u in farthest} <= set(pairs), v
+    assert (0, 1) not in pairs and (10, 11) not in pairs
 
 
 def test_matches_on_a_textured_plane_are_the_plane_s_true_correspondences():
