@@ -85,10 +85,9 @@ def synchronize(device: torch.device) -> None:
 INFERENCE_DTYPES = ("fp32", "bf16")
 AUTO_TURNS = 4  # copies of the world an object renderer runs in by default (models/turn_ensemble.py)
 # Input views `nvs render --views auto` memorises at most (README, "Your own photos"). On 12 held-out scenes of 48
-# frames, 4 of them the targets: the object renderer gained at each count tried up to 44 (8: 23.9 dB, 16: 26.0,
-# 32: 27.5, 44: 27.8); the scene renderer up to 16 (8: 32.4, 16: 32.7) and lost beyond (32: 30.6, 44: 29.1).
-AUTO_VIEWS_OBJECT = 48  # a renderer that draws from its photos (view blending, plane sweep) in the object frame
-AUTO_VIEWS_PHOTOS = 16  # one that draws from its photos in a scene frame
+# frames, 4 of them the targets, both shipped renderers gained up to the largest count tried, 44: the object
+# renderer (8: 23.9 dB, 16: 26.0, 32: 27.5, 44: 27.8) and the scene renderer (8: 32.4, 16: 33.5, 32: 33.5, 44: 34.6).
+AUTO_VIEWS_PHOTOS = 48  # a renderer that draws from its photos (view blending, plane sweep)
 AUTO_VIEWS = 8  # any other (the published models, renderers that only decode): counts not measured
 MAX_VIEWS = 4096
 MAX_TURNS = 36
@@ -123,13 +122,10 @@ def memory_size_argument(text: str) -> str:
 
 
 def auto_input_views(model: torch.nn.Module) -> int:
-    """The input views ``--views auto`` memorises at most: for renderers that draw from their photos,
-    AUTO_VIEWS_OBJECT where trained in the object frame and AUTO_VIEWS_PHOTOS otherwise; AUTO_VIEWS
-    for any other."""
+    """The input views ``--views auto`` memorises at most: AUTO_VIEWS_PHOTOS for renderers that draw
+    from their photos, AUTO_VIEWS for any other."""
     config = getattr(model, "config", None)
-    if not (getattr(config, "view_blend", 0) or getattr(config, "sweep_views", 0)):
-        return AUTO_VIEWS
-    return AUTO_VIEWS_OBJECT if getattr(model, "normalization", None) == "object" else AUTO_VIEWS_PHOTOS
+    return AUTO_VIEWS_PHOTOS if getattr(config, "view_blend", 0) or getattr(config, "sweep_views", 0) else AUTO_VIEWS
 
 
 def auto_or_count(what: str, high: int):

@@ -169,16 +169,16 @@ def test_large_tensors_come_from_the_heap_and_return_to_it_unless_the_environmen
 
 def test_auto_input_views_counts_only_for_renderers_that_draw_from_their_photos():
     """--views auto raises the count only where it was measured: renderers with a plane sweep or
-    view blending (48 in the object frame, 16 in a scene frame); a renderer that only decodes keeps
-    8, whatever its frame."""
-    from nvs.inference import AUTO_VIEWS, AUTO_VIEWS_OBJECT, AUTO_VIEWS_PHOTOS, auto_input_views
+    view blending, in any frame; a renderer that only decodes keeps 8, whatever its frame."""
+    from nvs.inference import AUTO_VIEWS, AUTO_VIEWS_PHOTOS, auto_input_views
 
     counts = {}
-    for name, config in (("decoder", tiny_config()), ("sweep", tiny_config(sweep_views=2, sweep_planes=8))):
+    for name, config in (("decoder", tiny_config()), ("sweep", tiny_config(sweep_views=2, sweep_planes=8)),
+                         ("blend", tiny_config(view_blend=2))):
         for frame in ("object", "lvsm", None):
             model = LaCTRenderer(config)
             model.normalization = frame
             counts[name, frame] = auto_input_views(model)
-    assert counts == {("decoder", "object"): AUTO_VIEWS, ("decoder", "lvsm"): AUTO_VIEWS, ("decoder", None): AUTO_VIEWS,
-                      ("sweep", "object"): AUTO_VIEWS_OBJECT, ("sweep", "lvsm"): AUTO_VIEWS_PHOTOS,
-                      ("sweep", None): AUTO_VIEWS_PHOTOS}
+    assert AUTO_VIEWS_PHOTOS > AUTO_VIEWS
+    assert counts == {**{("decoder", frame): AUTO_VIEWS for frame in ("object", "lvsm", None)},
+                      **{(heads, frame): AUTO_VIEWS_PHOTOS for heads in ("sweep", "blend") for frame in ("object", "lvsm", None)}}

@@ -12,7 +12,7 @@ from nvs.geometry.camera_paths import auto_path_kind, make_path
 from nvs.geometry.scene_normalization import fitted_frame
 from nvs.datasets.formats import load_views, read_any_scene
 from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_eval_index, spread_order
-from nvs.inference import (AUTO_VIEWS, AUTO_VIEWS_OBJECT, AUTO_VIEWS_PHOTOS, DEVICE_HELP, RENDERER_HELP,
+from nvs.inference import (AUTO_VIEWS, AUTO_VIEWS_PHOTOS, DEVICE_HELP, RENDERER_HELP,
                            add_inference_arguments, apply_reading_settings, auto_input_views, capture_warning,
                            choose_checkpoint, configure_inference, exposure_gains, exposure_note, memorize_views,
                            reads_backdrops, render_cameras, resolve_device, resolve_turns, scene_octave, sweep_note,
@@ -139,10 +139,8 @@ def add_parser(sub) -> None:
     p.add_argument("--fps", type=T.positive_float(1000), help="default: the path file's fps, else 24")
     p.add_argument("--views", type=views_argument, default="auto",
                    help=f"input views: auto (the default: with --selection spread every view of the scene, up to "
-                        f"{AUTO_VIEWS_OBJECT} for a renderer that draws from its photos in the object frame, such as "
-                        f"the shipped object renderer, {AUTO_VIEWS_PHOTOS} for one that does so in a scene frame, such "
-                        f"as the shipped scene renderer, {AUTO_VIEWS} for any other; {AUTO_VIEWS} with the official "
-                        "and kmeans selections) or N")
+                        f"{AUTO_VIEWS_PHOTOS} for a renderer that draws from its photos, such as the shipped ones, "
+                        f"{AUTO_VIEWS} for any other; {AUTO_VIEWS} with the official and kmeans selections) or N")
     p.add_argument("--selection", choices=["spread", "official", "kmeans"], default="spread",
                    help="which input views: evenly spaced, the official seeded sampling, or the Long-LRM k-means inputs")
     p.add_argument("--index", help="evaluation index JSON: take the scene's 'context' views as inputs")

@@ -22,7 +22,7 @@ from nvs.datasets.procedural import HELDOUT_SEED
 from nvs.geometry.camera_paths import PATH_KINDS
 from nvs.viewer.camera_plot import camera_figure
 from nvs.assets import SHIPPED
-from nvs.inference import (AUTO_VIEWS_OBJECT, auto_input_views, capture_warning, choose_checkpoint, configure_inference,
+from nvs.inference import (AUTO_VIEWS_PHOTOS, auto_input_views, capture_warning, choose_checkpoint, configure_inference,
                            exposure_gains, exposure_note, reads_backdrops, renderer_frame, scene_octave, sweep_note)
 from nvs.io.media import to_uint8
 from nvs.io.untrusted import VIEWER_LIMITS, Limits, bounded_number, public_message
@@ -75,7 +75,7 @@ def _progress_callback(progress: gr.Progress):
     return lambda stage, fraction: progress(fraction, desc=stage)
 
 
-MAX_INPUT_VIEWS = AUTO_VIEWS_OBJECT  # the most the shipped renderers were measured to gain from
+MAX_INPUT_VIEWS = AUTO_VIEWS_PHOTOS  # the most the shipped renderers were measured to gain from
 VIEW_CHOICES = ["auto", *range(2, MAX_INPUT_VIEWS + 1)]
 
 

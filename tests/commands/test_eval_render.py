@@ -230,20 +230,19 @@ def test_render_picks_the_shipped_renderer_of_the_capture(tmp_path):
 
 
 def test_render_memorises_as_many_input_views_as_its_renderer_gains_from(tmp_path, monkeypatch):
-    """--views auto (the default): every view of a turntable for the object renderer (up to
-    AUTO_VIEWS_OBJECT), at most AUTO_VIEWS_PHOTOS of a walk for the scene renderer, spread from its
-    first frame to its last, and what is memorised is what the summary lists; a number is taken as
-    given, and the k-means protocol keeps its 8."""
+    """--views auto (the default): every view of a turntable for the object renderer and of a walk
+    for the scene renderer up to AUTO_VIEWS_PHOTOS, spread from a walk's first frame to its last,
+    and what is memorised is what the summary lists; a number is taken as given, and the k-means
+    protocol keeps its 8."""
     from nvs.commands.cli import main
     from nvs.datasets.formats import write_dataset
     from nvs.datasets.procedural import object_scene, room_scene
-    from nvs.inference import AUTO_VIEWS_OBJECT, AUTO_VIEWS_PHOTOS
+    from nvs.inference import AUTO_VIEWS_PHOTOS
 
     import nvs.commands.render as render_command
 
-    frames = AUTO_VIEWS_PHOTOS + 4
-    assert frames <= AUTO_VIEWS_OBJECT
-    room, turntable = room_scene(5, frames, 64, 64), object_scene(5, frames, 64, 64)
+    frames = 20
+    room, turntable = room_scene(5, AUTO_VIEWS_PHOTOS + 4, 64, 64), object_scene(5, frames, 64, 64)
     memorised = []
     memorize_views = render_command.memorize_views
     monkeypatch.setattr(render_command, "memorize_views",
@@ -256,7 +255,7 @@ def test_render_memorises_as_many_input_views_as_its_renderer_gains_from(tmp_pat
                      "--out", str(tmp_path / f"{kind}.mp4")]) == 0
         chosen[kind] = json.loads((tmp_path / f"{kind}.mp4.json").read_text())["input_views"]
     assert sorted(chosen["object"]) == list(range(frames))
-    assert len(set(chosen["room"])) == AUTO_VIEWS_PHOTOS and {0, frames - 1} <= set(chosen["room"])
+    assert len(set(chosen["room"])) == AUTO_VIEWS_PHOTOS and {0, AUTO_VIEWS_PHOTOS + 3} <= set(chosen["room"])
     assert len(chosen["few"]) == 3 and len(chosen["kmeans"]) == 8  # a protocol's selection keeps its count
     assert memorised == [len(chosen[kind]) for kind in ("room", "object", "few", "kmeans")]
 

@@ -161,7 +161,7 @@ def test_browser_room_walk_is_drawn_by_the_scene_renderer_in_16_9(page):
     _wait_status(page, "lact_scene.safetensors")
     page.locator("#view img").wait_for(timeout=WAIT_MS)
     assert "PSNR" in page.locator("#metrics").inner_text()
-    assert "16 input views" in page.locator("#status").inner_text()  # auto, for the scene renderer
+    assert "48 input views" in page.locator("#status").inner_text()  # auto, for the scene renderer
     height, width = _view_pixels(page).shape[:2]
     assert abs(width / height - 16 / 9) < 0.1, (height, width)
     assert height >= 2 * 128, f"the 128-pixel frame is shown at {height} pixels, not enlarged to its box"
