@@ -5,7 +5,7 @@ balance drifts with what is in the frame. A renderer that copies pixels from whi
 point best then draws a patchwork of exposures, with seams where it switches photos. In sRGB as in
 linear light, a change of exposure or white balance multiplies each channel by a gain (a power law
 keeps products), so each photo gets three gains, found from the photos alone: at every point
-matched between two neighbouring views (:func:`nvs.geometry.matching.epipolar_matches`) the ratio
+matched between two paired views (:func:`nvs.geometry.matching.epipolar_matches`) the ratio
 of their colours over 3x3 pixels, its median over the pair's points per channel, and the gains
 that best explain every pair's median (least absolute deviations in log space, so that a pair the
 others contradict is outvoted; panorama stitching compensates gains in the same way).

@@ -16,8 +16,10 @@ from torch import Tensor
 from nvs.cameras import Cameras
 
 NEIGHBOURS = 3  # each view is matched with this many views whose centres are nearest its own
-SPREAD_VIEWS = 8  # the renderers' training count: captures of more views pair no closer than ...
-PAIR_SPACING = 0.7  # ... this share of the spacing SPREAD_VIEWS views spread over them would have
+# In a capture of more than SPREAD_VIEWS views (the renderers' training count), paired views are at least
+# PAIR_SPACING times the spacing that SPREAD_VIEWS views spread over the capture would have apart.
+SPREAD_VIEWS = 8
+PAIR_SPACING = 0.7
 MIN_SIDE = 384  # photos are upsampled to at least this many pixels on their short side before SIFT
 RATIO = 0.75  # Lowe's ratio test
 MAX_EPIPOLAR_PX = 1.5  # Sampson distance to the known epipolar line, in pixels of the photo
@@ -100,26 +102,28 @@ def spread_spacing(centers: np.ndarray, count: int = SPREAD_VIEWS) -> float:
 
 def neighbour_pairs(cams: Cameras, neighbours: int = NEIGHBOURS) -> list[tuple[int, int]]:
     """(i, j), i < j, sorted: each view of cams [V] with its ``neighbours`` nearest by centre among
-    those at least PAIR_SPACING x :func:`spread_spacing` away (all of them in a capture of at most
-    SPREAD_VIEWS views), then the farthest of the closer ones where too few are that far. Neighbouring frames of
-    a dense capture (a video, a walk of 40 photos) see a far wall from almost the same place: their
-    matches meet at too small an angle to place it, and the depth range lost it."""
+    those at least PAIR_SPACING x :func:`spread_spacing` away (any, in a capture of at most
+    SPREAD_VIEWS views), then, where too few are that far, the farthest of the closer ones.
+    Neighbouring frames of a dense capture (a video, a walk of 40 photos) see a far wall from almost
+    the same place: their matches meet at too small an angle to place it."""
     centers = cams.centers.double().cpu().numpy()
     gap = PAIR_SPACING * spread_spacing(centers)
+    gap = gap if np.isfinite(gap) else 0.0
     pairs = set()
     for v in range(len(centers)):
         distance = np.linalg.norm(centers - centers[v], axis=1)
-        order = [int(u) for u in np.argsort(distance) if u != v]
-        far = [u for u in order if distance[u] >= gap]
-        chosen = (far + [u for u in order if distance[u] < gap][::-1])[:neighbours]
-        pairs.update((min(v, u), max(v, u)) for u in chosen)
+        order = np.argsort(distance)
+        order = order[order != v]
+        far = distance[order] >= gap
+        chosen = np.concatenate([order[far], order[~far][::-1]])[:neighbours]
+        pairs.update((min(v, int(u)), max(v, int(u))) for u in chosen)
     return sorted(pairs)
 
 
 def epipolar_matches(images: Tensor, cams: Cameras, neighbours: int = NEIGHBOURS) -> list[PairMatches]:
     """Matches between photos images [V, 3, H, W] in [0, 1] taken by cams [V]: SIFT keypoints of
-    each view and its ``neighbours`` nearest views that pass the ratio test and lie within
-    MAX_EPIPOLAR_PX of the known epipolar lines. Pairs without a match are left out."""
+    the pairs of :func:`neighbour_pairs` that pass the ratio test and lie within MAX_EPIPOLAR_PX of
+    the known epipolar lines. Pairs without a match are left out."""
     height, width = images.shape[-2:]
     scale = max(1.0, MIN_SIDE / min(height, width))
     features = sift_features([_gray_uint8(image, scale) for image in images])

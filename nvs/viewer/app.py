@@ -75,15 +75,23 @@ def _progress_callback(progress: gr.Progress):
     return lambda stage, fraction: progress(fraction, desc=stage)
 
 
-MAX_INPUT_VIEWS = AUTO_VIEWS_PHOTOS  # the most the shipped renderers were measured to gain from
+MAX_INPUT_VIEWS = AUTO_VIEWS_PHOTOS  # the most --views auto gives any renderer (gains were measured up to 44)
 VIEW_CHOICES = ["auto", *range(2, MAX_INPUT_VIEWS + 1)]
 
 
 def _views(value) -> int | str:
-    """The input-view count a request asks for: auto or a number of the menu's range, whatever the API sends."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    return bounded_number(value, "input views", "the request", 2, MAX_INPUT_VIEWS, integer=True)
+    """The input views a request asks for: auto, or a whole number 2..MAX_INPUT_VIEWS (an int or its
+    digits, whatever the API sends)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        value = int(text) if text.isdigit() else value
+    try:
+        return bounded_number(value, "input views", "the request", 2, MAX_INPUT_VIEWS, integer=True)
+    except ValueError:
+        raise ValueError(f"the request: 'input views' must be auto or a whole number in 2..{MAX_INPUT_VIEWS}, "
+                         f"got {value!r}") from None
 
 
 def _timings(scene: viewer.ViewerScene) -> str:
@@ -130,12 +138,10 @@ class ViewerApp:
         path, why = choose_checkpoint("auto", scene.cameras, scene.images)
         return next(k for k, p in SHIPPED.items() if p == path), why
 
-    def _input_count(self, views: int | str) -> viewer.ViewCount:
-        """A request's input views for nvs.viewer.session: a number as asked, or for auto a function of
-        the capture: nvs.inference.auto_input_views of the renderer that will draw it (as ``nvs render``)."""
-        if views != "auto":
-            return views
-        return lambda scene: auto_input_views(self.renderers[self._pick(scene)[0]])
+    def _input_count(self, views: int | str) -> int:
+        """A request's input views: a number as asked; for auto, nvs.inference.auto_input_views of the
+        renderers that may draw the scene (the fewest, where they differ; both shipped ones take 48)."""
+        return views if views != "auto" else min(auto_input_views(model) for model in self.renderers.values())
 
     def _model(self, session: Session):
         return session.model if session.model is not None else self.runners[session.renderer]
@@ -298,7 +304,7 @@ class ViewerApp:
                         posed = gr.File(file_types=[".zip"], label="zip with opencv_cameras.json or transforms.json + images",
                                         elem_id="posed-upload")
                         posed_btn = gr.Button("Load posed scene", variant="primary", elem_id="load-posed")
-                    views = gr.Dropdown(VIEW_CHOICES, value=self.input_views, elem_id="input-views",
+                    views = gr.Dropdown(VIEW_CHOICES, value=self.input_views, elem_id="input-views", allow_custom_value=True,
                                         label="input views (auto: as many as the renderer gains from; "
                                               "the rest are held out and scored)")
                     status = gr.Markdown("No scene yet.", elem_id="status")

@@ -15,7 +15,6 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -26,7 +25,7 @@ from nvs.cameras import Cameras, fov_to_focal, look_at
 from nvs.datasets.formats import load_views, read_any_scene, read_lact_scene
 from nvs.datasets.procedural import HELDOUT_SEED, object_scene, room_scene
 from nvs.datasets.views import spread_order
-from nvs.inference import AUTO_VIEWS, memorize_views, render_cameras
+from nvs.inference import memorize_views, render_cameras
 from nvs.io.media import save_video
 from nvs.evaluation.metrics import psnr, ssim
 from nvs.io.untrusted import VIEWER_LIMITS, LimitExceeded, Limits, public_message, request, unpack_zip
@@ -51,12 +50,6 @@ class ViewerScene:
     heldout_cameras: Cameras
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-# How many of a scene's views are inputs: a number, or a function that looks at a first split
-# (AUTO_VIEWS inputs spread over the capture, the rest held out) and gives the number (the viewer's
-# ``auto``: as many as the renderer that draws the capture gains from).
-ViewCount = int | Callable[[ViewerScene], int]
 
 
 @dataclass
@@ -94,22 +87,13 @@ def example_kinds() -> tuple[str, ...]:
     return ("procedural object", "procedural room")
 
 
-def example_scene(seed: int = HELDOUT_SEED, input_views: ViewCount = 8, heldout_views: int = 4, size: int = 128,
+def example_scene(seed: int = HELDOUT_SEED, input_views: int = 8, heldout_views: int = 4, size: int = 128,
                   kind: str = "procedural object") -> ViewerScene:
     """A built-in example with ground truth for every view: a procedural object or room (a held-out
     seed by default), or a furniture model or a room furnished with models of the held-out split
     (``seed`` picks the model and its turn, or the room). Objects take their first views as
     inputs; a room's walk or ring (16:9 frames of height ``size``) takes inputs spread along it,
-    and the frames between are held out. A counting function sees the example made with AUTO_VIEWS
-    inputs, and the example is made again when it asks for another number."""
-    if callable(input_views):
-        first = example_scene(seed, AUTO_VIEWS, heldout_views, size, kind)
-        count = input_views(first)
-        if count == AUTO_VIEWS:
-            return first
-        scene = example_scene(seed, count, heldout_views, size, kind)
-        scene.timings["generate"] += first.timings["generate"]
-        return scene
+    and the frames between are held out."""
     t0 = time.perf_counter()
     views = input_views + heldout_views
     # rooms in 16:9 frames, as photo walks are taken (and the scene renderer trained)
@@ -159,13 +143,10 @@ def _by_file_name(exc: Exception, files: list[Path], work: Path, extra: list[tup
     return LimitExceeded(message) if isinstance(exc, LimitExceeded) else ValueError(message)
 
 
-def _split_views(record, input_views: ViewCount, size: int, name: str, timings: dict, notes: list[str]) -> ViewerScene:
+def _split_views(record, input_views: int, size: int, name: str, timings: dict, notes: list[str]) -> ViewerScene:
     n = record.cameras.shape[0]
     if n < 2:
         raise ValueError(f"{name}: {n} posed view; the viewer needs at least 2")
-    counted = callable(input_views)
-    if counted:
-        input_views = input_views(_split_views(record, AUTO_VIEWS, size, name, {}, []))
     k = min(input_views, n)
     order = spread_order(n, k).tolist()
     # a turntable in square frames, as object renderers are trained; a walk keeps its photos' shape
@@ -175,8 +156,8 @@ def _split_views(record, input_views: ViewCount, size: int, name: str, timings: 
     in_cams, out_cams = normalize_to_object_frame(cams[:k], cams[k:] if n > k else None)
     if n > k:
         notes.append(f"{n - k} posed view(s) beyond the {k} inputs are held out and scored")
-    elif counted:
-        notes.append(f"all {n} posed views are inputs (auto); choose fewer input views to hold some out and score them")
+    else:
+        notes.append(f"all {n} posed views are inputs; choose fewer input views to hold some out and score them")
     empty = Cameras(torch.zeros(0, 4), torch.zeros(0, 4, 4), height, width)
     return ViewerScene(name, images[:k], in_cams, images[k:], out_cams if out_cams is not None else empty, timings, notes)
 
@@ -187,7 +168,7 @@ def find_posed_scene(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
-def posed_zip_scene(zip_path: Path, work: Path, input_views: ViewCount = 8, size: int = 128,
+def posed_zip_scene(zip_path: Path, work: Path, input_views: int = 8, size: int = 128,
                     limits: Limits = VIEWER_LIMITS) -> ViewerScene:
     """A zip holding opencv_cameras.json or transforms.json with its images (folders kept)."""
     t0 = time.perf_counter()
@@ -209,7 +190,7 @@ def posed_zip_scene(zip_path: Path, work: Path, input_views: ViewCount = 8, size
         raise _by_file_name(exc, [zip_path], work, [(dest, zip_path.name)]) from exc
 
 
-def photo_scene(files: list[Path], work: Path, input_views: ViewCount = 8, size: int = 128, progress: Progress = no_progress,
+def photo_scene(files: list[Path], work: Path, input_views: int = 8, size: int = 128, progress: Progress = no_progress,
                 max_size: int = 640, frames: int = 24, limits: Limits = VIEWER_LIMITS) -> ViewerScene:
     """Pose photos (files, zips or one video) with COLMAP, then take ``input_views`` of them as inputs."""
     files = [Path(f) for f in files]

@@ -38,8 +38,15 @@ def test_a_dense_capture_pairs_views_as_far_apart_as_spread_inputs_would_be():
     assert gaps.min() >= PAIR_SPACING * spacing - 1e-9 and gaps.max() < PAIR_SPACING * spacing + 3 / 39
     assert gaps.min() > 3 / 39  # 4 frames apart at least, never the neighbouring frames
     assert all(sum(v in p for p in pairs) >= 3 for v in range(40))
-    sparse = neighbour_pairs(line_of_cameras(SPREAD_VIEWS, size=16))  # the nearest, however close
-    assert all((v, v + 1) in sparse for v in range(SPREAD_VIEWS - 1)) and max(j - i for i, j in sparse) <= 3
+    # up to SPREAD_VIEWS views: each with its three nearest, however close (a cluster and two far views)
+    rng = np.random.default_rng(0)
+    centres = np.concatenate([rng.normal(0, 0.01, (SPREAD_VIEWS - 2, 3)), [[1.0, 0, 0], [-1.3, 0.2, 0]]])
+    c2w = torch.eye(4, dtype=torch.float64).repeat(SPREAD_VIEWS, 1, 1)
+    c2w[:, :3, 3] = torch.from_numpy(centres)
+    few = Cameras(cams.intrinsics[:SPREAD_VIEWS].double(), c2w, 16, 16)
+    distance = np.linalg.norm(centres[:, None] - centres[None], axis=-1) + np.eye(SPREAD_VIEWS) * 1e9
+    nearest = {tuple(sorted((v, int(u)))) for v in range(SPREAD_VIEWS) for u in np.argsort(distance[v])[:3]}
+    assert neighbour_pairs(few) == sorted(nearest) and (0, SPREAD_VIEWS - 1) not in nearest
 
 
 def test_views_with_too_few_far_enough_pair_with_the_farthest_of_the_closer(monkeypatch):

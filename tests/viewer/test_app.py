@@ -73,6 +73,22 @@ def test_client_reconstruct_render_and_video(app_url, ring_photos, tmp_path):
         client.predict([handle_file(str(ring_photos[0]))], 8, api_name="/reconstruct")
 
 
+def test_input_views_are_auto_or_a_number_in_the_menu_s_range():
+    from nvs.inference import AUTO_VIEWS_PHOTOS, auto_input_views
+    from nvs.viewer.app import MAX_INPUT_VIEWS, ViewerApp, _views
+
+    assert _views("auto") == _views(" Auto ") == "auto" and _views(12) == _views("12") == 12
+    for bad in (0, 1, 49, "1e3", "twelve", 12.5, True, None):
+        with pytest.raises(ValueError, match=f"'input views' must be auto or a whole number in 2..{MAX_INPUT_VIEWS}"):
+            _views(bad)
+    app = ViewerApp(size=64)
+    try:
+        assert {auto_input_views(m) for m in app.renderers.values()} == {AUTO_VIEWS_PHOTOS} == {MAX_INPUT_VIEWS}
+        assert app._input_count("auto") == AUTO_VIEWS_PHOTOS and app._input_count(5) == 5
+    finally:
+        app.folders.cleanup()
+
+
 def test_client_render_before_any_scene_is_a_message(app_url, tmp_path):
     from gradio_client import Client
     from gradio_client.exceptions import AppError

@@ -131,35 +131,17 @@ def test_posed_zip_scene_reads_both_layouts(tmp_path, writer):
     assert any("held out" in n for n in scene.notes)
 
 
-def test_a_counting_function_reads_a_first_split_and_sets_the_inputs(tmp_path):
-    """The viewer's ``auto``: the count comes from a look at AUTO_VIEWS spread inputs; the scene is
-    then split again, holding out what is left (nothing, with a note, when every view is taken)."""
+def test_a_scene_with_fewer_views_than_asked_takes_them_all_and_says_so(tmp_path):
+    """The viewer's auto asks for 48: a capture of 20 becomes 20 inputs and nothing to score."""
     truth = object_scene(3, 20, 48, 48)
     written = write_lact_scene(tmp_path / "data", "s", truth.images, _similarity(truth.cameras, 2.0))
     archive = _zip_folder(written.parent, tmp_path / "scene.zip")
-    seen = []
-
-    def count(n):
-        def looked_at(scene):
-            seen.append((scene.images.shape[0], scene.heldout_images.shape[0]))
-            return n
-        return looked_at
-
-    scene = viewer.posed_zip_scene(archive, tmp_path / "work", input_views=count(12), size=32)
-    assert seen == [(viewer.AUTO_VIEWS, 20 - viewer.AUTO_VIEWS)]
-    assert scene.images.shape[0] == 12 and scene.heldout_images.shape[0] == 8
-    assert any("8 posed view(s) beyond the 12 inputs" in n for n in scene.notes)
-    # the inputs are spread over all 20 views, not the first split's 8 plus others
-    spread = viewer.posed_zip_scene(archive, tmp_path / "work", input_views=12, size=32)
-    assert torch.equal(scene.images, spread.images)
-    every = viewer.posed_zip_scene(archive, tmp_path / "work", input_views=count(48), size=32)
+    every = viewer.posed_zip_scene(archive, tmp_path / "work", input_views=48, size=32)
     assert every.images.shape[0] == 20 and every.heldout_images.shape[0] == 0
     assert any(n.startswith("all 20 posed views are inputs") for n in every.notes)
-    seen.clear()
-    example = viewer.example_scene(seed=7, input_views=count(11), heldout_views=2, size=32)
-    assert seen == [(viewer.AUTO_VIEWS, 2)]
-    assert example.images.shape[0] == 11 and example.heldout_images.shape[0] == 2
-    assert torch.equal(example.images, viewer.example_scene(seed=7, input_views=11, heldout_views=2, size=32).images)
+    some = viewer.posed_zip_scene(archive, tmp_path / "work", input_views=12, size=32)
+    assert some.images.shape[0] == 12 and some.heldout_images.shape[0] == 8
+    assert not any(n.startswith("all ") for n in some.notes)
 
 
 def test_frames_keep_a_walk_s_shape_and_square_a_turntable(tmp_path):
