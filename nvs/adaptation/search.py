@@ -64,6 +64,10 @@ class AdaptOptions:
     search_frames: bool = True
     frame_budget_fraction: float = 0.25
     loo_tasks: int = 3  # leave-one-out renders per frame candidate
+    # a training task's context holds at most this many views: adaptation was measured on captures of
+    # 8 inputs (tasks of up to 5 around a left-out view); a larger capture, such as the 48 views
+    # `nvs render --views auto` can take, trains on subsets at a small capture's cost and memory
+    max_task_context: int = 7
     min_gain_db: float = 0.3  # a single held-out view is a noisy judge: small gains are not trusted
     frame_margin_db: float = 0.3  # a new frame must beat the given one by this much (leave-one-out PSNR)
     lpips_weight: float = 0.0  # training loss: MSE + this weight times LPIPS (alex) on each task's answer
@@ -75,6 +79,8 @@ class AdaptOptions:
             raise ValueError(f"the adaptation budget must be positive, got {self.budget_s} s")
         if self.verifier_views < 1 or self.confirm_views < 0:
             raise ValueError(f"give at least 1 verifier view and 0 or more confirmation views, got {self.verifier_views} and {self.confirm_views}")
+        if self.max_task_context < 1:
+            raise ValueError(f"a task needs at least 1 context view, got max_task_context={self.max_task_context}")
         if self.max_steps is not None and self.max_steps < 0:
             raise ValueError("max_steps must be >= 0")
         if not self.augmentation_sets:
@@ -253,7 +259,7 @@ def adapt(base: nn.Module, images: Tensor, cams: Cameras, options: AdaptOptions 
         loss = None
         while (max_steps is None or steps < max_steps) and clock.elapsed + step_s + render_s < until_s:
             t0 = time.perf_counter()
-            task = sample_task(f_images, f_cams, generator, augs)
+            task = sample_task(f_images, f_cams, generator, augs, max_context=opts.max_task_context)
             device = model_device(copy_.model)
             pred = copy_.model(task.context[None].to(device), task.context_cams.unsqueeze(0).to(device),
                                task.answer_cams.unsqueeze(0).to(device))[0]

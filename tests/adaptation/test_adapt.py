@@ -88,6 +88,28 @@ def test_tasks_never_use_verifier_views():
         assert 1 <= task.context.shape[0] <= 4 and task.answer.shape[0] == 1
 
 
+def test_a_large_capture_trains_on_tasks_of_a_small_one(monkeypatch):
+    """Training tasks take at most max_task_context views whatever the capture holds (a step of a
+    48-view capture costs what one of 8 does); 8 inputs leave 6 to train on, below the cap."""
+    import nvs.adaptation.search as search
+
+    sizes = []
+
+    def recording(*args, **kwargs):
+        task = sample_task(*args, **kwargs)
+        sizes.append(task.context.shape[0])
+        return task
+
+    monkeypatch.setattr(search, "sample_task", recording)
+    model = _model()
+    images, cams = _scene(16)
+    adapt(model, images, cams, AdaptOptions(max_steps=12, budget_s=600, verify_every=4, search_frames=False,
+                                            max_task_context=3))
+    assert len(sizes) == 12 and max(sizes) == 3
+    with pytest.raises(ValueError, match="at least 1 context view"):
+        AdaptOptions(max_task_context=0)
+
+
 class _Untouchable(torch.Tensor):
     """A tensor that fails on any use while ``armed``: stands in for an evaluation's target views."""
 
