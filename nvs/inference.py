@@ -85,7 +85,7 @@ def synchronize(device: torch.device) -> None:
 INFERENCE_DTYPES = ("fp32", "bf16")
 AUTO_TURNS = 4  # copies of the world an object renderer runs in by default (models/turn_ensemble.py)
 # Input views `nvs render --views auto` memorises at most (README, "Your own photos"). On 12 held-out scenes of 48
-# frames, 4 of them the targets, both shipped renderers gained up to the largest count tried, 44: the object
+# frames, 4 of them the targets, both shipped renderers scored best at the largest count tried, 44: the object
 # renderer (8: 23.9 dB, 16: 26.0, 32: 27.5, 44: 27.8) and the scene renderer (8: 32.4, 16: 33.5, 32: 33.5, 44: 34.6).
 AUTO_VIEWS_PHOTOS = 48  # a renderer that draws from its photos (view blending, plane sweep)
 AUTO_VIEWS = 8  # any other (the published models, renderers that only decode): counts not measured

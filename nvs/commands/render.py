@@ -17,6 +17,7 @@ from nvs.inference import (AUTO_VIEWS, AUTO_VIEWS_PHOTOS, DEVICE_HELP, RENDERER_
                            choose_checkpoint, configure_inference, exposure_gains, exposure_note, memorize_views,
                            reads_backdrops, render_cameras, resolve_device, resolve_turns, scene_octave, sweep_note,
                            views_argument)
+from nvs.assets import SHIPPED
 from nvs.io.media import save_video
 from nvs.models import load_renderer
 from nvs.commands import argtypes as T
@@ -67,13 +68,16 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
     chosen input cameras)."""
     device = resolve_device(device)
     record = read_any_scene(scene, scene_index)
-    chosen = choose_inputs(record, AUTO_VIEWS if views == "auto" else views, selection, scene, scene_index, index)
+    counted = views == "auto" and index is None and selection == "spread"  # official and kmeans keep their protocol's 8
+    # both shipped renderers take AUTO_VIEWS_PHOTOS: --checkpoint auto then judges the capture on the views it memorises
+    guess = AUTO_VIEWS_PHOTOS if counted and str(checkpoint) in ("auto", *SHIPPED) else AUTO_VIEWS
+    chosen = choose_inputs(record, guess if views == "auto" else views, selection, scene, scene_index, index)
     # auto looks at the photos too, read as the shipped renderers read them (bilinear)
     loaded = load_views(record, chosen, *size, resize="bilinear") if str(checkpoint) == "auto" else None
     checkpoint, why = choose_checkpoint(checkpoint, record.cameras[chosen], None if loaded is None else loaded[0])
     print(f"renderer: {checkpoint.name} ({why})")
     model = load_renderer(checkpoint, device=device)
-    if views == "auto" and index is None and selection == "spread":  # official and kmeans keep their protocol's 8
+    if counted:
         most, available = auto_input_views(model), record.cameras.shape[0]
         if min(most, available) != len(chosen):
             chosen, loaded = choose_inputs(record, min(most, available), selection, scene, scene_index), None

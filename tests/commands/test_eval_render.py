@@ -247,6 +247,9 @@ def test_render_memorises_as_many_input_views_as_its_renderer_gains_from(tmp_pat
     memorize_views = render_command.memorize_views
     monkeypatch.setattr(render_command, "memorize_views",
                         lambda runner, images, cams: memorised.append(images.shape[-4]) or memorize_views(runner, images, cams))
+    read, load_views = [], render_command.load_views
+    monkeypatch.setattr(render_command, "load_views",
+                        lambda record, chosen, *args, **kwargs: read.append(len(chosen)) or load_views(record, chosen, *args, **kwargs))
     chosen = {}
     for kind, scene, options in (("room", room, []), ("object", turntable, []), ("few", room, ["--views", "3"]),
                                  ("kmeans", turntable, ["--selection", "kmeans"])):
@@ -258,6 +261,8 @@ def test_render_memorises_as_many_input_views_as_its_renderer_gains_from(tmp_pat
     assert len(set(chosen["room"])) == AUTO_VIEWS_PHOTOS and {0, AUTO_VIEWS_PHOTOS + 3} <= set(chosen["room"])
     assert len(chosen["few"]) == 3 and len(chosen["kmeans"]) == 8  # a protocol's selection keeps its count
     assert memorised == [len(chosen[kind]) for kind in ("room", "object", "few", "kmeans")]
+    # --checkpoint auto judges the capture on the photos it memorises, read once
+    assert read == memorised
 
 
 def test_the_object_renderer_scores_a_capture_alike_in_any_world_frame(tmp_path):
