@@ -16,7 +16,7 @@ SWEEP_RANGES = ("fixed", "inputs")
 # fields that change how a renderer reads its inputs, not its weights: a checkpoint trained with
 # one value renders with another
 READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "sweep_coarse_levels", "sweep_max_step", "sweep_refine",
-                    "sweep_hull", "sweep_front", "match_exposure", "backdrop_white")
+                    "sweep_depth_views", "sweep_hull", "sweep_front", "match_exposure", "backdrop_white")
 
 
 @dataclass
@@ -77,6 +77,11 @@ class ModelConfig:
     # median then removes isolated choices (models/depth_refine): sharp silhouettes instead of
     # depth blended across them
     sweep_refine: int = 0
+    # m > 0: the plane sweep finds depth from the m nearest of its sweep_views views only (2 <= m <=
+    # sweep_views); all of them are still sampled there and blended. A view far from the target
+    # sees the surface at a steep angle or not at all (occluded), and its disagreement on the true
+    # plane can outweigh the near views' agreement; 0: depth from all sweep_views
+    sweep_depth_views: int = 0
     # w > 0, for objects on white: each plane's score loses w x (1 - its point's support by the
     # silhouettes of all input views: the least, over the views that see the point, of their
     # foreground sampled there), and a pixel whose ray no plane's point supports is background,
@@ -138,6 +143,11 @@ class ModelConfig:
         refine = self.sweep_refine
         if isinstance(refine, bool) or not isinstance(refine, int) or not (refine == 0 or (refine % 2 and 1 <= refine <= 31)):
             raise ValueError(f"model config 'sweep_refine' must be 0 or an odd whole number in [1, 31], got {refine!r}")
+        depth_views = self.sweep_depth_views
+        if isinstance(depth_views, bool) or not isinstance(depth_views, int) \
+                or not (depth_views == 0 or 2 <= depth_views <= self.sweep_views):
+            raise ValueError(f"model config 'sweep_depth_views' must be 0 or a whole number from 2 to sweep_views "
+                             f"({self.sweep_views}), got {depth_views!r}")
         levels = self.sweep_coarse_levels
         if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 8:
             raise ValueError(f"model config 'sweep_coarse_levels' must be a whole number in [1, 8], got {levels!r}")

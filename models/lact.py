@@ -187,7 +187,7 @@ class RendererBase(nn.Module):
             self.sweep.zncc_weight, self.sweep.coarse_weight = source.sweep_zncc, source.sweep_coarse
             self.sweep.coarse_levels, self.sweep.hull_weight = source.sweep_coarse_levels, source.sweep_hull
             self.sweep.front_weight, self.sweep.max_step = source.sweep_front, source.sweep_max_step
-            self.sweep.refine_window = source.sweep_refine
+            self.sweep.refine_window, self.sweep.depth_views = source.sweep_refine, source.sweep_depth_views
 
     @property
     def blends_views(self) -> bool:

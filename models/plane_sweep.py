@@ -35,7 +35,9 @@ ray meets first wins unless the photos agree elsewhere.
 The softmax over the planes gives the expected inverse depth (upsampled to full resolution) and a
 confidence (its largest probability); with a ``refine_window`` (``sweep_refine``), each pixel's
 upsampled depth is then replaced by the one of its low-resolution neighbours' where the photos
-agree best (:mod:`nvs.models.depth_refine`). The k photos are then sampled at that depth
+agree best (:mod:`nvs.models.depth_refine`). With ``depth_views`` (``sweep_depth_views``) m, the
+plane scores come from the m nearest of the k views only (a farther view sees more of the surface
+at a slant or hidden); all k are still sampled and blended. The k photos are then sampled at that depth
 (:func:`nvs.models.view_blend.warp_views`), and a per-pixel network over the decoded colour, the k
 samples, their validity and the confidence gives the k + 1 logits of the softmax blend
 (:func:`nvs.models.view_blend.blend`).
@@ -420,7 +422,7 @@ class PlaneSweepBlend(nn.Module):
         self.views, self.planes, self.near, self.far = views, planes, near, far
         # settings, not weights: the renderer sets them from its config (RendererBase.use_reading_settings)
         self.zncc_weight, self.coarse_weight, self.coarse_levels, self.hull_weight = 0.0, 0.0, 1, 0.0
-        self.front_weight, self.max_step, self.refine_window = 0.0, 0.0, 0
+        self.front_weight, self.max_step, self.refine_window, self.depth_views = 0.0, 0.0, 0, 0
         self.degrade_probability = 0.0
         self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
             nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
@@ -660,7 +662,8 @@ class PlaneSweepBlend(nn.Module):
         if masks is not None and bool(carving_views(masks).any()):  # photos with a background: nothing to carve
             support = hull_support(masks, cams, halved_cams(target_cams, features.octave + 1), planes.to(dtype))
         coarse = None if features.coarse is None else [gather(level, index) for level in features.coarse]
-        depth, confidence, plane_logits = self.depth(target_cams, gather(features.fine, index), chosen, planes, present,
+        matched = present & (torch.arange(self.views, device=index.device) < self.depth_views) if self.depth_views else present
+        depth, confidence, plane_logits = self.depth(target_cams, gather(features.fine, index), chosen, planes, matched,
                                                      coarse, scorer_dtype, support, features.octave)
         if self.refine_window:
             depth = refine_depth(depth, expected_inverse_depth(plane_logits, planes.to(dtype)), photos, chosen, target_cams,

@@ -132,6 +132,7 @@ class RenderConfig:
     sweep_coarse_levels: int | None = None
     sweep_max_step: float | None = None
     sweep_refine: int | None = None
+    sweep_depth_views: int | None = None
     sweep_hull: float | None = None
     sweep_front: float | None = None
     match_exposure: bool | None = None

@@ -339,6 +339,7 @@ def test_eval_and_render_read_with_the_settings_given_on_the_command_line(worksp
 
 @pytest.mark.parametrize("setting, message", [
     ("sweep_refine=4", "'sweep_refine' must be 0 or an odd whole number"),
+    ("sweep_depth_views=3", "'sweep_depth_views' must be 0 or a whole number from 2 to sweep_views (2)"),
     ("sweep_range=everywhere", "'sweep_range' must be one of"),
     ("match_exposure=1", "'match_exposure' must be true or false"),
     ("backdrop_white=true", "backdrop_white needs a plane sweep with silhouettes"),

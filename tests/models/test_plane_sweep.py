@@ -13,7 +13,7 @@ from nvs.models.plane_sweep import (BAND_HALO, COST_SCALE, GROUPS, PLANE_CE_WEIG
                                     inverse_depth_planes, matching_costs, plane_targets, sample_planes, scene_planes,
                                     sweep_loss, variance_costs, zncc_scores)
 from nvs.models.turn_ensemble import TurnEnsemble
-from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, depth_loss
+from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, depth_loss, nearest_views
 
 from tests.helpers import (PLANE_Z, noise_plane_views, plane_camera, ring_cameras, ring_scene, textured_plane_view, tiny_config,
                            without_head)
@@ -385,7 +385,8 @@ def test_sweep_config_is_checked():
            ("sweep_zncc", -1.0), ("sweep_zncc", float("nan")), ("sweep_zncc", True), ("sweep_coarse", -0.5),
            ("sweep_coarse", float("inf")), ("sweep_coarse_levels", 0), ("sweep_coarse_levels", 9), ("sweep_coarse_levels", 2.0),
            ("sweep_coarse_levels", True), ("sweep_max_step", -1.0), ("sweep_max_step", float("nan")), ("sweep_refine", 4),
-           ("sweep_refine", -1), ("sweep_refine", 33), ("sweep_refine", 5.0), ("sweep_refine", True))
+           ("sweep_refine", -1), ("sweep_refine", 33), ("sweep_refine", 5.0), ("sweep_refine", True),
+           ("sweep_depth_views", 2), ("sweep_depth_views", 2.0), ("sweep_depth_views", True), ("sweep_depth_views", -1))
     for key, value in bad:
         with pytest.raises(ValueError, match=key):
             ModelConfig(**{key: value})
@@ -857,3 +858,37 @@ def test_with_sweep_refine_the_photos_are_sampled_at_the_refined_depth(tmp_path,
     model.train()
     model(images, cams, targets).square().mean().backward()
     assert sum(p.grad.abs().sum() for p in model.sweep.scorer.parameters()) > 0
+
+
+def test_with_sweep_depth_views_only_the_nearest_views_find_the_depth_and_all_are_blended(tmp_path):
+    """sweep_depth_views m: the plane scores (so the depth) come from the m nearest of the k views,
+    so that another photo in the farthest view changes neither, while the blend still samples and
+    mixes all k; with 0 (all k) that photo moves the scores. The setting must lie in [2, k] and is
+    saved with the checkpoint."""
+    images, cams, targets = ring_scene(1, 4, 1, size=32)
+    model = _sweep_model(sweep_views=3)
+    with torch.no_grad():
+        model.sweep.blender[-1].weight.normal_(std=0.1)
+    farthest = int(nearest_views(cams, targets, 3)[0, 0, 2])
+    other = images.clone()
+    other[:, farthest] = torch.rand_like(other[:, farthest])
+    decoded = torch.rand(1, 1, 3, 32, 32)
+
+    def sweep(photos):
+        with torch.no_grad():
+            out, (samples, _, depth, logits, _) = model.sweep(decoded, targets, photos, cams, with_samples=True)
+        return out, samples, depth, logits
+
+    _, _, _, logits_all = sweep(images)
+    assert not torch.allclose(sweep(other)[3], logits_all)
+    model.use_reading_settings(dataclasses.replace(model.config, sweep_depth_views=2))
+    out, samples, depth, logits = sweep(images)
+    other_out, other_samples, other_depth, other_logits = sweep(other)
+    torch.testing.assert_close(other_logits, logits, atol=0, rtol=0)
+    torch.testing.assert_close(other_depth, depth, atol=0, rtol=0)
+    assert samples.shape[2] == 3 and not torch.allclose(other_samples[:, :, 2], samples[:, :, 2])
+    assert not torch.allclose(other_out, out)
+    assert not torch.allclose(logits, logits_all)
+    assert load_renderer(save_renderer(model, tmp_path / "m.safetensors")).sweep.depth_views == 2
+    with pytest.raises(ValueError, match="sweep_depth_views' must be 0 or a whole number from 2 to sweep_views \\(3\\)"):
+        model.use_reading_settings(dataclasses.replace(model.config, sweep_depth_views=4))
