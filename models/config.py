@@ -146,8 +146,8 @@ class ModelConfig:
         depth_views = self.sweep_depth_views
         if isinstance(depth_views, bool) or not isinstance(depth_views, int) \
                 or not (depth_views == 0 or 2 <= depth_views <= self.sweep_views):
-            raise ValueError(f"model config 'sweep_depth_views' must be 0 or a whole number from 2 to sweep_views "
-                             f"({self.sweep_views}), got {depth_views!r}")
+            needs = f"a whole number from 2 to sweep_views ({self.sweep_views})" if self.sweep_views else "a plane sweep (sweep_views)"
+            raise ValueError(f"model config 'sweep_depth_views' must be 0 or {needs}, got {depth_views!r}")
         levels = self.sweep_coarse_levels
         if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 8:
             raise ValueError(f"model config 'sweep_coarse_levels' must be a whole number in [1, 8], got {levels!r}")

@@ -861,12 +861,12 @@ def test_with_sweep_refine_the_photos_are_sampled_at_the_refined_depth(tmp_path,
 
 
 def test_with_sweep_depth_views_only_the_nearest_views_find_the_depth_and_all_are_blended(tmp_path):
-    """sweep_depth_views m: the plane scores (so the depth) come from the m nearest of the k views,
-    so that another photo in the farthest view changes neither, while the blend still samples and
-    mixes all k; with 0 (all k) that photo moves the scores. The setting must lie in [2, k] and is
-    saved with the checkpoint."""
+    """sweep_depth_views m: the plane scores of every level (so the depth) come from the m nearest
+    of the k views, so that another photo in the farthest view changes neither, while the blend
+    still samples it where it sees the point and mixes all k; with 0 (all k) that photo moves the
+    scores. The setting must lie in [2, k] and is saved with the checkpoint."""
     images, cams, targets = ring_scene(1, 4, 1, size=32)
-    model = _sweep_model(sweep_views=3)
+    model = _sweep_model(sweep_views=3, sweep_coarse=1.0, sweep_coarse_levels=2, sweep_zncc=1.0)
     with torch.no_grad():
         model.sweep.blender[-1].weight.normal_(std=0.1)
     farthest = int(nearest_views(cams, targets, 3)[0, 0, 2])
@@ -876,17 +876,19 @@ def test_with_sweep_depth_views_only_the_nearest_views_find_the_depth_and_all_ar
 
     def sweep(photos):
         with torch.no_grad():
-            out, (samples, _, depth, logits, _) = model.sweep(decoded, targets, photos, cams, with_samples=True)
-        return out, samples, depth, logits
+            out, (samples, valid, depth, logits, _) = model.sweep(decoded, targets, photos, cams, with_samples=True)
+        return out, samples, valid, depth, logits
 
-    _, _, _, logits_all = sweep(images)
-    assert not torch.allclose(sweep(other)[3], logits_all)
+    logits_all = sweep(images)[4]
+    assert not torch.allclose(sweep(other)[4], logits_all)
     model.use_reading_settings(dataclasses.replace(model.config, sweep_depth_views=2))
-    out, samples, depth, logits = sweep(images)
-    other_out, other_samples, other_depth, other_logits = sweep(other)
+    out, samples, valid, depth, logits = sweep(images)
+    other_out, other_samples, _, other_depth, other_logits = sweep(other)
     torch.testing.assert_close(other_logits, logits, atol=0, rtol=0)
     torch.testing.assert_close(other_depth, depth, atol=0, rtol=0)
-    assert samples.shape[2] == 3 and not torch.allclose(other_samples[:, :, 2], samples[:, :, 2])
+    assert samples.shape[2] == 3 and valid[:, :, 2].float().mean() > 0.5
+    seen = valid[:, :, 2].expand_as(samples[:, :, 2])
+    assert not torch.allclose(other_samples[:, :, 2][seen], samples[:, :, 2][seen])
     assert not torch.allclose(other_out, out)
     assert not torch.allclose(logits, logits_all)
     assert load_renderer(save_renderer(model, tmp_path / "m.safetensors")).sweep.depth_views == 2
