@@ -9,6 +9,7 @@ A sample is a dict of tensors (default-collatable):
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -266,8 +267,24 @@ def read_eval_index(path) -> dict[str, dict[str, list[int]]]:
     return out
 
 
+def _list_data_sets(root) -> tuple[str, list]:
+    """(format, scene references) of one data set, or of several (a list or tuple) read as one:
+    their scenes in the order given; they must share a format."""
+    if isinstance(root, (str, Path)):
+        return list_scenes(root)
+    if not root:
+        raise ValueError("no data set given: the list of data sets is empty")
+    listed = [(path, *list_scenes(path)) for path in root]
+    formats = {fmt for _, fmt, _ in listed}
+    if len(formats) > 1:
+        raise ValueError("data sets read as one must share a format; these hold "
+                         + ", ".join(f"{path}: {fmt}" for path, fmt, _ in listed))
+    return listed[0][1], [ref for _, _, refs in listed for ref in refs]
+
+
 class FileViews(Dataset):
-    """Scenes of a data set on disk (formats of nvs.datasets.formats) as samples.
+    """Scenes of a data set on disk (formats of nvs.datasets.formats) as samples; ``root`` may also
+    be a list of data sets of one format, read as one.
 
     Items are addressed as epoch * len + item (see nvs.training.sampling); random selection is
     seeded by (seed, item, epoch): deterministic, and other views each epoch. ``index``
@@ -284,7 +301,7 @@ class FileViews(Dataset):
     def __init__(self, root, input_views: int, target_views: int, height: int, width: int, selection: str = "random",
                  seed: int = 0, index=None, normalize: bool | str = False, frame_gap: tuple[int, int] = (25, 192),
                  resize: str = "bilinear", depth: bool = False):
-        self.format, self.scene_files = list_scenes(root)
+        self.format, self.scene_files = _list_data_sets(root)
         self.depth = depth
         self.frame_gap = tuple(frame_gap)
         self.input_views, self.target_views, self.height, self.width = input_views, target_views, height, width

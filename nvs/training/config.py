@@ -18,7 +18,7 @@ from nvs.geometry.scene_normalization import NORMALIZATIONS
 class DataConfig:
     kind: str = "procedural"  # procedural | lact | lvsm | pixelsplat | nerfstudio | colmap
     scene: str = "object"  # procedural scenes: object | room
-    path: str | None = None  # data set root or index file for the file formats
+    path: str | tuple[str, ...] | None = None  # data set root or index file for the file formats; a list reads several as one
     num_scenes: int = 1_000_000  # procedural: distinct training scenes (seeds seed .. seed + n - 1)
     input_views: int = 4
     target_views: int = 2
@@ -245,7 +245,13 @@ def _coerce(value: Any, type_name: str, key: str) -> Any:
                 raise ValueError
             item = type_name[len("tuple["):].split(",")[0].strip()
             return tuple(_coerce(v, item, key) for v in value)
+        if type_name.startswith("str | tuple") and isinstance(value, (list, tuple)):  # one or several
+            if not value or not all(isinstance(v, str) for v in value):
+                raise ValueError
+            return tuple(value)
         if type_name.startswith("str"):
+            if isinstance(value, (list, tuple, dict)):
+                raise ValueError
             return str(value)
     except (TypeError, ValueError):
         raise ValueError(f"config key '{key}' expects {type_name}, got {value!r}") from None

@@ -51,17 +51,18 @@ def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset | None:
         if validation:
             return None
         raise ValueError(f"data.kind {d.kind!r} needs data.path (a data set folder or index file)")
+    where = ", ".join(path) if isinstance(path, tuple) else path  # for messages
     data = FileViews(path, d.input_views, d.target_views, d.height, d.width, "first" if validation else d.selection,
                      seed=d.seed, normalize=d.normalization or "none", frame_gap=d.frame_gap,
                      depth=d.depth and not validation)
     if data.format != d.kind:
-        raise ValueError(f"{path}: holds {data.format} data, the recipe says data.kind={d.kind}")
+        raise ValueError(f"{where}: holds {data.format} data, the recipe says data.kind={d.kind}")
     if validation:  # the first data.val_scenes of the held-out set, as procedural validation takes that many
         return Subset(data, range(min(d.val_scenes, len(data))))
     if data.depth:  # now, not hours in at the first scene without depth maps
         lacking = [data.name(i) for i in range(len(data)) if data.record(i).depths is None]
         if lacking:
-            raise ValueError(f"{path}: data.depth is set but {len(lacking)} of {len(data)} scenes have no depth maps "
+            raise ValueError(f"{where}: data.depth is set but {len(lacking)} of {len(data)} scenes have no depth maps "
                              f"({', '.join(lacking[:5])}{', ...' if len(lacking) > 5 else ''}); nvs data synth --kind "
                              "furniture or furnished-room writes them in the lact format; or set data.depth=false")
     if d.procedural_fraction > 0 and not validation:

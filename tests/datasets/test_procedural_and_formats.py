@@ -96,6 +96,23 @@ def test_file_views_and_eval_index(tmp_path, scene):
         FileViews(tmp_path, 1, 1, 32, 32, index=tmp_path / "bad.json")
 
 
+def test_file_views_read_several_data_sets_as_one(tmp_path, scene):
+    """A list of data sets: their scenes in the order given, each read from its own folder; data
+    sets of different formats, or none, are refused by name."""
+    other = object_scene(seed=6, views=5, height=32, width=48)
+    write_dataset(tmp_path / "one", "lact", [("a", scene.images, scene.cameras)])
+    write_dataset(tmp_path / "two", "lact", [("b", other.images, other.cameras), ("c", scene.images, scene.cameras)])
+    data = FileViews([tmp_path / "one", str(tmp_path / "two")], 2, 1, 32, 48, selection="first")
+    assert len(data) == 3 and [data.name(i) for i in range(3)] == ["a", "b", "c"]
+    assert torch.allclose(data[1]["input_c2w"], other.cameras.c2w[:2], atol=1e-6)
+    assert (data[1]["inputs"] - other.images[:2]).abs().max() <= 1 / 255 + 1e-6
+    write_dataset(tmp_path / "three", "lvsm", [("d", scene.images, scene.cameras)])
+    with pytest.raises(ValueError, match=r"share a format.*one: lact.*three: lvsm"):
+        FileViews([tmp_path / "one", tmp_path / "three"], 2, 1, 32, 48)
+    with pytest.raises(ValueError, match="list of data sets is empty"):
+        FileViews([], 2, 1, 32, 48)
+
+
 def _corrupt(tmp_path, scene, fmt, edit):
     write_dataset(tmp_path, fmt, [("s0", scene.images, scene.cameras)])
     _, files = list_scenes(tmp_path)

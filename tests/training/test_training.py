@@ -112,6 +112,31 @@ def test_unknown_key_names_the_closest(tmp_path):
         load_train_config(tmp_path / "missing.yaml")
 
 
+def test_a_list_of_data_sets_trains_as_one_and_resumes(tmp_path):
+    """data.path=[a, b]: the scenes of both, each with its depth maps; the run resumes under the
+    same list (saved as a YAML list), and a list where one path is meant is refused."""
+    from nvs.datasets.formats import write_dataset, write_lact_scene
+    from nvs.datasets.procedural import object_scene
+
+    folders = [tmp_path / "one", tmp_path / "two"]
+    for i, folder in enumerate(folders):
+        s = object_scene(i, 5, 32, 32)
+        write_dataset(folder, "lact", [(f"s{i}", s.images, s.cameras)])
+        write_lact_scene(folder, f"s{i}", s.images, s.cameras, s.depth)
+    both = f"data.path=[{folders[0]},{folders[1]}]"
+    args = ("model.view_blend=2", "data.kind=lact", both, "data.depth=true", "loss.depth_weight=1.0",
+            "optim.warmup_steps=1", "run.ckpt_every=1")
+    assert _cfg(tmp_path, *args).data.path == tuple(map(str, folders))
+    first = train(_cfg(tmp_path, *args, "optim.steps=1"), resume=None)
+    assert first["steps"] == 1 and math.isfinite(first["history"][0]["depth_log_l1"])
+    assert train(_cfg(tmp_path, *args, "optim.steps=2"))["start_step"] == 1  # resumed: the same recipe
+    with pytest.raises(ValueError, match="another recipe.*data.path"):
+        train(_cfg(tmp_path, *args, f"data.path=[{folders[0]}]", "optim.steps=3"))
+    for bad in ("data.path=[]", "data.path=[1, 2]", "data.val_path=[a, b]", "run.out_dir={a: 1}"):
+        with pytest.raises(ValueError, match=f"config key '{bad.split('=')[0]}' expects"):
+            _cfg(tmp_path, bad)
+
+
 def test_recipe_changes_what_it_names_of_its_base(tmp_path):
     (tmp_path / "parts").mkdir()
     (tmp_path / "parts" / "base.yaml").write_text(
