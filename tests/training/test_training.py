@@ -18,7 +18,7 @@ from nvs.datasets.views import ProceduralViews
 from nvs.models import load_renderer
 from nvs.training.config import load_train_config, recipe_changes
 from nvs.models.checkpoint import param_checksum
-from nvs.training.loop import freeze_all_but, initial_weights, train
+from nvs.training.loop import build_dataset, freeze_all_but, initial_weights, train
 from tests.helpers import ROOT
 
 TINY = [
@@ -127,6 +127,7 @@ def test_a_list_of_data_sets_trains_as_one_and_resumes(tmp_path):
     args = ("model.view_blend=2", "data.kind=lact", both, "data.depth=true", "loss.depth_weight=1.0",
             "optim.warmup_steps=1", "run.ckpt_every=1")
     assert _cfg(tmp_path, *args).data.path == tuple(map(str, folders))
+    assert len(build_dataset(_cfg(tmp_path, *args, "data.procedural_fraction=0"))) == 2
     first = train(_cfg(tmp_path, *args, "optim.steps=1"), resume=None)
     assert first["steps"] == 1 and math.isfinite(first["history"][0]["depth_log_l1"])
     assert train(_cfg(tmp_path, *args, "optim.steps=2"))["start_step"] == 1  # resumed: the same recipe
@@ -263,8 +264,6 @@ def test_trains_on_a_data_set_written_by_nvs_data_synth(tmp_path):
 
 
 def test_file_validation_takes_the_first_val_scenes_of_the_held_out_set(tmp_path):
-    from nvs.training.loop import build_dataset
-
     out = subprocess.run([sys.executable, "-m", "nvs", "data", "synth", "--scenes", "3", "--views", "6", "--size", "32", "32",
                           "--format", "lvsm", "--out", str(tmp_path / "data")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
