@@ -64,7 +64,7 @@ def build_dataset(cfg: TrainConfig, validation: bool = False) -> Dataset | None:
         if lacking:
             raise ValueError(f"{where}: data.depth is set but {len(lacking)} of {len(data)} scenes have no depth maps "
                              f"({', '.join(lacking[:5])}{', ...' if len(lacking) > 5 else ''}); nvs data synth --kind "
-                             "furniture or furnished-room writes them in the lact format; or set data.depth=false")
+                             "furniture, furnished-room or furnished-orbit writes them in the lact format; or set data.depth=false")
     if d.procedural_fraction > 0 and not validation:
         procedural = ProceduralViews(d.scene, d.num_scenes, d.input_views, d.target_views, d.height, d.width, seed=d.seed,
                                      depth=d.depth)
