@@ -16,7 +16,7 @@ SWEEP_RANGES = ("fixed", "inputs")
 # fields that change how a renderer reads its inputs, not its weights: a checkpoint trained with
 # one value renders with another
 READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "sweep_coarse_levels", "sweep_max_step", "sweep_refine",
-                    "sweep_depth_views", "sweep_hull", "sweep_front", "match_exposure", "backdrop_white")
+                    "sweep_depth_views", "sweep_hull", "sweep_front", "sweep_head_prior", "match_exposure", "backdrop_white")
 
 
 @dataclass
@@ -92,6 +92,11 @@ class ModelConfig:
     # share of the planes between them (models/plane_sweep.behind_hull_entry): where matching cannot
     # tell the front of a textureless object from its back, the surface the ray meets first wins
     sweep_front: float = 0.0
+    # w > 0, with a view-blending head (view_blend): each plane's score loses w x its distance in log
+    # depth, beyond 35%, from the head's depth for that pixel, shifted to the sweep's scale
+    # (models/plane_sweep.prior_distance): where the photos agree on many planes (a plain wall, a
+    # repeated pattern) the renderer's own depth breaks the tie
+    sweep_head_prior: float = 0.0
     # true: each scene's input photos are divided by per-view, per-channel gains that bring their
     # exposures and white balance to a common one, found from matched points (nvs.geometry.exposure),
     # before the renderer memorises them; false: the photos as given (the published model)
@@ -136,7 +141,7 @@ class ModelConfig:
                 raise ValueError(f"model config '{name}' must be a number in (0, 10000), got {value!r}")
         if not self.sweep_near < self.sweep_far:
             raise ValueError(f"model config sweep_near ({self.sweep_near}) must be below sweep_far ({self.sweep_far})")
-        for name in ("sweep_zncc", "sweep_coarse", "sweep_max_step", "sweep_hull", "sweep_front"):
+        for name in ("sweep_zncc", "sweep_coarse", "sweep_max_step", "sweep_hull", "sweep_front", "sweep_head_prior"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e3:
                 raise ValueError(f"model config '{name}' must be a number in [0, 1000], got {value!r}")
@@ -159,6 +164,9 @@ class ModelConfig:
         if self.backdrop_white and not (self.sweep_views and self.sweep_hull):
             raise ValueError("model config: backdrop_white needs a plane sweep with silhouettes (sweep_views, sweep_hull), "
                              "whose backdrops it reads")
+        if self.sweep_head_prior and not (self.sweep_views and self.view_blend):
+            raise ValueError("model config: sweep_head_prior needs a plane sweep after a view-blending head (sweep_views, "
+                             "view_blend), whose depth it reads")
         if self.sweep_range not in SWEEP_RANGES:
             raise ValueError(f"model config 'sweep_range' must be one of {SWEEP_RANGES}, got {self.sweep_range!r}")
         if (self.view_blend or self.sweep_views) and self.arch != "lact":

@@ -26,7 +26,7 @@ from nvs.models.config import ModelConfig, with_reading_settings
 from nvs.models.fast_weight import FastWeights, FastWeightSwiGLU, TTTOp
 from nvs.models.pixel_decoder import PixelDecoder
 from nvs.models.plane_sweep import PlaneSweepBlend, SweepFeatures, backdrop_gains
-from nvs.models.view_blend import ViewBlendHead, blend_views
+from nvs.models.view_blend import MAX_LOG_DEPTH, MIN_LOG_DEPTH, ViewBlendHead, blend_views
 
 RAY_CHANNELS = 9  # o, d, o x d
 PIXEL_CHANNELS = RAY_CHANNELS + 3  # + RGB * 2 - 1
@@ -188,6 +188,7 @@ class RendererBase(nn.Module):
             self.sweep.coarse_levels, self.sweep.hull_weight = source.sweep_coarse_levels, source.sweep_hull
             self.sweep.front_weight, self.sweep.max_step = source.sweep_front, source.sweep_max_step
             self.sweep.refine_window, self.sweep.depth_views = source.sweep_refine, source.sweep_depth_views
+            self.sweep.prior_weight = source.sweep_head_prior
 
     @property
     def blends_views(self) -> bool:
@@ -232,7 +233,8 @@ class RendererBase(nn.Module):
         on (None: read off the sources here); ``with_samples`` also returns its
         warped samples and depth (see :func:`nvs.models.view_blend.blend_views`, or, with a plane
         sweep, :meth:`nvs.models.plane_sweep.PlaneSweepBlend.forward`); ``sweep=False`` leaves a plane
-        sweep out."""
+        sweep out, and where the sweep reads the view-blending head's depth (``sweep_head_prior``)
+        returns that depth as a fourth channel [B, T, 4, H, W]."""
         views, height, width = target_cams.shape[1], target_cams.height, target_cams.width
         logits = self.head(tokens, views, height, width)
         if self.pixel_decoder is not None:
@@ -243,12 +245,18 @@ class RendererBase(nn.Module):
             if with_samples:
                 raise ValueError("with_samples needs a view-blending renderer (model config view_blend or sweep_views > 0)")
             return rgb
+        head_depth = None
         if self.view_blend is not None:
             maps = unpatchify(self.view_blend(tokens), views, height, width, self.config.patch_size)
             sweeps = self.sweep is not None and sweep
             rgb = blend_views(rgb, maps, target_cams, *sources, with_samples=with_samples and not sweeps)
+            head_depth = maps[:, :, :1].clamp(MIN_LOG_DEPTH, MAX_LOG_DEPTH).exp()
+        prior = head_depth if self.sweep is not None and self.sweep.prior_weight else None
         if self.sweep is not None and sweep:  # after a view-blending head, it blends that head's output
-            rgb = self.sweep(rgb, target_cams, *sources, sweep_ranges, with_samples=with_samples, features=sweep_features)
+            rgb = self.sweep(rgb, target_cams, *sources, sweep_ranges, with_samples=with_samples, features=sweep_features,
+                             prior_depth=prior)
+        elif prior is not None:  # what a sweep run later reads (a turn ensemble's, on the median of its turns)
+            rgb = torch.cat([rgb, prior.to(rgb.dtype)], dim=2)
         return rgb
 
     @property
@@ -428,7 +436,8 @@ class LaCTRenderer(RendererBase):
 
     def render(self, state: SceneState, target_cams: Cameras, sweep: bool = True) -> Tensor:
         """``sweep=False``: the colour before a plane sweep (which a turn ensemble runs once, on the
-        median of its turns)."""
+        median of its turns), with the depth the sweep reads as a fourth channel where it reads one
+        (:meth:`decode`)."""
         if not isinstance(state, SceneState) or len(state.layers) != len(self.blocks):
             raise ValueError("state must be a SceneState produced by this renderer's memorize()")
         self.check_targets(target_cams, state.batch_size)

@@ -35,7 +35,10 @@ ray meets first wins unless the photos agree elsewhere.
 The softmax over the planes gives the expected inverse depth (upsampled to full resolution) and a
 confidence (its largest probability); with a ``refine_window`` (``sweep_refine``), each pixel's
 upsampled depth is then replaced by the one of its low-resolution neighbours' where the photos
-agree best (:mod:`nvs.models.depth_refine`). With ``depth_views`` (``sweep_depth_views``) m, the
+agree best (:mod:`nvs.models.depth_refine`). With a ``prior_weight`` (``sweep_head_prior``), after
+a view-blending head, each plane's score also loses that multiple of its distance from the head's
+own depth, shifted to the sweep's scale (:func:`prior_distance`): where the photos agree on many
+planes, the renderer's depth breaks the tie. With ``depth_views`` (``sweep_depth_views``) m, the
 plane scores come from the m nearest of the k views only (a farther view sees more of the surface
 at a slant or hidden); all k are still sampled and blended. The k photos are then sampled at that depth
 (:func:`nvs.models.view_blend.warp_views`), and a per-pixel network over the decoded colour, the k
@@ -80,6 +83,7 @@ SILHOUETTE_DILATION = 1  # pixels the silhouettes grow by: antialiased edges and
 HULL_POINTS = 1 << 21  # plane points the silhouettes are sampled at, at once (hull_support)
 BAND_PIXELS = 1 << 15  # cost-volume pixels scored at once; a larger target is scored in bands of rows
 BAND_HALO = 8  # rows each band reads beyond its own: the scorer's reach (the ZNCC window's is 5)
+PRIOR_TOLERANCE = 0.3  # log depth (35%) within which a plane is as good as the head's depth (sweep_head_prior)
 
 MAX_OCTAVES = 3  # the most times the sweep halves a scene's photos (and targets) to keep its plane steps short
 MIN_OCTAVE_SIZE = 32  # pixels on the short side of the smallest photo an octave halves to
@@ -349,6 +353,30 @@ def halve(images: Tensor, times: int) -> Tensor:
     return images
 
 
+def prior_distance(prior_depth: Tensor, logits: Tensor, inverse_depths: Tensor) -> Tensor:
+    """How far each plane lies from a prior depth: prior_depth [B, T, 1, H, W] along each target
+    pixel's ray, the sweep's plane logits [B, T, D, h, w] over inverse_depths [D] or [B, D] -> the
+    distance in log depth beyond PRIOR_TOLERANCE [B, T, D, h, w], with the prior's log averaged over
+    each cost-volume cell.
+
+    The prior is first shifted, per target, by the median of its difference from the sweep's own
+    expected log depth over the more confident half of the target's pixels: a renderer's decoded
+    depth follows the shape of a scene better than its scale (which the normalisation of the
+    capture sets, and which a far extrapolation of the inputs leaves it unsure of), while the
+    photos pin the scale down wherever they match."""
+    b, t = prior_depth.shape[:2]
+    log_prior = F.interpolate(prior_depth.flatten(0, 1).clamp_min(1e-6).log(), size=logits.shape[-2:],
+                              mode="area").unflatten(0, (b, t))
+    log_planes = -inverse_depths.log().to(log_prior.dtype)
+    log_planes = log_planes.reshape(-1, 1, log_planes.shape[-1], 1, 1)  # [1 or B, 1, D, 1, 1]
+    probs = logits.to(log_prior.dtype).softmax(dim=2)
+    found = (probs * log_planes).sum(dim=2, keepdim=True)
+    sure = probs.amax(dim=2, keepdim=True)
+    confident = sure >= sure.flatten(2).median(dim=2).values[..., None, None]
+    shift = (found - log_prior).masked_fill(~confident, float("nan")).flatten(2).nanmedian(dim=2).values
+    return ((log_planes - log_prior - shift[..., None, None]).abs() - PRIOR_TOLERANCE).clamp_min(0.0)
+
+
 def expected_inverse_depth(plane_logits: Tensor, inverse_depths: Tensor) -> Tensor:
     """plane_logits [B, T, D, h, w] over the planes inverse_depths [D] or [B, D] -> the expected
     inverse depth under their softmax [B, T, 1, h, w]."""
@@ -423,6 +451,7 @@ class PlaneSweepBlend(nn.Module):
         # settings, not weights: the renderer sets them from its config (RendererBase.use_reading_settings)
         self.zncc_weight, self.coarse_weight, self.coarse_levels, self.hull_weight = 0.0, 0.0, 1, 0.0
         self.front_weight, self.max_step, self.refine_window, self.depth_views = 0.0, 0.0, 0, 0
+        self.prior_weight = 0.0
         self.degrade_probability = 0.0
         self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
             nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
@@ -475,8 +504,8 @@ class PlaneSweepBlend(nn.Module):
 
     def depth(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
               present: Tensor | None = None, coarse_features: list[Tensor] | None = None,
-              scorer_dtype: torch.dtype | None = None, support: Tensor | None = None, octave: int = 0
-              ) -> tuple[Tensor, Tensor, Tensor]:
+              scorer_dtype: torch.dtype | None = None, support: Tensor | None = None, octave: int = 0,
+              prior_depth: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Sweep: target_cams [B, T], features [B, T, k, F + 3, h, w] of cams [B, T, k] (``present``
         [B, T, k]: which of them take part) over the planes inverse_depths [D] or [B, D] -> (depth
         along each unit ray [B, T, 1, H, W], confidence [B, T, 1, H, W], plane logits
@@ -485,7 +514,9 @@ class PlaneSweepBlend(nn.Module):
         :meth:`coarse_source_features`, level l [B, T, k, F + 3, h/2^l, w/2^l]) add their plane
         scores at ``coarse_weight``; ``scorer_dtype`` (:meth:`plane_logits`); ``support`` (the plane
         logits' shape, :func:`hull_support`) takes ``hull_weight`` x (1 - support) and
-        ``front_weight`` x :func:`behind_hull_entry` off the scores."""
+        ``front_weight`` x :func:`behind_hull_entry` off the scores; ``prior_depth`` [B, T, 1, H, W]
+        (a view-blending head's depth along each ray) takes ``prior_weight`` x
+        :func:`prior_distance` off them."""
         b, t = target_cams.shape
         height, width = target_cams.height, target_cams.width
         swept = halved_cams(target_cams, octave)
@@ -503,6 +534,8 @@ class PlaneSweepBlend(nn.Module):
             logits = logits - self.hull_weight * (1.0 - support)
             if self.front_weight:
                 logits = logits - self.front_weight * behind_hull_entry(support)
+        if prior_depth is not None and self.prior_weight:
+            logits = logits - self.prior_weight * prior_distance(prior_depth, logits, inverse_depths)
         inverse = expected_inverse_depth(logits, inverse_depths)
         confidence = logits.softmax(dim=2).amax(dim=2, keepdim=True)
         up = torch.cat([inverse, confidence], dim=2).flatten(0, 1)
@@ -616,11 +649,13 @@ class PlaneSweepBlend(nn.Module):
         return features.coarse is not None and len(features.coarse) == self.coarse_level_count(features.fine.shape[-2:])
 
     def forward(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras,
-                ranges: Tensor | None = None, with_samples: bool = False, features: SweepFeatures | None = None):
+                ranges: Tensor | None = None, with_samples: bool = False, features: SweepFeatures | None = None,
+                prior_depth: Tensor | None = None):
         """decoded [B, T, 3, H, W] (the renderer's colour), target_cams [B, T], the memorised inputs
         images [B, V, 3, Hs, Ws] with cams [B, V], ranges [B, 2] (near, far) of each scene's sweep
         (None: the fixed ``near``, ``far``), features: :meth:`photo_features` of the images (None, or
-        read under other settings: read here) -> [B, T, 3, H, W]; ``with_samples`` also returns
+        read under other settings: read here), prior_depth [B, T, 1, H, W] (:meth:`depth`; None: no
+        prior) -> [B, T, 3, H, W]; ``with_samples`` also returns
         (samples [B, T, k, 3, H, W], valid [B, T, k, 1, H, W], depth [B, T, 1, H, W], plane logits
         [B, T, D, H/2^(o+1), W/2^(o+1)] with o the features' octave, planes [D] or [B, D]) for
         :func:`nvs.models.view_blend.warp_loss` and :func:`sweep_loss`.
@@ -641,14 +676,15 @@ class PlaneSweepBlend(nn.Module):
                 features = self.photo_features(images, cams, ranges)
             planes = self.inverse_depths(decoded.device, ranges)
             if with_samples or torch.is_grad_enabled():
-                return self._blend(decoded, target_cams, images, cams, features, planes, with_samples, scorer_dtype)
+                return self._blend(decoded, target_cams, images, cams, features, planes, with_samples, scorer_dtype,
+                                   prior_depth)
             parts = [self._blend(decoded[:, i : i + 1], target_cams[:, i : i + 1], images, cams, features, planes, False,
-                                 scorer_dtype)
+                                 scorer_dtype, None if prior_depth is None else prior_depth[:, i : i + 1])
                      for i in range(target_cams.shape[1])]
             return torch.cat(parts, dim=1)
 
     def _blend(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras, features: SweepFeatures,
-               planes: Tensor, with_samples: bool, scorer_dtype: torch.dtype | None):
+               planes: Tensor, with_samples: bool, scorer_dtype: torch.dtype | None, prior_depth: Tensor | None = None):
         dtype = features.fine.dtype
         index = nearest_views(cams, target_cams, self.views)
         b, t, found = index.shape
@@ -664,7 +700,7 @@ class PlaneSweepBlend(nn.Module):
         coarse = None if features.coarse is None else [gather(level, index) for level in features.coarse]
         matched = present & (torch.arange(self.views, device=index.device) < self.depth_views) if self.depth_views else present
         depth, confidence, plane_logits = self.depth(target_cams, gather(features.fine, index), chosen, planes, matched,
-                                                     coarse, scorer_dtype, support, features.octave)
+                                                     coarse, scorer_dtype, support, features.octave, prior_depth)
         if self.refine_window:
             depth = refine_depth(depth, expected_inverse_depth(plane_logits, planes.to(dtype)), photos, chosen, target_cams,
                                  self.refine_window, present, features.octave)

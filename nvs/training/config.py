@@ -135,6 +135,7 @@ class RenderConfig:
     sweep_depth_views: int | None = None
     sweep_hull: float | None = None
     sweep_front: float | None = None
+    sweep_head_prior: float | None = None
     match_exposure: bool | None = None
     backdrop_white: bool | None = None
 

@@ -145,7 +145,7 @@ ZERO_OK_KEYS = {"data.seed", "data.val_scenes", "data.val_seed", "data.workers",
                 "loss.lpips_start", "run.seed", "model.muon_steps", "data.procedural_fraction", "model.view_blend", "loss.warp_weight",
                 "loss.depth_weight", "optim.view_blend_hold_steps",
                 "model.pixel_decoder", "model.sweep_views", "model.sweep_zncc", "model.sweep_coarse", "model.sweep_hull",
-                "model.sweep_front", "model.sweep_max_step", "model.sweep_refine", "model.sweep_depth_views",
+                "model.sweep_front", "model.sweep_max_step", "model.sweep_refine", "model.sweep_depth_views", "model.sweep_head_prior",
                 "optim.sweep_degrade"}
 
 

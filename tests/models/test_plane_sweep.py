@@ -12,7 +12,7 @@ from nvs.models.plane_sweep import (BAND_HALO, COST_SCALE, GROUPS, PLANE_CE_WEIG
                                     behind_hull_entry, carving_views, cpu_layout, degrade, hull_support, silhouettes,
                                     inverse_depth_planes, matching_costs, plane_targets, sample_planes, scene_planes,
                                     sweep_loss, variance_costs, zncc_scores)
-from nvs.models.turn_ensemble import TurnEnsemble
+from nvs.models.turn_ensemble import TurnEnsemble, turn_about_z
 from nvs.models.view_blend import SAMPLE_LOGIT_INIT, blend, depth_loss, nearest_views
 
 from tests.helpers import (PLANE_Z, noise_plane_views, plane_camera, ring_cameras, ring_scene, textured_plane_view, tiny_config,
@@ -894,3 +894,53 @@ def test_with_sweep_depth_views_only_the_nearest_views_find_the_depth_and_all_ar
     assert load_renderer(save_renderer(model, tmp_path / "m.safetensors")).sweep.depth_views == 2
     with pytest.raises(ValueError, match="sweep_depth_views' must be 0 or a whole number from 2 to sweep_views \\(3\\)"):
         model.use_reading_settings(dataclasses.replace(model.config, sweep_depth_views=4))
+
+
+def test_prior_distance_shifts_the_prior_to_the_sweeps_scale_and_spares_planes_within_its_tolerance():
+    """Where the photos pin a plane down (a sharp score) and where they match on every plane (a flat
+    one), a prior twice too deep everywhere is first shifted onto the confident pixels' plane: on
+    the flat pixels that plane then wins, and on the sharp ones it stays. Planes within
+    PRIOR_TOLERANCE of the shifted prior lose nothing."""
+    planes = plane_sweep.inverse_depth_planes(1.0, 8.0, 16)
+    true_plane = 5
+    logits = torch.zeros(1, 1, 16, 4, 8)
+    logits[..., :6] = -4.0
+    logits[:, :, true_plane, :, :6] = 4.0  # the left three quarters match on one plane, the rest on any
+    prior = torch.full((1, 1, 1, 8, 16), 2.0 / float(planes[true_plane]))
+    distance = plane_sweep.prior_distance(prior, logits, planes)
+    assert distance.shape == logits.shape
+    log_planes = -planes.log()
+    near = (log_planes - log_planes[true_plane]).abs() <= plane_sweep.PRIOR_TOLERANCE
+    assert torch.all(distance[0, 0][near] == 0) and torch.all(distance[0, 0][~near] > 0)
+    torch.testing.assert_close(plane_sweep.prior_distance(prior * 3.0, logits, planes), distance)  # nor does its scale
+    chosen = (logits - 6.0 * distance).argmax(dim=2)
+    assert torch.all((log_planes[chosen] - log_planes[true_plane]).abs() <= plane_sweep.PRIOR_TOLERANCE)
+    assert torch.all(chosen[..., :6] == true_plane)
+
+
+def test_the_head_prior_moves_the_sweeps_depth_reaches_a_turn_ensembles_sweep_and_is_a_setting(tmp_path):
+    """sweep_head_prior w: the sweep after a view-blending head reads the head's depth (a fourth
+    channel of the colour before the sweep, which a turn ensemble passes on from the median of its
+    turns); 0 leaves the rendering as it was; a renderer without such a head refuses it."""
+    images, cams, targets = ring_scene(1, 4, 2, size=32)
+    model = _sweep_model(view_blend=2)
+    with torch.no_grad():
+        model.sweep.blender[-1].weight.normal_(std=0.1)
+        plain = model(images, cams, targets)
+        assert model.render(model.memorize(images, cams), targets, sweep=False).shape[2] == 3
+        model.use_reading_settings(dataclasses.replace(model.config, sweep_head_prior=20.0))
+        primed = model(images, cams, targets)
+        before = model.render(model.memorize(images, cams), targets, sweep=False)
+        ensemble = TurnEnsemble(model, 2)
+        turned = ensemble(images, cams, targets)
+        copies = torch.stack([model.render(model.memorize(images, turn_about_z(cams, a)), turn_about_z(targets, a),
+                                           sweep=False) for a in ensemble.angles]).median(0).values
+        once = model.sweep(copies[:, :, :3], targets, images, cams, prior_depth=copies[:, :, 3:])
+    assert before.shape[2] == 4 and torch.all(before[:, :, 3] > 0)
+    assert not torch.allclose(plain, primed)
+    torch.testing.assert_close(turned, once)
+    assert load_renderer(save_renderer(model, tmp_path / "m.safetensors")).sweep.prior_weight == 20.0
+    with pytest.raises(ValueError, match="sweep_head_prior needs a plane sweep after a view-blending head"):
+        _sweep_model(sweep_head_prior=1.0)
+    with pytest.raises(ValueError, match="sweep_head_prior' must be a number in \\[0, 1000\\]"):
+        _sweep_model(view_blend=2, sweep_head_prior=-1.0)
