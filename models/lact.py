@@ -250,12 +250,12 @@ class RendererBase(nn.Module):
             maps = unpatchify(self.view_blend(tokens), views, height, width, self.config.patch_size)
             sweeps = self.sweep is not None and sweep
             rgb = blend_views(rgb, maps, target_cams, *sources, with_samples=with_samples and not sweeps)
-            head_depth = maps[:, :, :1].clamp(MIN_LOG_DEPTH, MAX_LOG_DEPTH).exp()
+            head_depth = maps[:, :, :1].clamp(MIN_LOG_DEPTH, MAX_LOG_DEPTH).exp().detach()  # a prior, not a target
         prior = head_depth if self.sweep is not None and self.sweep.prior_weight else None
         if self.sweep is not None and sweep:  # after a view-blending head, it blends that head's output
             rgb = self.sweep(rgb, target_cams, *sources, sweep_ranges, with_samples=with_samples, features=sweep_features,
                              prior_depth=prior)
-        elif prior is not None:  # what a sweep run later reads (a turn ensemble's, on the median of its turns)
+        elif prior is not None and not with_samples:  # for a sweep run later (a turn ensemble's, on its median)
             rgb = torch.cat([rgb, prior.to(rgb.dtype)], dim=2)
         return rgb
 

@@ -365,16 +365,18 @@ def prior_distance(prior_depth: Tensor, logits: Tensor, inverse_depths: Tensor) 
     capture sets, and which a far extrapolation of the inputs leaves it unsure of), while the
     photos pin the scale down wherever they match."""
     b, t = prior_depth.shape[:2]
-    log_prior = F.interpolate(prior_depth.flatten(0, 1).clamp_min(1e-6).log(), size=logits.shape[-2:],
+    dtype = torch.promote_types(logits.dtype, torch.float32)  # a bfloat16 head's depth is read in float32
+    log_prior = F.interpolate(prior_depth.to(dtype).flatten(0, 1).clamp_min(1e-6).log(), size=logits.shape[-2:],
                               mode="area").unflatten(0, (b, t))
-    log_planes = -inverse_depths.log().to(log_prior.dtype)
+    log_planes = -inverse_depths.to(dtype).log()
     log_planes = log_planes.reshape(-1, 1, log_planes.shape[-1], 1, 1)  # [1 or B, 1, D, 1, 1]
-    probs = logits.to(log_prior.dtype).softmax(dim=2)
+    probs = logits.to(dtype).softmax(dim=2)
     found = (probs * log_planes).sum(dim=2, keepdim=True)
     sure = probs.amax(dim=2, keepdim=True)
-    confident = sure >= sure.flatten(2).median(dim=2).values[..., None, None]
+    confident = sure >= sure.flatten(2).median(dim=2).values.view(b, t, 1, 1, 1)
     shift = (found - log_prior).masked_fill(~confident, float("nan")).flatten(2).nanmedian(dim=2).values
-    return ((log_planes - log_prior - shift[..., None, None]).abs() - PRIOR_TOLERANCE).clamp_min(0.0)
+    distance = (log_planes - log_prior - shift.view(b, t, 1, 1, 1)).abs()
+    return (distance - PRIOR_TOLERANCE).clamp_min(0.0).to(logits.dtype)
 
 
 def expected_inverse_depth(plane_logits: Tensor, inverse_depths: Tensor) -> Tensor:

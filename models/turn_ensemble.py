@@ -119,7 +119,7 @@ class TurnEnsemble(nn.Module):
         if sweep is None:
             return median
         first = state.states[0]  # the world as given (angle 0)
-        prior = median[:, :, 3:] if median.shape[2] > 3 else None  # depth along each ray: the same in every turn
+        prior = median[:, :, 3:] if median.shape[2] > 3 else None  # distances along a ray: unchanged by a turn
         out = sweep(median[:, :, :3], target_cams, *first.sources, first.sweep_ranges, features=first.sweep_features,
                     prior_depth=prior)
         return self.renderer.on_backdrop(out, first.exposure_gains)

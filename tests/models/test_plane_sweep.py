@@ -918,10 +918,26 @@ def test_prior_distance_shifts_the_prior_to_the_sweeps_scale_and_spares_planes_w
     assert torch.all(chosen[..., :6] == true_plane)
 
 
+def test_prior_distance_of_a_batch_is_each_targets_own():
+    """Scenes [B] with their own planes [B, D] and targets [T] (D unlike T and B): each target's
+    shift and distances are what it gets alone."""
+    torch.manual_seed(0)
+    planes = torch.stack([plane_sweep.inverse_depth_planes(1.0, 8.0, 5), plane_sweep.inverse_depth_planes(0.5, 3.0, 5)])
+    logits = torch.randn(2, 3, 5, 4, 6) * 3.0
+    prior = torch.rand(2, 3, 1, 8, 12) * 4.0 + 0.5
+    batch = plane_sweep.prior_distance(prior, logits, planes)
+    assert batch.shape == logits.shape
+    for b in range(2):
+        for t in range(3):
+            alone = plane_sweep.prior_distance(prior[b : b + 1, t : t + 1], logits[b : b + 1, t : t + 1], planes[b : b + 1])
+            torch.testing.assert_close(batch[b : b + 1, t : t + 1], alone)
+
+
 def test_the_head_prior_moves_the_sweeps_depth_reaches_a_turn_ensembles_sweep_and_is_a_setting(tmp_path):
     """sweep_head_prior w: the sweep after a view-blending head reads the head's depth (a fourth
     channel of the colour before the sweep, which a turn ensemble passes on from the median of its
-    turns); 0 leaves the rendering as it was; a renderer without such a head refuses it."""
+    turns), also when training on several scenes and targets at once, where no gradient reaches
+    the head through it; 0 renders as before; a renderer without such a head refuses it."""
     images, cams, targets = ring_scene(1, 4, 2, size=32)
     model = _sweep_model(view_blend=2)
     with torch.no_grad():
@@ -940,6 +956,14 @@ def test_the_head_prior_moves_the_sweeps_depth_reaches_a_turn_ensembles_sweep_an
     assert not torch.allclose(plain, primed)
     torch.testing.assert_close(turned, once)
     assert load_renderer(save_renderer(model, tmp_path / "m.safetensors")).sweep.prior_weight == 20.0
+    images2, cams2, targets2 = ring_scene(2, 4, 3, size=32)
+    out, extras = model(images2, cams2, targets2, with_samples=True)
+    assert out.shape == (2, 3, 3, 32, 32) and extras[3].shape[:3] == (2, 3, 8)
+    extras[3].logsumexp(dim=2).mean().backward()  # the plane scores: the photos' and the prior's
+    assert model.view_blend.proj.weight.grad is None and model.sweep.scorer[0].weight.grad.abs().sum() > 0
+    model.use_reading_settings(dataclasses.replace(model.config, sweep_head_prior=0.0))
+    with torch.no_grad():
+        torch.testing.assert_close(model(images, cams, targets), plain)
     with pytest.raises(ValueError, match="sweep_head_prior needs a plane sweep after a view-blending head"):
         _sweep_model(sweep_head_prior=1.0)
     with pytest.raises(ValueError, match="sweep_head_prior' must be a number in \\[0, 1000\\]"):
