@@ -26,7 +26,7 @@ from nvs.models.config import ModelConfig, with_reading_settings
 from nvs.models.fast_weight import FastWeights, FastWeightSwiGLU, TTTOp
 from nvs.models.pixel_decoder import PixelDecoder
 from nvs.models.plane_sweep import PlaneSweepBlend, SweepFeatures, backdrop_gains
-from nvs.models.view_blend import MAX_LOG_DEPTH, MIN_LOG_DEPTH, ViewBlendHead, blend_views
+from nvs.models.view_blend import ViewBlendHead, blend_views, decoded_depth
 
 RAY_CHANNELS = 9  # o, d, o x d
 PIXEL_CHANNELS = RAY_CHANNELS + 3  # + RGB * 2 - 1
@@ -245,13 +245,13 @@ class RendererBase(nn.Module):
             if with_samples:
                 raise ValueError("with_samples needs a view-blending renderer (model config view_blend or sweep_views > 0)")
             return rgb
-        head_depth = None
+        prior = None  # the head's depth, where the sweep reads it (sweep_head_prior): a prior, not a target
         if self.view_blend is not None:
             maps = unpatchify(self.view_blend(tokens), views, height, width, self.config.patch_size)
             sweeps = self.sweep is not None and sweep
             rgb = blend_views(rgb, maps, target_cams, *sources, with_samples=with_samples and not sweeps)
-            head_depth = maps[:, :, :1].clamp(MIN_LOG_DEPTH, MAX_LOG_DEPTH).exp().detach()  # a prior, not a target
-        prior = head_depth if self.sweep is not None and self.sweep.prior_weight else None
+            if self.sweep is not None and self.sweep.prior_weight:
+                prior = decoded_depth(maps).detach()
         if self.sweep is not None and sweep:  # after a view-blending head, it blends that head's output
             rgb = self.sweep(rgb, target_cams, *sources, sweep_ranges, with_samples=with_samples, features=sweep_features,
                              prior_depth=prior)

@@ -180,6 +180,12 @@ class ViewBlendHead(nn.Module):
         self.proj.bias[rows] = saved[1]
 
 
+def decoded_depth(maps: Tensor) -> Tensor:
+    """The depth along each target pixel's ray that a :class:`ViewBlendHead` decodes: maps
+    [B, T, k + 2, H, W] (unpatchified) -> [B, T, 1, H, W]."""
+    return maps[:, :, :1].clamp(MIN_LOG_DEPTH, MAX_LOG_DEPTH).exp()
+
+
 def blend_views(decoded: Tensor, maps: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras,
                 with_samples: bool = False) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
     """The output of a view-blending renderer.
@@ -192,7 +198,7 @@ def blend_views(decoded: Tensor, maps: Tensor, target_cams: Cameras, images: Ten
     dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
     maps = maps.to(dtype)
     index = nearest_views(cams, target_cams, maps.shape[2] - 2)
-    depth = maps[:, :, :1].clamp(MIN_LOG_DEPTH, MAX_LOG_DEPTH).exp()
+    depth = decoded_depth(maps)
     samples, valid = warp_views(*gather_views(images, cams, index), target_cams, depth)
     out = blend(decoded.to(dtype), samples, valid, maps[:, :, 1 : index.shape[-1] + 2])
     return (out, (samples, valid, depth)) if with_samples else out
