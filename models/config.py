@@ -15,8 +15,9 @@ ARCHITECTURES = ("lact", "full_attention")
 SWEEP_RANGES = ("fixed", "inputs")
 # fields that change how a renderer reads its inputs, not its weights: a checkpoint trained with
 # one value renders with another
-READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_coarse", "sweep_coarse_levels", "sweep_max_step", "sweep_refine",
-                    "sweep_depth_views", "sweep_hull", "sweep_front", "sweep_head_prior", "match_exposure", "backdrop_white")
+READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_zncc_views", "sweep_coarse", "sweep_coarse_levels", "sweep_max_step",
+                    "sweep_refine", "sweep_depth_views", "sweep_hull", "sweep_front", "sweep_head_prior", "match_exposure",
+                    "backdrop_white")
 
 
 @dataclass
@@ -60,6 +61,13 @@ class ModelConfig:
     # the two nearest views' photos over each plane (models/plane_sweep.zncc_scores): a matching
     # prior that ignores a gain and offset between photos (exposure, white balance) and needs no training
     sweep_zncc: float = 0.0
+    # n > 2 (n <= sweep_views), with sweep_zncc: on a walk (nvs.geometry.capture.capture_kind), the
+    # correlation is taken between every pair of the n nearest views (of the sweep_depth_views
+    # nearest where that is fewer), and each point keeps the mean of the better half of its pairs: a
+    # view in which an occluder hides the point spoils only its own pairs
+    # (models/plane_sweep.zncc_scores); around an object, and with 2, the two nearest views'
+    # correlation
+    sweep_zncc_views: int = 2
     # w > 0: the plane scores also add w x those of the same sweep on the photos at half resolution,
     # upsampled (cross-scale aggregation; models/plane_sweep): wide baselines are found at the coarse scale;
     # with sweep_coarse_levels n > 1, so do those at 1/4, ..., 1/2^n of the resolution, each at w
@@ -153,6 +161,11 @@ class ModelConfig:
                 or not (depth_views == 0 or 2 <= depth_views <= self.sweep_views):
             needs = f"a whole number from 2 to sweep_views ({self.sweep_views})" if self.sweep_views else "a plane sweep (sweep_views)"
             raise ValueError(f"model config 'sweep_depth_views' must be 0 or {needs}, got {depth_views!r}")
+        zncc_views = self.sweep_zncc_views
+        if isinstance(zncc_views, bool) or not isinstance(zncc_views, int) \
+                or not (zncc_views == 2 or 2 < zncc_views <= self.sweep_views):
+            raise ValueError(f"model config 'sweep_zncc_views' must be a whole number from 2 to sweep_views "
+                             f"({self.sweep_views}; 2 without a plane sweep), got {zncc_views!r}")
         levels = self.sweep_coarse_levels
         if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 8:
             raise ValueError(f"model config 'sweep_coarse_levels' must be a whole number in [1, 8], got {levels!r}")

@@ -188,7 +188,7 @@ class RendererBase(nn.Module):
             self.sweep.coarse_levels, self.sweep.hull_weight = source.sweep_coarse_levels, source.sweep_hull
             self.sweep.front_weight, self.sweep.max_step = source.sweep_front, source.sweep_max_step
             self.sweep.refine_window, self.sweep.depth_views = source.sweep_refine, source.sweep_depth_views
-            self.sweep.prior_weight = source.sweep_head_prior
+            self.sweep.prior_weight, self.sweep.zncc_views = source.sweep_head_prior, source.sweep_zncc_views
 
     @property
     def blends_views(self) -> bool:

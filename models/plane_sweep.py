@@ -12,8 +12,11 @@ spread (the matching cost) is scored by a small network shared by all planes. Wi
 (model config ``sweep_zncc``), each plane's score adds that multiple of the normalised
 cross-correlation of the two nearest photos over a window (:func:`zncc_scores`): a classical
 matching cost that ignores a gain and offset between the photos (exposure, white balance), as real
-ones have and the renders the learnt features saw do not. With a ``coarse_weight`` (``sweep_coarse``),
-each plane's score also adds that multiple of the same sweep's score on the photos at half
+ones have and the renders the learnt features saw do not. With ``zncc_views`` n > 2
+(``sweep_zncc_views``), it correlates every pair of the n nearest photos of a walk and keeps the
+better half of the pairs at each point, so that a photo in which an occluder hides the point does
+not count; around an object, the two nearest (:meth:`PlaneSweepBlend.scene_zncc_views`). With a
+``coarse_weight`` (``sweep_coarse``), each plane's score also adds that multiple of the same sweep's score on the photos at half
 resolution, upsampled, and, with ``coarse_levels`` (``sweep_coarse_levels``) n > 1, of those at a
 quarter, an eighth, ... down to 1/2^n (cross-scale cost aggregation, as in classical stereo):
 where neighbouring views are far apart, as on a ring around an object, a surface's disparities
@@ -61,7 +64,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nvs.cameras import Cameras, pixel_rays
-from nvs.geometry.capture import WHITE_LEVEL
+from nvs.geometry.capture import WHITE_LEVEL, capture_kind
 from nvs.geometry.depth_range import depth_range, sparse_points
 from nvs.geometry.matching import PairMatches, scene_matches
 from nvs.geometry.vectors import vector_norm
@@ -194,32 +197,47 @@ def matching_costs(features: Tensor, cams: Cameras, target_cams: Cameras, invers
     return variance_costs(*sample_planes(features, cams, target_cams, inverse_depths, present))
 
 
-def zncc_scores(colours: Tensor, seen: Tensor, window: int = ZNCC_WINDOW, texture: float = ZNCC_TEXTURE) -> Tensor:
-    """How well the first two views (the nearest) agree on each plane, blind to their exposure.
+def zncc_scores(colours: Tensor, seen: Tensor, views: int | Tensor = 2, *, window: int = ZNCC_WINDOW,
+                texture: float = ZNCC_TEXTURE) -> Tensor:
+    """How well the ``views`` nearest views agree on each plane, blind to their exposure.
 
-    colours [B, T, k, 3, D, h, w] (the photos sampled on each plane, k >= 2), seen [B, T, k, 1, D,
-    h, w] (:func:`sample_planes`) -> [B, T, D, h, w] in [-1, 1]: over the window x window pixels
-    about each pixel of each plane, the covariance of the two views' grey levels over
-    s_a s_b + texture^2, with s their standard deviations there: the zero-mean normalised
-    cross-correlation where both windows are well textured, near 0 where either is flat (a blank
-    wall or a dark cloth correlates by chance); 0 where either view does not see the point.
+    colours [B, T, k, 3, D, h, w] (the photos sampled on each plane), seen [B, T, k, 1, D, h, w]
+    (:func:`sample_planes`), views: how many of the k take part (2 <= views <= k), one for all
+    scenes or [B] per scene (on the CPU) -> [B, T, D, h, w] in [-1, 1]. For a pair of views: over
+    the window x window pixels about each pixel of each plane, the covariance of the two views'
+    grey levels over s_a s_b + texture^2, with s their standard deviations there: the zero-mean
+    normalised cross-correlation where both windows are well textured, near 0 where either is flat
+    (a blank wall or a dark cloth correlates by chance). With two views, their pair's score, 0
+    where either does not see the point. With more, the mean of the better half (rounded up) of
+    the pairs whose views both see the point (0 where none do): a view that sees something else
+    there (an occluder, the far side of a column) spoils only its own pairs, which are left out.
     """
-    grey = colours[:, :, :2].mean(dim=3)  # [B, T, 2, D, h, w]
+    most = int(views.max()) if isinstance(views, Tensor) else views
+    grey = colours[:, :, :most].mean(dim=3)  # [B, T, n, D, h, w]
     b, t, _, planes, height, width = grey.shape
 
     def box(x: Tensor) -> Tensor:  # the window's mean (where it overhangs the image, of the part inside), in two passes
-        x = cpu_layout(x.reshape(1, -1, height, width))  # the planes as channels: pooled vectorised across them
+        shape = x.shape
+        x = cpu_layout(x.reshape(1, -1, height, width))  # views and planes as channels: pooled vectorised across them
         x = F.avg_pool2d(x, (window, 1), 1, (window // 2, 0), count_include_pad=False)
-        return F.avg_pool2d(x, (1, window), 1, (0, window // 2), count_include_pad=False)
+        return F.avg_pool2d(x, (1, window), 1, (0, window // 2), count_include_pad=False).reshape(shape)
 
-    first, second = grey[:, :, 0], grey[:, :, 1]
-    mean_first, mean_second = box(first), box(second)
-    covariance = box(first * second) - mean_first * mean_second
-    spread = ((box(first.square()) - mean_first.square()).clamp_min(0) *
-              (box(second.square()) - mean_second.square()).clamp_min(0)).sqrt()
-    score = (covariance / (spread + texture**2).clamp_min(1e-12)).clamp(-1.0, 1.0)
-    both = seen[:, :, 0, 0] * seen[:, :, 1, 0]
-    return score.reshape(b, t, planes, height, width) * both
+    first, second = torch.combinations(torch.arange(most, device=grey.device), 2).unbind(dim=1)  # [P] each
+    means = box(grey)
+    variances = (box(grey.square()) - means.square()).clamp_min(0)
+    covariance = box(grey[:, :, first] * grey[:, :, second]) - means[:, :, first] * means[:, :, second]
+    spread = (variances[:, :, first] * variances[:, :, second]).sqrt()
+    score = (covariance / (spread + texture**2).clamp_min(1e-12)).clamp(-1.0, 1.0)  # [B, T, P, D, h, w]
+    both = seen[:, :, first, 0] * seen[:, :, second, 0]
+    if isinstance(views, Tensor):  # a scene's pairs among its own nearest views only
+        both = both * (second < views.to(second.device)[:, None]).to(both.dtype)[:, None, :, None, None, None]
+    if first.numel() == 1:
+        return score[:, :, 0] * both[:, :, 0]
+    half = (first.numel() + 1) // 2
+    ranked = torch.where(both > 0, score, torch.full_like(score, -2.0)).topk(half, dim=2).values  # best first
+    kept = (both.sum(dim=2, keepdim=True) + 1).div(2, rounding_mode="floor")  # [B, T, 1, D, h, w]
+    rank = torch.arange(half, device=grey.device, dtype=kept.dtype).view(1, 1, -1, 1, 1, 1)
+    return (ranked * (rank < kept)).sum(dim=2) / kept[:, :, 0].clamp_min(1)
 
 
 def border_pixels(images: Tensor) -> Tensor:
@@ -453,7 +471,7 @@ class PlaneSweepBlend(nn.Module):
         # settings, not weights: the renderer sets them from its config (RendererBase.use_reading_settings)
         self.zncc_weight, self.coarse_weight, self.coarse_levels, self.hull_weight = 0.0, 0.0, 1, 0.0
         self.front_weight, self.max_step, self.refine_window, self.depth_views = 0.0, 0.0, 0, 0
-        self.prior_weight = 0.0
+        self.prior_weight, self.zncc_views = 0.0, 2
         self.degrade_probability = 0.0
         self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
             nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
@@ -507,7 +525,7 @@ class PlaneSweepBlend(nn.Module):
     def depth(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
               present: Tensor | None = None, coarse_features: list[Tensor] | None = None,
               scorer_dtype: torch.dtype | None = None, support: Tensor | None = None, octave: int = 0,
-              prior_depth: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+              prior_depth: Tensor | None = None, zncc_views: int | Tensor = 2) -> tuple[Tensor, Tensor, Tensor]:
         """Sweep: target_cams [B, T], features [B, T, k, F + 3, h, w] of cams [B, T, k] (``present``
         [B, T, k]: which of them take part) over the planes inverse_depths [D] or [B, D] -> (depth
         along each unit ray [B, T, 1, H, W], confidence [B, T, 1, H, W], plane logits
@@ -518,18 +536,19 @@ class PlaneSweepBlend(nn.Module):
         logits' shape, :func:`hull_support`) takes ``hull_weight`` x (1 - support) and
         ``front_weight`` x :func:`behind_hull_entry` off the scores; ``prior_depth`` [B, T, 1, H, W]
         (a view-blending head's depth along each ray) takes ``prior_weight`` x
-        :func:`prior_distance` off them."""
+        :func:`prior_distance` off them; ``zncc_views`` (an int or [B]): the views whose pairs
+        :func:`zncc_scores` correlates."""
         b, t = target_cams.shape
         height, width = target_cams.height, target_cams.width
         swept = halved_cams(target_cams, octave)
         inverse_depths = inverse_depths.to(features.dtype)
-        logits = self.plane_logits(swept, features, cams, inverse_depths, present, scorer_dtype)
+        logits = self.plane_logits(swept, features, cams, inverse_depths, present, scorer_dtype, zncc_views)
         for level, level_features in enumerate(coarse_features or [], start=1):
             size = (swept.height >> level, swept.width >> level)
             if min(size) < MIN_COARSE_SIZE:
                 break
             coarse = self.plane_logits(swept.resize(*size), level_features, cams, inverse_depths, present,
-                                       scorer_dtype)
+                                       scorer_dtype, zncc_views)
             upsampled = F.interpolate(coarse.flatten(0, 1), size=logits.shape[-2:], mode="bilinear", align_corners=False)
             logits = logits + self.coarse_weight * upsampled.unflatten(0, (b, t))
         if support is not None:
@@ -545,11 +564,13 @@ class PlaneSweepBlend(nn.Module):
         return 1.0 / up[:, :, :1], up[:, :, 1:], logits
 
     def plane_logits(self, target_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
-                     present: Tensor | None = None, scorer_dtype: torch.dtype | None = None) -> Tensor:
+                     present: Tensor | None = None, scorer_dtype: torch.dtype | None = None,
+                     zncc_views: int | Tensor = 2) -> Tensor:
         """How well the views agree on each plane at half the target's resolution: target_cams
         [B, T] of H x W, features [B, T, k, F + 3, h, w] of cams [B, T, k] -> [B, T, D, H/2, W/2].
         ``scorer_dtype`` (None: the features'): the autocast dtype of the scorer's convolutions,
-        the sweep's largest cost; the points, samples and their spread stay in the features' dtype.
+        the sweep's largest cost; the points, samples and their spread stay in the features' dtype;
+        ``zncc_views`` (:meth:`depth`).
 
         A volume of more than BAND_PIXELS pixels is scored in bands of rows, each with BAND_HALO
         rows of context either side, which every score of the band's own rows reads within: the
@@ -558,18 +579,18 @@ class PlaneSweepBlend(nn.Module):
         half = halved_cams(target_cams, 1)
         rows = max(1, BAND_PIXELS // half.width)
         if rows >= half.height:
-            return self._volume_logits(half, features, cams, inverse_depths, present, scorer_dtype)
+            return self._volume_logits(half, features, cams, inverse_depths, present, scorer_dtype, zncc_views)
         bands = []
         for top in range(0, half.height, rows):
             bottom = min(top + rows, half.height)
             start, stop = max(0, top - BAND_HALO), min(half.height, bottom + BAND_HALO)
             logits = self._volume_logits(half.crop(start, 0, stop - start, half.width), features, cams, inverse_depths,
-                                         present, scorer_dtype)
+                                         present, scorer_dtype, zncc_views)
             bands.append(logits[..., top - start : bottom - start, :])
         return torch.cat(bands, dim=-2)
 
     def _volume_logits(self, volume_cams: Cameras, features: Tensor, cams: Cameras, inverse_depths: Tensor,
-                       present: Tensor | None, scorer_dtype: torch.dtype | None) -> Tensor:
+                       present: Tensor | None, scorer_dtype: torch.dtype | None, zncc_views: int | Tensor) -> Tensor:
         """The scores of the cost volume seen by volume_cams [B, T] -> [B, T, D, h, w]."""
         b, t = volume_cams.shape
         sampled, seen = sample_planes(features, cams, volume_cams, inverse_depths, present)
@@ -578,8 +599,20 @@ class PlaneSweepBlend(nn.Module):
             logits = self.scorer(cpu_layout(costs.flatten(0, 2)))
         logits = logits.to(costs.dtype).reshape(b, t, self.planes, volume_cams.height, volume_cams.width)
         if self.zncc_weight:
-            logits = logits + self.zncc_weight * zncc_scores(sampled[:, :, :, -3:], seen)
+            logits = logits + self.zncc_weight * zncc_scores(sampled[:, :, :, -3:].detach(), seen, zncc_views)
         return logits
+
+    def scene_zncc_views(self, cams: Cameras) -> int | Tensor:
+        """How many of the nearest views the matching prior correlates for each scene of input cams
+        [B, V]: 2 as an int where every scene takes 2, else [B] (on the CPU): ``zncc_views`` (at
+        most ``depth_views`` where set) on walks through a scene, 2 on captures that circle an
+        object (:func:`nvs.geometry.capture.capture_kind`), where the farther views see the subject
+        from its sides, and their chance agreement on its texture behind a target's plain
+        background (a dark cloth, a wall) outscores the background's own plane."""
+        views = min(self.zncc_views, self.depth_views or self.views)
+        if views <= 2:
+            return 2
+        return torch.tensor([views if capture_kind(cams[b].to("cpu")) == "scene" else 2 for b in range(cams.shape[0])])
 
     def source_features(self, images: Tensor) -> Tensor:
         """images [B, V, 3, H, W] -> [B, V, F + 3, H/2, W/2]: unit-norm learnt features, then the
@@ -677,16 +710,18 @@ class PlaneSweepBlend(nn.Module):
             if features is None or not self.reads(features):
                 features = self.photo_features(images, cams, ranges)
             planes = self.inverse_depths(decoded.device, ranges)
+            zncc_views = self.scene_zncc_views(cams)
             if with_samples or torch.is_grad_enabled():
                 return self._blend(decoded, target_cams, images, cams, features, planes, with_samples, scorer_dtype,
-                                   prior_depth)
+                                   prior_depth, zncc_views)
             parts = [self._blend(decoded[:, i : i + 1], target_cams[:, i : i + 1], images, cams, features, planes, False,
-                                 scorer_dtype, None if prior_depth is None else prior_depth[:, i : i + 1])
+                                 scorer_dtype, None if prior_depth is None else prior_depth[:, i : i + 1], zncc_views)
                      for i in range(target_cams.shape[1])]
             return torch.cat(parts, dim=1)
 
     def _blend(self, decoded: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras, features: SweepFeatures,
-               planes: Tensor, with_samples: bool, scorer_dtype: torch.dtype | None, prior_depth: Tensor | None = None):
+               planes: Tensor, with_samples: bool, scorer_dtype: torch.dtype | None, prior_depth: Tensor | None,
+               zncc_views: int | Tensor):
         dtype = features.fine.dtype
         index = nearest_views(cams, target_cams, self.views)
         b, t, found = index.shape
@@ -702,7 +737,8 @@ class PlaneSweepBlend(nn.Module):
         coarse = None if features.coarse is None else [gather(level, index) for level in features.coarse]
         matched = present & (torch.arange(self.views, device=index.device) < self.depth_views) if self.depth_views else present
         depth, confidence, plane_logits = self.depth(target_cams, gather(features.fine, index), chosen, planes, matched,
-                                                     coarse, scorer_dtype, support, features.octave, prior_depth)
+                                                     coarse, scorer_dtype, support, features.octave, prior_depth,
+                                                     zncc_views)
         if self.refine_window:
             depth = refine_depth(depth, expected_inverse_depth(plane_logits, planes.to(dtype)), photos, chosen, target_cams,
                                  self.refine_window, present, features.octave)

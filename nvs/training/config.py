@@ -128,6 +128,7 @@ class RenderConfig:
 
     sweep_range: str | None = None
     sweep_zncc: float | None = None
+    sweep_zncc_views: int | None = None
     sweep_coarse: float | None = None
     sweep_coarse_levels: int | None = None
     sweep_max_step: float | None = None

@@ -81,6 +81,137 @@ def test_the_zncc_score_peaks_at_the_plane_the_views_see_whatever_their_exposure
     assert torch.equal(zncc_scores(sampled, unseen, window=11), torch.zeros_like(scores))
 
 
+def _four_views_of_a_noise_plane(size: int = 48):
+    """Four views of a randomly textured plane about a target camera: (sampled, seen of
+    :func:`sample_planes` [1, 1, 4, 3, D, H, W], the true plane of each target pixel [H, W])."""
+    sources = [plane_camera(x, size, yaw_deg=-math.degrees(math.atan2(x, PLANE_Z))) for x in (-0.5, 0.6, -1.0, 1.1)]
+    images, _ = noise_plane_views(Cameras.cat([c[None] for c in sources]), [(PLANE_Z, math.inf)])
+    target = plane_camera(0.05, size)
+    _, depth = noise_plane_views(target[None], [(PLANE_Z, math.inf)])
+    target = Cameras(target.intrinsics[None, None], target.c2w[None, None], size, size)
+    planes = inverse_depth_planes(1.5, 8.0, 12).double()
+    sampled, seen = sample_planes(images.double()[None, None], _stack(sources), target, planes)
+    return sampled, seen, (1 / depth[0, 0] - planes.view(-1, 1, 1)).abs().argmin(dim=0)
+
+
+def test_the_zncc_score_of_more_views_is_the_mean_of_the_better_half_of_their_pairs():
+    """Against the definition, pair by pair: with all four views seeing a point, the mean of its
+    best 3 of 6 pair scores; where the fourth is left out, the best 2 of the other three's 3 pairs;
+    two views score as before, and no pair seen scores 0."""
+    torch.manual_seed(0)
+    sampled, seen, _ = _four_views_of_a_noise_plane()
+    seen[:, :, 3, :, :, :, : seen.shape[-1] // 2] = 0  # the fourth view misses the left half
+    pairs = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    each = torch.stack([zncc_scores(sampled[:, :, [i, j]], seen[:, :, [i, j]], window=9) for i, j in pairs], dim=2)
+    all_seen = seen[0, 0, :, 0].bool().all(dim=0)
+    three_seen = seen[0, 0, :3, 0].bool().all(dim=0) & ~seen[0, 0, 3, 0].bool()
+    assert all_seen.any() and three_seen.any()
+    four = zncc_scores(sampled, seen, views=4, window=9)[0, 0]
+    assert torch.allclose(four[all_seen], each[0, 0].topk(3, dim=0).values.mean(dim=0)[all_seen], atol=1e-12)
+    first_three = each[0, 0, [0, 1, 3]]  # the pairs without the fourth view
+    assert torch.allclose(four[three_seen], first_three.topk(2, dim=0).values.mean(dim=0)[three_seen], atol=1e-12)
+    assert torch.equal(zncc_scores(sampled, seen, views=2, window=9), each[:, :, 0])
+    assert torch.equal(zncc_scores(sampled, torch.zeros_like(seen), views=4, window=9), torch.zeros_like(four)[None, None])
+
+
+def test_the_zncc_score_of_two_views_is_their_windows_normalised_covariance():
+    """At a few pixels and planes, from the two windows of grey levels themselves (cut short by the
+    image's edge, as the box means are)."""
+    torch.manual_seed(0)
+    sampled, seen, _ = _four_views_of_a_noise_plane()
+    scores = zncc_scores(sampled, seen, window=9)[0, 0]
+    grey = sampled[0, 0, :2].mean(dim=1)  # [2, D, H, W]
+    both = seen[0, 0, 0, 0] * seen[0, 0, 1, 0]
+    for plane, y, x in ((3, 20, 30), (7, 2, 45), (10, 40, 1), (0, 24, 24)):
+        a, b = (g[plane, max(0, y - 4) : y + 5, max(0, x - 4) : x + 5] for g in grey)
+        covariance = (a * b).mean() - a.mean() * b.mean()
+        spread = ((a.square().mean() - a.mean().square()) * (b.square().mean() - b.mean().square())).sqrt()
+        expected = (covariance / (spread + 0.05**2)).clamp(-1, 1) * both[plane, y, x]
+        assert torch.allclose(scores[plane, y, x], expected, atol=1e-9)
+
+
+def test_the_zncc_score_of_more_views_finds_the_plane_a_hidden_view_misses():
+    """The second nearest view sees something else (an occluder's own texture) at every point: the
+    two nearest views' correlation loses the plane, the better half of four views' pairs keeps it."""
+    torch.manual_seed(0)
+    sampled, seen, truth = _four_views_of_a_noise_plane()
+    sampled[:, :, 1] = torch.rand_like(sampled[:, :, 1, :, :1]).expand_as(sampled[:, :, 1])  # the same on every plane
+    both = seen[0, 0, :, 0].prod(dim=0).bool().all(dim=0)
+    assert both.double().mean() > 0.5
+
+    def found_share(views: int) -> float:
+        found = zncc_scores(sampled, seen, views=views, window=11)[0, 0].argmax(dim=0)
+        return ((found - truth).abs() <= 1)[both].double().mean().item()
+
+    assert found_share(2) < 0.5
+    assert found_share(4) > 0.9
+
+
+def test_zncc_scores_take_each_scene_s_own_number_of_views():
+    torch.manual_seed(0)
+    sampled, seen, _ = _four_views_of_a_noise_plane()
+    two_scenes, seen_twice = torch.cat([sampled, sampled.flip(-1)]), torch.cat([seen, seen.flip(-1)])
+    for views in ((4, 2), (3, 4)):
+        each = zncc_scores(two_scenes, seen_twice, views=torch.tensor(views), window=9)
+        assert torch.equal(each[:1], zncc_scores(sampled, seen, views=views[0], window=9))
+        assert torch.equal(each[1:], zncc_scores(sampled.flip(-1), seen.flip(-1), views=views[1], window=9))
+
+
+def _walk_scene(views: int, targets: int, size: int) -> tuple[Cameras, Cameras]:
+    """Cameras [1, views] and target cameras [1, targets] on a line, all looking along +z (a walk)."""
+    def line(xs):
+        cams = [plane_camera(x, size) for x in xs]
+        return Cameras(torch.stack([c.intrinsics for c in cams]).float()[None], torch.stack([c.c2w for c in cams]).float()[None],
+                       size, size)
+
+    return line(torch.linspace(-0.6, 0.6, views).tolist()), line([-0.25, 0.35][:targets])
+
+
+def test_zncc_views_is_a_reading_setting_for_walks_and_keeps_the_nearest_two_around_an_object(tmp_path):
+    """One batch of a walk and a ring: more views move the walk's render and leave the ring's."""
+    torch.manual_seed(0)
+    walk, walk_targets = _walk_scene(5, 2, 16)
+    ring_images, ring, ring_targets = ring_scene(1, 5, 2, size=16)
+    images = torch.cat([torch.rand(1, 5, 3, 16, 16), ring_images])
+    cams, targets = Cameras.cat([walk, ring]), Cameras.cat([walk_targets, ring_targets])
+    model = LaCTRenderer(tiny_config(sweep_views=3, sweep_planes=6, sweep_zncc=30.0)).eval()
+    with torch.no_grad():
+        state = model.memorize(images, cams)
+        nearest_two = model.render(state, targets)
+        model.use_reading_settings(dataclasses.replace(model.config, sweep_zncc_views=3))
+        three = model.render(state, targets)
+    assert model.sweep.scene_zncc_views(cams).tolist() == [3, 2]
+    assert not torch.allclose(nearest_two[0], three[0])
+    assert torch.equal(nearest_two[1], three[1])
+    path = save_renderer(model, tmp_path / "z3.safetensors")
+    assert load_renderer(path).sweep.zncc_views == 3
+    assert LaCTRenderer(tiny_config(sweep_views=3, sweep_zncc=1.0)).sweep.zncc_views == 2
+    model.use_reading_settings(dataclasses.replace(model.config, sweep_depth_views=2))  # depth from the 2 nearest
+    assert model.sweep.scene_zncc_views(cams) == 2
+    for values in ({"sweep_zncc_views": 4}, {"sweep_zncc_views": 1}, {"sweep_zncc_views": 3.0},
+                   {"sweep_zncc_views": True}):
+        with pytest.raises(ValueError, match="'sweep_zncc_views' must be a whole number from 2 to sweep_views"):
+            tiny_config(sweep_views=3, **values)
+    with pytest.raises(ValueError, match="sweep_zncc_views"):
+        ModelConfig(sweep_zncc_views=3)
+
+
+def test_the_shipped_scene_renderer_turns_each_setting_off_beside_its_matching_prior_s_views():
+    """--setting sweep_zncc=0 or sweep_depth_views=2 on a renderer that sets sweep_zncc_views: 4."""
+    from nvs.assets import SHIPPED
+    from nvs.inference import apply_reading_settings
+
+    walk = _walk_scene(5, 1, 16)[0]
+    expected = {"sweep_zncc": [4], "sweep_depth_views": 2, "sweep_zncc_views": 2}  # views of the walk's prior
+    for key, value in (("sweep_zncc", 0.0), ("sweep_depth_views", 2), ("sweep_zncc_views", 2)):
+        model = load_renderer(SHIPPED["scene"])
+        assert model.config.sweep_zncc_views == 4
+        apply_reading_settings(model, [(key, value)])
+        views = model.sweep.scene_zncc_views(walk)
+        assert getattr(model.config, key) == value
+        assert (views.tolist() if isinstance(views, torch.Tensor) else views) == expected[key]
+
+
 def test_the_zncc_prior_moves_the_sweeps_depth_and_is_a_setting_of_the_config(tmp_path):
     torch.manual_seed(0)
     images, cams, targets = ring_scene(1, 4, 2, size=16)
