@@ -16,9 +16,9 @@ ones have and the renders the learnt features saw do not. With ``zncc_views`` n 
 (``sweep_zncc_views``), it correlates every pair of the n nearest photos of a walk and keeps the
 better half of the pairs at each point, so that a photo in which an occluder hides the point does
 not count; around an object, the two nearest (:meth:`PlaneSweepBlend.scene_zncc_views`). With a
-``coarse_weight`` (``sweep_coarse``), each plane's score also adds that multiple of the same sweep's score on the photos at half
-resolution, upsampled, and, with ``coarse_levels`` (``sweep_coarse_levels``) n > 1, of those at a
-quarter, an eighth, ... down to 1/2^n (cross-scale cost aggregation, as in classical stereo):
+``coarse_weight`` (``sweep_coarse``), each plane's score also adds that multiple of the same
+sweep's score on the photos at half resolution, upsampled, and, with ``coarse_levels``
+(``sweep_coarse_levels``) n > 1, of those at a quarter, an eighth, ... down to 1/2^n (cross-scale cost aggregation, as in classical stereo):
 where neighbouring views are far apart, as on a ring around an object, a surface's disparities
 outrun what the fine scorer sees, and a coarse one, seeing 2, 4 or 8 times as far, still finds it.
 With a ``max_step`` (``sweep_max_step``), a scene whose photos lie so far apart for their
@@ -231,7 +231,7 @@ def zncc_scores(colours: Tensor, seen: Tensor, views: int | Tensor = 2, *, windo
     both = seen[:, :, first, 0] * seen[:, :, second, 0]
     if isinstance(views, Tensor):  # a scene's pairs among its own nearest views only
         both = both * (second < views.to(second.device)[:, None]).to(both.dtype)[:, None, :, None, None, None]
-    if first.numel() == 1:
+    if first.numel() == 1:  # one pair: its score, without ranking
         return score[:, :, 0] * both[:, :, 0]
     half = (first.numel() + 1) // 2
     ranked = torch.where(both > 0, score, torch.full_like(score, -2.0)).topk(half, dim=2).values  # best first
@@ -610,7 +610,7 @@ class PlaneSweepBlend(nn.Module):
         from its sides, and their chance agreement on its texture behind a target's plain
         background (a dark cloth, a wall) outscores the background's own plane."""
         views = min(self.zncc_views, self.depth_views or self.views)
-        if views <= 2:
+        if views <= 2 or not self.zncc_weight:
             return 2
         return torch.tensor([views if capture_kind(cams[b].to("cpu")) == "scene" else 2 for b in range(cams.shape[0])])
 

@@ -202,7 +202,8 @@ def test_the_shipped_scene_renderer_turns_each_setting_off_beside_its_matching_p
     from nvs.inference import apply_reading_settings
 
     walk = _walk_scene(5, 1, 16)[0]
-    expected = {"sweep_zncc": [4], "sweep_depth_views": 2, "sweep_zncc_views": 2}  # views of the walk's prior
+    expected = {"sweep_zncc": 2, "sweep_depth_views": 2, "sweep_zncc_views": 2}  # views of the walk's prior
+    assert load_renderer(SHIPPED["scene"]).sweep.scene_zncc_views(walk).tolist() == [4]
     for key, value in (("sweep_zncc", 0.0), ("sweep_depth_views", 2), ("sweep_zncc_views", 2)):
         model = load_renderer(SHIPPED["scene"])
         assert model.config.sweep_zncc_views == 4
