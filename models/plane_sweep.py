@@ -56,6 +56,7 @@ and from the rendering loss through the blend; the renderer itself may stay froz
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import kornia
@@ -214,30 +215,37 @@ def zncc_scores(colours: Tensor, seen: Tensor, views: int | Tensor = 2, *, windo
     """
     most = int(views.max()) if isinstance(views, Tensor) else views
     grey = colours[:, :, :most].mean(dim=3)  # [B, T, n, D, h, w]
-    b, t, _, planes, height, width = grey.shape
-
-    def box(x: Tensor) -> Tensor:  # the window's mean (where it overhangs the image, of the part inside), in two passes
-        shape = x.shape
-        x = cpu_layout(x.reshape(1, -1, height, width))  # views and planes as channels: pooled vectorised across them
-        x = F.avg_pool2d(x, (window, 1), 1, (window // 2, 0), count_include_pad=False)
-        return F.avg_pool2d(x, (1, window), 1, (0, window // 2), count_include_pad=False).reshape(shape)
-
-    first, second = torch.combinations(torch.arange(most, device=grey.device), 2).unbind(dim=1)  # [P] each
-    means = box(grey)
-    variances = (box(grey.square()) - means.square()).clamp_min(0)
-    covariance = box(grey[:, :, first] * grey[:, :, second]) - means[:, :, first] * means[:, :, second]
-    spread = (variances[:, :, first] * variances[:, :, second]).sqrt()
-    score = (covariance / (spread + texture**2).clamp_min(1e-12)).clamp(-1.0, 1.0)  # [B, T, P, D, h, w]
-    both = seen[:, :, first, 0] * seen[:, :, second, 0]
-    if isinstance(views, Tensor):  # a scene's pairs among its own nearest views only
-        both = both * (second < views.to(second.device)[:, None]).to(both.dtype)[:, None, :, None, None, None]
-    if first.numel() == 1:  # one pair: its score, without ranking
-        return score[:, :, 0] * both[:, :, 0]
-    half = (first.numel() + 1) // 2
-    ranked = torch.where(both > 0, score, torch.full_like(score, -2.0)).topk(half, dim=2).values  # best first
-    kept = (both.sum(dim=2, keepdim=True) + 1).div(2, rounding_mode="floor")  # [B, T, 1, D, h, w]
-    rank = torch.arange(half, device=grey.device, dtype=kept.dtype).view(1, 1, -1, 1, 1, 1)
-    return (ranked * (rank < kept)).sum(dim=2) / kept[:, :, 0].clamp_min(1)
+    height, width = grey.shape[-2:]
+    pairs = list(itertools.combinations(range(most), 2))
+    # Every window mean the scores read, in one pooling pass: each view's grey level, its square and
+    # each pair's product (views, pairs and planes as channels, vectorised across them).
+    stacked = torch.cat([grey, grey.square(), torch.stack([grey[:, :, i] * grey[:, :, j] for i, j in pairs], dim=2)],
+                        dim=2)
+    boxed = cpu_layout(stacked.reshape(1, -1, height, width))
+    boxed = F.avg_pool2d(boxed, (window, 1), 1, (window // 2, 0), count_include_pad=False)
+    boxed = F.avg_pool2d(boxed, (1, window), 1, (0, window // 2), count_include_pad=False).reshape(stacked.shape)
+    means, squares, products = boxed.split([most, most, len(pairs)], dim=2)
+    variances = (squares - means.square()).clamp_min(0)
+    own = views.to(grey.device) if isinstance(views, Tensor) else None
+    scores, both = [], []  # per pair [B, T, D, h, w]
+    for p, (i, j) in enumerate(pairs):
+        covariance = products[:, :, p] - means[:, :, i] * means[:, :, j]
+        spread = (variances[:, :, i] * variances[:, :, j]).sqrt()
+        scores.append((covariance / (spread + texture**2).clamp_min(1e-12)).clamp(-1.0, 1.0))
+        seen_by_both = seen[:, :, i, 0] * seen[:, :, j, 0]
+        if own is not None:  # a scene's pairs among its own nearest views only
+            seen_by_both = seen_by_both * (j < own).to(seen_by_both.dtype)[:, None, None, None, None]
+        both.append(seen_by_both)
+    if len(pairs) == 1:  # one pair: its score, without ranking
+        return scores[0] * both[0]
+    ranked = [torch.where(m > 0, s, torch.full_like(s, -2.0)) for s, m in zip(scores, both)]
+    half = (len(pairs) + 1) // 2
+    for rank in range(half):  # bubble the best of ranked[rank:] to ranked[rank]: the better half, best first
+        for p in range(len(pairs) - 1, rank, -1):
+            ranked[p - 1], ranked[p] = torch.maximum(ranked[p - 1], ranked[p]), torch.minimum(ranked[p - 1], ranked[p])
+    kept = (torch.stack(both).sum(dim=0) + 1).div(2, rounding_mode="floor")  # [B, T, D, h, w]
+    total = torch.stack([ranked[rank] * (kept > rank) for rank in range(half)]).sum(dim=0)
+    return total / kept.clamp_min(1)
 
 
 def border_pixels(images: Tensor) -> Tensor:

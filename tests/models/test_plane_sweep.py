@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import math
 
 import pytest
@@ -112,6 +113,23 @@ def test_the_zncc_score_of_more_views_is_the_mean_of_the_better_half_of_their_pa
     assert torch.allclose(four[three_seen], first_three.topk(2, dim=0).values.mean(dim=0)[three_seen], atol=1e-12)
     assert torch.equal(zncc_scores(sampled, seen, views=2, window=9), each[:, :, 0])
     assert torch.equal(zncc_scores(sampled, torch.zeros_like(seen), views=4, window=9), torch.zeros_like(four)[None, None])
+
+
+@pytest.mark.parametrize("views", [3, 5, 6])
+def test_the_zncc_score_keeps_the_better_half_of_whichever_pairs_see_each_point(views):
+    """Any number of views, each seeing a random part of the volume: per point, the mean of the
+    best ceil(n / 2) of the n pair scores whose two views both see it, against a full sort."""
+    torch.manual_seed(views)
+    colours = torch.rand(1, 2, views, 3, 4, 12, 14, dtype=torch.float64)
+    seen = (torch.rand(1, 2, views, 1, 4, 12, 14) > 0.3).double()
+    pairs = list(itertools.combinations(range(views), 2))
+    each = torch.stack([zncc_scores(colours[:, :, [i, j]], seen[:, :, [i, j]], window=5) for i, j in pairs])
+    both = torch.stack([seen[:, :, i, 0] * seen[:, :, j, 0] for i, j in pairs]).bool()
+    ranked = torch.where(both, each, -math.inf).sort(dim=0, descending=True).values
+    kept = (both.sum(dim=0) + 1) // 2
+    expected = torch.where(torch.arange(len(pairs)).view(-1, 1, 1, 1, 1, 1) < kept, ranked, 0.0).sum(dim=0)
+    assert (kept == 0).any() and (kept > 1).any()
+    assert torch.allclose(zncc_scores(colours, seen, views, window=5), expected / kept.clamp_min(1), atol=1e-12)
 
 
 def test_the_zncc_score_of_two_views_is_their_windows_normalised_covariance():
