@@ -158,7 +158,7 @@ def test_synth_cli_writes_furniture_in_every_format(tmp_path):
     for fmt in FORMATS:
         out = tmp_path / fmt
         assert main(["data", "synth", "--kind", "furniture", "--split", "val", "--scenes", "2", "--views", "3",
-                     "--size", "16", "16", "--format", fmt, "--out", str(out)]) in (0, None)
+                     "--size", "16", "16", "--format", fmt, "--workers", "1", "--out", str(out)]) in (0, None)
         kind, refs = list_scenes(out)
         assert kind == fmt and len(refs) == 2
         record = read_scene(kind, refs[0])
