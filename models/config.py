@@ -163,7 +163,7 @@ class ModelConfig:
             raise ValueError(f"model config 'sweep_depth_views' must be 0 or {needs}, got {depth_views!r}")
         zncc_views = self.sweep_zncc_views
         if isinstance(zncc_views, bool) or not isinstance(zncc_views, int) \
-                or not (zncc_views == 2 or 2 < zncc_views <= self.sweep_views):
+                or not 2 <= zncc_views <= max(2, self.sweep_views):
             raise ValueError(f"model config 'sweep_zncc_views' must be a whole number from 2 to sweep_views "
                              f"({self.sweep_views}; 2 without a plane sweep), got {zncc_views!r}")
         levels = self.sweep_coarse_levels
