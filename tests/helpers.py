@@ -1,7 +1,10 @@
 """Small builders shared by tests."""
 
+import contextlib
+import io
 import math
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,24 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (outside data from ../shared is not in this checkout)")
     return path
+
+
+def run_nvs(*args) -> subprocess.CompletedProcess:
+    """``nvs ARGS`` run in this process: its exit status and what it printed, as a subprocess's.
+
+    Saves the 2-3 s a fresh interpreter spends importing torch; the command as a separate process
+    (exit codes, no traceback) is tested in tests/commands/test_cli_failures.py. An exception the
+    command does not turn into an error message propagates and fails the test.
+    """
+    from nvs.commands.cli import main
+
+    argv, out, err = [str(a) for a in args], io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return subprocess.CompletedProcess(["nvs", *argv], code or 0, out.getvalue(), err.getvalue())
 
 
 def tiny_config(**overrides) -> ModelConfig:

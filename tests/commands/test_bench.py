@@ -4,7 +4,6 @@ each command's JSON rows and PNG plot (tiny sizes: timings here are not the poin
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nvs.models.fast_weight import TTTOp, run_fast_weight_ops
 from nvs.commands.bench_model import lact_layer_flops
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_nvs
 
 
 def test_lact_layer_flop_count_matches_torch_counter():
@@ -27,6 +26,8 @@ def test_lact_layer_flop_count_matches_torch_counter():
 
 
 def _bench(tmp_path, *args):
+    """`nvs bench ARGS` in its own process: benchmarks that fork children (`views`) can hang in
+    OpenMP when forked from a process that already ran torch, as pytest's has."""
     out = subprocess.run([sys.executable, "-m", "nvs", "bench", *args, "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -65,9 +66,8 @@ def test_triton_kernels_without_a_gpu_are_refused_by_name(tmp_path):
         import pytest
 
         pytest.skip("this machine has a GPU: --kernels triton runs there")
-    out = subprocess.run([sys.executable, "-m", "nvs", "bench", "lact-layer", "--tokens", "64", "--dim", "32",
-                          "--hidden", "64", "--kernels", "triton", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = run_nvs("bench", "lact-layer", "--tokens", "64", "--dim", "32", "--hidden", "64", "--kernels", "triton",
+                  "--out", tmp_path)
     assert out.returncode != 0 and "--kernels triton" in out.stderr and "CUDA GPU" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "lact-layer.json").exists()
 
@@ -99,7 +99,8 @@ def test_a_benchmark_child_that_fails_stops_the_benchmark_instead_of_hanging_it(
 def test_render_bench_times_both_shipped_renderers_as_the_viewer_runs_them(tmp_path):
     from nvs.inference import AUTO_TURNS
 
-    stdout = _bench(tmp_path, "render", "--sizes", "32", "--views", "3", "--batch", "2", "--repeats", "1")
+    out = run_nvs("bench", "render", "--sizes", "32", "--views", "3", "--batch", "2", "--repeats", "1", "--out", tmp_path)
+    assert out.returncode == 0, out.stderr
     rows = json.loads((tmp_path / "render.json").read_text())
     assert [(r["renderer"], r["example"], r["height"], r["width"], r["turns"]) for r in rows] == [
         ("scene", "procedural room", 32, 64, 1), ("object", "procedural object", 32, 32, AUTO_TURNS)]
@@ -107,9 +108,10 @@ def test_render_bench_times_both_shipped_renderers_as_the_viewer_runs_them(tmp_p
         assert r["input_views"] == 3 and r["device"] == "cpu" and r["dtype"] == "fp32"
         assert r["memorize_s"] > 0 and r["render_s_one_view"] > 0 and r["render_s_per_view_2_per_call"] > 0
         assert "reading_settings" not in r
-    assert "render_s_one_view" in stdout
-    _bench(tmp_path, "render", "--renderers", "scene", "--sizes", "32", "--views", "3", "--batch", "2", "--repeats", "1",
-           "--setting", "sweep_refine=0")
+    assert "render_s_one_view" in out.stdout
+    out = run_nvs("bench", "render", "--renderers", "scene", "--sizes", "32", "--views", "3", "--batch", "2", "--repeats", "1",
+                  "--setting", "sweep_refine=0", "--out", tmp_path)
+    assert out.returncode == 0, out.stderr
     assert [r["reading_settings"] for r in json.loads((tmp_path / "render.json").read_text())] == [{"sweep_refine": 0}]
 
 

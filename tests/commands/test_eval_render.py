@@ -14,17 +14,18 @@ from nvs.cameras import Cameras, look_at, opencv_to_opengl
 from nvs.datasets.procedural import object_cameras
 from nvs.models import LaCTRenderer, save_renderer
 
-from tests.helpers import tiny_config
+from tests.helpers import run_nvs, tiny_config
 
 
-def _run(*args):
+def _run_process(*args):
+    """``nvs ARGS`` as a user runs it, in its own process (most tests here run it in-process: run_nvs)."""
     return subprocess.run([sys.executable, "-m", "nvs", *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalrender")
-    out = _run("data", "synth", "--scenes", "2", "--views", "5", "--size", "32", "32", "--out", root / "data")
+    out = run_nvs("data", "synth", "--scenes", "2", "--views", "5", "--size", "32", "32", "--out", root / "data")
     assert out.returncode == 0, out.stderr
     torch.manual_seed(0)
     ckpt = save_renderer(LaCTRenderer(tiny_config()), root / "model.safetensors")
@@ -33,7 +34,7 @@ def workspace(tmp_path_factory):
 
 def test_eval_writes_summary_csv_and_images(workspace):
     root, ckpt = workspace
-    out = _run("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "3", "--size", "32", "32", "--out", root / "ev")
+    out = _run_process("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "3", "--size", "32", "32", "--out", root / "ev")
     assert out.returncode == 0, out.stderr
     summary = json.loads((root / "ev" / "summary.json").read_text())
     assert summary["scenes"] == 2 and summary["views"] == 4
@@ -47,16 +48,14 @@ def test_eval_writes_summary_csv_and_images(workspace):
 
 
 def _protocol_runs(workspace, flag: str, value: str) -> dict[str, dict]:
-    """Summaries of `nvs eval` without the robustness ``flag``, with it, and with it again (in this
-    process: the command line's own handling is tested through subprocesses above and below)."""
-    from nvs.commands.cli import main
-
+    """Summaries of `nvs eval` without the robustness ``flag``, with it, and with it again."""
     root, ckpt = workspace
     runs = {}
     for name, extra in (("plain", []), ("changed", [flag, value]), ("again", [flag, value])):
         out_dir = root / f"ev{flag}-{name}"
-        assert main(["eval", "--checkpoint", str(ckpt), "--data", str(root / "data"), "--views", "3", "--size", "32", "32",
-                     "--no-images", *extra, "--out", str(out_dir)]) in (0, None)
+        out = run_nvs("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "3", "--size", "32", "32",
+                      "--no-images", *extra, "--out", out_dir)
+        assert out.returncode == 0, out.stderr
         runs[name] = json.loads((out_dir / "summary.json").read_text())
     return runs
 
@@ -84,8 +83,8 @@ def test_eval_can_turn_the_input_cameras_and_says_so(workspace):
 def test_render_writes_video(workspace, suffix):
     root, ckpt = workspace
     target = root / f"video{suffix or '_frames'}"
-    out = _run("render", "--checkpoint", ckpt, "--scene", root / "data", "--views", "3", "--size", "32", "32",
-               "--frames", "7", "--fps", "5", "--out", target)
+    out = run_nvs("render", "--checkpoint", ckpt, "--scene", root / "data", "--views", "3", "--size", "32", "32",
+                  "--frames", "7", "--fps", "5", "--out", target)
     assert out.returncode == 0, out.stderr
     if suffix == ".mp4":
         reader = iio2.get_reader(target)
@@ -102,8 +101,8 @@ def test_a_renderer_that_matches_exposure_says_what_it_did_to_the_photos(workspa
     torch.manual_seed(0)
     matching = save_renderer(LaCTRenderer(tiny_config(match_exposure=True)), root / "matching.safetensors")
     for model, name in ((ckpt, "plain"), (matching, "matching")):
-        out = _run("render", "--checkpoint", model, "--scene", root / "data", "--views", "3", "--size", "32", "32",
-                   "--frames", "2", "--out", root / f"{name}.mp4")
+        out = run_nvs("render", "--checkpoint", model, "--scene", root / "data", "--views", "3", "--size", "32", "32",
+                      "--frames", "2", "--out", root / f"{name}.mp4")
         assert out.returncode == 0, out.stderr
         summary = json.loads((root / f"{name}.mp4.json").read_text())
         if name == "plain":
@@ -120,8 +119,8 @@ def test_render_nerfstudio_path_file(workspace):
     cams = object_cameras(torch.Generator().manual_seed(0), 4, 32, 32)
     frames = [{"camera_to_world": opencv_to_opengl(c).reshape(-1).tolist(), "fov": 50.0} for c in cams.c2w]
     (root / "camera_path.json").write_text(json.dumps({"render_height": 32, "render_width": 32, "fps": 3, "camera_path": frames}))
-    out = _run("render", "--checkpoint", ckpt, "--scene", root / "data", "--views", "3", "--size", "32", "32",
-               "--path", root / "camera_path.json", "--out", root / "ns.mp4")
+    out = run_nvs("render", "--checkpoint", ckpt, "--scene", root / "data", "--views", "3", "--size", "32", "32",
+                  "--path", root / "camera_path.json", "--out", root / "ns.mp4")
     assert out.returncode == 0, out.stderr
     assert iio2.get_reader(root / "ns.mp4").count_frames() == 4
 
@@ -181,7 +180,7 @@ def test_bad_inputs_give_clear_errors(workspace, tmp_path):
         cases.append((("render", "--checkpoint", ckpt, "--scene", root / "data", "--device", "cuda", "--out", tmp_path / "v.mp4"),
                       "sees no CUDA GPU"))
     for args, message in cases:
-        out = _run(*args)
+        out = _run_process(*args)
         assert out.returncode == 2, (args, out.stderr)
         assert message in out.stderr and "Traceback" not in out.stderr, (message, out.stderr)
 
@@ -191,15 +190,15 @@ def test_eval_and_render_on_the_gpu(workspace):
     root, ckpt = workspace
     scores = {}
     for device in ("cpu", "cuda"):
-        out = _run("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "3", "--size", "32", "32", "--no-images",
-                   "--lpips-net", "alex", "--device", device, "--out", root / f"ev-{device}")
+        out = run_nvs("eval", "--checkpoint", ckpt, "--data", root / "data", "--views", "3", "--size", "32", "32", "--no-images",
+                      "--lpips-net", "alex", "--device", device, "--out", root / f"ev-{device}")
         assert out.returncode == 0, out.stderr
         summary = json.loads((root / f"ev-{device}" / "summary.json").read_text())
         assert summary["device"] == device
         scores[device] = summary["psnr"]["mean"]
     assert abs(scores["cpu"] - scores["cuda"]) < 0.05, scores
-    out = _run("render", "--checkpoint", ckpt, "--scene", root / "data", "--views", "3", "--size", "32", "32", "--frames", "3",
-               "--device", "cuda", "--out", root / "frames-gpu")
+    out = run_nvs("render", "--checkpoint", ckpt, "--scene", root / "data", "--views", "3", "--size", "32", "32", "--frames", "3",
+                  "--device", "cuda", "--out", root / "frames-gpu")
     assert out.returncode == 0, out.stderr
     assert len(list((root / "frames-gpu").glob("*.png"))) == 3
     assert json.loads((root / "frames-gpu.json").read_text())["device"] == "cuda"
@@ -209,7 +208,6 @@ def test_render_picks_the_shipped_renderer_of_the_capture(tmp_path):
     """`nvs render` without --checkpoint: a walk through a room goes to the scene renderer, a
     turntable on white to the object renderer, a turntable whose photos show a background to the
     scene renderer; --checkpoint names either whatever the capture."""
-    from nvs.commands.cli import main
     from nvs.datasets.formats import write_dataset
     from nvs.datasets.procedural import object_scene, room_scene
 
@@ -219,14 +217,15 @@ def test_render_picks_the_shipped_renderer_of_the_capture(tmp_path):
                                          ("backdrop", room.images, turntable.cameras, "lact_scene")):
         write_dataset(tmp_path / kind, "lact", [(kind, images, cams)])
         out = tmp_path / f"{kind}.mp4"
-        assert main(["render", "--scene", str(tmp_path / kind), "--views", "4", "--frames", "3", "--size", "64", "64",
-                     "--out", str(out)]) == 0
+        run = run_nvs("render", "--scene", tmp_path / kind, "--views", "4", "--frames", "3", "--size", "64", "64", "--out", out)
+        assert run.returncode == 0, run.stderr
         summary = json.loads((tmp_path / f"{kind}.mp4.json").read_text())
         assert summary["checkpoint"].endswith(f"{renderer}.safetensors") and summary["renderer_choice"].startswith("auto")
         assert summary["warnings"] == [] and summary["normalize"] == ("object" if kind == "object" else "lvsm")
         assert summary["path"] == ("interpolate" if kind == "room" else "orbit")
-    assert main(["render", "--checkpoint", "object", "--scene", str(tmp_path / "room"), "--views", "4", "--frames", "3",
-                 "--size", "64", "64", "--out", str(tmp_path / "forced.mp4")]) == 0
+    run = run_nvs("render", "--checkpoint", "object", "--scene", tmp_path / "room", "--views", "4", "--frames", "3",
+                  "--size", "64", "64", "--out", tmp_path / "forced.mp4")
+    assert run.returncode == 0, run.stderr
     forced = json.loads((tmp_path / "forced.mp4.json").read_text())
     assert forced["checkpoint"].endswith("lact_object.safetensors") and "--checkpoint scene" in forced["warnings"][0]
 
@@ -236,7 +235,6 @@ def test_render_memorises_as_many_input_views_as_its_renderer_gains_from(tmp_pat
     for the scene renderer up to AUTO_VIEWS_PHOTOS, spread from a walk's first frame to its last,
     and what is memorised is what the summary lists; a number is taken as given, and the k-means
     protocol keeps its 8."""
-    from nvs.commands.cli import main
     from nvs.datasets.formats import write_dataset
     from nvs.datasets.procedural import object_scene, room_scene
     from nvs.inference import AUTO_VIEWS_PHOTOS
@@ -256,8 +254,9 @@ def test_render_memorises_as_many_input_views_as_its_renderer_gains_from(tmp_pat
     for kind, scene, options in (("room", room, []), ("object", turntable, []), ("few", room, ["--views", "3"]),
                                  ("kmeans", turntable, ["--selection", "kmeans"])):
         write_dataset(tmp_path / kind, "lact", [(kind, scene.images, scene.cameras)])
-        assert main(["render", "--scene", str(tmp_path / kind), *options, "--frames", "2", "--size", "64", "64",
-                     "--out", str(tmp_path / f"{kind}.mp4")]) == 0
+        run = run_nvs("render", "--scene", tmp_path / kind, *options, "--frames", "2", "--size", "64", "64",
+                      "--out", tmp_path / f"{kind}.mp4")
+        assert run.returncode == 0, run.stderr
         chosen[kind] = json.loads((tmp_path / f"{kind}.mp4.json").read_text())["input_views"]
     assert sorted(chosen["object"]) == list(range(frames))
     assert len(set(chosen["room"])) == AUTO_VIEWS_PHOTOS and {0, AUTO_VIEWS_PHOTOS + 3} <= set(chosen["room"])
@@ -271,7 +270,6 @@ def test_the_object_renderer_scores_a_capture_alike_in_any_world_frame(tmp_path)
     """Its checkpoint names the object normalisation: the same turntable with the world turned
     y-up, shrunk and shifted (another convention for the same photos) scores as in the frame it
     was rendered in, and only collapses when the normalisation is switched off."""
-    from nvs.commands.cli import main
     from nvs.datasets.formats import write_dataset
     from nvs.datasets.procedural import object_scene
 
@@ -285,8 +283,9 @@ def test_the_object_renderer_scores_a_capture_alike_in_any_world_frame(tmp_path)
     for name, cams, normalize in (("as-made", scene.cameras, []), ("moved", moved, []),
                                   ("moved-raw", moved, ["--normalize", "none"])):
         write_dataset(tmp_path / name, "lact", [("s", scene.images, cams)])
-        assert main(["eval", "--checkpoint", "object", "--data", str(tmp_path / name), "--views", "8", "--size", "128",
-                     "128", "--no-images", "--lpips-net", "alex", *normalize, "--out", str(tmp_path / f"ev-{name}")]) == 0
+        run = run_nvs("eval", "--checkpoint", "object", "--data", tmp_path / name, "--views", "8", "--size", "128", "128",
+                      "--no-images", "--lpips-net", "alex", *normalize, "--out", tmp_path / f"ev-{name}")
+        assert run.returncode == 0, run.stderr
         summary = json.loads((tmp_path / f"ev-{name}" / "summary.json").read_text())
         assert summary["turns"] == 4  # auto: an object renderer runs in four turns of its frame
         psnr[name] = summary["psnr"]["mean"]
@@ -297,15 +296,15 @@ def test_the_object_renderer_scores_a_capture_alike_in_any_world_frame(tmp_path)
 
 def test_eval_scores_the_sweep_oracle_and_refuses_it_without_a_sweep(workspace, tmp_path):
     root, plain = workspace
-    refused = _run("eval", "--checkpoint", plain, "--data", root / "data", "--views", "3", "--size", "32", "32",
-                   "--sweep-oracle", "--out", tmp_path / "refused")
+    refused = run_nvs("eval", "--checkpoint", plain, "--data", root / "data", "--views", "3", "--size", "32", "32",
+                      "--sweep-oracle", "--out", tmp_path / "refused")
     assert refused.returncode != 0 and "needs a renderer with a plane sweep" in refused.stderr
     assert "Traceback" not in refused.stderr and not (tmp_path / "refused" / "summary.json").exists()
     torch.manual_seed(0)
     sweep = save_renderer(LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=8, sweep_near=1.0, sweep_far=4.0)),
                           tmp_path / "sweep.safetensors")
-    out = _run("eval", "--checkpoint", sweep, "--data", root / "data", "--views", "3", "--size", "32", "32",
-               "--no-images", "--sweep-oracle", "--out", tmp_path / "ev")
+    out = run_nvs("eval", "--checkpoint", sweep, "--data", root / "data", "--views", "3", "--size", "32", "32",
+                  "--no-images", "--sweep-oracle", "--out", tmp_path / "ev")
     assert out.returncode == 0, out.stderr
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     rows = list(csv.DictReader(open(tmp_path / "ev" / "per_view.csv")))
@@ -315,7 +314,6 @@ def test_eval_scores_the_sweep_oracle_and_refuses_it_without_a_sweep(workspace, 
 
 
 def test_eval_and_render_read_with_the_settings_given_on_the_command_line(workspace, tmp_path):
-    from nvs.commands.cli import main
 
     root, _ = workspace
     torch.manual_seed(0)
@@ -327,15 +325,16 @@ def test_eval_and_render_read_with_the_settings_given_on_the_command_line(worksp
     runs = {}
     for name, checkpoint, extra in (("plain", plain, []), ("recorded", refined, []),
                                     ("set", plain, ["--setting", "sweep_refine=3", "--setting", "sweep_zncc=2"])):
-        assert main(["eval", "--checkpoint", str(checkpoint), *map(str, common), *extra, "--out", str(tmp_path / name)]) in (0, None)
+        run = run_nvs("eval", "--checkpoint", checkpoint, *common, *extra, "--out", tmp_path / name)
+        assert run.returncode == 0, run.stderr
         runs[name] = ([float(r["psnr"]) for r in csv.DictReader(open(tmp_path / name / "per_view.csv"))],
                       json.loads((tmp_path / name / "summary.json").read_text()))
     assert runs["set"][0] == runs["recorded"][0] and runs["set"][0] != runs["plain"][0]
     assert runs["set"][1]["reading_settings"] == {"sweep_refine": 3, "sweep_zncc": 2}
     assert "reading_settings" not in runs["plain"][1]
     video = tmp_path / "walk.mp4"
-    out = _run("render", "--checkpoint", plain, "--scene", root / "data", "--frames", "2", "--views", "3",
-               "--size", "32", "32", "--setting", "sweep_refine=3", "--out", video)
+    out = run_nvs("render", "--checkpoint", plain, "--scene", root / "data", "--frames", "2", "--views", "3",
+                  "--size", "32", "32", "--setting", "sweep_refine=3", "--out", video)
     assert out.returncode == 0, out.stderr
     assert json.loads(Path(str(video) + ".json").read_text())["reading_settings"] == {"sweep_refine": 3}
 
@@ -350,8 +349,8 @@ def test_eval_and_render_read_with_the_settings_given_on_the_command_line(worksp
 def test_a_setting_the_renderer_refuses_is_named(workspace, tmp_path, setting, message):
     root, _ = workspace
     sweep = save_renderer(LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=8)), tmp_path / "sweep.safetensors")
-    out = _run("eval", "--checkpoint", sweep, "--data", root / "data", "--views", "3", "--size", "32", "32",
-               "--setting", setting, "--out", tmp_path / "ev")
+    out = run_nvs("eval", "--checkpoint", sweep, "--data", root / "data", "--views", "3", "--size", "32", "32",
+                  "--setting", setting, "--out", tmp_path / "ev")
     assert out.returncode != 0 and message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "ev" / "summary.json").exists()
 
@@ -364,7 +363,7 @@ def test_a_setting_the_renderer_refuses_is_named(workspace, tmp_path, setting, m
 ])
 def test_settings_that_cannot_apply_are_refused(workspace, tmp_path, extra, message):
     root, plain = workspace
-    out = _run("eval", "--checkpoint", plain, "--data", root / "data", "--views", "3", "--size", "32", "32", *extra,
-               "--out", tmp_path / "ev")
+    out = run_nvs("eval", "--checkpoint", plain, "--data", root / "data", "--views", "3", "--size", "32", "32", *extra,
+                  "--out", tmp_path / "ev")
     assert out.returncode != 0 and message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "ev" / "summary.json").exists()

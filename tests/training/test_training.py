@@ -19,7 +19,7 @@ from nvs.models import load_renderer
 from nvs.training.config import load_train_config, recipe_changes
 from nvs.models.checkpoint import param_checksum
 from nvs.training.loop import build_dataset, freeze_all_but, initial_weights, train
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_nvs
 
 TINY = [
     "model.dim=32", "model.layers=2", "model.attn_head_dim=16", "model.ttt_head_dim=16",
@@ -264,8 +264,8 @@ def test_trains_on_a_data_set_written_by_nvs_data_synth(tmp_path):
 
 
 def test_file_validation_takes_the_first_val_scenes_of_the_held_out_set(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "nvs", "data", "synth", "--scenes", "3", "--views", "6", "--size", "32", "32",
-                          "--format", "lvsm", "--out", str(tmp_path / "data")], capture_output=True, text=True)
+    out = run_nvs("data", "synth", "--scenes", "3", "--views", "6", "--size", "32", "32", "--format", "lvsm",
+                  "--out", tmp_path / "data")
     assert out.returncode == 0, out.stderr
     files = ["data.kind=lvsm", f"data.path={tmp_path / 'data'}", f"data.val_path={tmp_path / 'data'}"]
     full = build_dataset(_cfg(tmp_path, *files, "data.val_scenes=10"), validation=True)  # more than the set holds
