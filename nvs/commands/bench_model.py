@@ -6,7 +6,6 @@ FLOPs count multiply-adds as two and only the matrix products (elementwise work 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import resource
 import time
@@ -17,6 +16,7 @@ from typing import Callable
 import torch
 
 from nvs.commands.bench import report
+from nvs.commands.bench_child import measure_in_child, send_to_parent
 from nvs.inference import resolve_device, synchronize
 from nvs.kernels import triton_available
 from nvs.models.fast_weight import TTTOp, run_fast_weight_ops
@@ -157,10 +157,12 @@ def bench_lact_layer(out: Path, token_counts=(1024, 4096, 16384, 65536), chunks=
 # ----- renderers ----------------------------------------------------------------------------------
 def _views_model(arch: str):
     from nvs.assets import OBJECT_CHECKPOINT
+    from nvs.inference import reuse_freed_memory
     from nvs.models import build_renderer
     from nvs.models.checkpoint import load_renderer
     from nvs.models.config import ModelConfig
 
+    reuse_freed_memory()  # a child process: the allocator as the ``nvs`` command sets it
     torch.manual_seed(0)  # the same weights in every child process
     base = load_renderer(OBJECT_CHECKPOINT).config  # its trunk: a plane sweep needs arch lact
     # without the sweep, nor what reads the photos for it (the backdrops)
@@ -178,10 +180,8 @@ def _memorize_case(arch: str, views: int, size: int, reps: int, conn) -> None:
     with torch.no_grad():
         memorize_s = best_time(lambda: model.memorize(images, cams), repeats=reps)
         state = model.memorize(images, cams)
-    conn.send({"memorize_s": memorize_s, "peak_mem_mb": _peak_rss_mb() - rss_start, "state": state,
-               "target": scene.cameras[None, views:]})
-    conn.recv()  # tensors travel as shared memory: stay alive until the parent holds them
-    conn.close()
+    send_to_parent(conn, {"memorize_s": memorize_s, "peak_mem_mb": _peak_rss_mb() - rss_start, "state": state,
+                          "target": scene.cameras[None, views:]})
 
 
 def _render_case(arch: str, cases: list, rounds: int, conn) -> None:
@@ -197,26 +197,7 @@ def _render_case(arch: str, cases: list, rounds: int, conn) -> None:
                 t0 = time.perf_counter()
                 model.render(state, target)
                 best[i] = min(best[i], time.perf_counter() - t0)
-    conn.send(best)
-    conn.recv()
-    conn.close()
-
-
-def _in_child(target: Callable, *args) -> dict:
-    ctx = multiprocessing.get_context("fork")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=target, args=(*args, child))
-    proc.start()
-    child.close()  # the child holds the only other end now: if it dies, recv() ends instead of waiting
-    try:
-        result = parent.recv()
-    except EOFError:
-        proc.join()
-        raise RuntimeError(f"benchmark process {target.__name__} failed (exit code {proc.exitcode}); "
-                           "its error is printed above") from None
-    parent.send("received")
-    proc.join()
-    return result
+    send_to_parent(conn, best)
 
 
 def _rss_mb() -> float:
@@ -237,8 +218,10 @@ def bench_views(out: Path, view_counts=(2, 4, 8, 16, 32, 64), size: int = 128, r
     """Memorise and per-view render time as inputs grow: LaCT vs full attention of the shipped object renderer's width and depth."""
     rows = []
     for arch, name in (("lact", "LaCT"), ("full_attention", "full attention")):
-        memorized = [_in_child(_memorize_case, arch, views, size, reps) for views in view_counts]
-        render_s = _in_child(_render_case, arch, [(m["state"], m["target"]) for m in memorized], reps * 4)
+        memorized = [measure_in_child(_memorize_case, arch, views, size, reps, what=f"memorising {views} views ({name})")
+                     for views in view_counts]
+        render_s = measure_in_child(_render_case, arch, [(m["state"], m["target"]) for m in memorized], reps * 4,
+                                    what=f"rendering ({name})")
         for views, m, seconds in zip(view_counts, memorized, render_s):
             rows.append({"model": name, "views": views, "memorize_s": _sig3(m["memorize_s"]),
                          "render_s_per_view": _sig3(seconds), "peak_mem_mb": round(m["peak_mem_mb"], 1),
@@ -328,7 +311,7 @@ def _memorize_row(config: dict, tokens: int, size: int, dtype: str, budget_per_t
     from nvs.models import build_renderer
     from nvs.models.config import ModelConfig
 
-    reuse_freed_memory()  # a spawned interpreter: the allocator as the ``nvs`` command sets it
+    reuse_freed_memory()  # the allocator as the ``nvs`` command sets it
     dev = resolve_device(device)
     torch.manual_seed(0)
     model = build_renderer(ModelConfig(**config)).to(dev).eval()
@@ -354,9 +337,9 @@ def _memorize_row(config: dict, tokens: int, size: int, dtype: str, budget_per_t
         peak = _vm_kb("VmHWM") * 1024 - base
     with torch.no_grad():
         plan = model.chunk_plan(1, views, per_view) if hasattr(model, "chunk_plan") else None
-    conn.send({"views": views, "seconds": seconds, "peak_bytes": peak, "state_bytes": state.nbytes(),
-               "chunk_views": plan.views if plan else views, "chunk_tokens": plan.tokens if plan else views * per_view})
-    conn.close()
+    send_to_parent(conn, {"views": views, "seconds": seconds, "peak_bytes": peak, "state_bytes": state.nbytes(),
+                          "chunk_views": plan.views if plan else views,
+                          "chunk_tokens": plan.tokens if plan else views * per_view})
 
 
 def bench_memorize(out: Path, config: str = "configs/lact-l24-d768-ttt2x.yaml", token_counts=(8192, 32768, 131072),
@@ -376,17 +359,8 @@ def bench_memorize(out: Path, config: str = "configs/lact-l24-d768-ttt2x.yaml", 
             if tokens % per_view:
                 raise ValueError(f"--tokens {tokens} is not a whole number of {size}x{size} views ({per_view} tokens each)")
             cfg = {**base.to_dict(), "layers": layers}
-            ctx = multiprocessing.get_context("spawn")
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_memorize_row, args=(cfg, tokens, size, dtype, budget_per_token, str(dev), child))
-            proc.start()
-            child.close()
-            try:
-                m = parent.recv()
-            except EOFError:
-                raise RuntimeError(f"the memorise process for {tokens} tokens, {layers} layers died "
-                                   f"(exit code {proc.join() or proc.exitcode}; out of memory?)") from None
-            proc.join()
+            m = measure_in_child(_memorize_row, cfg, tokens, size, dtype, budget_per_token, str(dev),
+                                 what=f"memorising {tokens} tokens with {layers} layers")
             row = {"tokens": tokens, "layers": layers, "dim": base.dim, "dtype": dtype, "device": dev.type,
                    "views": m["views"], "size": size,
                    "budget_mb": None if budget_per_token is None else round(budget_per_token * tokens / 2**20, 1),

@@ -10,7 +10,6 @@ process so that its peak memory is theirs alone, not the builder's.
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import resource
 import shutil
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from nvs.commands.bench import report
+from nvs.commands.bench_child import measure_in_child, send_to_parent
 
 OFFICIAL_SIZE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "lact-l24-d768-ttt2x.yaml"
 
@@ -87,15 +87,15 @@ def _load_and_run(checkpoint: Path, yaml_path: Path, views: int, size: int, conn
             t0 = time.perf_counter()
             image = model.render(state, target)
             render_s = time.perf_counter() - t0
-        conn.send({
+        result = {
             "load_s": load_s, "load_peak_mb": load_mem.peak_mb, "memorize_s": memorize_s, "render_s": render_s,
             "run_peak_mb": run_mem.peak_mb, "state_mb": state.nbytes() / 2**20, "fingerprint": fingerprint,
             "finite": bool(torch.isfinite(image).all()), "source_format": getattr(model, "source_format", ""),
             "newton_schulz_dtype": model.config.newton_schulz_dtype,
-        })
+        }
     except Exception as exc:  # reported by the parent with its message
-        conn.send({"error": f"{type(exc).__name__}: {exc}"})
-    conn.close()
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    send_to_parent(conn, result)
 
 
 def bench_official_size(out: Path, views: int = 32, size: int = 128, config: str | Path = OFFICIAL_SIZE_CONFIG,
@@ -120,12 +120,7 @@ def bench_official_size(out: Path, views: int = 32, size: int = 128, config: str
         file_mb = checkpoint.stat().st_size / 2**20
         del model
         gc.collect()
-        ctx = multiprocessing.get_context("spawn")  # fork after torch ran can hang in OpenMP
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_load_and_run, args=(checkpoint, yaml_path, views, size, child))
-        proc.start()
-        result = parent.recv()
-        proc.join()
+        result = measure_in_child(_load_and_run, checkpoint, yaml_path, views, size, what="the official-size model")
     finally:
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)

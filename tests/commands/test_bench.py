@@ -89,11 +89,27 @@ def _fails_in_child(conn) -> None:
     raise ValueError("this benchmark case breaks")
 
 
-def test_a_benchmark_child_that_fails_stops_the_benchmark_instead_of_hanging_it():
-    from nvs.commands.bench_model import _in_child
+def _sends_its_thread_count(conn) -> None:
+    from nvs.commands.bench_child import send_to_parent
 
-    with pytest.raises(RuntimeError, match="_fails_in_child failed"):
-        _in_child(_fails_in_child)
+    send_to_parent(conn, torch.randn(64, 64) @ torch.randn(64, 64))
+
+
+def test_a_benchmark_child_that_fails_stops_the_benchmark_instead_of_hanging_it():
+    from nvs.commands.bench_child import measure_in_child
+
+    with pytest.raises(RuntimeError, match="the broken case failed in its process"):
+        measure_in_child(_fails_in_child, what="the broken case")
+
+
+def test_a_benchmark_child_runs_torch_after_its_parent_did():
+    """A fork of this process, which has run torch's thread pool, can hang in OpenMP; the child is
+    a fresh interpreter instead, and its tensors reach the parent."""
+    from nvs.commands.bench_child import measure_in_child
+
+    torch.randn(256, 256) @ torch.randn(256, 256)
+    result = measure_in_child(_sends_its_thread_count, what="a product")
+    assert result.shape == (64, 64) and torch.isfinite(result).all()
 
 
 def test_render_bench_times_both_shipped_renderers_as_the_viewer_runs_them(tmp_path):
