@@ -22,8 +22,9 @@ def send_to_parent(conn, value) -> None:
 def measure_in_child(target: Callable, *args, what: str):
     """Run ``target(*args, conn)`` (a module-level function that ends with :func:`send_to_parent`;
     it calls ``nvs.inference.reuse_freed_memory`` where it should allocate as the ``nvs`` command
-    does) in a fresh interpreter and return what it sent. A RuntimeError naming ``what`` where the child
-    dies first (its traceback is printed above it; no traceback: killed, perhaps out of memory)."""
+    does) in a fresh interpreter and return what it sent. A RuntimeError naming ``what`` where
+    the child dies first (its traceback is printed above it; no traceback: killed, perhaps out of
+    memory)."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=target, args=(*args, child))

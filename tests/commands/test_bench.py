@@ -89,7 +89,7 @@ def _fails_in_child(conn) -> None:
     raise ValueError("this benchmark case breaks")
 
 
-def _sends_its_thread_count(conn) -> None:
+def _sends_a_product(conn) -> None:
     from nvs.commands.bench_child import send_to_parent
 
     send_to_parent(conn, torch.randn(64, 64) @ torch.randn(64, 64))
@@ -108,7 +108,7 @@ def test_a_benchmark_child_runs_torch_after_its_parent_did():
     from nvs.commands.bench_child import measure_in_child
 
     torch.randn(256, 256) @ torch.randn(256, 256)
-    result = measure_in_child(_sends_its_thread_count, what="a product")
+    result = measure_in_child(_sends_a_product, what="a product")
     assert result.shape == (64, 64) and torch.isfinite(result).all()
 
 
