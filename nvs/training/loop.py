@@ -25,6 +25,7 @@ from nvs.evaluation.metrics import psnr
 from nvs.models import build_renderer
 from nvs.models.checkpoint import Renderer, load_renderer, param_checksum
 from nvs.models.config import ModelConfig, with_reading_settings
+from nvs.models.fast_weight import cpu_has_native_bf16
 from nvs.models.plane_sweep import sweep_loss
 from nvs.models.view_blend import depth_loss, warp_loss
 from nvs.training.grow_depth import add_identity_blocks
@@ -144,6 +145,9 @@ class Losses:
         self.cfg = cfg.loss
         self._lpips = None
         self.device = device
+        # only where bfloat16 is native: a CPU without AVX512-BF16 / AMX emulates it, and the scene
+        # recipe's first step took 237 s there instead of 12 s in float32
+        self.lpips_bf16 = cfg.loss.lpips_bf16 and (device.type != "cpu" or cpu_has_native_bf16())
         self.needs_blend = cfg.loss.warp_weight > 0 or cfg.loss.depth_weight > 0
 
     def of(self, model, batch: dict[str, torch.Tensor], step: int
@@ -180,7 +184,7 @@ class Losses:
                 from nvs.evaluation.lpips import lpips_model
 
                 self._lpips = lpips_model(self.cfg.lpips_net).to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.lpips_bf16):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.lpips_bf16):
                 perceptual = self._lpips(pred.flatten(0, 1).float(), target.flatten(0, 1).float()).mean().float()
             loss = loss + self.cfg.lpips_weight * perceptual
             logs["lpips"] = perceptual.item()
@@ -352,6 +356,8 @@ def train(
         model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     losses = Losses(cfg, device)
+    if accelerator.is_main_process and cfg.loss.lpips_weight > 0 and cfg.loss.lpips_bf16 and not losses.lpips_bf16:
+        print("loss.lpips_bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); the LPIPS loss runs in float32")
     for key in ("warp_weight", "depth_weight"):
         if getattr(cfg.loss, key) > 0 and not (cfg.model.view_blend or cfg.model.sweep_views):
             raise ValueError(f"loss.{key} needs a view-blending renderer (model.view_blend or model.sweep_views > 0)")

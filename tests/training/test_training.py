@@ -230,19 +230,37 @@ def test_lpips_loss_switches_on(tmp_path):
     assert summary["history"][2]["lpips"] > 0
 
 
-def test_lpips_loss_in_bfloat16_is_the_same_loss_to_a_few_thousandths():
+def _lpips_losses(native_bf16: bool, monkeypatch) -> dict[bool, float]:
+    """The LPIPS loss term with loss.lpips_bf16 off and on, on a CPU that has native bfloat16 or not."""
+    import nvs.training.loop as loop
     from nvs.training.config import load_train_config
-    from nvs.training.loop import Losses
 
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: native_bf16)
     pred, target = torch.rand(1, 4, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.rand(1, 4, 3, 32, 32)
     values = {}
     for bf16 in (False, True):
         cfg = load_train_config(None, ["loss.lpips_weight=1", "loss.lpips_start=0", "loss.lpips_net=alex",
                                        f"loss.lpips_bf16={str(bf16).lower()}"])
-        loss, logs = Losses(cfg, torch.device("cpu"))(pred, {"targets": target}, step=0)
-        assert loss.dtype == torch.float32
+        losses = loop.Losses(cfg, torch.device("cpu"))
+        loss, logs = losses(pred, {"targets": target}, step=0)
+        assert loss.dtype == torch.float32 and losses.lpips_bf16 == (bf16 and native_bf16)
         values[bf16] = logs["lpips"]
+    return values
+
+
+def test_lpips_loss_in_bfloat16_is_the_same_loss_to_a_few_thousandths(monkeypatch):
+    values = _lpips_losses(True, monkeypatch)  # a tiny network: emulated here if it must be
     assert values[True] == pytest.approx(values[False], abs=5e-3) and values[True] != values[False]
+
+
+def test_lpips_loss_stays_in_float32_on_a_cpu_that_would_emulate_bfloat16(monkeypatch, tmp_path, capsys):
+    values = _lpips_losses(False, monkeypatch)
+    assert values[True] == values[False]
+    cfg = _cfg(tmp_path, "data.num_scenes=2", "optim.steps=1", "optim.batch_size=1", "run.ckpt_every=100",
+               "loss.lpips_weight=0.5", "loss.lpips_start=0", "loss.lpips_net=alex", "loss.lpips_bf16=true",
+               "data.height=32", "data.width=32")
+    train(cfg, resume=None)
+    assert "the LPIPS loss runs in float32" in capsys.readouterr().out  # the recipe's setting, and why it is not taken
 
 
 def test_missing_data_path_is_named(tmp_path):
