@@ -145,8 +145,8 @@ class Losses:
         self.cfg = cfg.loss
         self._lpips = None
         self.device = device
-        # only where bfloat16 is native: a CPU without AVX512-BF16 / AMX emulates it, and the scene
-        # recipe's first step took 237 s there instead of 12 s in float32
+        # only where bfloat16 is native: a CPU without AVX512-BF16 / AMX emulates it (the scene
+        # recipe's first step took 237 s there, its first seven in float32 82 s)
         self.lpips_bf16 = cfg.loss.lpips_bf16 and (device.type != "cpu" or cpu_has_native_bf16())
         self.needs_blend = cfg.loss.warp_weight > 0 or cfg.loss.depth_weight > 0
 
