@@ -615,11 +615,12 @@ class PlaneSweepBlend(nn.Module):
 
     def scene_zncc_views(self, cams: Cameras) -> int | Tensor:
         """How many of the nearest views the matching prior correlates for each scene of input cams
-        [B, V]: 2 as an int where the setting asks for 2 or the prior is off, else [B] (on the
-        CPU): ``zncc_views`` (at most ``depth_views`` where set) on walks through a scene, 2 on
-        captures that circle an object (:func:`nvs.geometry.capture.capture_kind`), where the farther views see the subject
-        from its sides, and their chance agreement on its texture behind a target's plain
-        background (a dark cloth, a wall) outscores the background's own plane."""
+        [B, V]: 2 as an int where at most 2 views can take part or the prior is off, else [B] (on
+        the CPU): ``zncc_views`` (at most ``depth_views`` where set) on walks through a scene, 2 on
+        captures that circle an object (:func:`nvs.geometry.capture.capture_kind`), where the
+        farther views see the subject from its sides, and their chance agreement on its texture
+        behind a target's plain background (a dark cloth, a wall) outscores the background's own
+        plane."""
         views = min(self.zncc_views, self.depth_views or self.views)
         if views <= 2 or not self.zncc_weight:
             return 2

@@ -6,6 +6,7 @@ import math
 import socket
 import subprocess
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -37,7 +38,9 @@ def run_nvs(*args) -> subprocess.CompletedProcess:
     from nvs.commands.cli import main
 
     argv, out, err = [str(a) for a in args], io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    # the command's glibc settings would hold for every later test in this process
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            mock.patch("nvs.commands.cli.reuse_freed_memory", lambda: False):
         try:
             code = main(argv)
         except SystemExit as exc:  # argparse's usage errors

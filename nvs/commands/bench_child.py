@@ -19,7 +19,7 @@ def send_to_parent(conn, value) -> None:
     conn.close()
 
 
-def measure_in_child(target: Callable, *args, what: str):
+def run_in_child(target: Callable, *args, what: str):
     """Run ``target(*args, conn)`` (a module-level function that ends with :func:`send_to_parent`;
     it calls ``nvs.inference.reuse_freed_memory`` where it should allocate as the ``nvs`` command
     does) in a fresh interpreter and return what it sent. A RuntimeError naming ``what`` where
@@ -31,14 +31,19 @@ def measure_in_child(target: Callable, *args, what: str):
     proc.start()
     child.close()  # the child holds the only other end now: if it dies, recv() ends instead of waiting
     try:
-        result = parent.recv()
-    except EOFError:
+        try:
+            result = parent.recv()
+        except EOFError:
+            proc.join()
+            raise RuntimeError(f"{what} failed in its process (exit code {proc.exitcode}; its error is printed "
+                               "above, or it was killed: out of memory?)") from None
+        try:
+            parent.send("received")
+        except (BrokenPipeError, ConnectionResetError):  # it ended after sending: nothing left to release
+            pass
         proc.join()
-        raise RuntimeError(f"{what} failed in its process (exit code {proc.exitcode}; its error is printed "
-                           "above, or it was killed: out of memory?)") from None
-    try:
-        parent.send("received")
-    except (BrokenPipeError, ConnectionResetError):  # it ended after sending: nothing left to release
-        pass
-    proc.join()
-    return result
+        return result
+    finally:
+        if proc.is_alive():  # the parent was interrupted (Ctrl-C): the case ends with it
+            proc.kill()
+            proc.join()

@@ -7,7 +7,6 @@ FLOPs count multiply-adds as two and only the matrix products (elementwise work 
 from __future__ import annotations
 
 import os
-import resource
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Callable
 import torch
 
 from nvs.commands.bench import report
-from nvs.commands.bench_child import measure_in_child, send_to_parent
+from nvs.commands.bench_child import run_in_child, send_to_parent
 from nvs.inference import resolve_device, synchronize
 from nvs.kernels import triton_available
 from nvs.models.fast_weight import TTTOp, run_fast_weight_ops
@@ -176,11 +175,12 @@ def _memorize_case(arch: str, views: int, size: int, reps: int, conn) -> None:
     model = _views_model(arch)
     scene = object_scene(1, views + 1, size, size)
     images, cams = scene.images[None, :views], scene.cameras[None, :views]
-    rss_start = _rss_mb()
+    _clear_peak_rss()  # a spawned process's rusage peak starts at its parent's: VmHWM is its own
+    base_kb = _vm_kb("VmRSS")
     with torch.no_grad():
         memorize_s = best_time(lambda: model.memorize(images, cams), repeats=reps)
         state = model.memorize(images, cams)
-    send_to_parent(conn, {"memorize_s": memorize_s, "peak_mem_mb": _peak_rss_mb() - rss_start, "state": state,
+    send_to_parent(conn, {"memorize_s": memorize_s, "peak_mem_mb": (_vm_kb("VmHWM") - base_kb) / 1024, "state": state,
                           "target": scene.cameras[None, views:]})
 
 
@@ -200,15 +200,6 @@ def _render_case(arch: str, cases: list, rounds: int, conn) -> None:
     send_to_parent(conn, best)
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _sig3(x: float) -> float:
     """Three significant figures: fixed decimals would round small-image timings and states to 0."""
     return float(f"{x:.3g}")
@@ -218,10 +209,10 @@ def bench_views(out: Path, view_counts=(2, 4, 8, 16, 32, 64), size: int = 128, r
     """Memorise and per-view render time as inputs grow: LaCT vs full attention of the shipped object renderer's width and depth."""
     rows = []
     for arch, name in (("lact", "LaCT"), ("full_attention", "full attention")):
-        memorized = [measure_in_child(_memorize_case, arch, views, size, reps, what=f"memorising {views} views ({name})")
+        memorized = [run_in_child(_memorize_case, arch, views, size, reps, what=f"memorising {views} views ({name})")
                      for views in view_counts]
-        render_s = measure_in_child(_render_case, arch, [(m["state"], m["target"]) for m in memorized], reps * 4,
-                                    what=f"rendering ({name})")
+        render_s = run_in_child(_render_case, arch, [(m["state"], m["target"]) for m in memorized], reps * 4,
+                                what=f"rendering ({name})")
         for views, m, seconds in zip(view_counts, memorized, render_s):
             rows.append({"model": name, "views": views, "memorize_s": _sig3(m["memorize_s"]),
                          "render_s_per_view": _sig3(seconds), "peak_mem_mb": round(m["peak_mem_mb"], 1),
@@ -359,7 +350,7 @@ def bench_memorize(out: Path, config: str = "configs/lact-l24-d768-ttt2x.yaml", 
             if tokens % per_view:
                 raise ValueError(f"--tokens {tokens} is not a whole number of {size}x{size} views ({per_view} tokens each)")
             cfg = {**base.to_dict(), "layers": layers}
-            m = measure_in_child(_memorize_row, cfg, tokens, size, dtype, budget_per_token, str(dev),
+            m = run_in_child(_memorize_row, cfg, tokens, size, dtype, budget_per_token, str(dev),
                                  what=f"memorising {tokens} tokens with {layers} layers")
             row = {"tokens": tokens, "layers": layers, "dim": base.dim, "dtype": dtype, "device": dev.type,
                    "views": m["views"], "size": size,

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from nvs.commands.bench import report
-from nvs.commands.bench_child import measure_in_child, send_to_parent
+from nvs.commands.bench_child import run_in_child, send_to_parent
 
 OFFICIAL_SIZE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "lact-l24-d768-ttt2x.yaml"
 
@@ -120,7 +120,7 @@ def bench_official_size(out: Path, views: int = 32, size: int = 128, config: str
         file_mb = checkpoint.stat().st_size / 2**20
         del model
         gc.collect()
-        result = measure_in_child(_load_and_run, checkpoint, yaml_path, views, size, what="the official-size model")
+        result = run_in_child(_load_and_run, checkpoint, yaml_path, views, size, what="the official-size model")
     finally:
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)

@@ -90,8 +90,8 @@ class LossConfig:
     lpips_start: int = 5000
     lpips_net: str = "vgg"
     # the LPIPS network in bfloat16 autocast: on a CPU with AMX the VGG loss of 16 128x128 views
-    # took 2.9 s instead of 6.8 (forward + backward), its value moved by 2e-4; where the CPU has
-    # no native bfloat16 (AVX2 only) it runs in float32 instead, and the run says so
+    # took 2.9 s instead of 6.8 (forward + backward), its value moved by 2e-4; on a CPU without
+    # AVX512-BF16 or AMX it runs in float32 instead, and the run says so
     lpips_bf16: bool = False
     # a view-blending renderer: MSE of each depth-warped input sample against the target, over
     # every pixel (models/view_blend.warp_loss), which trains the depth whatever the blending weights

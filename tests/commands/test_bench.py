@@ -2,8 +2,6 @@
 each command's JSON rows and PNG plot (tiny sizes: timings here are not the point)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nvs.models.fast_weight import TTTOp, run_fast_weight_ops
 from nvs.commands.bench_model import lact_layer_flops
-from tests.helpers import ROOT, run_nvs
+from tests.helpers import run_nvs
 
 
 def test_lact_layer_flop_count_matches_torch_counter():
@@ -26,10 +24,7 @@ def test_lact_layer_flop_count_matches_torch_counter():
 
 
 def _bench(tmp_path, *args):
-    """`nvs bench ARGS` in its own process: benchmarks that fork children (`views`) can hang in
-    OpenMP when forked from a process that already ran torch, as pytest's has."""
-    out = subprocess.run([sys.executable, "-m", "nvs", "bench", *args, "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    out = run_nvs("bench", *args, "--out", tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
 
@@ -96,27 +91,27 @@ def _sends_a_product(conn) -> None:
 
 
 def test_a_benchmark_child_that_fails_stops_the_benchmark_instead_of_hanging_it():
-    from nvs.commands.bench_child import measure_in_child
+    from nvs.commands.bench_child import run_in_child
 
     with pytest.raises(RuntimeError, match="the broken case failed in its process"):
-        measure_in_child(_fails_in_child, what="the broken case")
+        run_in_child(_fails_in_child, what="the broken case")
 
 
+@pytest.mark.timeout(120)  # a forked child would hang, not fail
 def test_a_benchmark_child_runs_torch_after_its_parent_did():
     """A fork of this process, which has run torch's thread pool, can hang in OpenMP; the child is
     a fresh interpreter instead, and its tensors reach the parent."""
-    from nvs.commands.bench_child import measure_in_child
+    from nvs.commands.bench_child import run_in_child
 
     torch.randn(256, 256) @ torch.randn(256, 256)
-    result = measure_in_child(_sends_a_product, what="a product")
+    result = run_in_child(_sends_a_product, what="a product")
     assert result.shape == (64, 64) and torch.isfinite(result).all()
 
 
 def test_render_bench_times_both_shipped_renderers_as_the_viewer_runs_them(tmp_path):
     from nvs.inference import AUTO_TURNS
 
-    out = run_nvs("bench", "render", "--sizes", "32", "--views", "3", "--batch", "2", "--repeats", "1", "--out", tmp_path)
-    assert out.returncode == 0, out.stderr
+    stdout = _bench(tmp_path, "render", "--sizes", "32", "--views", "3", "--batch", "2", "--repeats", "1")
     rows = json.loads((tmp_path / "render.json").read_text())
     assert [(r["renderer"], r["example"], r["height"], r["width"], r["turns"]) for r in rows] == [
         ("scene", "procedural room", 32, 64, 1), ("object", "procedural object", 32, 32, AUTO_TURNS)]
@@ -124,10 +119,9 @@ def test_render_bench_times_both_shipped_renderers_as_the_viewer_runs_them(tmp_p
         assert r["input_views"] == 3 and r["device"] == "cpu" and r["dtype"] == "fp32"
         assert r["memorize_s"] > 0 and r["render_s_one_view"] > 0 and r["render_s_per_view_2_per_call"] > 0
         assert "reading_settings" not in r
-    assert "render_s_one_view" in out.stdout
-    out = run_nvs("bench", "render", "--renderers", "scene", "--sizes", "32", "--views", "3", "--batch", "2", "--repeats", "1",
-                  "--setting", "sweep_refine=0", "--out", tmp_path)
-    assert out.returncode == 0, out.stderr
+    assert "render_s_one_view" in stdout
+    _bench(tmp_path, "render", "--renderers", "scene", "--sizes", "32", "--views", "3", "--batch", "2", "--repeats", "1",
+           "--setting", "sweep_refine=0")
     assert [r["reading_settings"] for r in json.loads((tmp_path / "render.json").read_text())] == [{"sweep_refine": 0}]
 
 

@@ -314,7 +314,6 @@ def test_eval_scores_the_sweep_oracle_and_refuses_it_without_a_sweep(workspace, 
 
 
 def test_eval_and_render_read_with_the_settings_given_on_the_command_line(workspace, tmp_path):
-
     root, _ = workspace
     torch.manual_seed(0)
     model = LaCTRenderer(tiny_config(sweep_views=2, sweep_planes=8, sweep_near=1.0, sweep_far=4.0))

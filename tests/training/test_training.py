@@ -272,8 +272,8 @@ def test_missing_data_path_is_named(tmp_path):
 
 @pytest.mark.slow
 def test_trains_on_a_data_set_written_by_nvs_data_synth(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "nvs", "data", "synth", "--scenes", "3", "--views", "6", "--size", "32", "32",
-                          "--format", "lvsm", "--out", str(tmp_path / "data")], capture_output=True, text=True)
+    out = run_nvs("data", "synth", "--scenes", "3", "--views", "6", "--size", "32", "32", "--format", "lvsm",
+                  "--out", tmp_path / "data")
     assert out.returncode == 0, out.stderr
     cfg = _cfg(tmp_path, "data.kind=lvsm", f"data.path={tmp_path / 'data'}", f"data.val_path={tmp_path / 'data'}",
                "optim.steps=3", "optim.batch_size=2", "run.ckpt_every=3", "run.val_every=3")
