@@ -6,7 +6,6 @@ import math
 import socket
 import subprocess
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import torch
@@ -33,14 +32,13 @@ def run_nvs(*args) -> subprocess.CompletedProcess:
 
     Saves the 2-3 s a fresh interpreter spends importing torch; the command as a separate process
     (exit codes, no traceback) is tested in tests/commands/test_cli_failures.py. An exception the
-    command does not turn into an error message propagates and fails the test.
+    command does not turn into an error message propagates and fails the test. The allocator
+    settings the command makes, tests/conftest.py makes for every test.
     """
     from nvs.commands.cli import main
 
     argv, out, err = [str(a) for a in args], io.StringIO(), io.StringIO()
-    # the command's glibc settings would hold for every later test in this process
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            mock.patch("nvs.commands.cli.reuse_freed_memory", lambda: False):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main(argv)
         except SystemExit as exc:  # argparse's usage errors

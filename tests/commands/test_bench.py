@@ -97,6 +97,7 @@ def test_a_benchmark_child_that_fails_stops_the_benchmark_instead_of_hanging_it(
         run_in_child(_fails_in_child, what="the broken case")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)  # a forked child would hang, not fail
 def test_a_benchmark_child_runs_torch_after_its_parent_did():
     """A fork of this process, which has run torch's thread pool, can hang in OpenMP; the child is
