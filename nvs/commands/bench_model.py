@@ -351,7 +351,7 @@ def bench_memorize(out: Path, config: str = "configs/lact-l24-d768-ttt2x.yaml", 
                 raise ValueError(f"--tokens {tokens} is not a whole number of {size}x{size} views ({per_view} tokens each)")
             cfg = {**base.to_dict(), "layers": layers}
             m = run_in_child(_memorize_row, cfg, tokens, size, dtype, budget_per_token, str(dev),
-                                 what=f"memorising {tokens} tokens with {layers} layers")
+                             what=f"memorising {tokens} tokens with {layers} layers")
             row = {"tokens": tokens, "layers": layers, "dim": base.dim, "dtype": dtype, "device": dev.type,
                    "views": m["views"], "size": size,
                    "budget_mb": None if budget_per_token is None else round(budget_per_token * tokens / 2**20, 1),
