@@ -80,6 +80,15 @@ def test_generator_bench_times_the_writer_in_worker_processes(tmp_path):
     assert all(r["views"] == 6 and r["views_per_second"] == pytest.approx(6 / r["seconds"], rel=0.05) for r in rows.values())
 
 
+@pytest.mark.slow
+def test_memorize_bench_measures_each_row_in_its_own_process(tmp_path):
+    _bench(tmp_path, "memorize", "--config", "configs/lact-tiny.yaml", "--tokens", "256", "512", "--layers", "1",
+           "--size", "64")
+    rows = json.loads((tmp_path / "memorize.json").read_text())
+    assert [(r["tokens"], r["layers"], r["views"]) for r in rows] == [(256, 1, 4), (512, 1, 8)]
+    assert all(r["seconds"] > 0 and r["peak_mb"] > 0 and r["chunk_tokens"] <= r["tokens"] for r in rows)
+
+
 def _fails_in_child(conn) -> None:
     raise ValueError("this benchmark case breaks")
 
