@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from nvs.models.fast_weight import NEWTON_SCHULZ_DTYPES
+from nvs.models.photo_sampling import INTERPOLATIONS
 
 ARCHITECTURES = ("lact", "full_attention")
 SWEEP_RANGES = ("fixed", "inputs")
@@ -17,7 +18,7 @@ SWEEP_RANGES = ("fixed", "inputs")
 # one value renders with another
 READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_zncc_views", "sweep_coarse", "sweep_coarse_levels", "sweep_max_step",
                     "sweep_refine", "sweep_depth_views", "sweep_hull", "sweep_front", "sweep_head_prior", "match_exposure",
-                    "backdrop_white")
+                    "backdrop_white", "photo_interpolation")
 
 
 @dataclass
@@ -113,6 +114,10 @@ class ModelConfig:
     # colour before the renderer reads it, so that its object stands on white as in training, and
     # the renders are multiplied by the brightest of the inputs' backdrop colours (models/plane_sweep.backdrop_gains)
     backdrop_white: bool = False
+    # how a view-blending head and a plane sweep sample the input photos at the depth they find:
+    # "bilinear" (as trained) or "cubic", the Catmull-Rom spline, which keeps the photos' fine
+    # texture that bilinear weights smooth away (models/photo_sampling)
+    photo_interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -180,6 +185,8 @@ class ModelConfig:
         if self.sweep_head_prior and not (self.sweep_views and self.view_blend):
             raise ValueError("model config: sweep_head_prior needs a plane sweep after a view-blending head (sweep_views, "
                              "view_blend), whose depth it reads")
+        if self.photo_interpolation not in INTERPOLATIONS:
+            raise ValueError(f"model config 'photo_interpolation' must be one of {INTERPOLATIONS}, got {self.photo_interpolation!r}")
         if self.sweep_range not in SWEEP_RANGES:
             raise ValueError(f"model config 'sweep_range' must be one of {SWEEP_RANGES}, got {self.sweep_range!r}")
         if (self.view_blend or self.sweep_views) and self.arch != "lact":

@@ -189,6 +189,7 @@ class RendererBase(nn.Module):
             self.sweep.front_weight, self.sweep.max_step = source.sweep_front, source.sweep_max_step
             self.sweep.refine_window, self.sweep.depth_views = source.sweep_refine, source.sweep_depth_views
             self.sweep.prior_weight, self.sweep.zncc_views = source.sweep_head_prior, source.sweep_zncc_views
+            self.sweep.interpolation = source.photo_interpolation
 
     @property
     def blends_views(self) -> bool:
@@ -249,7 +250,8 @@ class RendererBase(nn.Module):
         if self.view_blend is not None:
             maps = unpatchify(self.view_blend(tokens), views, height, width, self.config.patch_size)
             sweeps = self.sweep is not None and sweep
-            rgb = blend_views(rgb, maps, target_cams, *sources, with_samples=with_samples and not sweeps)
+            rgb = blend_views(rgb, maps, target_cams, *sources, with_samples=with_samples and not sweeps,
+                              interpolation=self.config.photo_interpolation)
             if self.sweep is not None and self.sweep.prior_weight:
                 prior = decoded_depth(maps).detach()
         if self.sweep is not None and sweep:  # after a view-blending head, it blends that head's output

@@ -482,7 +482,7 @@ class PlaneSweepBlend(nn.Module):
         # settings, not weights: the renderer sets them from its config (RendererBase.use_reading_settings)
         self.zncc_weight, self.coarse_weight, self.coarse_levels, self.hull_weight = 0.0, 0.0, 1, 0.0
         self.front_weight, self.max_step, self.refine_window, self.depth_views = 0.0, 0.0, 0, 0
-        self.prior_weight, self.zncc_views = 0.0, 2
+        self.prior_weight, self.zncc_views, self.interpolation = 0.0, 2, "bilinear"
         self.degrade_probability = 0.0
         self.features = nn.Sequential(  # 2x2 means halve the resolution, centred where the colour's are
             nn.Conv2d(3, FEATURES, 3, padding=1), nn.GELU(), nn.AvgPool2d(2),
@@ -754,7 +754,7 @@ class PlaneSweepBlend(nn.Module):
         if self.refine_window:
             depth = refine_depth(depth, expected_inverse_depth(plane_logits, planes.to(dtype)), photos, chosen, target_cams,
                                  self.refine_window, present, features.octave)
-        samples, valid = warp_views(photos, chosen, target_cams, depth.to(dtype))
+        samples, valid = warp_views(photos, chosen, target_cams, depth.to(dtype), interpolation=self.interpolation)
         valid = valid & present[..., None, None, None]
         decoded = decoded.to(dtype)
         x = torch.cat([decoded, samples.flatten(2, 3), valid.flatten(2, 3).to(dtype), confidence.to(dtype)], dim=2)

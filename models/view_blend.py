@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nvs.cameras import Cameras, pixel_rays
 from nvs.geometry.cameras import full_precision
+from nvs.models.photo_sampling import sample_photos
 
 MIN_LOG_DEPTH, MAX_LOG_DEPTH = -6.0, 6.0
 SAMPLE_LOGIT_INIT = -2.0  # a new head starts close to its decoded colour (weight 0.79 with k = 2)
@@ -88,14 +88,15 @@ def grid_coefficients(cams: Cameras, dtype: torch.dtype = torch.float32) -> tupl
 
 
 def warp_views(images: Tensor, cams: Cameras, target_cams: Cameras, depth: Tensor,
-               rays: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+               rays: tuple[Tensor, Tensor] | None = None, interpolation: str = "bilinear") -> tuple[Tensor, Tensor]:
     """Sample photos at the surface points of the target pixels.
 
     images [B, T, k, 3, Hs, Ws] with cams [B, T, k] (the views to sample for each target);
     target_cams [B, T] with depth [B, T, 1, H, W] along each pixel's unit ray; ``rays``:
     ``rays_in_views(cams, target_cams, depth.dtype)`` of these same cameras, where a caller warping
-    at several depths has them (rays of other cameras would give wrong pixels without an error).
-    Returns (samples [B, T, k, 3, H, W] bilinear, valid [B, T, k, 1, H, W] bool: the point lies in
+    at several depths has them (rays of other cameras would give wrong pixels without an error);
+    ``interpolation``: "bilinear" or "cubic" (:func:`nvs.models.photo_sampling.sample_photos`).
+    Returns (samples [B, T, k, 3, H, W], valid [B, T, k, 1, H, W] bool: the point lies in
     front of the view's camera and inside its image).
     """
     b, t, k = cams.shape
@@ -108,11 +109,8 @@ def warp_views(images: Tensor, cams: Cameras, target_cams: Cameras, depth: Tenso
     scale_x, scale_y, shift_x, shift_y = (c[..., None, None] for c in grid_coefficients(cams, depth.dtype))
     grid = torch.stack([points[:, :, :, 0] / z * scale_x + shift_x, points[:, :, :, 1] / z * scale_y + shift_y], dim=-1)
     valid = in_front & inside_frame(grid)
-    samples = F.grid_sample(
-        images.reshape(b * t * k, 3, cams.height, cams.width).to(grid.dtype),
-        grid.reshape(b * t * k, height, width, 2),
-        mode="bilinear", padding_mode="border", align_corners=False,
-    )
+    samples = sample_photos(images.reshape(b * t * k, 3, cams.height, cams.width).to(grid.dtype),
+                            grid.reshape(b * t * k, height, width, 2), interpolation)
     return samples.reshape(b, t, k, 3, height, width), valid.reshape(b, t, k, 1, height, width)
 
 
@@ -187,19 +185,21 @@ def decoded_depth(maps: Tensor) -> Tensor:
 
 
 def blend_views(decoded: Tensor, maps: Tensor, target_cams: Cameras, images: Tensor, cams: Cameras,
-                with_samples: bool = False) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+                with_samples: bool = False, interpolation: str = "bilinear"
+                ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
     """The output of a view-blending renderer.
 
     decoded [B, T, 3, H, W] (the RGB head), maps [B, T, k + 2, H, W] (:class:`ViewBlendHead`,
     unpatchified), target_cams [B, T], and the memorised inputs: images [B, V, 3, Hs, Ws], cams [B, V].
     ``with_samples``: also return (samples, valid) of :func:`warp_views` and the decoded depth
-    [B, T, 1, H, W] along each pixel's ray (for :func:`warp_loss` and :func:`depth_loss`).
+    [B, T, 1, H, W] along each pixel's ray (for :func:`warp_loss` and :func:`depth_loss`);
+    ``interpolation``: how the photos are sampled (:func:`warp_views`).
     """
     dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
     maps = maps.to(dtype)
     index = nearest_views(cams, target_cams, maps.shape[2] - 2)
     depth = decoded_depth(maps)
-    samples, valid = warp_views(*gather_views(images, cams, index), target_cams, depth)
+    samples, valid = warp_views(*gather_views(images, cams, index), target_cams, depth, interpolation=interpolation)
     out = blend(decoded.to(dtype), samples, valid, maps[:, :, 1 : index.shape[-1] + 2])
     return (out, (samples, valid, depth)) if with_samples else out
 

@@ -187,8 +187,9 @@ def apply_reading_settings(model: torch.nn.Module, settings: list[tuple[str, obj
     """Have a loaded renderer read its photos with ``settings`` (pairs of a READING_SETTINGS key of
     nvs.models.config and its value, as in a model config: ``[("sweep_refine", 0)]``) instead of
     its checkpoint's; its weights stay. Checked as a model config is: ValueError for an unknown
-    key, a key given twice, a value the config refuses, or a sweep setting on a renderer without a
-    plane sweep (it would change nothing). Returns the settings applied, as a dict."""
+    key, a key given twice, a value the config refuses, a sweep setting on a renderer without a
+    plane sweep, or the photos' interpolation on one that samples none (either would change
+    nothing). Returns the settings applied, as a dict."""
     from nvs.models.config import READING_SETTINGS
 
     chosen: dict[str, object] = {}
@@ -200,7 +201,10 @@ def apply_reading_settings(model: torch.nn.Module, settings: list[tuple[str, obj
         chosen[key] = value
     if not chosen:
         return chosen
-    unused = [key for key in chosen if key != "match_exposure" and model.sweep is None]
+    if "photo_interpolation" in chosen and not getattr(model, "blends_views", False):
+        raise ValueError("--setting photo_interpolation: this renderer samples no photos (model config view_blend and "
+                         "sweep_views 0), so the setting would change nothing")
+    unused = [key for key in chosen if key not in ("match_exposure", "photo_interpolation") and model.sweep is None]
     if unused:
         raise ValueError(f"--setting {unused[0]}: this renderer has no plane sweep (model config sweep_views 0), "
                          "so the setting would change nothing")

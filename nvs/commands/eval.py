@@ -98,7 +98,7 @@ def protocol_defaults(model, normalize: str | None, resize: str | None) -> tuple
 def sweep_oracle(model) -> Callable[[EvalScene], torch.Tensor]:
     """The ``oracle`` of :func:`nvs.evaluation.evaluate.evaluate` for a renderer with a plane sweep:
     its k views and planes (each scene's own range where the renderer finds one from its inputs),
-    and the photos as it reads them (their exposures matched where it matches them)."""
+    and the photos as it reads and samples them (their exposures matched where it matches them)."""
     sweep = getattr(model, "sweep", None)
     if sweep is None:
         raise ValueError("--sweep-oracle needs a renderer with a plane sweep (model config sweep_views > 0); "
@@ -109,7 +109,7 @@ def sweep_oracle(model) -> Callable[[EvalScene], torch.Tensor]:
             inputs, ranges, _ = model.read_inputs(scene.inputs[None], scene.input_cams.unsqueeze(0))
             planes = sweep.inverse_depths(None, ranges).reshape(-1)
             return oracle_plane_images(inputs[0].float(), scene.input_cams, scene.targets.float(), scene.target_cams,
-                                       planes, views=sweep.views)
+                                       planes, views=sweep.views, interpolation=sweep.interpolation)
 
     return oracle
 

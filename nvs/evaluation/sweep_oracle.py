@@ -20,12 +20,13 @@ from nvs.models.view_blend import gather_views, nearest_views, rays_in_views, wa
 
 
 def oracle_plane_images(images: Tensor, cams: Cameras, targets: Tensor, target_cams: Cameras, inverse_depths: Tensor,
-                        views: int = 4, window: int = 5) -> Tensor:
+                        views: int = 4, window: int = 5, interpolation: str = "bilinear") -> Tensor:
     """images [V, 3, H, W] taken by cams [V], targets [T, 3, H, W] seen by target_cams [T], the
     sweep's planes inverse_depths [D] (inverse distances along each pixel's unit ray) -> [T, 3, H, W]:
     per pixel, the mean of the ``views`` input photos nearest the target (those that see the point)
     sampled on the plane whose mean is closest to the target over a ``window`` x ``window``
-    neighbourhood (odd). Pixels that no photo sees on any plane are black."""
+    neighbourhood (odd), each photo sampled with ``interpolation`` as the renderer samples it. Pixels
+    that no photo sees on any plane are black."""
     if window < 1 or window % 2 == 0:
         raise ValueError(f"the oracle's window must be an odd number of pixels, got {window}")
     height, width = targets.shape[-2:]
@@ -36,7 +37,7 @@ def oracle_plane_images(images: Tensor, cams: Cameras, targets: Tensor, target_c
     rays = rays_in_views(chosen, target_cams, targets.dtype)  # once, for every plane
     for inverse in inverse_depths.tolist():
         depth = torch.full((1, targets.shape[0], 1, height, width), 1.0 / inverse, dtype=targets.dtype, device=targets.device)
-        samples, valid = warp_views(photos, chosen, target_cams, depth, rays)
+        samples, valid = warp_views(photos, chosen, target_cams, depth, rays, interpolation)
         seen = valid.to(samples.dtype)
         mean = ((samples * seen).sum(dim=2) / seen.sum(dim=2).clamp_min(1))[0]  # [T, 3, H, W]
         error = F.avg_pool2d((mean - targets).square().mean(dim=1, keepdim=True), window, 1, window // 2,

@@ -140,6 +140,7 @@ class RenderConfig:
     sweep_head_prior: float | None = None
     match_exposure: bool | None = None
     backdrop_white: bool | None = None
+    photo_interpolation: str | None = None
 
     def apply(self, model: ModelConfig) -> ModelConfig:
         """``model`` with these settings laid over it (checked as any model config is)."""
