@@ -115,8 +115,8 @@ class ModelConfig:
     # the renders are multiplied by the brightest of the inputs' backdrop colours (models/plane_sweep.backdrop_gains)
     backdrop_white: bool = False
     # how a view-blending head and a plane sweep sample the input photos at the depth they find:
-    # "bilinear" (as trained) or "cubic", the Catmull-Rom spline, which keeps the photos' fine
-    # texture that bilinear weights smooth away (models/photo_sampling)
+    # "bilinear", or "cubic", the Catmull-Rom spline, which keeps the photos' fine texture that
+    # bilinear weights smooth away (models/photo_sampling); the depth refinement stays bilinear
     photo_interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
