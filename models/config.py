@@ -15,10 +15,12 @@ from nvs.models.photo_sampling import INTERPOLATIONS
 ARCHITECTURES = ("lact", "full_attention")
 SWEEP_RANGES = ("fixed", "inputs")
 # fields that change how a renderer reads its inputs, not its weights: a checkpoint trained with
-# one value renders with another
-READING_SETTINGS = ("sweep_range", "sweep_zncc", "sweep_zncc_views", "sweep_coarse", "sweep_coarse_levels", "sweep_max_step",
-                    "sweep_refine", "sweep_depth_views", "sweep_hull", "sweep_front", "sweep_head_prior", "match_exposure",
-                    "backdrop_white", "photo_interpolation")
+# one value renders with another. Each maps to the part of a renderer it acts on: "sweep" (a plane
+# sweep), "photos" (sampled input photos: a view-blending head or a plane sweep), "inputs" (any)
+READING_SETTINGS = {"sweep_range": "sweep", "sweep_zncc": "sweep", "sweep_zncc_views": "sweep", "sweep_coarse": "sweep",
+                    "sweep_coarse_levels": "sweep", "sweep_max_step": "sweep", "sweep_refine": "sweep",
+                    "sweep_depth_views": "sweep", "sweep_hull": "sweep", "sweep_front": "sweep", "sweep_head_prior": "sweep",
+                    "match_exposure": "inputs", "backdrop_white": "sweep", "photo_interpolation": "photos"}
 
 
 @dataclass

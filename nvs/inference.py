@@ -187,9 +187,9 @@ def apply_reading_settings(model: torch.nn.Module, settings: list[tuple[str, obj
     """Have a loaded renderer read its photos with ``settings`` (pairs of a READING_SETTINGS key of
     nvs.models.config and its value, as in a model config: ``[("sweep_refine", 0)]``) instead of
     its checkpoint's; its weights stay. Checked as a model config is: ValueError for an unknown
-    key, a key given twice, a value the config refuses, a sweep setting on a renderer without a
-    plane sweep, or the photos' interpolation on one that samples none (either would change
-    nothing). Returns the settings applied, as a dict."""
+    key, a key given twice, a value the config refuses, or a setting on a renderer without the part
+    it acts on (its READING_SETTINGS value: a plane sweep, sampled photos), where it would change
+    nothing. Returns the settings applied, as a dict."""
     from nvs.models.config import READING_SETTINGS
 
     chosen: dict[str, object] = {}
@@ -201,13 +201,13 @@ def apply_reading_settings(model: torch.nn.Module, settings: list[tuple[str, obj
         chosen[key] = value
     if not chosen:
         return chosen
-    if "photo_interpolation" in chosen and not getattr(model, "blends_views", False):
-        raise ValueError("--setting photo_interpolation: this renderer samples no photos (model config view_blend and "
-                         "sweep_views 0), so the setting would change nothing")
-    unused = [key for key in chosen if key not in ("match_exposure", "photo_interpolation") and model.sweep is None]
-    if unused:
-        raise ValueError(f"--setting {unused[0]}: this renderer has no plane sweep (model config sweep_views 0), "
-                         "so the setting would change nothing")
+    missing = {"sweep": "has no plane sweep (model config sweep_views 0)",
+               "photos": "samples no photos (model config view_blend and sweep_views 0)"}
+    present = {"sweep": getattr(model, "sweep", None) is not None, "photos": bool(getattr(model, "blends_views", False)),
+               "inputs": True}
+    for key in chosen:
+        if not present[READING_SETTINGS[key]]:
+            raise ValueError(f"--setting {key}: this renderer {missing[READING_SETTINGS[key]]}, so the setting would change nothing")
     try:
         changed = dataclasses.replace(model.config, **chosen)
     except (TypeError, ValueError) as exc:

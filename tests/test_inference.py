@@ -182,3 +182,21 @@ def test_auto_input_views_counts_only_for_renderers_that_draw_from_their_photos(
     assert AUTO_VIEWS_PHOTOS > AUTO_VIEWS
     assert counts == {**{("decoder", frame): AUTO_VIEWS for frame in ("object", "lvsm", None)},
                       **{(heads, frame): AUTO_VIEWS_PHOTOS for heads in ("sweep", "blend") for frame in ("object", "lvsm", None)}}
+
+
+@pytest.mark.parametrize("parts", [{"view_blend": 0, "sweep_views": 0}, {"view_blend": 2, "sweep_views": 0},
+                                   {"view_blend": 0, "sweep_views": 2}])
+def test_each_reading_setting_is_refused_only_by_a_renderer_without_the_part_it_acts_on(parts):
+    from nvs.inference import apply_reading_settings
+    from nvs.models.config import READING_SETTINGS
+
+    model = LaCTRenderer(tiny_config(**parts))
+    has = {"inputs": True, "photos": bool(parts["view_blend"] or parts["sweep_views"]), "sweep": bool(parts["sweep_views"])}
+    assert set(READING_SETTINGS.values()) == set(has)
+    for key, part in READING_SETTINGS.items():
+        value = getattr(model.config, key)  # its own value: refused or not, for the part alone
+        if has[part]:
+            assert apply_reading_settings(model, [(key, value)]) == {key: value}
+        else:
+            with pytest.raises(ValueError, match=f"--setting {key}: this renderer (has no plane sweep|samples no photos)"):
+                apply_reading_settings(model, [(key, value)])
