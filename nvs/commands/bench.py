@@ -230,8 +230,10 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=T.nonneg_int(2**31 - 1), default=0)
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
-    p = bench.add_parser("train-step", help="tokens/s of a training step of each recipe")
+    p = bench.add_parser("train-step", help="tokens/s and peak memory of a training step of each recipe")
     p.add_argument("--recipes", nargs="+", default=["configs/train-object-cpu.yaml"], help="training recipes (YAML)")
+    add_reading_setting_argument(p, "train each recipe's model with this value of one of its reading settings (repeatable; "
+                                    "e.g. photo_interpolation=bilinear)")
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
 
@@ -272,5 +274,5 @@ def run(args: argparse.Namespace) -> int:
         elif args.bench_command == "adapt-ablation":
             run_bench_adapt_ablation(args)
         elif args.bench_command == "train-step":
-            bench_model.bench_train_step(Path(args.out), args.recipes)
+            bench_model.bench_train_step(Path(args.out), args.recipes, settings=args.setting)
     return 0

@@ -6,6 +6,7 @@ FLOPs count multiply-adds as two and only the matrix products (elementwise work 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from contextlib import contextmanager
@@ -371,23 +372,40 @@ def bench_memorize(out: Path, config: str = "configs/lact-l24-d768-ttt2x.yaml", 
     return rows
 
 
-def bench_train_step(out: Path, recipes: list[str] = ("configs/train-object-cpu.yaml",), steps: int = 5) -> list[dict]:
-    """Tokens per second of training steps of each recipe as `nvs train` takes them on this
-    machine's CPU: its model (random weights) and optimizer as training builds them
+def bench_train_step(out: Path, recipes: list[str] = ("configs/train-object-cpu.yaml",), steps: int = 5,
+                     settings: list[tuple[str, object]] | None = None) -> list[dict]:
+    """Tokens per second and peak memory of training steps of each recipe as `nvs train` takes
+    them on this machine's CPU: its model (random weights) and optimizer as training builds them
     (:func:`nvs.training.loop.model_and_optimizer`), its loss terms (LPIPS included where it
-    switches on), its mixed precision, gradient clipping."""
-    rows = [train_step_row(recipe, steps) for recipe in recipes]
+    switches on), its mixed precision, gradient clipping; each recipe in its own process.
+    ``settings``: reading settings laid over each recipe's model config (how it samples its photos,
+    say), kept in each row."""
+    from nvs.training.config import load_train_config
+
+    for recipe in recipes:  # a value the model config refuses is named here, not in a child's traceback
+        try:
+            dataclasses.replace(load_train_config(recipe).model, **dict(settings or []))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--setting with {recipe}: {exc}") from None
+    rows = [run_in_child(_train_step_row, recipe, steps, list(settings or []), what=f"training steps of {recipe}")
+            for recipe in recipes]
     report("train-step", rows, out)
     _plot_bars(out / "train-step.png", [Path(r["recipe"]).stem for r in rows], [r["tokens_per_s"] for r in rows],
                "tokens / s", "training step")
     return rows
 
 
-def train_step_row(recipe: str, steps: int) -> dict:
+def _train_step_row(recipe: str, steps: int, settings: list[tuple[str, object]], conn) -> None:
+    """Child process: the recipe's model, optimizer, batch and losses built, then ``steps`` steps;
+    sends the best step's time and the peak memory of the steps above what was built before them
+    (gradients, optimizer state and the activations autograd keeps)."""
+    from nvs.inference import reuse_freed_memory
     from nvs.training.config import load_train_config
     from nvs.training.loop import Losses, build_dataset, model_and_optimizer
 
+    reuse_freed_memory()
     cfg = load_train_config(recipe)
+    cfg.model = dataclasses.replace(cfg.model, **dict(settings))
     model, optim = model_and_optimizer(cfg)
     model.train()
     losses = Losses(cfg, torch.device("cpu"))
@@ -407,14 +425,18 @@ def train_step_row(recipe: str, steps: int) -> dict:
         optim.step()
         optim.zero_grad(set_to_none=True)
 
+    _clear_peak_rss()
+    base_kb = _vm_kb("VmRSS")
     seconds = best_time(step, repeats=steps)
+    peak_mb = (_vm_kb("VmHWM") - base_kb) / 1024
     patch = cfg.model.patch_size
     tokens = cfg.optim.batch_size * (cfg.data.input_views + cfg.data.target_views) * (cfg.data.height // patch) * (
         cfg.data.width // patch)
-    return {"recipe": recipe, "batch": cfg.optim.batch_size, "tokens_per_step": tokens, "loss_terms": terms,
-            "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "mixed_precision": cfg.run.mixed_precision, "seconds_per_step": round(seconds, 4),
-            "tokens_per_s": round(tokens / seconds, 1)}
+    send_to_parent(conn, {"recipe": recipe, "batch": cfg.optim.batch_size, "tokens_per_step": tokens, "loss_terms": terms,
+                          "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                          "mixed_precision": cfg.run.mixed_precision, "seconds_per_step": round(seconds, 4),
+                          "tokens_per_s": round(tokens / seconds, 1), "peak_mb": round(peak_mb, 1),
+                          **({"model_settings": dict(settings)} if settings else {})})
 
 
 # ----- plots ----------------------------------------------------------------------------------------

@@ -77,13 +77,13 @@ def add_protocol_arguments(p) -> None:
                         "checkpoints, bilinear otherwise")
 
 
-def add_reading_setting_argument(parser) -> None:
+def add_reading_setting_argument(parser, what: str = "read the photos with this value of one of the renderer's reading "
+                                                      "settings instead of its checkpoint's (repeatable; the weights stay; "
+                                                      "e.g. sweep_refine=0 turns the depth refinement off)") -> None:
     """--setting KEY=VALUE of `nvs eval`, `nvs render`, `nvs app` and `nvs bench render`
-    (:func:`apply_reading_settings`)."""
+    (:func:`apply_reading_settings`), and of `nvs bench train-step` (``what`` says what it does there)."""
     parser.add_argument("--setting", type=T.reading_setting, action="append", metavar="KEY=VALUE",
-                        help="read the photos with this value of one of the renderer's reading settings instead of its "
-                             "checkpoint's (repeatable; the weights stay; e.g. sweep_refine=0 turns the depth "
-                             f"refinement off): {', '.join(READING_SETTINGS)}; values as in a model config: numbers, "
+                        help=f"{what}: {', '.join(READING_SETTINGS)}; values as in a model config: numbers, "
                              "true / false, fixed / inputs")
 
 

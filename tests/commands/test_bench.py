@@ -149,11 +149,14 @@ def test_train_step_bench_takes_the_recipes_loss_terms_and_trained_parameters(tm
               "optim": {"batch_size": 1, "train_only": ["sweep"]}}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    (row,) = bench_train_step(tmp_path, [str(path)], steps=1)
+    (row,) = bench_train_step(tmp_path, [str(path)], steps=1, settings=[("photo_interpolation", "cubic")])
     sweep = sum(p.numel() for n, p in _renderer(recipe["model"]).named_parameters() if n.startswith("sweep."))
     assert row["loss_terms"] == ["mse", "depth_log_l1", "lpips"]
     assert row["trained_parameters"] == sweep > 0
     assert row["tokens_per_step"] == 5 * 16 and row["tokens_per_s"] > 0
+    assert row["model_settings"] == {"photo_interpolation": "cubic"} and row["peak_mb"] > 0
+    with pytest.raises(ValueError, match="--setting with .*recipe.yaml: model config 'photo_interpolation' must be one of"):
+        bench_train_step(tmp_path, [str(path)], steps=1, settings=[("photo_interpolation", "lanczos")])
 
 
 def _renderer(model: dict):
