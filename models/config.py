@@ -16,7 +16,8 @@ ARCHITECTURES = ("lact", "full_attention")
 SWEEP_RANGES = ("fixed", "inputs")
 # fields that change how a renderer reads its inputs, not its weights: a checkpoint trained with
 # one value renders with another. Each maps to the part of a renderer it acts on: "sweep" (a plane
-# sweep), "photos" (sampled input photos: a view-blending head or a plane sweep), "inputs" (any)
+# sweep), "photos" (sampled input photos: a view-blending head or a plane sweep), "inputs" (any LaCT
+# renderer)
 READING_SETTINGS = {"sweep_range": "sweep", "sweep_zncc": "sweep", "sweep_zncc_views": "sweep", "sweep_coarse": "sweep",
                     "sweep_coarse_levels": "sweep", "sweep_max_step": "sweep", "sweep_refine": "sweep",
                     "sweep_depth_views": "sweep", "sweep_hull": "sweep", "sweep_front": "sweep", "sweep_head_prior": "sweep",

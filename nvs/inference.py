@@ -183,15 +183,17 @@ def resolve_turns(model: torch.nn.Module, turns: int | str = "auto") -> int:
     return turns
 
 
-def apply_reading_settings(model: torch.nn.Module, settings: list[tuple[str, object]] | None) -> dict[str, object]:
-    """Have a loaded renderer read its photos with ``settings`` (pairs of a READING_SETTINGS key of
-    nvs.models.config and its value, as in a model config: ``[("sweep_refine", 0)]``) instead of
-    its checkpoint's; its weights stay. Checked as a model config is: ValueError for an unknown
-    key, a key given twice, a value the config refuses, or a setting on a renderer without the part
-    it acts on (its READING_SETTINGS value: a plane sweep, sampled photos), where it would change
-    nothing. Returns the settings applied, as a dict."""
+def chosen_reading_settings(settings: list[tuple[str, object]] | None, has_sweep: bool, samples_photos: bool
+                            ) -> dict[str, object]:
+    """``settings`` (pairs of a READING_SETTINGS key of nvs.models.config and its value) as a dict,
+    for a renderer with or without a plane sweep and sampled photos: ValueError for an unknown key,
+    a key given twice, or a setting on a renderer without the part it acts on (its READING_SETTINGS
+    value), where it would change nothing. The values are checked where they are laid over a config."""
     from nvs.models.config import READING_SETTINGS
 
+    present = {"sweep": has_sweep, "photos": samples_photos, "inputs": True}
+    missing = {"sweep": "has no plane sweep (model config sweep_views 0)",
+               "photos": "samples no photos (model config view_blend and sweep_views 0)"}
     chosen: dict[str, object] = {}
     for key, value in settings or []:
         if key not in READING_SETTINGS:
@@ -199,15 +201,21 @@ def apply_reading_settings(model: torch.nn.Module, settings: list[tuple[str, obj
         if key in chosen:
             raise ValueError(f"--setting {key}: given twice")
         chosen[key] = value
-    if not chosen:
-        return chosen
-    missing = {"sweep": "has no plane sweep (model config sweep_views 0)",
-               "photos": "samples no photos (model config view_blend and sweep_views 0)"}
-    present = {"sweep": getattr(model, "sweep", None) is not None, "photos": bool(getattr(model, "blends_views", False)),
-               "inputs": True}
     for key in chosen:
         if not present[READING_SETTINGS[key]]:
             raise ValueError(f"--setting {key}: this renderer {missing[READING_SETTINGS[key]]}, so the setting would change nothing")
+    return chosen
+
+
+def apply_reading_settings(model: torch.nn.Module, settings: list[tuple[str, object]] | None) -> dict[str, object]:
+    """Have a loaded renderer read its photos with ``settings`` (pairs of a READING_SETTINGS key of
+    nvs.models.config and its value, as in a model config: ``[("sweep_refine", 0)]``) instead of
+    its checkpoint's; its weights stay. ValueError as :func:`chosen_reading_settings` says, or for a
+    value the config refuses. Returns the settings applied, as a dict."""
+    chosen = chosen_reading_settings(settings, getattr(model, "sweep", None) is not None,
+                                     bool(getattr(model, "blends_views", False)))
+    if not chosen:
+        return chosen
     try:
         changed = dataclasses.replace(model.config, **chosen)
     except (TypeError, ValueError) as exc:

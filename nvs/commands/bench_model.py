@@ -380,15 +380,22 @@ def bench_train_step(out: Path, recipes: list[str] = ("configs/train-object-cpu.
     switches on), its mixed precision, gradient clipping; each recipe in its own process.
     ``settings``: reading settings laid over each recipe's model config (how it samples its photos,
     say), kept in each row."""
+    from nvs.inference import chosen_reading_settings
     from nvs.training.config import load_train_config
 
-    for recipe in recipes:  # a value the model config refuses is named here, not in a child's traceback
+    for recipe in recipes:  # a setting the recipe's model refuses is named here, not in a child's traceback
+        model = load_train_config(recipe).model
+        chosen = chosen_reading_settings(settings, model.sweep_views > 0, bool(model.sweep_views or model.view_blend))
         try:
-            dataclasses.replace(load_train_config(recipe).model, **dict(settings or []))
+            dataclasses.replace(model, **chosen)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"--setting with {recipe}: {exc}") from None
-    rows = [run_in_child(_train_step_row, recipe, steps, list(settings or []), what=f"training steps of {recipe}")
-            for recipe in recipes]
+    rows = []
+    for recipe in recipes:
+        row = run_in_child(_train_step_row, recipe, steps, list(settings or []), what=f"training steps of {recipe}")
+        if "error" in row:
+            raise ValueError(f"{recipe}: {row['error']}")
+        rows.append(row)
     report("train-step", rows, out)
     _plot_bars(out / "train-step.png", [Path(r["recipe"]).stem for r in rows], [r["tokens_per_s"] for r in rows],
                "tokens / s", "training step")
@@ -397,20 +404,26 @@ def bench_train_step(out: Path, recipes: list[str] = ("configs/train-object-cpu.
 
 def _train_step_row(recipe: str, steps: int, settings: list[tuple[str, object]], conn) -> None:
     """Child process: the recipe's model, optimizer, batch and losses built, then ``steps`` steps;
-    sends the best step's time and the peak memory of the steps above what was built before them
-    (gradients, optimizer state and the activations autograd keeps)."""
+    sends the best step's time and how far the resident size rose during the steps above what it
+    was after the build, freed memory returned first (gradients, optimizer state, the activations
+    autograd keeps; None where Linux cannot reset the peak), or {"error": why} where the recipe's
+    data or model cannot be built."""
     from nvs.inference import reuse_freed_memory
     from nvs.training.config import load_train_config
     from nvs.training.loop import Losses, build_dataset, model_and_optimizer
 
     reuse_freed_memory()
-    cfg = load_train_config(recipe)
-    cfg.model = dataclasses.replace(cfg.model, **dict(settings))
-    model, optim = model_and_optimizer(cfg)
+    try:
+        cfg = load_train_config(recipe)
+        cfg.model = dataclasses.replace(cfg.model, **dict(settings))
+        model, optim = model_and_optimizer(cfg)
+        losses = Losses(cfg, torch.device("cpu"))
+        data = build_dataset(cfg)
+        items = [data[i] for i in range(cfg.optim.batch_size)]
+    except (ValueError, OSError) as exc:
+        send_to_parent(conn, {"error": str(exc)})
+        return
     model.train()
-    losses = Losses(cfg, torch.device("cpu"))
-    data = build_dataset(cfg)
-    items = [data[i] for i in range(cfg.optim.batch_size)]
     batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
     lpips_step = cfg.loss.lpips_start if cfg.loss.lpips_weight > 0 else 0
     terms: list[str] = []
@@ -425,18 +438,32 @@ def _train_step_row(recipe: str, steps: int, settings: list[tuple[str, object]],
         optim.step()
         optim.zero_grad(set_to_none=True)
 
-    _clear_peak_rss()
+    _return_freed_memory()
+    peak_resets = _clear_peak_rss()
     base_kb = _vm_kb("VmRSS")
     seconds = best_time(step, repeats=steps)
-    peak_mb = (_vm_kb("VmHWM") - base_kb) / 1024
+    peak_mb = round((_vm_kb("VmHWM") - base_kb) / 1024, 1) if peak_resets else None
     patch = cfg.model.patch_size
     tokens = cfg.optim.batch_size * (cfg.data.input_views + cfg.data.target_views) * (cfg.data.height // patch) * (
         cfg.data.width // patch)
-    send_to_parent(conn, {"recipe": recipe, "batch": cfg.optim.batch_size, "tokens_per_step": tokens, "loss_terms": terms,
-                          "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                          "mixed_precision": cfg.run.mixed_precision, "seconds_per_step": round(seconds, 4),
-                          "tokens_per_s": round(tokens / seconds, 1), "peak_mb": round(peak_mb, 1),
-                          **({"model_settings": dict(settings)} if settings else {})})
+    row = {"recipe": recipe, "batch": cfg.optim.batch_size, "tokens_per_step": tokens, "loss_terms": terms,
+           "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+           "mixed_precision": cfg.run.mixed_precision, "seconds_per_step": round(seconds, 4),
+           "tokens_per_s": round(tokens / seconds, 1), "peak_mb": peak_mb}
+    if settings:  # as the model built has them
+        row["reading_settings"] = {key: getattr(model.config, key) for key, _ in settings}
+    send_to_parent(conn, row)
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap's free memory back to the system (glibc's malloc_trim), so that a peak measured
+    from here counts what is allocated after it, not what reuses memory freed before it."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # a C library without it
+        pass
 
 
 # ----- plots ----------------------------------------------------------------------------------------
