@@ -84,7 +84,7 @@ def add_reading_setting_argument(parser, what: str = "read the photos with this 
     (:func:`apply_reading_settings`), and of `nvs bench train-step` (``what`` says what it does there)."""
     parser.add_argument("--setting", type=T.reading_setting, action="append", metavar="KEY=VALUE",
                         help=f"{what}: {', '.join(READING_SETTINGS)}; values as in a model config: numbers, "
-                             "true / false, fixed / inputs")
+                             "true / false, fixed / inputs, bilinear / cubic")
 
 
 def protocol_defaults(model, normalize: str | None, resize: str | None) -> tuple[str, str]:
