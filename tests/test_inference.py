@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from nvs.cameras import Cameras
 from nvs.inference import configure_inference, memorize_views, render_cameras
 from nvs.models import LaCTRenderer
 from nvs.models.fast_weight import cpu_has_native_bf16
@@ -69,6 +70,10 @@ def test_a_capture_unlike_the_renderers_training_is_warned_about():
     assert capture_warning(model, walk) is None
     assert "--checkpoint object" in capture_warning(model, ring) == capture_warning(model, ring, on_white)
     assert capture_warning(model, ring, on_a_table) is None  # what auto gives such photos
+    telephoto = Cameras(ring.intrinsics * torch.tensor([4.0, 4.0, 1.0, 1.0]), ring.c2w, 32, 32)
+    assert capture_warning(model, telephoto, on_white) is None  # what auto gives a telephoto turntable
+    model.normalization = "object"
+    assert "field of view (13 deg) is far from the 50 deg" in capture_warning(model, telephoto, on_white)
 
 
 def test_auto_picks_the_shipped_renderer_of_the_capture_kind(tmp_path):
@@ -84,6 +89,9 @@ def test_auto_picks_the_shipped_renderer_of_the_capture_kind(tmp_path):
     path, why = choose_checkpoint("auto", ring, on_a_table)
     assert path == SCENE_CHECKPOINT and "the photos show a background" in why
     assert choose_checkpoint("object", ring, on_a_table)[0] == OBJECT_CHECKPOINT
+    telephoto = Cameras(ring.intrinsics * torch.tensor([4.0, 4.0, 1.0, 1.0]), ring.c2w, 32, 32)
+    path, why = choose_checkpoint("auto", telephoto, torch.ones(8, 3, 32, 32))
+    assert path == SCENE_CHECKPOINT and "through a 13 deg field of view" in why
     assert choose_checkpoint("scene", ring)[0] == SCENE_CHECKPOINT  # a name overrides the capture
     assert choose_checkpoint(tmp_path / "mine.safetensors", walk)[0] == tmp_path / "mine.safetensors"
     with pytest.raises(ValueError, match="input cameras"):

@@ -10,7 +10,9 @@ to 54 deg at distance ratios of 1.7 and more).
 
 The object renderer has only seen objects on white. Photos that circle an object but show a
 background (a table, a room, a black cloth; an inward-facing capture of a whole scene) are what
-the scene renderer draws: :func:`white_background` tells them apart by the inputs' borders.
+the scene renderer draws: :func:`white_background` tells them apart by the inputs' borders. It has
+also seen one lens only, a 50 deg field of view: :func:`object_lens` tells a turntable shot with a
+much longer or shorter lens (a product photographer's telephoto) apart.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ MIN_SHARE = 0.8  # share of cameras whose axis must point at the centre
 WHITE_LEVEL = 0.75  # a white background pixel: every channel at least this bright
 MIN_WHITE_BORDER = 0.6  # share of the pixels along the inputs' borders that must be white
 BORDER = 1 / 16  # width of that strip, as a share of the image's height and width
+OBJECT_FOV_DEG = 50.0  # the field of view of the object renderer's training renders (nvs.datasets.procedural)
+MAX_FOCAL_RATIO = 2.0  # a lens whose focal length is more than this factor from theirs is one it never saw
 
 
 def axes_meeting_point(c2w: Tensor, min_views: int = 3) -> Tensor | None:
@@ -76,3 +80,18 @@ def white_background(images: Tensor) -> bool:
     strip[:rows], strip[-rows:], strip[:, :cols], strip[:, -cols:] = True, True, True, True
     white = images.reshape(-1, *images.shape[-3:]).amin(-3) >= WHITE_LEVEL  # [V, H, W]
     return float(white[:, strip].float().mean()) >= MIN_WHITE_BORDER
+
+
+def field_of_view_deg(cams: Cameras) -> float:
+    """The median, over cams [..., V], of the angle each photo's shorter side spans (what a square
+    crop of it keeps), in degrees."""
+    k = cams.K.reshape(-1, 3, 3).double()
+    focal = k[:, 0, 0] if cams.width <= cams.height else k[:, 1, 1]
+    return math.degrees(float(2.0 * torch.atan(min(cams.height, cams.width) / 2.0 / focal).median()))
+
+
+def object_lens(cams: Cameras) -> bool:
+    """Whether cams [..., V] see through a lens like the object renderer's training cameras: focal
+    lengths within MAX_FOCAL_RATIO of theirs, for the photos' shorter side (26-86 deg for 50)."""
+    spread = math.tan(math.radians(field_of_view_deg(cams)) / 2) / math.tan(math.radians(OBJECT_FOV_DEG) / 2)
+    return 1.0 / MAX_FOCAL_RATIO <= spread <= MAX_FOCAL_RATIO

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from nvs.cameras import Cameras, look_at
@@ -83,3 +84,18 @@ def test_the_middlebury_temple_is_not_on_white():
 
     record = read_any_scene(shared_path("middlebury_templeSparseRing"))
     assert not white_background(load_views(record, [0, 5], 120, 160)[0])  # a dark cloth behind the temple
+
+
+def test_the_object_renderers_lens_is_told_from_a_telephoto_and_a_fisheye():
+    from nvs.datasets.procedural import OBJECT_FOV_DEG, turntable_cameras
+    from nvs.geometry.capture import OBJECT_FOV_DEG as KNOWN_FOV, field_of_view_deg, object_lens
+
+    assert KNOWN_FOV == OBJECT_FOV_DEG  # what the object renderer's training renders use
+    cams = turntable_cameras(8, 64, 96)  # 50 deg across its width; its shorter side spans less
+    assert field_of_view_deg(cams) == pytest.approx(math.degrees(2 * math.atan(32 / cams.K[0, 0, 0].item())))
+    square = turntable_cameras(8, 64)
+    assert field_of_view_deg(square) == pytest.approx(50.0) and object_lens(square)
+    for scale, expected in ((1.9, True), (2.1, False), (1 / 1.9, True), (1 / 2.1, False)):
+        intrinsics = square.intrinsics.clone()
+        intrinsics[:, :2] *= scale  # a longer (scale > 1) or shorter lens
+        assert object_lens(Cameras(intrinsics, square.c2w, 64, 64)) is expected, scale
