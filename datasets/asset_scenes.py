@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from nvs.datasets import furniture
-from nvs.datasets.procedural import Scene, object_cameras
+from nvs.datasets.procedural import OBJECT_FOV_DEG, Scene, object_cameras, object_distance_scale
 
 ASSET_KINDS = ("furniture", "furnished-room", "furnished-orbit")
 
@@ -78,43 +78,47 @@ def unit_sphere_transform(model: furniture.Model, yaw: float) -> np.ndarray:
 
 
 def furniture_scene(seed: int, views: int, height: int = 128, width: int = 128, split: str = "train",
-                    cameras=None, elevation_deg: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0) -> AssetScene:
+                    cameras=None, elevation_deg: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0,
+                    fov_deg: float = OBJECT_FOV_DEG) -> AssetScene:
     """One furniture model on a grey ``backdrop`` (1: white) from ``views`` random sphere cameras at
-    ``elevation_deg`` (or ``cameras``)."""
+    ``elevation_deg`` with a ``fov_deg`` lens (or ``cameras``)."""
     pieces = furniture.pieces_of_split(split)
     piece = pieces[seed % len(pieces)]
     g = torch.Generator().manual_seed(int(seed) * 2 + (split == "val"))
     rng = np.random.default_rng([int(seed), 1 + (split == "val")])
     model = furniture.simplified(furniture.load_model(piece), cells=256)
-    cams = object_cameras(g, views, height, width, elevation_deg) if cameras is None else cameras
-    images, depth = object_on_backdrop(model, rng, cams, backdrop)
+    cams = object_cameras(g, views, height, width, elevation_deg, fov_deg) if cameras is None else cameras
+    images, depth = object_on_backdrop(model, rng, cams, backdrop, object_distance_scale(fov_deg))
     return AssetScene(images, cams, depth, [piece.attribution()], list(model.problems))
 
 
-def object_on_backdrop(model: furniture.Model, rng: np.random.Generator, cams, backdrop: float = 1.0
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+def object_on_backdrop(model: furniture.Model, rng: np.random.Generator, cams, backdrop: float = 1.0,
+                       distance_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``model`` normalised to the unit sphere, turned at random about up and lit at random (from
-    ``rng``), rendered on a grey ``backdrop`` (1: white) from cams [V] -> (images [V, 3, H, W],
-    depth [V, 1, H, W])."""
+    ``rng``), rendered on a grey ``backdrop`` (1: white) from cams [V] standing ``distance_scale``
+    times the usual distance from it (:func:`nvs.datasets.procedural.object_distance_scale`) ->
+    (images [V, 3, H, W], depth [V, 1, H, W])."""
     from nvs.datasets import mesh_render
 
     pose = unit_sphere_transform(model, rng.uniform(0, 2 * math.pi))
     lights, ambient = object_lights(rng)
     scene = mesh_render.build_scene([(mesh_render.make_mesh(model.parts), pose)], lights, ambient, (backdrop,) * 3)
-    rgba, depth = mesh_render.render_views(scene, cams, znear=0.5, zfar=5.0)
+    rgba, depth = mesh_render.render_views(scene, cams, znear=0.5 * distance_scale, zfar=5.0 * distance_scale)
     return rgba[:, :3].contiguous(), depth
 
 
 def generate_asset_scene(kind: str, seed: int, views: int, height: int, width: int, split: str = "train",
-                         elevation_deg: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0) -> AssetScene:
+                         elevation_deg: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0,
+                         fov_deg: float = OBJECT_FOV_DEG) -> AssetScene:
     """The asset-scene counterpart of procedural.generate_scene (same arguments, plus ``split``, and
-    the cameras' ``elevation_deg`` and the ``backdrop`` grey for furniture)."""
+    the cameras' ``elevation_deg``, the ``backdrop`` grey and the lens's ``fov_deg`` for furniture)."""
     if kind not in ASSET_KINDS:
         raise ValueError(f"unknown asset scene kind {kind!r}; choose one of {ASSET_KINDS}")
     if split not in furniture.SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {furniture.SPLITS}")
     if kind == "furniture":
-        return furniture_scene(seed, views, height, width, split, elevation_deg=elevation_deg, backdrop=backdrop)
+        return furniture_scene(seed, views, height, width, split, elevation_deg=elevation_deg, backdrop=backdrop,
+                               fov_deg=fov_deg)
     from nvs.datasets.furnished_room import furnished_orbit_scene, furnished_room_scene
 
     make = furnished_room_scene if kind == "furnished-room" else furnished_orbit_scene

@@ -25,7 +25,7 @@ import torch
 
 from nvs.datasets import furniture
 from nvs.datasets.asset_scenes import AssetScene, object_on_backdrop
-from nvs.datasets.procedural import object_cameras
+from nvs.datasets.procedural import OBJECT_FOV_DEG, object_cameras, object_distance_scale
 
 # rotations applied before furniture.load_obj_model's turn from y up to z up
 UP_AXES = {"y": None, "z": (1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0)}
@@ -144,12 +144,14 @@ def load_mesh(entry: MeshEntry, up: str = "y") -> furniture.Model:
 
 
 def mesh_scene(entries: list[MeshEntry], seed: int, views: int, height: int = 128, width: int = 128, up: str = "y",
-               elevation_deg: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0) -> AssetScene:
-    """Model ``seed mod len(entries)`` on a grey ``backdrop`` (1: white) from ``views`` random sphere cameras."""
+               elevation_deg: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0,
+               fov_deg: float = OBJECT_FOV_DEG) -> AssetScene:
+    """Model ``seed mod len(entries)`` on a grey ``backdrop`` (1: white) from ``views`` random sphere
+    cameras with a ``fov_deg`` lens."""
     entry = entries[seed % len(entries)]
     g = torch.Generator().manual_seed(int(seed) * 2 + 1)
     rng = np.random.default_rng([int(seed), 7])
     model = load_mesh(entry, up)
-    cams = object_cameras(g, views, height, width, elevation_deg)
-    images, depth = object_on_backdrop(model, rng, cams, backdrop)
+    cams = object_cameras(g, views, height, width, elevation_deg, fov_deg)
+    images, depth = object_on_backdrop(model, rng, cams, backdrop, object_distance_scale(fov_deg))
     return AssetScene(images, cams, depth, [entry.attribution()], list(model.problems))

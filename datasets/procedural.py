@@ -102,12 +102,22 @@ def render_primitives(
     return images.contiguous(), zdepth.view(v, 1, h, w)
 
 
-def object_cameras(g: torch.Generator, views: int, height: int, width: int, elevation_deg=(0.0, 60.0)) -> Cameras:
+def object_distance_scale(fov_deg: float) -> float:
+    """How much farther than OBJECT_CAMERA_RADIUS a camera of ``fov_deg`` (across the width) stands
+    to see the object as large as one of OBJECT_FOV_DEG does: 1 at OBJECT_FOV_DEG."""
+    return math.tan(math.radians(OBJECT_FOV_DEG) / 2) / math.tan(math.radians(fov_deg) / 2)
+
+
+def object_cameras(g: torch.Generator, views: int, height: int, width: int, elevation_deg=(0.0, 60.0),
+                   fov_deg: float = OBJECT_FOV_DEG) -> Cameras:
+    """``views`` cameras at random azimuths and ``elevation_deg`` looking at the origin, with a
+    ``fov_deg`` lens (across the width) at the distance that keeps the object's size in the frame."""
     az = _uniform(g, 0, 2 * math.pi, views)
     el = torch.deg2rad(_uniform(g, *elevation_deg, views))
-    eye = OBJECT_CAMERA_RADIUS * torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
+    radius = OBJECT_CAMERA_RADIUS * object_distance_scale(fov_deg)
+    eye = radius * torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
     c2w = look_at(eye, torch.zeros_like(eye), torch.tensor([0.0, 0.0, 1.0]).expand_as(eye))
-    focal = fov_to_focal(math.radians(OBJECT_FOV_DEG), width)
+    focal = fov_to_focal(math.radians(fov_deg), width)
     intr = torch.tensor([focal, focal, width / 2, height / 2]).expand(views, 4).clone()
     return Cameras(intr, c2w, height, width)
 

@@ -354,7 +354,8 @@ def render_cameras(model: torch.nn.Module, state, cams: Cameras, chunk: int = 8,
 
 
 RENDERER_HELP = ("auto (the shipped renderer trained on this kind of capture: the object renderer for turntables of an "
-                 "object on white, the scene renderer for walks through a scene and for photos with a background), "
+                 "object on white, the scene renderer for walks through a scene, for photos with a background and for "
+                 "turntables through a long lens, under 23 deg), "
                  "object, scene, or a checkpoint file: ours (.safetensors) or a published LaCT .pt")
 
 
@@ -371,16 +372,17 @@ def choose_checkpoint(spec, cams: Cameras | None = None, images: Tensor | None =
     if spec == "auto":
         if cams is None:
             raise ValueError("--checkpoint auto picks a renderer from the input cameras; name object, scene or a file")
-        from nvs.geometry.capture import OBJECT_FOV_DEG, capture_kind, field_of_view_deg, object_lens, white_background
+        from nvs.geometry.capture import OBJECT_FOV_DEG, capture_kind, field_of_view_deg, long_lens, white_background
 
         if capture_kind(cams) == "scene":
             return SHIPPED["scene"], "auto: the input cameras walk through a scene"
         if images is not None and not white_background(images):
             return SHIPPED["scene"], ("auto: the input cameras circle an object, but the photos show a background "
                                       "(the object renderer knows objects on white only)")
-        if not object_lens(cams):
-            return SHIPPED["scene"], (f"auto: the input cameras circle an object, but through a {field_of_view_deg(cams):.0f} "
-                                      f"deg field of view (the object renderer knows {OBJECT_FOV_DEG:.0f} deg only)")
+        if long_lens(cams):
+            return SHIPPED["scene"], (f"auto: the input cameras circle an object, but through a long lens ("
+                                      f"{field_of_view_deg(cams):.0f} deg; the object renderer was trained at "
+                                      f"{OBJECT_FOV_DEG:.0f})")
         return SHIPPED["object"], "auto: the input cameras circle an object"
     if spec in SHIPPED:
         return SHIPPED[spec], f"the shipped {spec} renderer"
@@ -397,10 +399,10 @@ def renderer_frame(model: torch.nn.Module, input_cams: Cameras):
 
 def capture_warning(model: torch.nn.Module, cams: Cameras, images: Tensor | None = None) -> str | None:
     """A warning when the inputs are not the kind of capture the renderer was trained on
-    (nvs.geometry.capture): a walk through a scene, photos with a background, or a lens far from its
-    own, given to an object renderer; a turntable of an object on white, through a lens like the
-    object renderer's, given to our scene renderer; None otherwise (and for published checkpoints). ``images`` [V, 3, H, W]: the input photos, when at hand."""
-    from nvs.geometry.capture import OBJECT_FOV_DEG, capture_kind, field_of_view_deg, object_lens, white_background
+    (nvs.geometry.capture): a walk through a scene, photos with a background, or a long lens, given
+    to an object renderer; a turntable of an object on white, through a lens not that long, given to
+    our scene renderer; None otherwise (and for published checkpoints). ``images`` [V, 3, H, W]: the input photos, when at hand."""
+    from nvs.geometry.capture import MIN_OBJECT_FOV_DEG, capture_kind, field_of_view_deg, long_lens, white_background
 
     if getattr(model, "source_format", "") == "official":
         return None
@@ -415,11 +417,11 @@ def capture_warning(model: torch.nn.Module, cams: Cameras, images: Tensor | None
     if trained == "object" and not on_white:
         return ("the photos show a background, and this renderer was trained on objects on white: expect a wrong "
                 "background; the scene renderer (--checkpoint scene) draws backgrounds")
-    if trained == "object" and not object_lens(cams):
-        return (f"the photos' field of view ({field_of_view_deg(cams):.0f} deg) is far from the {OBJECT_FOV_DEG:.0f} deg this "
-                "renderer was trained on: expect broken views; the scene renderer (--checkpoint scene) did better on such "
-                "captures")
-    if trained == "scene" and kind == "object" and on_white and object_lens(cams):
+    if trained == "object" and long_lens(cams):
+        return (f"the photos span {field_of_view_deg(cams):.0f} deg, under the {MIN_OBJECT_FOV_DEG:.0f} deg below which the "
+                "scene renderer (--checkpoint scene) draws turntables better than the shipped object renderer (trained "
+                "at 50 deg)")
+    if trained == "scene" and kind == "object" and on_white and not long_lens(cams):
         return ("the input cameras circle an object on white, and this renderer was trained on walks through rooms: "
                 "the object renderer (--checkpoint object) is trained on such turntables")
     return None

@@ -73,7 +73,7 @@ def test_a_capture_unlike_the_renderers_training_is_warned_about():
     telephoto = Cameras(ring.intrinsics * torch.tensor([4.0, 4.0, 1.0, 1.0]), ring.c2w, 32, 32)
     assert capture_warning(model, telephoto, on_white) is None  # what auto gives a telephoto turntable
     model.normalization = "object"
-    assert "field of view (13 deg) is far from the 50 deg" in capture_warning(model, telephoto, on_white)
+    assert "the photos span 13 deg, under the 23 deg below which" in capture_warning(model, telephoto, on_white)
 
 
 def test_auto_picks_the_shipped_renderer_of_the_capture_kind(tmp_path):
@@ -91,7 +91,7 @@ def test_auto_picks_the_shipped_renderer_of_the_capture_kind(tmp_path):
     assert choose_checkpoint("object", ring, on_a_table)[0] == OBJECT_CHECKPOINT
     telephoto = Cameras(ring.intrinsics * torch.tensor([4.0, 4.0, 1.0, 1.0]), ring.c2w, 32, 32)
     path, why = choose_checkpoint("auto", telephoto, torch.ones(8, 3, 32, 32))
-    assert path == SCENE_CHECKPOINT and "through a 13 deg field of view" in why
+    assert path == SCENE_CHECKPOINT and "through a long lens (13 deg; the object renderer was trained at 50)" in why
     assert choose_checkpoint("scene", ring)[0] == SCENE_CHECKPOINT  # a name overrides the capture
     assert choose_checkpoint(tmp_path / "mine.safetensors", walk)[0] == tmp_path / "mine.safetensors"
     with pytest.raises(ValueError, match="input cameras"):

@@ -10,17 +10,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nvs.datasets.formats import FORMATS, list_scenes, load_views, read_scene, write_dataset
-from nvs.datasets.procedural import SCENE_KINDS, generate_scene
+from nvs.datasets.procedural import OBJECT_FOV_DEG, SCENE_KINDS, generate_scene
 from nvs.commands import argtypes as T
 
 
 def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str, out: Path, seed: int,
           split: str = "train", workers: int = 1, meshes: Path | None = None, up: str = "y",
-          elevations: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0) -> dict:
+          elevations: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0, fov: float = OBJECT_FOV_DEG) -> dict:
     """Procedural kinds (object, room), asset kinds (furniture, furnished-room: rendered from
     the models of ``split`` in ``workers`` processes, resumable in the lact format, with
     attribution.json) or ``meshes``: the models of the folder ``meshes``, ``up`` their up axis,
-    seen from ``elevations`` (degrees) on a grey ``backdrop`` (1: white)."""
+    seen from ``elevations`` (degrees) with a ``fov`` lens (degrees across the width) on a grey
+    ``backdrop`` (1: white)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     if (kind == "meshes") != (meshes is not None):
@@ -33,6 +34,8 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
         raise ValueError("--elevations applies to --kind furniture and meshes")
     if kind not in ("meshes", "furniture") and backdrop != 1.0:
         raise ValueError("--backdrop applies to --kind furniture and meshes")
+    if kind not in ("meshes", "furniture") and fov != OBJECT_FOV_DEG:
+        raise ValueError("--fov applies to --kind furniture and meshes")
     from nvs.datasets.asset_scenes import ASSET_KINDS, unavailable_reason
 
     if kind == "meshes":
@@ -43,7 +46,7 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
         if reason is not None:
             raise ValueError(f"cannot render meshes: {reason}")
         summary = write_mesh_dataset(out, meshes, scenes, views, height, width, seed, fmt, up, tuple(elevations),
-                                     log=lambda m: tqdm.write(m), backdrop=backdrop)
+                                     log=lambda m: tqdm.write(m), backdrop=backdrop, fov_deg=fov)
     elif kind in ASSET_KINDS:
         reason = unavailable_reason()
         if reason is not None:
@@ -52,7 +55,7 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
 
         summary = write_asset_dataset(out, kind, split, scenes, views, height, width, seed, fmt,
                                       log=lambda m: tqdm.write(m), workers=workers, elevation_deg=tuple(elevations),
-                                      backdrop=backdrop)
+                                      backdrop=backdrop, fov_deg=fov)
     if kind == "meshes" or kind in ASSET_KINDS:
         return {**summary, "index": str(Path(out) / "index.json") if fmt == "lact" else summary.get("index", str(out))}
     records = []
@@ -111,6 +114,10 @@ def add_parser(sub) -> None:
                    help="--kind furniture and meshes: the cameras' elevations in degrees (default 0 60)")
     p.add_argument("--backdrop", type=T.finite_float(0, 1), default=1.0, metavar="GREY",
                    help="--kind furniture and meshes: the grey level behind the object (default 1: white)")
+    p.add_argument("--fov", type=T.finite_float(5, 120), default=OBJECT_FOV_DEG, metavar="DEG",
+                   help="--kind furniture and meshes: the cameras' field of view across the width, in degrees "
+                        "(default 50, the object renderer's training lens); the cameras stand as far away as keeps the "
+                        "object's size in the frame")
     p.add_argument("--split", choices=["train", "val"], default="train",
                    help="asset kinds: the models to use (val: the fixed held-out 10%%)")
     p.add_argument("--scenes", type=T.positive_int(), default=10)
@@ -130,7 +137,7 @@ def add_parser(sub) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     summary = synth(args.kind, args.scenes, args.views, args.size[0], args.size[1], args.format, Path(args.out), args.seed,
-                    args.split, args.workers, args.meshes, args.up, tuple(args.elevations), args.backdrop)
+                    args.split, args.workers, args.meshes, args.up, tuple(args.elevations), args.backdrop, args.fov)
     print(f"wrote {summary['scenes']} {args.kind} scenes x {args.views} views ({args.format}) to {args.out}: {summary['index']}")
     return 0
 

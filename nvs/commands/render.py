@@ -74,7 +74,8 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
     chosen = choose_inputs(record, guess if views == "auto" else views, selection, scene, scene_index, index)
     # auto looks at the photos too, read as the shipped renderers read them (bilinear)
     loaded = load_views(record, chosen, *size, resize="bilinear") if str(checkpoint) == "auto" else None
-    checkpoint, why = choose_checkpoint(checkpoint, record.cameras[chosen], None if loaded is None else loaded[0])
+    # the cameras and photos as the renderer will see them (resized and cropped to --size), as the warning below does
+    checkpoint, why = choose_checkpoint(checkpoint, *((record.cameras[chosen], None) if loaded is None else loaded[::-1]))
     print(f"renderer: {checkpoint.name} ({why})")
     model = load_renderer(checkpoint, device=device)
     if counted:

@@ -285,7 +285,7 @@ class ViewerApp:
             # a closed session's scene and work folder (uploads, reconstruction, videos) are dropped
             session = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_drop_session)
             renderer = ("the shipped object renderer for turntables on white, the scene renderer for walks "
-                        "through a scene and photos with a background"
+                        "through a scene, photos with a background and turntables through a long lens"
                         if self.choice == "auto" else f"`{Path(self.files[self.choice]).name}`")
             gr.Markdown(f"# LaCT-NVS viewer\nRenderer: {renderer}. Load a scene, then move the camera: "
                         "the scene is memorised once (fast weights), each new view only renders.")

@@ -217,3 +217,23 @@ def test_a_grey_backdrop_shows_where_the_model_does_not_and_the_data_set_records
     assert summary["backdrop"] == 1.0
     with pytest.raises(ValueError, match="backdrop"):
         write_asset_dataset(tmp_path, "furniture", "val", 1, 2, 32, 32, seed=3, log=lambda m: None, backdrop=0.8)
+
+
+def test_a_longer_lens_stands_back_and_sees_the_model_as_large_and_the_data_set_records_it(tmp_path):
+    """`--fov 20`: the focal length of a 20 deg lens, the cameras as much farther away as keeps the
+    model's size in the frame (about the share of pixels it covers at 50 deg), the depth scaled
+    with them; a folder written at 50 deg is not resumed at 20."""
+    usual = asset_scenes.generate_asset_scene("furniture", 3, 4, 64, 64, "val")
+    narrow = asset_scenes.generate_asset_scene("furniture", 3, 4, 64, 64, "val", fov_deg=20.0)
+    scale = math.tan(math.radians(25)) / math.tan(math.radians(10))
+    assert narrow.cameras.K[:, 0, 0] == pytest.approx(32 / math.tan(math.radians(10)))
+    assert narrow.cameras.centers.norm(dim=-1) == pytest.approx(2.7 * scale, rel=1e-5)
+    assert usual.cameras.centers.norm(dim=-1) == pytest.approx(2.7, rel=1e-6)
+    covered = [float(torch.isfinite(s.depth).float().mean()) for s in (usual, narrow)]
+    assert covered[0] > 0.05 and covered[1] == pytest.approx(covered[0], rel=0.15)  # a near-orthographic view of it
+    near = torch.isfinite(narrow.depth)
+    assert narrow.depth[near].min() > 2.7 * scale - 1.0 and narrow.depth[near].max() < 2.7 * scale + 1.0
+    summary = write_asset_dataset(tmp_path, "furniture", "val", 1, 2, 32, 32, seed=3, log=lambda m: None)
+    assert summary["fov"] == 50.0
+    with pytest.raises(ValueError, match="fov: 50.0 -> 20.0"):
+        write_asset_dataset(tmp_path, "furniture", "val", 1, 2, 32, 32, seed=3, log=lambda m: None, fov_deg=20.0)

@@ -99,6 +99,8 @@ def test_mesh_folders_that_cannot_be_read_are_refused_by_name(tmp_path):
         synth("meshes", 1, 2, 32, 32, "lact", out, 0, meshes=meshes, elevations=(60.0, 10.0))
     with pytest.raises(ValueError, match="--elevations applies to --kind furniture and meshes"):
         synth("object", 1, 2, 32, 32, "lact", out, 0, elevations=(-30.0, 60.0))
+    with pytest.raises(ValueError, match="--fov applies to --kind furniture and meshes"):
+        synth("room", 1, 2, 32, 32, "lact", out, 0, fov=20.0)
     assert not out.exists()
 
 

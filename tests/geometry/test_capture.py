@@ -86,16 +86,20 @@ def test_the_middlebury_temple_is_not_on_white():
     assert not white_background(load_views(record, [0, 5], 120, 160)[0])  # a dark cloth behind the temple
 
 
-def test_the_object_renderers_lens_is_told_from_a_telephoto_and_a_fisheye():
+def test_a_long_lens_is_told_by_the_field_of_view_across_the_photos_shorter_side():
     from nvs.datasets.procedural import OBJECT_FOV_DEG, turntable_cameras
-    from nvs.geometry.capture import OBJECT_FOV_DEG as KNOWN_FOV, field_of_view_deg, object_lens
+    from nvs.geometry.capture import OBJECT_FOV_DEG as KNOWN_FOV, MIN_OBJECT_FOV_DEG, field_of_view_deg, long_lens
 
     assert KNOWN_FOV == OBJECT_FOV_DEG  # what the object renderer's training renders use
-    cams = turntable_cameras(8, 64, 96)  # 50 deg across its width; its shorter side spans less
-    assert field_of_view_deg(cams) == pytest.approx(math.degrees(2 * math.atan(32 / cams.K[0, 0, 0].item())))
     square = turntable_cameras(8, 64)
-    assert field_of_view_deg(square) == pytest.approx(50.0) and object_lens(square)
-    for scale, expected in ((1.9, True), (2.1, False), (1 / 1.9, True), (1 / 2.1, False)):
-        intrinsics = square.intrinsics.clone()
-        intrinsics[:, :2] *= scale  # a longer (scale > 1) or shorter lens
-        assert object_lens(Cameras(intrinsics, square.c2w, 64, 64)) is expected, scale
+    assert field_of_view_deg(square) == pytest.approx(50.0) and not long_lens(square)
+    batched = Cameras(square.intrinsics.expand(2, 8, 4), square.c2w.expand(2, 8, 4, 4), 64, 64)
+    assert field_of_view_deg(batched) == pytest.approx(50.0)
+    pixels = torch.tensor([200.0, 100.0, 32.0, 24.0]).expand(8, 4)  # fx != fy: the shorter side's focal counts
+    landscape, portrait = Cameras(pixels, square.c2w, 48, 64), Cameras(pixels, square.c2w, 64, 48)
+    assert field_of_view_deg(landscape) == pytest.approx(math.degrees(2 * math.atan(24 / 100)))
+    assert field_of_view_deg(portrait) == pytest.approx(math.degrees(2 * math.atan(24 / 200)))
+    for fov, expected in ((MIN_OBJECT_FOV_DEG - 0.5, True), (MIN_OBJECT_FOV_DEG + 0.5, False), (100.0, False)):
+        focal = 32 / math.tan(math.radians(fov) / 2)
+        lens = Cameras(torch.tensor([focal, focal, 32.0, 32.0]).expand(8, 4), square.c2w, 64, 64)
+        assert long_lens(lens) is expected, fov
