@@ -53,16 +53,22 @@ def _finish_lact(root: Path, summary: dict, source: str | None = None) -> dict:
     return summary
 
 
+# settings that data sets written before they could be chosen do not record, as they were written
+UNRECORDED_SETTINGS = {"fov": OBJECT_FOV_DEG, "backdrop": 1.0, "elevations": [0.0, 60.0]}
+
+
 def _refuse_other_settings(root: Path, summary: dict, keys: tuple[str, ...]) -> None:
     """A lact folder resumes: scenes already there are kept. Refuse to add to scenes of the same
-    kind (and split) that ``root/synth.json`` says were written with other ``keys``."""
+    kind (and split) that ``root/synth.json`` says were written with other ``keys`` (one it does
+    not record: with its UNRECORDED_SETTINGS value)."""
     try:
         before = json.loads((root / "synth.json").read_text())
     except (OSError, ValueError):
         return  # no summary to compare with (a new folder)
     if not isinstance(before, dict) or any(before.get(k) != summary.get(k) for k in ("kind", "split")):
         return
-    changed = [f"{k}: {before[k]!r} -> {summary.get(k)!r}" for k in keys if k in before and before[k] != summary.get(k)]
+    written = {k: before[k] if k in before else UNRECORDED_SETTINGS.get(k) for k in keys if k in before or k in summary}
+    changed = [f"{k}: {v!r} -> {summary.get(k)!r}" for k, v in written.items() if v is not None and v != summary.get(k)]
     if changed:
         raise ValueError(f"{root} holds {summary['kind']} scenes written with other settings ({'; '.join(changed)}): "
                          "write into another folder")

@@ -402,7 +402,8 @@ def capture_warning(model: torch.nn.Module, cams: Cameras, images: Tensor | None
     (nvs.geometry.capture): a walk through a scene, photos with a background, or a long lens, given
     to an object renderer; a turntable of an object on white, through a lens not that long, given to
     our scene renderer; None otherwise (and for published checkpoints). ``images`` [V, 3, H, W]: the input photos, when at hand."""
-    from nvs.geometry.capture import MIN_OBJECT_FOV_DEG, capture_kind, field_of_view_deg, long_lens, white_background
+    from nvs.geometry.capture import (MIN_OBJECT_FOV_DEG, OBJECT_FOV_DEG, capture_kind, field_of_view_deg, long_lens,
+                                      white_background)
 
     if getattr(model, "source_format", "") == "official":
         return None
@@ -418,9 +419,9 @@ def capture_warning(model: torch.nn.Module, cams: Cameras, images: Tensor | None
         return ("the photos show a background, and this renderer was trained on objects on white: expect a wrong "
                 "background; the scene renderer (--checkpoint scene) draws backgrounds")
     if trained == "object" and long_lens(cams):
-        return (f"the photos span {field_of_view_deg(cams):.0f} deg, under the {MIN_OBJECT_FOV_DEG:.0f} deg below which the "
-                "scene renderer (--checkpoint scene) draws turntables better than the shipped object renderer (trained "
-                "at 50 deg)")
+        return (f"the photos span {field_of_view_deg(cams):.1f} deg across their shorter side, under the "
+                f"{MIN_OBJECT_FOV_DEG:.0f} deg below which the scene renderer (--checkpoint scene) draws turntables better "
+                f"than the shipped object renderer (trained at {OBJECT_FOV_DEG:.0f} deg)")
     if trained == "scene" and kind == "object" and on_white and not long_lens(cams):
         return ("the input cameras circle an object on white, and this renderer was trained on walks through rooms: "
                 "the object renderer (--checkpoint object) is trained on such turntables")

@@ -73,7 +73,7 @@ def test_a_capture_unlike_the_renderers_training_is_warned_about():
     telephoto = Cameras(ring.intrinsics * torch.tensor([4.0, 4.0, 1.0, 1.0]), ring.c2w, 32, 32)
     assert capture_warning(model, telephoto, on_white) is None  # what auto gives a telephoto turntable
     model.normalization = "object"
-    assert "the photos span 13 deg, under the 23 deg below which" in capture_warning(model, telephoto, on_white)
+    assert "the photos span 13.3 deg across their shorter side, under the 23 deg below which" in capture_warning(model, telephoto, on_white)
 
 
 def test_auto_picks_the_shipped_renderer_of_the_capture_kind(tmp_path):

@@ -114,7 +114,7 @@ def add_parser(sub) -> None:
                    help="--kind furniture and meshes: the cameras' elevations in degrees (default 0 60)")
     p.add_argument("--backdrop", type=T.finite_float(0, 1), default=1.0, metavar="GREY",
                    help="--kind furniture and meshes: the grey level behind the object (default 1: white)")
-    p.add_argument("--fov", type=T.finite_float(5, 120), default=OBJECT_FOV_DEG, metavar="DEG",
+    p.add_argument("--fov", type=T.finite_float(5, 90), default=OBJECT_FOV_DEG, metavar="DEG",
                    help="--kind furniture and meshes: the cameras' field of view across the width, in degrees "
                         "(default 50, the object renderer's training lens); the cameras stand as far away as keeps the "
                         "object's size in the frame")

@@ -75,7 +75,8 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
     # auto looks at the photos too, read as the shipped renderers read them (bilinear)
     loaded = load_views(record, chosen, *size, resize="bilinear") if str(checkpoint) == "auto" else None
     # the cameras and photos as the renderer will see them (resized and cropped to --size), as the warning below does
-    checkpoint, why = choose_checkpoint(checkpoint, *((record.cameras[chosen], None) if loaded is None else loaded[::-1]))
+    seen_images, seen_cams = (None, record.cameras[chosen]) if loaded is None else loaded
+    checkpoint, why = choose_checkpoint(checkpoint, seen_cams, seen_images)
     print(f"renderer: {checkpoint.name} ({why})")
     model = load_renderer(checkpoint, device=device)
     if counted:

@@ -34,7 +34,7 @@ MIN_WHITE_BORDER = 0.6  # share of the pixels along the inputs' borders that mus
 BORDER = 1 / 16  # width of that strip, as a share of the image's height and width
 OBJECT_FOV_DEG = 50.0  # the field of view of the object renderer's training renders (nvs.datasets.procedural)
 # Below this field of view (across the photos' shorter side) the scene renderer drew held-out furniture
-# turntables better: at 20 deg and narrower on all three metrics, at 26 deg the two split (README)
+# turntables better: at 20 deg and narrower on all three metrics, at 26 deg the two split (docs/models/lact_object.md)
 MIN_OBJECT_FOV_DEG = 23.0
 
 

@@ -233,7 +233,18 @@ def test_a_longer_lens_stands_back_and_sees_the_model_as_large_and_the_data_set_
     assert covered[0] > 0.05 and covered[1] == pytest.approx(covered[0], rel=0.15)  # a near-orthographic view of it
     near = torch.isfinite(narrow.depth)
     assert narrow.depth[near].min() > 2.7 * scale - 1.0 and narrow.depth[near].max() < 2.7 * scale + 1.0
-    summary = write_asset_dataset(tmp_path, "furniture", "val", 1, 2, 32, 32, seed=3, log=lambda m: None)
+    summary = write_asset_dataset(tmp_path / "usual", "furniture", "val", 1, 2, 32, 32, seed=3, log=lambda m: None)
     assert summary["fov"] == 50.0
     with pytest.raises(ValueError, match="fov: 50.0 -> 20.0"):
-        write_asset_dataset(tmp_path, "furniture", "val", 1, 2, 32, 32, seed=3, log=lambda m: None, fov_deg=20.0)
+        write_asset_dataset(tmp_path / "usual", "furniture", "val", 1, 2, 32, 32, seed=3, log=lambda m: None, fov_deg=20.0)
+    written = json.loads((tmp_path / "usual" / "synth.json").read_text())
+    del written["fov"]  # as a data set written before the lens could be chosen
+    (tmp_path / "usual" / "synth.json").write_text(json.dumps(written))
+    with pytest.raises(ValueError, match="fov: 50.0 -> 20.0"):
+        write_asset_dataset(tmp_path / "usual", "furniture", "val", 2, 2, 32, 32, seed=3, log=lambda m: None, fov_deg=20.0)
+    assert write_asset_dataset(tmp_path / "usual", "furniture", "val", 2, 2, 32, 32, seed=3, log=lambda m: None)["fov"] == 50.0
+    write_asset_dataset(tmp_path / "narrow", "furniture", "val", 1, 2, 32, 32, seed=3, log=lambda m: None, fov_deg=20.0)
+    frames = json.loads(next((tmp_path / "narrow" / "scenes").glob("*/opencv_cameras.json")).read_text())
+    for f in frames:  # the lens reaches the files written
+        assert f["fx"] == pytest.approx(16 / math.tan(math.radians(10)), rel=1e-5)
+        assert np.linalg.norm(np.linalg.inv(np.array(f["w2c"]))[:3, 3]) == pytest.approx(2.7 * scale, rel=1e-5)
