@@ -372,18 +372,16 @@ def choose_checkpoint(spec, cams: Cameras | None = None, images: Tensor | None =
     if spec == "auto":
         if cams is None:
             raise ValueError("--checkpoint auto picks a renderer from the input cameras; name object, scene or a file")
-        from nvs.geometry.capture import OBJECT_FOV_DEG, capture_kind, field_of_view_deg, long_lens, white_background
+        from nvs.geometry.capture import OBJECT_FOV_DEG, field_of_view_deg, suited_renderer
 
-        if capture_kind(cams) == "scene":
-            return SHIPPED["scene"], "auto: the input cameras walk through a scene"
-        if images is not None and not white_background(images):
-            return SHIPPED["scene"], ("auto: the input cameras circle an object, but the photos show a background "
-                                      "(the object renderer knows objects on white only)")
-        if long_lens(cams):
-            return SHIPPED["scene"], (f"auto: the input cameras circle an object, but through a long lens ("
-                                      f"{field_of_view_deg(cams):.0f} deg; the object renderer was trained at "
-                                      f"{OBJECT_FOV_DEG:.0f})")
-        return SHIPPED["object"], "auto: the input cameras circle an object"
+        kind, test = suited_renderer(cams, images)
+        why = {"walk": "the input cameras walk through a scene",
+               "background": "the input cameras circle an object, but the photos show a background (the object "
+                             "renderer knows objects on white only)",
+               "long lens": f"the input cameras circle an object, but through a long lens ({field_of_view_deg(cams):.0f} "
+                            f"deg; the object renderer was trained at {OBJECT_FOV_DEG:.0f})",
+               "turntable": "the input cameras circle an object"}[test]
+        return SHIPPED[kind], f"auto: {why}"
     if spec in SHIPPED:
         return SHIPPED[spec], f"the shipped {spec} renderer"
     return Path(spec), "the checkpoint asked for"
@@ -401,28 +399,28 @@ def capture_warning(model: torch.nn.Module, cams: Cameras, images: Tensor | None
     """A warning when the inputs are not the kind of capture the renderer was trained on
     (nvs.geometry.capture): a walk through a scene, photos with a background, or a long lens, given
     to an object renderer; a turntable of an object on white, through a lens not that long, given to
-    our scene renderer; None otherwise (and for published checkpoints). ``images`` [V, 3, H, W]: the input photos, when at hand."""
-    from nvs.geometry.capture import (MIN_OBJECT_FOV_DEG, OBJECT_FOV_DEG, capture_kind, field_of_view_deg, long_lens,
-                                      white_background)
+    our scene renderer: where --checkpoint auto (nvs.geometry.capture.suited_renderer) would pick
+    the other renderer; None otherwise (and for published checkpoints). ``images`` [V, 3, H, W]:
+    the input photos, when at hand."""
+    from nvs.geometry.capture import MIN_OBJECT_FOV_DEG, OBJECT_FOV_DEG, field_of_view_deg, suited_renderer
 
     if getattr(model, "source_format", "") == "official":
         return None
     # ours trained on walks name a scene normalisation; on objects, none or the object frame
     trained = "object" if getattr(model, "normalization", None) in (None, "none", "object") else "scene"
-    kind = capture_kind(cams)
-    on_white = images is None or white_background(images)
-    if trained == "object" and kind == "scene":
+    suited, test = suited_renderer(cams, images)  # what --checkpoint auto gives these inputs
+    if suited == trained:
+        return None
+    if test == "walk":
         return ("the input cameras walk through a scene rather than circle an object, and this renderer was trained "
                 "on objects: expect blurred views; the scene renderer (--checkpoint scene) is trained on walks, and "
                 "adapting to the scene's own photos helps")
-    if trained == "object" and not on_white:
+    if test == "background":
         return ("the photos show a background, and this renderer was trained on objects on white: expect a wrong "
                 "background; the scene renderer (--checkpoint scene) draws backgrounds")
-    if trained == "object" and long_lens(cams):
+    if test == "long lens":
         return (f"the photos span {field_of_view_deg(cams):.1f} deg across their shorter side, under the "
                 f"{MIN_OBJECT_FOV_DEG:.0f} deg below which the scene renderer (--checkpoint scene) draws turntables better "
                 f"than the shipped object renderer (trained at {OBJECT_FOV_DEG:.0f} deg)")
-    if trained == "scene" and kind == "object" and on_white and not long_lens(cams):
-        return ("the input cameras circle an object on white, and this renderer was trained on walks through rooms: "
-                "the object renderer (--checkpoint object) is trained on such turntables")
-    return None
+    return ("the input cameras circle an object on white, and this renderer was trained on walks through rooms: "
+            "the object renderer (--checkpoint object) is trained on such turntables")

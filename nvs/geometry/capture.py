@@ -96,3 +96,16 @@ def long_lens(cams: Cameras) -> bool:
     """Whether cams [..., V] see through a lens much longer than the object renderer's: a field of
     view (:func:`field_of_view_deg`) under MIN_OBJECT_FOV_DEG."""
     return field_of_view_deg(cams) < MIN_OBJECT_FOV_DEG
+
+
+def suited_renderer(cams: Cameras, images: Tensor | None = None) -> tuple[str, str]:
+    """(the shipped renderer a capture suits, "object" or "scene"; the test that decided: "walk",
+    "background" or "long lens" for the scene renderer, "turntable" for the object renderer) of
+    cams [V] and, when at hand, their photos images [V, 3, H, W] (without them: taken as on white)."""
+    if capture_kind(cams) == "scene":
+        return "scene", "walk"
+    if images is not None and not white_background(images):
+        return "scene", "background"
+    if long_lens(cams):
+        return "scene", "long lens"
+    return "object", "turntable"

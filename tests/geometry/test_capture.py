@@ -103,3 +103,17 @@ def test_a_long_lens_is_told_by_the_field_of_view_across_the_photos_shorter_side
         focal = 32 / math.tan(math.radians(fov) / 2)
         lens = Cameras(torch.tensor([focal, focal, 32.0, 32.0]).expand(8, 4), square.c2w, 64, 64)
         assert long_lens(lens) is expected, fov
+
+
+def test_the_renderer_a_capture_suits_is_decided_by_one_test_at_a_time():
+    from nvs.datasets.procedural import room_scene, turntable_cameras
+    from nvs.geometry.capture import suited_renderer
+
+    ring, white = turntable_cameras(8, 32), torch.ones(8, 3, 32, 32)
+    table = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    telephoto = Cameras(ring.intrinsics * torch.tensor([4.0, 4.0, 1.0, 1.0]), ring.c2w, 32, 32)
+    assert suited_renderer(room_scene(3, 8, 32, 32).cameras, white) == ("scene", "walk")
+    assert suited_renderer(ring, table) == ("scene", "background")
+    assert suited_renderer(telephoto, table) == ("scene", "background")  # the first test that fails names it
+    assert suited_renderer(telephoto, white) == suited_renderer(telephoto) == ("scene", "long lens")
+    assert suited_renderer(ring, white) == suited_renderer(ring) == ("object", "turntable")
