@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from nvs.cameras import Cameras
+from nvs.geometry.capture import MIN_OBJECT_FOV_DEG
 from nvs.progress import Progress
 
 
@@ -355,7 +356,7 @@ def render_cameras(model: torch.nn.Module, state, cams: Cameras, chunk: int = 8,
 
 RENDERER_HELP = ("auto (the shipped renderer trained on this kind of capture: the object renderer for turntables of an "
                  "object on white, the scene renderer for walks through a scene, for photos with a background and for "
-                 "turntables through a long lens, under 23 deg), "
+                 f"turntables through a long lens, under {MIN_OBJECT_FOV_DEG:.0f} deg across the photos' shorter side), "
                  "object, scene, or a checkpoint file: ours (.safetensors) or a published LaCT .pt")
 
 
@@ -402,7 +403,7 @@ def capture_warning(model: torch.nn.Module, cams: Cameras, images: Tensor | None
     our scene renderer: where --checkpoint auto (nvs.geometry.capture.suited_renderer) would pick
     the other renderer; None otherwise (and for published checkpoints). ``images`` [V, 3, H, W]:
     the input photos, when at hand."""
-    from nvs.geometry.capture import MIN_OBJECT_FOV_DEG, OBJECT_FOV_DEG, field_of_view_deg, suited_renderer
+    from nvs.geometry.capture import OBJECT_FOV_DEG, field_of_view_deg, suited_renderer
 
     if getattr(model, "source_format", "") == "official":
         return None

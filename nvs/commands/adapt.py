@@ -87,7 +87,7 @@ def load_scene_inputs(scene: Path, scene_index: int, views: int, size, object_fr
 
 
 def run(args: argparse.Namespace) -> int:
-    from nvs.inference import choose_checkpoint, renderer_frame, resolve_device
+    from nvs.inference import capture_warning, choose_checkpoint, renderer_frame, resolve_device
     from nvs.models import load_renderer
 
     name, chosen, images, cams = load_scene_inputs(Path(args.scene), args.scene_index, args.views, tuple(args.size),
@@ -95,12 +95,15 @@ def run(args: argparse.Namespace) -> int:
     checkpoint, why = choose_checkpoint(args.checkpoint, cams, images)
     print(f"renderer: {checkpoint.name} ({why})")
     model = load_renderer(checkpoint, device=resolve_device(args.device))
+    warning = capture_warning(model, cams, images)
+    if warning:
+        print(f"warning: {warning}")
     if not args.object_frame:
         cams = renderer_frame(model, cams)(cams)
     with StageProgress() as bar:
         result = adapt(model, images, cams, options_from_args(args), progress=bar)
     out = result.adapter.save(args.out, base_name=checkpoint.name)
-    report = {"checkpoint": str(checkpoint), "renderer_choice": why, "scene": name, "input_views": chosen, "size": list(args.size),
+    report = {"checkpoint": str(checkpoint), "renderer_choice": why, "capture_warning": warning, "scene": name, "input_views": chosen, "size": list(args.size),
               "object_frame": args.object_frame, **result.summary()}
     Path(str(out) + ".json").write_text(json.dumps(report, indent=2))
     print(describe(result))

@@ -22,6 +22,7 @@ from nvs.datasets.procedural import HELDOUT_SEED
 from nvs.geometry.camera_paths import PATH_KINDS
 from nvs.viewer.camera_plot import camera_figure
 from nvs.assets import SHIPPED
+from nvs.geometry.capture import MIN_OBJECT_FOV_DEG
 from nvs.inference import (AUTO_VIEWS_PHOTOS, auto_input_views, capture_warning, choose_checkpoint, configure_inference,
                            exposure_gains, exposure_note, reads_backdrops, renderer_frame, scene_octave, sweep_note)
 from nvs.io.media import to_uint8
@@ -241,7 +242,7 @@ class ViewerApp:
         pose = viewer.ViewPose(bounded_number(azimuth, "azimuth", "the view", -360, 360),
                                bounded_number(elevation, "elevation", "the view", -89, 89),
                                bounded_number(distance, "distance", "the view", 0.1, 10),
-                               bounded_number(fov, "field of view", "the view", 5, 150))
+                               bounded_number(fov, "field of view", "the view", *viewer.FOV_RANGE_DEG))
         image, figure, timing = self._render(session, pose)
         return image, figure, timing
 
@@ -285,7 +286,8 @@ class ViewerApp:
             # a closed session's scene and work folder (uploads, reconstruction, videos) are dropped
             session = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_drop_session)
             renderer = ("the shipped object renderer for turntables on white, the scene renderer for walks "
-                        "through a scene, photos with a background and turntables through a long lens"
+                        "through a scene, photos with a background and turntables through a long lens (under "
+                        f"{MIN_OBJECT_FOV_DEG:.0f}° across the photos' shorter side)"
                         if self.choice == "auto" else f"`{Path(self.files[self.choice]).name}`")
             gr.Markdown(f"# LaCT-NVS viewer\nRenderer: {renderer}. Load a scene, then move the camera: "
                         "the scene is memorised once (fast weights), each new view only renders.")
@@ -319,7 +321,7 @@ class ViewerApp:
                         elevation = gr.Slider(-89, 89, value=20, step=1, label="elevation (°)", elem_id="elevation")
                     with gr.Row():
                         distance = gr.Slider(0.4, 3.0, value=1.0, step=0.05, label="distance (× first view's)", elem_id="distance")
-                        fov = gr.Slider(10, 120, value=50, step=1, label="field of view (°)", elem_id="fov")
+                        fov = gr.Slider(*viewer.FOV_RANGE_DEG, value=50, step=1, label="field of view (°)", elem_id="fov")
                     with gr.Row():
                         kind = gr.Dropdown(list(PATH_KINDS), value="auto", label="trajectory")
                         frames = gr.Slider(8, 240, value=48, step=1, label="frames")

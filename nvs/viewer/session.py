@@ -62,6 +62,8 @@ class ViewPose:
     fov: float = 50.0
 
 
+FOV_RANGE_DEG = (5.0, 120.0)  # the virtual camera's horizontal field of view: a long lens to a wide angle
+
 OBJECT_EXAMPLES = ("furniture model", "procedural object")
 SCENE_EXAMPLES = ("furnished room", "furnished room orbit", "procedural room")
 ASSET_EXAMPLES = {"furniture model": "furniture", "furnished room": "furnished-room",
@@ -257,7 +259,7 @@ def initial_pose(scene: ViewerScene) -> ViewPose:
     elevation = math.degrees(math.asin(float(offset[2] / offset.norm().clamp_min(1e-9))))
     fx = float(scene.cameras.intrinsics[0, 0])
     fov = math.degrees(2 * math.atan(scene.cameras.width / (2 * fx)))
-    return ViewPose(0.0, round(elevation, 2), 1.0, round(min(max(fov, 10.0), 120.0), 1))
+    return ViewPose(0.0, round(elevation, 2), 1.0, round(min(max(fov, FOV_RANGE_DEG[0]), FOV_RANGE_DEG[1]), 1))
 
 
 def same_frame(cams: Cameras) -> Cameras:

@@ -41,6 +41,27 @@ def test_adapt_command_saves_an_adapter_for_its_base(workspace, capsys):
     assert all(torch.equal(adapter.tensors[k], again.tensors[k]) for k in adapter.tensors)
 
 
+def test_adapt_warns_when_the_renderer_is_not_of_the_captures_kind(workspace, tmp_path, capsys):
+    """A renderer trained on walks (a scene normalisation in its checkpoint) given a turntable on
+    white: nvs adapt says so, as nvs render does, and keeps it in its report."""
+    root, _ = workspace
+    torch.manual_seed(0)
+    model = LaCTRenderer(tiny_config(newton_schulz_dtype="float32"))
+    model.normalization = "lvsm"
+    walks = save_renderer(model, tmp_path / "walks.safetensors")
+    out = tmp_path / "scene.safetensors"
+    assert main(["adapt", "--checkpoint", str(walks), "--scene", str(root / "data"), "--views", "5", "--size", "32", "32",
+                 "--budget", "300", "--steps", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "warning: the input cameras circle an object on white" in printed and "--checkpoint object" in printed
+    report = json.loads((tmp_path / "scene.safetensors.json").read_text())
+    assert "--checkpoint object" in report["capture_warning"]
+    assert main(["adapt", "--checkpoint", str(workspace[1]), "--scene", str(root / "data"), "--views", "5", "--size", "32",
+                 "32", "--budget", "300", "--steps", "1", "--out", str(out)]) == 0
+    assert "warning:" not in capsys.readouterr().out  # an object renderer on a turntable
+    assert json.loads((tmp_path / "scene.safetensors.json").read_text())["capture_warning"] is None
+
+
 def test_eval_and_render_adapt(workspace):
     root, ckpt = workspace
     assert main(["eval", "--checkpoint", str(ckpt), "--data", str(root / "data"), "--views", "4", "--size", "32", "32",

@@ -3,6 +3,7 @@ furniture kind renders the packaged ones, with each model's attribution; files a
 inside each model's folder."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -177,3 +178,19 @@ def test_a_mesh_data_set_resumes_only_with_the_settings_it_was_written_with(tmp_
     with pytest.raises(ValueError, match="holds meshes scenes written with other settings \\(up: 'y' -> 'z'\\)"):
         synth("meshes", 3, 2, 32, 32, "lact", out, 0, meshes=meshes, up="z")
     assert not (out / "scenes" / "meshes_all_0000002").exists()
+
+
+@needs_gl
+def test_a_mesh_data_set_takes_the_lens_asked_for_and_resumes_only_at_it(tmp_path):
+    meshes = _mesh_folder(tmp_path / "meshes")
+    out = tmp_path / "out"
+    summary = synth("meshes", 1, 2, 32, 32, "lact", out, 0, meshes=meshes, fov=20.0)
+    assert summary["fov"] == 20.0
+    scale = math.tan(math.radians(25)) / math.tan(math.radians(10))
+    for f in json.loads((out / "scenes" / "meshes_all_0000000" / "opencv_cameras.json").read_text()):
+        assert f["fx"] == pytest.approx(16 / math.tan(math.radians(10)), rel=1e-5)
+        assert np.linalg.norm(np.linalg.inv(np.array(f["w2c"]))[:3, 3]) == pytest.approx(2.7 * scale, rel=1e-5)
+    assert (_images(out, "meshes_all_0000000") < 0.9).any(-1).any()  # the model is in the frame
+    with pytest.raises(ValueError, match="fov: 20.0 -> 50.0"):
+        synth("meshes", 2, 2, 32, 32, "lact", out, 0, meshes=meshes)
+    assert not (out / "scenes" / "meshes_all_0000001").exists()

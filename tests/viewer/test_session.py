@@ -73,6 +73,24 @@ def test_initial_pose_reproduces_the_first_input_camera():
     assert float(forward @ torch.nn.functional.normalize(-turned.centers[0], dim=0)) > 0.9999
 
 
+def test_initial_pose_keeps_a_long_lens_and_clamps_to_the_slider_range():
+    """A telephoto turntable (8 deg across, as a product-photo spin) opens on its own lens; a lens
+    beyond the field-of-view slider's range opens at its end."""
+    scene = viewer.example_scene(seed=7, input_views=4, heldout_views=1, size=32)
+    low, high = viewer.FOV_RANGE_DEG
+    for fov, expected in ((8.0, 8.0), (low / 2, low), (150.0, high)):
+        focal = float(scene.cameras.width / (2 * math.tan(math.radians(fov) / 2)))
+        intrinsics = scene.cameras.intrinsics.clone()
+        intrinsics[:, :2] = focal
+        lens = dataclasses.replace(scene, cameras=Cameras(intrinsics, scene.cameras.c2w, scene.cameras.height,
+                                                          scene.cameras.width))
+        pose = viewer.initial_pose(lens)
+        assert pose.fov == pytest.approx(expected, abs=0.05)
+        if fov == expected:
+            cam = viewer.virtual_camera(lens, pose)
+            assert torch.allclose(cam.intrinsics[0, :2], intrinsics[0, :2], rtol=1e-2)
+
+
 def test_initial_pose_of_a_walk_is_the_first_photo_and_the_orbit_keeps_it_in_view():
     """A walk's cameras do not look at the scene centre: the initial view is still the first input
     camera, and the sliders orbit the point it looks at, with the horizon level."""
