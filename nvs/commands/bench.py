@@ -114,12 +114,9 @@ def report(name: str, rows: list[dict], out: Path) -> None:
 
 
 def run_bench_adapt(args: argparse.Namespace) -> None:
-    from nvs.assets import OBJECT_CHECKPOINT
     from nvs.commands.bench_adapt import bench_adapt, plot_gain, summarize
-    from nvs.models import load_renderer
 
-    model = load_renderer(args.checkpoint or OBJECT_CHECKPOINT)
-    rows = bench_adapt(model, Path(args.out), tuple(args.sets), args.scenes, tuple(args.budgets))
+    rows = bench_adapt(args.checkpoint, Path(args.out), tuple(args.sets), args.scenes, tuple(args.budgets))
     report("adapt-summary", summarize(rows), Path(args.out))
     plot = plot_gain(rows, Path(args.out) / "adapt.png")
     if plot is not None:
@@ -127,13 +124,10 @@ def run_bench_adapt(args: argparse.Namespace) -> None:
 
 
 def run_bench_adapt_ablation(args: argparse.Namespace) -> None:
-    from nvs.assets import OBJECT_CHECKPOINT
     from nvs.commands.bench_adapt_ablation import ablation_arms, bench_adapt_ablation, summarize_ablation
-    from nvs.models import load_renderer
 
     arms = ablation_arms(args.augmentations, args.lpips_weights)
-    model = load_renderer(args.checkpoint or OBJECT_CHECKPOINT)
-    rows = bench_adapt_ablation(model, Path(args.out), tuple(args.sets), args.scenes, arms, args.steps, args.seed)
+    rows = bench_adapt_ablation(args.checkpoint, Path(args.out), tuple(args.sets), args.scenes, arms, args.steps, args.seed)
     report("adapt-ablation-summary", summarize_ablation(rows), Path(args.out))
 
 
@@ -207,8 +201,9 @@ def add_parser(sub) -> None:
     p.add_argument("--config", default=None, help="model config (default: configs/lact-l24-d768-ttt2x.yaml)")
     p.add_argument("--out", type=T.out_dir, default="outputs/bench")
     p.set_defaults(func=run)
-    p = bench.add_parser("adapt", help="test-time adaptation: gain on held-out sets unlike the training data")
-    p.add_argument("--checkpoint", help="default: the shipped object renderer")
+    p = bench.add_parser("adapt", help="test-time adaptation: what nvs adapt gains on held-out sets")
+    p.add_argument("--checkpoint", default="auto", help="auto (the default: each scene adapted by the shipped renderer "
+                   "nvs adapt picks for it), object, scene, or a checkpoint file")
     p.add_argument("--sets", nargs="+", default=["objects", "rooms", "temple", "furniture", "furnished-rooms", "objects-detail"],
                    choices=["objects", "objects-detail", "rooms", "temple", "furniture", "furnished-rooms"],
                    help="held-out sets (furniture sets need sweethome3d-furniture and headless OpenGL)")
@@ -218,7 +213,8 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
     p = bench.add_parser("adapt-ablation", help="test-time adaptation: each augmentation set and training loss alone, "
                          "a fixed number of steps (target-view scores)")
-    p.add_argument("--checkpoint", help="default: the shipped object renderer")
+    p.add_argument("--checkpoint", default="auto", help="auto (the default: each scene adapted by the shipped renderer "
+                   "nvs adapt picks for it), object, scene, or a checkpoint file")
     p.add_argument("--sets", nargs="+", default=["rooms", "furnished-rooms", "temple", "furniture"],
                    choices=["objects", "objects-detail", "rooms", "temple", "furniture", "furnished-rooms"])
     p.add_argument("--scenes", type=T.positive_int(1000), default=2, help="scenes per set")

@@ -1,4 +1,4 @@
-"""`nvs bench adapt`: what test-time adaptation gains on held-out sets unlike the model's training data.
+"""`nvs bench adapt`: what test-time adaptation gains on held-out sets.
 
 Sets (each scene: 8 input views, 4 target views, 128x128, never seen in training):
 - ``objects``: procedural objects from the held-out seeds (in distribution: the fallback must hold);
@@ -8,8 +8,10 @@ Sets (each scene: 8 input views, 4 target views, 128x128, never seen in training
 - ``furniture``: furniture models of the validation split rendered on white (realistic meshes and
   textures, the object cameras); ``furnished-rooms``: rooms furnished with them (a camera walk).
   Both need Debian's sweethome3d-furniture and headless OpenGL (nvs.datasets.asset_scenes).
-Each scene is scored unadapted and adapted (on its input views only), PSNR/SSIM/LPIPS on the
-targets; with several budgets, a plot of the mean gain against the budget.
+Each scene is adapted by the renderer a ``--checkpoint`` value gives it (``auto``: the shipped
+renderer of its kind of capture, as ``nvs adapt`` picks), in that renderer's frame, and scored
+unadapted and adapted (on its input views only), PSNR/SSIM/LPIPS on the targets; with several
+budgets, a plot of the mean gain against the budget.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from nvs.datasets.views import spread_order
 from nvs.evaluation.metrics import all_metrics
 from nvs.geometry.image_ops import resize_and_center_crop
 from nvs.geometry.scene_normalization import fitted_frame
-from nvs.inference import memorize_views, render_cameras
+from nvs.inference import choose_checkpoint, memorize_views, render_cameras, renderer_frame
 
 SETS = ("objects", "objects-detail", "rooms", "temple", "furniture", "furnished-rooms")
 TEMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "middlebury_templeSparseRing"
@@ -92,19 +94,36 @@ def target_scores(model, inputs, in_cams, targets, tg_cams) -> dict:
     return {k: float(v.mean()) for k, v in all_metrics(pred.clamp(0, 1), targets, "vgg").items()}
 
 
-def bench_adapt(model, out: Path, sets=SETS, scenes: int = 2, budgets=(60.0,), options: dict | None = None,
+def scene_renderer(checkpoint, inputs, in_cams: Cameras, tg_cams: Cameras, loaded: dict):
+    """(renderer, its file, input cams, target cams in its frame) for one scene: the renderer
+    ``checkpoint`` (a ``--checkpoint`` value) gives these inputs, as ``nvs adapt`` picks it, and
+    both camera sets moved by its scene normalisation fitted on the inputs. ``loaded``: renderers
+    already read, by file."""
+    from nvs.models import load_renderer
+
+    path, _ = choose_checkpoint(checkpoint, in_cams, inputs)
+    if path not in loaded:
+        loaded[path] = load_renderer(path)
+    model = loaded[path]
+    move = renderer_frame(model, in_cams)
+    return model, path, move(in_cams), move(tg_cams)
+
+
+def bench_adapt(checkpoint, out: Path, sets=SETS, scenes: int = 2, budgets=(60.0,), options: dict | None = None,
                 log=print) -> list[dict]:
-    """Rows: one per (scene, budget) with the unadapted and adapted scores; writes adapt.json, adapt.png."""
-    rows = []
+    """Rows: one per (scene, budget) with the renderer ``checkpoint`` gives the scene
+    (:func:`scene_renderer`), its unadapted and adapted scores; writes adapt.json."""
+    rows, loaded = [], {}
     for set_name in sets:
         for name, inputs, in_cams, targets, tg_cams in heldout_scenes(set_name, scenes):
+            model, path, in_cams, tg_cams = scene_renderer(checkpoint, inputs, in_cams, tg_cams, loaded)
             before = target_scores(model, inputs, in_cams, targets, tg_cams)
             for budget in budgets:
                 start = time.perf_counter()
                 result = adapt(model, inputs, in_cams, AdaptOptions(budget_s=budget, **(options or {})))
                 seconds = time.perf_counter() - start
                 after = target_scores(result.model, inputs, in_cams, targets, tg_cams)
-                row = {"set": set_name, "scene": name, "budget_s": budget, "seconds": round(seconds, 1),
+                row = {"set": set_name, "scene": name, "renderer": path.name, "budget_s": budget, "seconds": round(seconds, 1),
                        **{f"{k}_base": round(v, 4) for k, v in before.items()},
                        **{f"{k}_adapted": round(v, 4) for k, v in after.items()},
                        "gain_db": round(after["psnr"] - before["psnr"], 3), "fallback": result.fallback,
@@ -112,7 +131,7 @@ def bench_adapt(model, out: Path, sets=SETS, scenes: int = 2, budgets=(60.0,), o
                        "frame": result.adapter.frame.name, "augmentations": "+".join(result.augmentations),
                        "steps": result.steps, "curve": result.curve}
                 rows.append(row)
-                log(f"{set_name:15s} {name:24s} budget {budget:5.0f} s: PSNR {before['psnr']:.2f} -> {after['psnr']:.2f} "
+                log(f"{set_name:15s} {name:24s} {path.stem:12s} budget {budget:5.0f} s: PSNR {before['psnr']:.2f} -> {after['psnr']:.2f} "
                     f"({row['gain_db']:+.2f} dB; verifier {row['verifier_gain_db']:+.2f}; {result.steps} steps, "
                     f"frame '{row['frame']}', {'fallback' if result.fallback else row['augmentations'] or 'no aug'}) {seconds:.0f} s")
     out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +146,8 @@ def summarize(rows: list[dict]) -> list[dict]:
     for set_name, budget in keys:
         group = [r for r in rows if r["set"] == set_name and r["budget_s"] == budget]
         mean = lambda k: round(statistics.fmean(r[k] for r in group), 3)
-        table.append({"set": set_name, "budget_s": budget, "scenes": len(group),
+        renderers = sorted({r.get("renderer", "") for r in group})
+        table.append({"set": set_name, "renderer": " + ".join(renderers), "budget_s": budget, "scenes": len(group),
                       "psnr": f"{mean('psnr_base'):.2f} -> {mean('psnr_adapted'):.2f}",
                       "ssim": f"{mean('ssim_base'):.3f} -> {mean('ssim_adapted'):.3f}",
                       "lpips": f"{mean('lpips_base'):.3f} -> {mean('lpips_adapted'):.3f}",

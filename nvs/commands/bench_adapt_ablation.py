@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nvs.adaptation.adapter import apply_adapter
 from nvs.adaptation.search import AdaptOptions, adapt
-from nvs.commands.bench_adapt import SETS, heldout_scenes, target_scores
+from nvs.commands.bench_adapt import SETS, heldout_scenes, scene_renderer, target_scores
 
 AUGMENTATION_SETS = {"none": (), "mirror": ("mirror",), "rotate": ("rotate",), "colour": ("colour",),
                      "all": ("mirror", "rotate", "colour")}
@@ -69,17 +69,21 @@ def adapt_arm(model, arm: Arm, inputs, in_cams, targets, tg_cams, steps: int, se
             "frame": result.adapter.frame.name, "seconds": round(seconds, 1)}
 
 
-def bench_adapt_ablation(model, out: Path, sets=SETS, scenes: int = 2, arms: list[Arm] | None = None, steps: int = 20,
+def bench_adapt_ablation(checkpoint, out: Path, sets=SETS, scenes: int = 2, arms: list[Arm] | None = None, steps: int = 20,
                          seed: int = 0, log=print) -> list[dict]:
-    """Rows: one per (scene, arm), with the unadapted scores; adapt-ablation.json is rewritten after each row."""
+    """Rows: one per (scene, arm), with the renderer ``checkpoint`` (a ``--checkpoint`` value) gives
+    the scene (:func:`nvs.commands.bench_adapt.scene_renderer`) and the unadapted scores;
+    adapt-ablation.json is rewritten after each row."""
     arms = arms or ablation_arms(list(AUGMENTATION_SETS), [0.0])
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, loaded = [], {}
     for set_name in sets:
         for name, inputs, in_cams, targets, tg_cams in heldout_scenes(set_name, scenes):
+            model, path, in_cams, tg_cams = scene_renderer(checkpoint, inputs, in_cams, tg_cams, loaded)
             base = {f"{k}_base": round(v, 4) for k, v in target_scores(model, inputs, in_cams, targets, tg_cams).items()}
             for arm in arms:
-                row = {"set": set_name, "scene": name, **base, **adapt_arm(model, arm, inputs, in_cams, targets, tg_cams, steps, seed)}
+                row = {"set": set_name, "scene": name, "renderer": path.name, **base,
+                       **adapt_arm(model, arm, inputs, in_cams, targets, tg_cams, steps, seed)}
                 rows.append(row)
                 (out / "adapt-ablation.json").write_text(json.dumps(rows, indent=1))
                 log(f"{set_name:15s} {name:22s} {arm.name:24s} PSNR {row['psnr_base']:.2f} -> last {row['psnr_last']:.2f}, "

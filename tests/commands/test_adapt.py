@@ -121,3 +121,26 @@ def test_bench_sets_and_summary(tmp_path):
     table = summarize(rows)
     assert [t["budget_s"] for t in table] == [30, 60] and table[1]["gain_db"] == 1.5 and table[1]["worst_gain_db"] == 1.0
     assert plot_gain(rows, tmp_path / "gain.png").stat().st_size > 1000
+
+
+def test_bench_adapts_each_scene_with_the_renderer_nvs_adapt_picks(tmp_path):
+    """`nvs bench adapt` measures what `nvs adapt` does: with auto, a turntable on white goes to the
+    object renderer and a walk to the scene renderer, each in its own frame; a file is used as given."""
+    from nvs.assets import OBJECT_CHECKPOINT, SCENE_CHECKPOINT
+    from nvs.commands.bench_adapt import bench_adapt, heldout_scenes, scene_renderer
+    from nvs.inference import renderer_frame
+
+    loaded = {}
+    for name, shipped in (("objects", OBJECT_CHECKPOINT), ("rooms", SCENE_CHECKPOINT)):
+        (_, inputs, in_cams, _, tg_cams), = list(heldout_scenes(name, 1))
+        model, path, moved_in, moved_tg = scene_renderer("auto", inputs, in_cams, tg_cams, loaded)
+        assert path == shipped and loaded[path] is model
+        move = renderer_frame(model, in_cams)
+        assert torch.allclose(moved_in.c2w, move(in_cams).c2w) and torch.allclose(moved_tg.c2w, move(tg_cams).c2w)
+    assert scene_renderer("auto", inputs, in_cams, tg_cams, loaded)[0] is loaded[SCENE_CHECKPOINT]  # read once
+    assert scene_renderer("object", inputs, in_cams, tg_cams, loaded)[1] == OBJECT_CHECKPOINT
+    torch.manual_seed(0)
+    tiny = save_renderer(LaCTRenderer(tiny_config(newton_schulz_dtype="float32")), tmp_path / "tiny.safetensors")
+    rows = bench_adapt(tiny, tmp_path / "bench", ("objects",), 1, (2.0,), log=lambda line: None)
+    assert rows[0]["renderer"] == "tiny.safetensors" and rows[0]["set"] == "objects" and rows[0]["steps"] >= 0
+    assert json.loads((tmp_path / "bench" / "adapt.json").read_text())[0]["psnr_base"] == rows[0]["psnr_base"]
