@@ -123,6 +123,7 @@ def test_bench_sets_and_summary(tmp_path):
     assert plot_gain(rows, tmp_path / "gain.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_bench_adapts_each_scene_with_the_renderer_nvs_adapt_picks(tmp_path):
     """`nvs bench adapt` measures what `nvs adapt` does: with auto, a turntable on white goes to the
     object renderer and a walk to the scene renderer, each in its own frame; a file is used as given."""
