@@ -94,6 +94,17 @@ def target_scores(model, inputs, in_cams, targets, tg_cams) -> dict:
     return {k: float(v.mean()) for k, v in all_metrics(pred.clamp(0, 1), targets, "vgg").items()}
 
 
+def loaded_renderers(checkpoint) -> dict:
+    """Renderers by file, read before any scene is made: the one a ``--checkpoint`` value names
+    (so that a bad file is refused at once), none for ``auto``; :func:`scene_renderer` adds to it."""
+    from nvs.models import load_renderer
+
+    if str(checkpoint) == "auto":
+        return {}
+    path, _ = choose_checkpoint(checkpoint)
+    return {path: load_renderer(path)}
+
+
 def scene_renderer(checkpoint, inputs, in_cams: Cameras, tg_cams: Cameras, loaded: dict):
     """(renderer, its file, input cams, target cams in its frame) for one scene: the renderer
     ``checkpoint`` (a ``--checkpoint`` value) gives these inputs, as ``nvs adapt`` picks it, and
@@ -113,7 +124,7 @@ def bench_adapt(checkpoint, out: Path, sets=SETS, scenes: int = 2, budgets=(60.0
                 log=print) -> list[dict]:
     """Rows: one per (scene, budget) with the renderer ``checkpoint`` gives the scene
     (:func:`scene_renderer`), its unadapted and adapted scores; writes adapt.json."""
-    rows, loaded = [], {}
+    rows, loaded = [], loaded_renderers(checkpoint)
     for set_name in sets:
         for name, inputs, in_cams, targets, tg_cams in heldout_scenes(set_name, scenes):
             model, path, in_cams, tg_cams = scene_renderer(checkpoint, inputs, in_cams, tg_cams, loaded)

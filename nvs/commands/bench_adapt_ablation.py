@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nvs.adaptation.adapter import apply_adapter
 from nvs.adaptation.search import AdaptOptions, adapt
-from nvs.commands.bench_adapt import SETS, heldout_scenes, scene_renderer, target_scores
+from nvs.commands.bench_adapt import SETS, heldout_scenes, loaded_renderers, scene_renderer, target_scores
 
 AUGMENTATION_SETS = {"none": (), "mirror": ("mirror",), "rotate": ("rotate",), "colour": ("colour",),
                      "all": ("mirror", "rotate", "colour")}
@@ -76,7 +76,7 @@ def bench_adapt_ablation(checkpoint, out: Path, sets=SETS, scenes: int = 2, arms
     adapt-ablation.json is rewritten after each row."""
     arms = arms or ablation_arms(list(AUGMENTATION_SETS), [0.0])
     out.mkdir(parents=True, exist_ok=True)
-    rows, loaded = [], {}
+    rows, loaded = [], loaded_renderers(checkpoint)
     for set_name in sets:
         for name, inputs, in_cams, targets, tg_cams in heldout_scenes(set_name, scenes):
             model, path, in_cams, tg_cams = scene_renderer(checkpoint, inputs, in_cams, tg_cams, loaded)
@@ -104,7 +104,8 @@ def summarize_ablation(rows: list[dict]) -> list[dict]:
             if not group:
                 continue
             mean = lambda k: statistics.fmean(r[k] for r in group)
-            table.append({"set": set_name, "arm": arm, "scenes": len(group),
+            renderers = sorted({r.get("renderer", "") for r in group})
+            table.append({"set": set_name, "arm": arm, "renderer": " + ".join(renderers), "scenes": len(group),
                           "psnr_last": f"{mean('psnr_base'):.2f} -> {mean('psnr_last'):.2f}",
                           "gain_last_db": round(mean("psnr_last") - mean("psnr_base"), 2),
                           "gain_kept_db": round(mean("psnr_kept") - mean("psnr_base"), 2),

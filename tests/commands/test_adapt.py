@@ -129,6 +129,7 @@ def test_bench_adapts_each_scene_with_the_renderer_nvs_adapt_picks(tmp_path):
     object renderer and a walk to the scene renderer, each in its own frame; a file is used as given."""
     from nvs.assets import OBJECT_CHECKPOINT, SCENE_CHECKPOINT
     from nvs.commands.bench_adapt import bench_adapt, heldout_scenes, scene_renderer
+    from nvs.commands.bench_adapt_ablation import ablation_arms, bench_adapt_ablation, summarize_ablation
     from nvs.inference import renderer_frame
 
     loaded = {}
@@ -143,5 +144,11 @@ def test_bench_adapts_each_scene_with_the_renderer_nvs_adapt_picks(tmp_path):
     torch.manual_seed(0)
     tiny = save_renderer(LaCTRenderer(tiny_config(newton_schulz_dtype="float32")), tmp_path / "tiny.safetensors")
     rows = bench_adapt(tiny, tmp_path / "bench", ("objects",), 1, (2.0,), log=lambda line: None)
-    assert rows[0]["renderer"] == "tiny.safetensors" and rows[0]["set"] == "objects" and rows[0]["steps"] >= 0
+    assert rows[0]["renderer"] == "tiny.safetensors" and rows[0]["set"] == "objects" and rows[0]["curve"]
     assert json.loads((tmp_path / "bench" / "adapt.json").read_text())[0]["psnr_base"] == rows[0]["psnr_base"]
+    arm, = ablation_arms(["none"], [0.0])
+    rows = bench_adapt_ablation(tiny, tmp_path / "ablation", ("objects",), 1, [arm], steps=1, log=lambda line: None)
+    assert rows[0]["renderer"] == "tiny.safetensors" and rows[0]["steps"] == 1
+    assert summarize_ablation(rows)[0]["renderer"] == "tiny.safetensors"
+    with pytest.raises(ValueError, match="missing.safetensors: checkpoint file not found"):  # before any scene is made
+        bench_adapt(tmp_path / "missing.safetensors", tmp_path / "bench", ("furniture",), 1, (2.0,))

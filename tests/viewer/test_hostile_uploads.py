@@ -214,6 +214,7 @@ def test_the_handlers_check_numbers_themselves(tmp_path):
     """Without gradio's slider checks in front (a direct caller of the app's handlers)."""
     import gradio as gr
 
+    from nvs.viewer import session as viewer
     from nvs.viewer.app import ViewerApp
 
     app = ViewerApp()
@@ -221,9 +222,12 @@ def test_the_handlers_check_numbers_themselves(tmp_path):
         state = app.load_example(900_000_001, 4, None)[0]
         for pose, name in [((1e308, 20, 1.0, 50), "azimuth"), ((0, 90, 1.0, 50), "elevation"),
                            ((0, 20, float("nan"), 50), "distance"), ((0, 20, 1.0, 0), "field of view"),
+                           ((0, 20, 1.0, 121), "field of view"), ((0, 20, 1.0, 4.9), "field of view"),
                            (("east", 20, 1.0, 50), "azimuth")]:
             with pytest.raises(gr.Error, match=name):
                 app.render_view(*pose, state)
+        for fov in viewer.FOV_RANGE_DEG:  # the slider's ends render
+            assert app.render_view(0, 20, 1.0, fov, state)[0] is not None
         for kind, frames, fps, name in [("../../x", 8, 12, "trajectory"), ("orbit", 10**9, 12, "frames"),
                                         ("orbit", 8, float("inf"), "fps")]:
             with pytest.raises(gr.Error, match=name):
