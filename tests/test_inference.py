@@ -164,6 +164,7 @@ def _heap_after_a_large_tensor(**env) -> tuple[str, int, int]:
     return took, int(mapped), int(kept)
 
 
+@pytest.mark.slow
 def test_large_tensors_come_from_the_heap_and_return_to_it_unless_the_environment_says_otherwise():
     import platform
 

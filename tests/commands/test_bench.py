@@ -118,6 +118,7 @@ def test_a_benchmark_child_runs_torch_after_its_parent_did():
     assert result.shape == (64, 64) and torch.isfinite(result).all()
 
 
+@pytest.mark.slow
 def test_render_bench_times_both_shipped_renderers_as_the_viewer_runs_them(tmp_path):
     from nvs.inference import AUTO_TURNS
 
@@ -135,6 +136,7 @@ def test_render_bench_times_both_shipped_renderers_as_the_viewer_runs_them(tmp_p
     assert [r["reading_settings"] for r in json.loads((tmp_path / "render.json").read_text())] == [{"sweep_refine": 0}]
 
 
+@pytest.mark.slow
 def test_train_step_bench_takes_the_recipes_loss_terms_and_trained_parameters(tmp_path):
     """A sweep trained alone on depth and LPIPS, as the sweep recipes train it: the bench's step has
     those loss terms and updates only the sweep's weights."""

@@ -230,6 +230,7 @@ def test_render_picks_the_shipped_renderer_of_the_capture(tmp_path):
     assert forced["checkpoint"].endswith("lact_object.safetensors") and "--checkpoint scene" in forced["warnings"][0]
 
 
+@pytest.mark.slow
 def test_render_memorises_as_many_input_views_as_its_renderer_gains_from(tmp_path, monkeypatch):
     """--views auto (the default): every view of a turntable for the object renderer and of a walk
     for the scene renderer up to AUTO_VIEWS_PHOTOS, spread from a walk's first frame to its last,
@@ -266,6 +267,7 @@ def test_render_memorises_as_many_input_views_as_its_renderer_gains_from(tmp_pat
     assert read == memorised
 
 
+@pytest.mark.slow
 def test_the_object_renderer_scores_a_capture_alike_in_any_world_frame(tmp_path):
     """Its checkpoint names the object normalisation: the same turntable with the world turned
     y-up, shrunk and shifted (another convention for the same photos) scores as in the frame it

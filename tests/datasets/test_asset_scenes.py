@@ -174,6 +174,7 @@ def test_throughput_rows_count_views_and_time():
     assert row["views_per_second"] == pytest.approx(2 / row["seconds"], rel=0.05)
 
 
+@pytest.mark.slow
 def test_worker_processes_write_the_same_data_set(tmp_path):
     one = write_asset_dataset(tmp_path / "one", "furniture", "val", 3, 3, 16, 16, seed=4, log=lambda m: None)
     two = write_asset_dataset(tmp_path / "two", "furniture", "val", 3, 3, 16, 16, seed=4, log=lambda m: None, workers=2)

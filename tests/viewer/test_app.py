@@ -73,6 +73,7 @@ def test_client_reconstruct_render_and_video(app_url, ring_photos, tmp_path):
         client.predict([handle_file(str(ring_photos[0]))], 8, api_name="/reconstruct")
 
 
+@pytest.mark.slow
 def test_input_views_are_auto_or_a_number_in_the_menu_s_range():
     from nvs.inference import AUTO_VIEWS_PHOTOS, auto_input_views
     from nvs.viewer.app import MAX_INPUT_VIEWS, ViewerApp, _views

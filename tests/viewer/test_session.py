@@ -240,6 +240,7 @@ def test_app_handlers_run_a_published_layout_checkpoint():
         ViewerApp(FIXTURES / "two_heads.safetensors", size=60)
 
 
+@pytest.mark.slow
 def test_auto_draws_turntables_with_the_object_renderer_and_walks_with_the_scene_renderer():
     from nvs.viewer.app import ViewerApp
 
