@@ -150,6 +150,11 @@ def bench_adapt(checkpoint, out: Path, sets=SETS, scenes: int = 2, budgets=(60.0
     return rows
 
 
+def renderer_names(rows: list[dict]) -> str:
+    """The renderers rows were measured with, for a summary's cell ("a + b" where they differ)."""
+    return " + ".join(sorted({r.get("renderer", "") for r in rows}))
+
+
 def summarize(rows: list[dict]) -> list[dict]:
     """Per set and budget: mean scores, mean/min gain, seconds per scene."""
     table = []
@@ -157,8 +162,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     for set_name, budget in keys:
         group = [r for r in rows if r["set"] == set_name and r["budget_s"] == budget]
         mean = lambda k: round(statistics.fmean(r[k] for r in group), 3)
-        renderers = sorted({r.get("renderer", "") for r in group})
-        table.append({"set": set_name, "renderer": " + ".join(renderers), "budget_s": budget, "scenes": len(group),
+        table.append({"set": set_name, "renderer": renderer_names(group), "budget_s": budget, "scenes": len(group),
                       "psnr": f"{mean('psnr_base'):.2f} -> {mean('psnr_adapted'):.2f}",
                       "ssim": f"{mean('ssim_base'):.3f} -> {mean('ssim_adapted'):.3f}",
                       "lpips": f"{mean('lpips_base'):.3f} -> {mean('lpips_adapted'):.3f}",

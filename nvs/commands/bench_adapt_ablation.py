@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nvs.adaptation.adapter import apply_adapter
 from nvs.adaptation.search import AdaptOptions, adapt
-from nvs.commands.bench_adapt import SETS, heldout_scenes, loaded_renderers, scene_renderer, target_scores
+from nvs.commands.bench_adapt import SETS, heldout_scenes, loaded_renderers, renderer_names, scene_renderer, target_scores
 
 AUGMENTATION_SETS = {"none": (), "mirror": ("mirror",), "rotate": ("rotate",), "colour": ("colour",),
                      "all": ("mirror", "rotate", "colour")}
@@ -104,8 +104,7 @@ def summarize_ablation(rows: list[dict]) -> list[dict]:
             if not group:
                 continue
             mean = lambda k: statistics.fmean(r[k] for r in group)
-            renderers = sorted({r.get("renderer", "") for r in group})
-            table.append({"set": set_name, "arm": arm, "renderer": " + ".join(renderers), "scenes": len(group),
+            table.append({"set": set_name, "arm": arm, "renderer": renderer_names(group), "scenes": len(group),
                           "psnr_last": f"{mean('psnr_base'):.2f} -> {mean('psnr_last'):.2f}",
                           "gain_last_db": round(mean("psnr_last") - mean("psnr_base"), 2),
                           "gain_kept_db": round(mean("psnr_kept") - mean("psnr_base"), 2),
