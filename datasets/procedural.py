@@ -16,12 +16,12 @@ from torch import Tensor
 
 from nvs.cameras import Cameras, fov_to_focal, look_at
 from nvs.datasets.raycast import TEXTURES, Primitive, cast
+from nvs.geometry.capture import OBJECT_FOV_DEG
 from nvs.geometry.scene_normalization import OBJECT_CAMERA_RADIUS
 from nvs.cameras import pixel_rays
 
 SCENE_KINDS = ("object", "room")
 OBJECT_SHAPES = ("sphere", "box", "cylinder", "cone", "torus")
-OBJECT_FOV_DEG = 50.0
 ROOM_FOV_DEG = 60.0
 AMBIENT = 0.35
 # Seeds from here on are never trained on (training uses 0 .. ~1e6, validation 5e7 ..): the demo and

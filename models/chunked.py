@@ -135,6 +135,13 @@ def _malloc_trim():
         return None
 
 
+def return_freed_memory() -> None:
+    """Hand the heap's free memory back to the system (glibc's malloc_trim; nothing off glibc)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def _ranges(total: int, step: int, device: torch.device):
     """[start, end) of each chunk. On the CPU, the memory freed by a chunk goes back to the system
     before the next: glibc keeps freed blocks in its heap (up to 32 MB by default, up to 1 GiB under

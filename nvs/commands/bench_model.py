@@ -409,6 +409,7 @@ def _train_step_row(recipe: str, steps: int, settings: list[tuple[str, object]],
     autograd keeps; None where Linux cannot reset the peak), or {"error": why} where the recipe's
     data or model cannot be built."""
     from nvs.inference import reuse_freed_memory
+    from nvs.models.chunked import return_freed_memory
     from nvs.training.config import load_train_config
     from nvs.training.loop import Losses, build_dataset, model_and_optimizer
 
@@ -438,7 +439,7 @@ def _train_step_row(recipe: str, steps: int, settings: list[tuple[str, object]],
         optim.step()
         optim.zero_grad(set_to_none=True)
 
-    _return_freed_memory()
+    return_freed_memory()  # the peak below counts what the steps allocate, not memory freed before them
     peak_resets = _clear_peak_rss()
     base_kb = _vm_kb("VmRSS")
     seconds = best_time(step, repeats=steps)
@@ -453,17 +454,6 @@ def _train_step_row(recipe: str, steps: int, settings: list[tuple[str, object]],
     if settings:  # as the model built has them
         row["reading_settings"] = {key: getattr(model.config, key) for key, _ in settings}
     send_to_parent(conn, row)
-
-
-def _return_freed_memory() -> None:
-    """Hand the heap's free memory back to the system (glibc's malloc_trim), so that a peak measured
-    from here counts what is allocated after it, not what reuses memory freed before it."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # a C library without it
-        pass
 
 
 # ----- plots ----------------------------------------------------------------------------------------

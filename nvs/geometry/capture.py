@@ -32,7 +32,7 @@ MIN_SHARE = 0.8  # share of cameras whose axis must point at the centre
 WHITE_LEVEL = 0.75  # a white background pixel: every channel at least this bright
 MIN_WHITE_BORDER = 0.6  # share of the pixels along the inputs' borders that must be white
 BORDER = 1 / 16  # width of that strip, as a share of the image's height and width
-OBJECT_FOV_DEG = 50.0  # the field of view of the object renderer's training renders (nvs.datasets.procedural)
+OBJECT_FOV_DEG = 50.0  # the field of view of the object renderer's training renders (nvs.datasets.procedural uses it)
 # Below this field of view (across the photos' shorter side) the scene renderer drew held-out furniture
 # turntables better: at 20 deg and narrower on all three metrics, at 26 deg the two split (docs/models/lact_object.md)
 MIN_OBJECT_FOV_DEG = 23.0
