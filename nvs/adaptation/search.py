@@ -97,7 +97,8 @@ class AdaptResult:
     confirm_psnr: the confirmation views' PSNR unadapted and with the verifier's choice (None
     without confirmation views or without a choice to confirm); last_adapter: the state after the
     final training step, before the verifier's choice (None when nothing trained; for measuring the
-    training itself)."""
+    training itself); searched_frame: the scene frame the search chose and trained in, kept only
+    when the adapter is (a fallback renders in the frame the scene came in)."""
 
     model: AdaptedRenderer
     adapter: Adapter
@@ -113,12 +114,13 @@ class AdaptResult:
     base_confirm_psnr: float | None = None
     confirm_psnr: float | None = None
     fallback_reason: str = ""
+    searched_frame: str = "as given"
 
     def summary(self) -> dict:
         return {"fallback": self.fallback, "fallback_reason": self.fallback_reason, "base_verifier_psnr": self.base_verifier_psnr,
                 "best_verifier_psnr": self.best_verifier_psnr, "verifier_gain_db": self.best_verifier_psnr - self.base_verifier_psnr,
                 "base_confirm_psnr": self.base_confirm_psnr, "confirm_psnr": self.confirm_psnr,
-                "frame": self.adapter.frame.name, "augmentations": list(self.augmentations), "steps": self.steps,
+                "frame": self.adapter.frame.name, "searched_frame": self.searched_frame, "augmentations": list(self.augmentations), "steps": self.steps,
                 "seconds": self.seconds, "adapter_values": self.adapter.num_values(), "frames": self.frames, "curve": self.curve}
 
 
@@ -331,4 +333,4 @@ def adapt(base: nn.Module, images: Tensor, cams: Cameras, options: AdaptOptions 
                          "step": best["step"] if not fallback else 0, "augmentations": list(best["augs"])})
     return AdaptResult(model, adapter, fallback, base_score, best["psnr"], curve, frames_report,
                        best["augs"] if not fallback else (), total_steps, clock.elapsed, last["adapter"], base_confirm,
-                       confirm_score, reason)
+                       confirm_score, reason, frame.name)

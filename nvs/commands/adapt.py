@@ -45,6 +45,8 @@ def describe(result: AdaptResult) -> str:
             f"in {result.seconds:.1f} s; ")
     if result.fallback:
         head += f"{result.fallback_reason}: the unadapted model is kept"
+        if result.searched_frame != result.adapter.frame.name:
+            head += f" in the frame the scene came in (the search trained in frame '{result.searched_frame}')"
     else:
         head += (f"kept step {result.adapter.info.get('step', 0)}, frame '{result.adapter.frame.name}', "
                  f"augmentations {'+'.join(result.augmentations) or 'none'}, {result.adapter.num_values()} adapter values")

@@ -139,15 +139,21 @@ def bench_adapt(checkpoint, out: Path, sets=SETS, scenes: int = 2, budgets=(60.0
                        **{f"{k}_adapted": round(v, 4) for k, v in after.items()},
                        "gain_db": round(after["psnr"] - before["psnr"], 3), "fallback": result.fallback,
                        "verifier_gain_db": round(result.best_verifier_psnr - result.base_verifier_psnr, 3),
-                       "frame": result.adapter.frame.name, "augmentations": "+".join(result.augmentations),
+                       "frame": result.adapter.frame.name, "searched_frame": result.searched_frame, "augmentations": "+".join(result.augmentations),
                        "steps": result.steps, "curve": result.curve}
                 rows.append(row)
                 log(f"{set_name:15s} {name:24s} {path.stem:12s} budget {budget:5.0f} s: PSNR {before['psnr']:.2f} -> {after['psnr']:.2f} "
                     f"({row['gain_db']:+.2f} dB; verifier {row['verifier_gain_db']:+.2f}; {result.steps} steps, "
-                    f"frame '{row['frame']}', {'fallback' if result.fallback else row['augmentations'] or 'no aug'}) {seconds:.0f} s")
+                    f"{frame_account(row)}, {'fallback' if result.fallback else row['augmentations'] or 'no aug'}) {seconds:.0f} s")
     out.mkdir(parents=True, exist_ok=True)
     (out / "adapt.json").write_text(json.dumps(rows, indent=1))
     return rows
+
+
+def frame_account(row: dict) -> str:
+    """The frame a row's result renders in, and the one its search trained in where they differ."""
+    searched = row.get("searched_frame", row["frame"])
+    return f"frame '{row['frame']}'" + ("" if searched == row["frame"] else f" (searched '{searched}', not kept)")
 
 
 def renderer_names(rows: list[dict]) -> str:

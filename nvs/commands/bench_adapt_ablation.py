@@ -66,7 +66,7 @@ def adapt_arm(model, arm: Arm, inputs, in_cams, targets, tg_cams, steps: int, se
     return {"arm": arm.name, "augmentations": arm.augmentations, "lpips_weight": arm.lpips_weight, "steps": result.steps,
             **{f"{k}_last": round(v, 4) for k, v in last.items()}, **{f"{k}_kept": round(v, 4) for k, v in kept.items()},
             "fallback": result.fallback, "kept_step": int(result.adapter.info.get("step", 0)),
-            "frame": result.adapter.frame.name, "seconds": round(seconds, 1)}
+            "frame": result.adapter.frame.name, "searched_frame": result.searched_frame, "seconds": round(seconds, 1)}
 
 
 def bench_adapt_ablation(checkpoint, out: Path, sets=SETS, scenes: int = 2, arms: list[Arm] | None = None, steps: int = 20,

@@ -312,6 +312,7 @@ class ViewerApp:
                     status = gr.Markdown("No scene yet.", elem_id="status")
                     budget = gr.Slider(10, 300, value=60, step=5, label="adaptation budget (s)", elem_id="adapt-budget")
                     adapt_btn = gr.Button("Adapt to this scene", elem_id="adapt")
+                    gr.Markdown(viewer.adaptation_hint(), elem_id="adapt-hint")
                     adapt_report = gr.Markdown("", elem_id="adapt-report")
                 with gr.Column(scale=2):
                     image = gr.Image(label="rendered view", interactive=False, elem_id="view", format="png", height=320)

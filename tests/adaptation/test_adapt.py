@@ -161,6 +161,26 @@ def test_fallback_returns_base_when_verifier_does_not_improve():
     assert [c["phase"] for c in result.curve][0] == "base" and len(result.curve) >= 3
 
 
+def test_a_fallback_renders_as_given_and_reports_the_frame_its_search_chose():
+    from nvs.commands.adapt import describe
+    from nvs.viewer.session import adaptation_report
+
+    model = _model()
+    images, cams = _scene(6)
+    # a margin of -1e9: every candidate frame displaces the one before, so the search ends on the last
+    result = adapt(model, images, cams, AdaptOptions(max_steps=2, budget_s=600, verify_every=1, min_gain_db=1e9,
+                                                     frame_margin_db=-1e9))
+    searched = result.frames[-1]["frame"]
+    assert len(result.frames) == len(frame_candidates(cams)) > 1 and searched != "as given"
+    assert result.fallback and result.adapter.frame.is_identity and result.searched_frame == searched
+    summary = result.summary()
+    assert (summary["frame"], summary["searched_frame"]) == ("as given", searched)
+    assert f"the search trained in frame '{searched}'" in describe(result)
+    assert f"the search trained in scene frame '{searched}'" in adaptation_report(result, None, None)
+    kept = adapt(model, images, cams, AdaptOptions(max_steps=2, budget_s=600, verify_every=1, min_gain_db=1e9))
+    assert kept.fallback and kept.searched_frame == "as given" and "the search trained" not in describe(kept)
+
+
 def test_confirmation_view_overrules_a_verifier_gain():
     """The verifier's best state must also gain on a view it never saw, or the base model is kept."""
     model = _model()

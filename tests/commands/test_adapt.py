@@ -123,6 +123,13 @@ def test_bench_sets_and_summary(tmp_path):
     assert plot_gain(rows, tmp_path / "gain.png").stat().st_size > 1000
 
 
+def test_bench_rows_name_a_fallbacks_searched_frame():
+    from nvs.commands.bench_adapt import frame_account
+
+    assert frame_account({"frame": "as given", "searched_frame": "object"}) == "frame 'as given' (searched 'object', not kept)"
+    assert frame_account({"frame": "object", "searched_frame": "object"}) == "frame 'object'"
+
+
 @pytest.mark.slow
 def test_bench_adapts_each_scene_with_the_renderer_nvs_adapt_picks(tmp_path):
     """`nvs bench adapt` measures what `nvs adapt` does: with auto, a turntable on white goes to the
@@ -145,6 +152,7 @@ def test_bench_adapts_each_scene_with_the_renderer_nvs_adapt_picks(tmp_path):
     tiny = save_renderer(LaCTRenderer(tiny_config(newton_schulz_dtype="float32")), tmp_path / "tiny.safetensors")
     rows = bench_adapt(tiny, tmp_path / "bench", ("objects",), 1, (2.0,), log=lambda line: None)
     assert rows[0]["renderer"] == "tiny.safetensors" and rows[0]["set"] == "objects" and rows[0]["curve"]
+    assert rows[0]["fallback"] or rows[0]["searched_frame"] == rows[0]["frame"]  # only a fallback leaves the searched frame
     assert json.loads((tmp_path / "bench" / "adapt.json").read_text())[0]["psnr_base"] == rows[0]["psnr_base"]
     arm, = ablation_arms(["none"], [0.0])
     rows = bench_adapt_ablation(tiny, tmp_path / "ablation", ("objects",), 1, [arm], steps=1, log=lambda line: None)

@@ -165,6 +165,7 @@ def test_browser_example_then_slider_changes_the_view(page, tmp_path):
     assert before.shape == after.shape and np.abs(after - before).mean() > 2
     assert "PSNR" in page.locator("#metrics").inner_text()
     assert "48 input views" in page.locator("#status").inner_text()  # auto, for the object renderer
+    assert "keeps it only if held-out input views gain at least 0.3 dB" in page.locator("#adapt-hint").inner_text()
     shot = tmp_path / "app.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
