@@ -54,7 +54,7 @@ def _finish_lact(root: Path, summary: dict, source: str | None = None) -> dict:
 
 
 # settings that data sets written before they could be chosen do not record, as they were written
-UNRECORDED_SETTINGS = {"fov": OBJECT_FOV_DEG, "backdrop": 1.0, "elevations": [0.0, 60.0]}
+UNRECORDED_SETTINGS = {"fov": OBJECT_FOV_DEG, "backdrop": 1.0, "elevations": [0.0, 60.0], "fit": "sphere"}
 
 
 def _refuse_other_settings(root: Path, summary: dict, keys: tuple[str, ...]) -> None:
@@ -75,11 +75,11 @@ def _refuse_other_settings(root: Path, summary: dict, keys: tuple[str, ...]) -> 
 
 
 def _make_scene(job: tuple) -> tuple:
-    """One scene of a job (root, fmt, kind, split, seed, views, height, width, elevations, backdrop, fov): written
-    to ``root`` in the lact layout, or returned as (name, images, cameras, attribution) to be
+    """One scene of a job (root, fmt, kind, split, seed, views, height, width, elevations, backdrop, fov, fit):
+    written to ``root`` in the lact layout, or returned as (name, images, cameras, attribution) to be
     written with the others."""
-    root, fmt, kind, split, seed, views, height, width, elevations, backdrop, fov = job
-    scene = generate_asset_scene(kind, seed, views, height, width, split, elevations, backdrop, fov)
+    root, fmt, kind, split, seed, views, height, width, elevations, backdrop, fov, fit = job
+    scene = generate_asset_scene(kind, seed, views, height, width, split, elevations, backdrop, fov, fit)
     return _store(Path(root), fmt, scene_name(kind, split, seed), scene)
 
 
@@ -160,11 +160,11 @@ def scene_pool(workers: int, kind: str, split: str, height: int, width: int):
 def write_asset_dataset(root: str | Path, kind: str, split: str, scenes: int, views: int, height: int, width: int,
                         seed: int = 0, fmt: str = "lact", flush_every: int = 25, log=print, workers: int = 1,
                         pool=None, elevation_deg: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0,
-                        fov_deg: float = OBJECT_FOV_DEG) -> dict:
+                        fov_deg: float = OBJECT_FOV_DEG, fit: str = "sphere") -> dict:
     """Render scenes with seeds ``seed .. seed + scenes - 1`` of ``kind`` from the models of
     ``split`` into ``root``, in ``workers`` processes (or in ``pool``, see :func:`scene_pool`);
-    furniture seen from ``elevation_deg`` with a ``fov_deg`` lens on a grey ``backdrop``. Returns the summary also written
-    to ``root/synth.json``."""
+    furniture scaled by ``fit``, seen from ``elevation_deg`` with a ``fov_deg`` lens on a grey
+    ``backdrop``. Returns the summary also written to ``root/synth.json``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     if workers < 1:
@@ -175,14 +175,16 @@ def write_asset_dataset(root: str | Path, kind: str, split: str, scenes: int, vi
                "width": width, "seed": seed, "source": "nvs.datasets.asset_scenes"}
     if kind == "furniture":
         summary["elevations"], summary["backdrop"], summary["fov"] = list(elevation_deg), backdrop, fov_deg
+        summary["fit"] = fit
     if fmt == "lact":
-        _refuse_other_settings(root, summary, ("views", "height", "width", "elevations", "backdrop", "fov"))
+        _refuse_other_settings(root, summary, ("views", "height", "width", "elevations", "backdrop", "fov", "fit"))
     pending = _pending(root, fmt, kind, split, seed, scenes)
     if pool is None and workers > 1 and len(pending) > 1:
         with scene_pool(min(workers, len(pending)), kind, split, height, width) as pool:
             return write_asset_dataset(root, kind, split, scenes, views, height, width, seed, fmt, flush_every, log,
-                                       pool=pool, elevation_deg=elevation_deg, backdrop=backdrop, fov_deg=fov_deg)
-    jobs = [(str(root), fmt, kind, split, s, views, height, width, tuple(elevation_deg), backdrop, fov_deg)
+                                       pool=pool, elevation_deg=elevation_deg, backdrop=backdrop, fov_deg=fov_deg,
+                                       fit=fit)
+    jobs = [(str(root), fmt, kind, split, s, views, height, width, tuple(elevation_deg), backdrop, fov_deg, fit)
             for s in pending]
     made = pool.map(_make_scene, jobs) if pool is not None else map(_make_scene, jobs)
     return _write_all(root, fmt, summary, made, flush_every, log)
@@ -190,7 +192,8 @@ def write_asset_dataset(root: str | Path, kind: str, split: str, scenes: int, vi
 
 def write_mesh_dataset(root: str | Path, meshes: str | Path, scenes: int, views: int, height: int, width: int,
                        seed: int = 0, fmt: str = "lact", up: str = "y", elevation_deg: tuple[float, float] = (0.0, 60.0),
-                       flush_every: int = 25, log=print, backdrop: float = 1.0, fov_deg: float = OBJECT_FOV_DEG) -> dict:
+                       flush_every: int = 25, log=print, backdrop: float = 1.0, fov_deg: float = OBJECT_FOV_DEG,
+                       fit: str = "sphere") -> dict:
     """Render scenes with seeds ``seed .. seed + scenes - 1`` of the models in the mesh folder
     ``meshes`` (:mod:`nvs.datasets.mesh_folder`) into ``root``, in this process; the lact layout
     streams and resumes as :func:`write_asset_dataset`'s. Each model's problems (a missing
@@ -205,12 +208,12 @@ def write_mesh_dataset(root: str | Path, meshes: str | Path, scenes: int, views:
     source = f"the models of the mesh folder {meshes}; each model's creator, licence and source are listed under 'models'"
     summary = {"kind": "meshes", "split": "all", "meshes": str(Path(meshes).resolve()), "models": len(entries),
                "model_names": [e.name for e in entries], "up": up, "elevations": list(elevation_deg),
-               "backdrop": backdrop, "fov": fov_deg, "format": fmt,
+               "backdrop": backdrop, "fov": fov_deg, "fit": fit, "format": fmt,
                "scenes": scenes, "views": views, "height": height, "width": width, "seed": seed,
                "source": "nvs.datasets.mesh_folder"}
     if fmt == "lact":
-        _refuse_other_settings(root, summary, ("meshes", "model_names", "up", "elevations", "backdrop", "fov", "views",
-                                               "height", "width"))
+        _refuse_other_settings(root, summary, ("meshes", "model_names", "up", "elevations", "backdrop", "fov", "fit",
+                                               "views", "height", "width"))
     pending = _pending(root, fmt, "meshes", "all", seed, scenes)
     for entry in {entries[s % len(entries)] for s in pending}:  # every model read before any is rendered
         load_mesh(entry, up)
@@ -218,7 +221,7 @@ def write_mesh_dataset(root: str | Path, meshes: str | Path, scenes: int, views:
 
     def made():
         for s in pending:
-            scene = mesh_scene(entries, s, views, height, width, up, elevation_deg, backdrop, fov_deg)
+            scene = mesh_scene(entries, s, views, height, width, up, elevation_deg, backdrop, fov_deg, fit)
             model = scene.attribution[0]["id"]
             for problem in scene.problems if model not in reported else ():
                 log(f"{model}: {problem}")

@@ -1,8 +1,9 @@
 """Multi-view scenes rendered from the packaged furniture models, deterministic from a seed.
 
-- ``furniture`` (GSO/Objaverse-like): one model normalised to the unit sphere, turned at random
-  about up (+z), lit at random, on white; cameras on a sphere of radius 2.7 looking at the
-  centre, 50 deg field of view, elevations 0-60 deg (as the procedural ``object`` kind).
+- ``furniture`` (GSO/Objaverse-like): one model normalised to the unit sphere (or fitted into the
+  cube [-1, 1]^3: :data:`FITS`), turned at random about up (+z), lit at random, on white; cameras
+  on a sphere of radius 2.7 looking at the centre, 50 deg field of view, elevations 0-60 deg (as
+  the procedural ``object`` kind).
 - ``furnished-room`` (RealEstate10K-like walks) and ``furnished-orbit`` (rings around a piece in
   a room): see :mod:`nvs.datasets.furnished_room`.
 
@@ -24,6 +25,10 @@ from nvs.datasets import furniture
 from nvs.datasets.procedural import OBJECT_FOV_DEG, Scene, object_cameras, object_distance_scale
 
 ASSET_KINDS = ("furniture", "furnished-room", "furnished-orbit")
+# how a model is scaled before it is rendered: its farthest vertex at radius 1 (the object renderer's
+# training data), or its bounding box's longest side fitted to the cube [-1, 1]^3 (a model up to
+# sqrt(3) times larger in the frame, cut by it where it reaches past the frame's edge)
+FITS = {"sphere": "farthest vertex at radius 1", "cube": "bounding box fitted into [-1, 1]^3"}
 
 
 @dataclass
@@ -62,13 +67,15 @@ def object_lights(rng: np.random.Generator):
     return lights, float(rng.uniform(0.15, 0.45))
 
 
-def unit_sphere_transform(model: furniture.Model, yaw: float) -> np.ndarray:
-    """4x4 that centres the model's bounding box, scales its farthest vertex to radius 1 and turns
-    it by ``yaw`` about +z."""
+def fit_transform(model: furniture.Model, yaw: float, fit: str = "sphere") -> np.ndarray:
+    """4x4 that centres the model's bounding box, scales it by ``fit`` (:data:`FITS`) and turns it
+    by ``yaw`` about +z."""
+    if fit not in FITS:
+        raise ValueError(f"unknown object fit {fit!r}; choose one of {tuple(FITS)}")
     pts = np.concatenate([p.positions for p in model.parts]).astype(np.float64)
     lo, hi = pts.min(0), pts.max(0)
     centre = (lo + hi) / 2
-    radius = float(np.linalg.norm(pts - centre, axis=1).max())
+    radius = float(np.linalg.norm(pts - centre, axis=1).max()) if fit == "sphere" else float((hi - lo).max() / 2)
     c, s = math.cos(yaw), math.sin(yaw)
     rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
     out = np.eye(4)
@@ -79,28 +86,28 @@ def unit_sphere_transform(model: furniture.Model, yaw: float) -> np.ndarray:
 
 def furniture_scene(seed: int, views: int, height: int = 128, width: int = 128, split: str = "train",
                     cameras=None, elevation_deg: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0,
-                    fov_deg: float = OBJECT_FOV_DEG) -> AssetScene:
-    """One furniture model on a grey ``backdrop`` (1: white) from ``views`` random sphere cameras at
-    ``elevation_deg`` with a ``fov_deg`` lens (or ``cameras``)."""
+                    fov_deg: float = OBJECT_FOV_DEG, fit: str = "sphere") -> AssetScene:
+    """One furniture model, scaled by ``fit``, on a grey ``backdrop`` (1: white) from ``views``
+    random sphere cameras at ``elevation_deg`` with a ``fov_deg`` lens (or ``cameras``)."""
     pieces = furniture.pieces_of_split(split)
     piece = pieces[seed % len(pieces)]
     g = torch.Generator().manual_seed(int(seed) * 2 + (split == "val"))
     rng = np.random.default_rng([int(seed), 1 + (split == "val")])
     model = furniture.simplified(furniture.load_model(piece), cells=256)
     cams = object_cameras(g, views, height, width, elevation_deg, fov_deg) if cameras is None else cameras
-    images, depth = object_on_backdrop(model, rng, cams, backdrop, object_distance_scale(fov_deg))
+    images, depth = object_on_backdrop(model, rng, cams, backdrop, object_distance_scale(fov_deg), fit)
     return AssetScene(images, cams, depth, [piece.attribution()], list(model.problems))
 
 
 def object_on_backdrop(model: furniture.Model, rng: np.random.Generator, cams, backdrop: float = 1.0,
-                       distance_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``model`` normalised to the unit sphere, turned at random about up and lit at random (from
+                       distance_scale: float = 1.0, fit: str = "sphere") -> tuple[torch.Tensor, torch.Tensor]:
+    """``model`` scaled by ``fit`` (:data:`FITS`), turned at random about up and lit at random (from
     ``rng``), rendered on a grey ``backdrop`` (1: white) from cams [V] standing ``distance_scale``
     times the usual distance from it (:func:`nvs.datasets.procedural.object_distance_scale`) ->
     (images [V, 3, H, W], depth [V, 1, H, W])."""
     from nvs.datasets import mesh_render
 
-    pose = unit_sphere_transform(model, rng.uniform(0, 2 * math.pi))
+    pose = fit_transform(model, rng.uniform(0, 2 * math.pi), fit)
     lights, ambient = object_lights(rng)
     scene = mesh_render.build_scene([(mesh_render.make_mesh(model.parts), pose)], lights, ambient, (backdrop,) * 3)
     rgba, depth = mesh_render.render_views(scene, cams, znear=0.5 * distance_scale, zfar=5.0 * distance_scale)
@@ -109,16 +116,17 @@ def object_on_backdrop(model: furniture.Model, rng: np.random.Generator, cams, b
 
 def generate_asset_scene(kind: str, seed: int, views: int, height: int, width: int, split: str = "train",
                          elevation_deg: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0,
-                         fov_deg: float = OBJECT_FOV_DEG) -> AssetScene:
+                         fov_deg: float = OBJECT_FOV_DEG, fit: str = "sphere") -> AssetScene:
     """The asset-scene counterpart of procedural.generate_scene (same arguments, plus ``split``, and
-    the cameras' ``elevation_deg``, the ``backdrop`` grey and the lens's ``fov_deg`` for furniture)."""
+    the cameras' ``elevation_deg``, the ``backdrop`` grey, the lens's ``fov_deg`` and the model's
+    ``fit`` for furniture)."""
     if kind not in ASSET_KINDS:
         raise ValueError(f"unknown asset scene kind {kind!r}; choose one of {ASSET_KINDS}")
     if split not in furniture.SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {furniture.SPLITS}")
     if kind == "furniture":
         return furniture_scene(seed, views, height, width, split, elevation_deg=elevation_deg, backdrop=backdrop,
-                               fov_deg=fov_deg)
+                               fov_deg=fov_deg, fit=fit)
     from nvs.datasets.furnished_room import furnished_orbit_scene, furnished_room_scene
 
     make = furnished_room_scene if kind == "furnished-room" else furnished_orbit_scene

@@ -1,6 +1,6 @@
 """Scenes of a folder of the user's own textured meshes (scanned objects, Objaverse or GSO exports),
 rendered as the ``furniture`` kind renders the packaged models: one model normalised to the unit
-sphere, turned at random about up, lit at random, on white, from cameras on a sphere of radius 2.7
+sphere (or fitted into the cube [-1, 1]^3), turned at random about up, lit at random, on white, from cameras on a sphere of radius 2.7
 (50 deg field of view) looking at its centre.
 
 The folder holds one model per sub-folder (one OBJ anywhere inside it, with its MTL and textures,
@@ -145,13 +145,13 @@ def load_mesh(entry: MeshEntry, up: str = "y") -> furniture.Model:
 
 def mesh_scene(entries: list[MeshEntry], seed: int, views: int, height: int = 128, width: int = 128, up: str = "y",
                elevation_deg: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0,
-               fov_deg: float = OBJECT_FOV_DEG) -> AssetScene:
-    """Model ``seed mod len(entries)`` on a grey ``backdrop`` (1: white) from ``views`` random sphere
-    cameras with a ``fov_deg`` lens."""
+               fov_deg: float = OBJECT_FOV_DEG, fit: str = "sphere") -> AssetScene:
+    """Model ``seed mod len(entries)``, scaled by ``fit`` (:data:`nvs.datasets.asset_scenes.FITS`), on a
+    grey ``backdrop`` (1: white) from ``views`` random sphere cameras with a ``fov_deg`` lens."""
     entry = entries[seed % len(entries)]
     g = torch.Generator().manual_seed(int(seed) * 2 + 1)
     rng = np.random.default_rng([int(seed), 7])
     model = load_mesh(entry, up)
     cams = object_cameras(g, views, height, width, elevation_deg, fov_deg)
-    images, depth = object_on_backdrop(model, rng, cams, backdrop, object_distance_scale(fov_deg))
+    images, depth = object_on_backdrop(model, rng, cams, backdrop, object_distance_scale(fov_deg), fit)
     return AssetScene(images, cams, depth, [entry.attribution()], list(model.problems))

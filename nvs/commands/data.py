@@ -16,12 +16,13 @@ from nvs.commands import argtypes as T
 
 def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str, out: Path, seed: int,
           split: str = "train", workers: int = 1, meshes: Path | None = None, up: str = "y",
-          elevations: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0, fov: float = OBJECT_FOV_DEG) -> dict:
+          elevations: tuple[float, float] = (0.0, 60.0), backdrop: float = 1.0, fov: float = OBJECT_FOV_DEG,
+          fit: str = "sphere") -> dict:
     """Procedural kinds (object, room), asset kinds (furniture, furnished-room: rendered from
     the models of ``split`` in ``workers`` processes, resumable in the lact format, with
     attribution.json) or ``meshes``: the models of the folder ``meshes``, ``up`` their up axis,
-    seen from ``elevations`` (degrees) with a ``fov`` lens (degrees across the width) on a grey
-    ``backdrop`` (1: white)."""
+    scaled by ``fit`` (:data:`nvs.datasets.asset_scenes.FITS`), seen from ``elevations`` (degrees)
+    with a ``fov`` lens (degrees across the width) on a grey ``backdrop`` (1: white)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     if (kind == "meshes") != (meshes is not None):
@@ -36,6 +37,8 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
         raise ValueError("--backdrop applies to --kind furniture and meshes")
     if kind not in ("meshes", "furniture") and fov != OBJECT_FOV_DEG:
         raise ValueError("--fov applies to --kind furniture and meshes")
+    if kind not in ("meshes", "furniture") and fit != "sphere":
+        raise ValueError("--fit applies to --kind furniture and meshes")
     from nvs.datasets.asset_scenes import ASSET_KINDS, unavailable_reason
 
     if kind == "meshes":
@@ -46,7 +49,7 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
         if reason is not None:
             raise ValueError(f"cannot render meshes: {reason}")
         summary = write_mesh_dataset(out, meshes, scenes, views, height, width, seed, fmt, up, tuple(elevations),
-                                     log=lambda m: tqdm.write(m), backdrop=backdrop, fov_deg=fov)
+                                     log=lambda m: tqdm.write(m), backdrop=backdrop, fov_deg=fov, fit=fit)
     elif kind in ASSET_KINDS:
         reason = unavailable_reason()
         if reason is not None:
@@ -55,7 +58,7 @@ def synth(kind: str, scenes: int, views: int, height: int, width: int, fmt: str,
 
         summary = write_asset_dataset(out, kind, split, scenes, views, height, width, seed, fmt,
                                       log=lambda m: tqdm.write(m), workers=workers, elevation_deg=tuple(elevations),
-                                      backdrop=backdrop, fov_deg=fov)
+                                      backdrop=backdrop, fov_deg=fov, fit=fit)
     if kind == "meshes" or kind in ASSET_KINDS:
         return {**summary, "index": str(Path(out) / "index.json") if fmt == "lact" else summary.get("index", str(out))}
     records = []
@@ -95,7 +98,7 @@ def info(path: Path) -> dict:
 
 
 def add_parser(sub) -> None:
-    from nvs.datasets.asset_scenes import ASSET_KINDS
+    from nvs.datasets.asset_scenes import ASSET_KINDS, FITS
 
     data = sub.add_parser("data", help="write procedural data sets, inspect data sets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", help="generate a procedural or asset-rendered data set in a real format")
@@ -118,6 +121,10 @@ def add_parser(sub) -> None:
                    help="--kind furniture and meshes: the cameras' field of view across the width, in degrees "
                         "(default 50, the object renderer's training lens); the cameras stand as far away as keeps the "
                         "object's size in the frame")
+    p.add_argument("--fit", choices=list(FITS), default="sphere",
+                   help="--kind furniture and meshes: how the model is scaled, " + "; ".join(f"{k}: {v}" for k, v in FITS.items())
+                        + " (default sphere, the object renderer's training data; cube draws it up to 1.7 times larger, "
+                        "cut by the frame where it reaches past it)")
     p.add_argument("--split", choices=["train", "val"], default="train",
                    help="asset kinds: the models to use (val: the fixed held-out 10%%)")
     p.add_argument("--scenes", type=T.positive_int(), default=10)
@@ -137,7 +144,8 @@ def add_parser(sub) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     summary = synth(args.kind, args.scenes, args.views, args.size[0], args.size[1], args.format, Path(args.out), args.seed,
-                    args.split, args.workers, args.meshes, args.up, tuple(args.elevations), args.backdrop, args.fov)
+                    args.split, args.workers, args.meshes, args.up, tuple(args.elevations), args.backdrop, args.fov,
+                    args.fit)
     print(f"wrote {summary['scenes']} {args.kind} scenes x {args.views} views ({args.format}) to {args.out}: {summary['index']}")
     return 0
 

@@ -249,3 +249,13 @@ def test_a_longer_lens_stands_back_and_sees_the_model_as_large_and_the_data_set_
     for f in frames:  # the lens reaches the files written
         assert f["fx"] == pytest.approx(16 / math.tan(math.radians(10)), rel=1e-5)
         assert np.linalg.norm(np.linalg.inv(np.array(f["w2c"]))[:3, 3]) == pytest.approx(2.7 * scale, rel=1e-5)
+
+
+def test_a_furniture_model_fitted_into_the_cube_is_drawn_larger_and_the_data_set_records_it(tmp_path):
+    sphere = asset_scenes.generate_asset_scene("furniture", 3, 4, 32, 32, "val")
+    cube = asset_scenes.generate_asset_scene("furniture", 3, 4, 32, 32, "val", fit="cube")
+    assert torch.equal(sphere.cameras.c2w, cube.cameras.c2w)  # the same cameras, a larger model
+    covered = [float(torch.isfinite(s.depth).float().mean()) for s in (sphere, cube)]
+    assert covered[1] > 1.1 * covered[0]
+    summary = write_asset_dataset(tmp_path, "furniture", "val", 1, 2, 32, 32, seed=3, log=lambda m: None, fit="cube")
+    assert summary["fit"] == "cube" and json.loads((tmp_path / "synth.json").read_text())["fit"] == "cube"

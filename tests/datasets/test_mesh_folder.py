@@ -194,3 +194,35 @@ def test_a_mesh_data_set_takes_the_lens_asked_for_and_resumes_only_at_it(tmp_pat
     with pytest.raises(ValueError, match="fov: 20.0 -> 50.0"):
         synth("meshes", 2, 2, 32, 32, "lact", out, 0, meshes=meshes)
     assert not (out / "scenes" / "meshes_all_0000001").exists()
+
+
+def test_a_model_is_fitted_to_the_unit_sphere_or_into_the_cube(tmp_path):
+    from nvs.datasets.asset_scenes import fit_transform
+
+    model = load_mesh(next(e for e in find_meshes(_mesh_folder(tmp_path)) if e.name == "cube"))
+    points = np.concatenate([p.positions for p in model.parts]).astype(np.float64)
+
+    def fitted(fit):
+        m = fit_transform(model, 0.0, fit)
+        return points @ m[:3, :3].T + m[:3, 3]
+
+    assert np.linalg.norm(fitted("sphere"), axis=1).max() == pytest.approx(1.0)
+    assert np.abs(fitted("cube")).max(axis=0) == pytest.approx([1.0, 1.0, 1.0])  # sqrt(3) times larger
+    with pytest.raises(ValueError, match="unknown object fit 'box'"):
+        fit_transform(model, 0.0, "box")
+
+
+@needs_gl
+def test_a_mesh_data_set_fitted_into_the_cube_draws_the_model_larger_and_resumes_only_so(tmp_path):
+    meshes = _mesh_folder(tmp_path / "meshes")
+    covered = {}
+    for fit in ("sphere", "cube"):
+        summary = synth("meshes", 1, 4, 32, 32, "lact", tmp_path / fit, 0, meshes=meshes, fit=fit)
+        assert summary["fit"] == fit
+        scene = next((tmp_path / fit / "scenes").iterdir()).name
+        covered[fit] = float((_images(tmp_path / fit, scene) < 0.98).any(-1).mean())
+    assert covered["sphere"] > 0.02 and covered["cube"] > 1.5 * covered["sphere"]
+    with pytest.raises(ValueError, match="fit: 'cube' -> 'sphere'"):
+        synth("meshes", 2, 4, 32, 32, "lact", tmp_path / "cube", 0, meshes=meshes)
+    with pytest.raises(ValueError, match="--fit applies to --kind furniture and meshes"):
+        synth("object", 1, 2, 32, 32, "lact", tmp_path / "object", 0, fit="cube")
