@@ -25,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from nvs.datasets.asset_scenes import generate_asset_scene, merge_attribution
+from nvs.datasets.asset_scenes import check_fit, generate_asset_scene, merge_attribution
 from nvs.datasets.formats import FORMATS, write_dataset, write_lact_scene
 from nvs.datasets.procedural import OBJECT_FOV_DEG
 
@@ -169,6 +169,9 @@ def write_asset_dataset(root: str | Path, kind: str, split: str, scenes: int, vi
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if kind != "furniture" and fit != "sphere":
+        raise ValueError(f"an object fit applies to furniture scenes, not {kind}")
+    check_fit(fit)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     summary = {"kind": kind, "split": split, "format": fmt, "scenes": scenes, "views": views, "height": height,
@@ -202,6 +205,7 @@ def write_mesh_dataset(root: str | Path, meshes: str | Path, scenes: int, views:
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    check_fit(fit)
     entries = find_meshes(meshes, log)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

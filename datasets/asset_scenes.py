@@ -67,11 +67,17 @@ def object_lights(rng: np.random.Generator):
     return lights, float(rng.uniform(0.15, 0.45))
 
 
+def check_fit(fit: str) -> str:
+    """``fit`` if it is one of :data:`FITS`, else a ValueError naming them."""
+    if fit not in FITS:
+        raise ValueError(f"unknown object fit {fit!r}; choose one of {tuple(FITS)}")
+    return fit
+
+
 def fit_transform(model: furniture.Model, yaw: float, fit: str = "sphere") -> np.ndarray:
     """4x4 that centres the model's bounding box, scales it by ``fit`` (:data:`FITS`) and turns it
     by ``yaw`` about +z."""
-    if fit not in FITS:
-        raise ValueError(f"unknown object fit {fit!r}; choose one of {tuple(FITS)}")
+    check_fit(fit)
     pts = np.concatenate([p.positions for p in model.parts]).astype(np.float64)
     lo, hi = pts.min(0), pts.max(0)
     centre = (lo + hi) / 2

@@ -16,6 +16,8 @@ from torch import Tensor
 from nvs.cameras import Cameras
 from nvs.geometry.scene_normalization import OBJECT_CAMERA_RADIUS, SceneNormalization
 
+GIVEN_FRAME = "as given"  # the name of the identity frame: the cameras as the scene came
+
 
 @dataclass(frozen=True)
 class SceneFrame:
@@ -28,7 +30,7 @@ class SceneFrame:
 
     @classmethod
     def identity(cls) -> "SceneFrame":
-        return cls("as given", torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 1.0)
+        return cls(GIVEN_FRAME, torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 1.0)
 
     @property
     def is_identity(self) -> bool:

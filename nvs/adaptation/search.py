@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nvs.adaptation.adapter import Adapter, AdaptedRenderer, TrainableCopy, apply_adapter, check_parts
-from nvs.adaptation.frames import SceneFrame, frame_candidates
+from nvs.adaptation.frames import GIVEN_FRAME, SceneFrame, frame_candidates
 from nvs.adaptation.loss import photometric_loss
 from nvs.adaptation.tasks import sample_task, split_held_out
 from nvs.cameras import Cameras
@@ -97,8 +97,8 @@ class AdaptResult:
     confirm_psnr: the confirmation views' PSNR unadapted and with the verifier's choice (None
     without confirmation views or without a choice to confirm); last_adapter: the state after the
     final training step, before the verifier's choice (None when nothing trained; for measuring the
-    training itself); searched_frame: the scene frame the search chose and trained in, kept only
-    when the adapter is (a fallback renders in the frame the scene came in)."""
+    training itself); searched_frame: the scene frame the search chose, kept only when the adapter
+    is (a fallback renders in the frame the scene came in)."""
 
     model: AdaptedRenderer
     adapter: Adapter
@@ -114,7 +114,7 @@ class AdaptResult:
     base_confirm_psnr: float | None = None
     confirm_psnr: float | None = None
     fallback_reason: str = ""
-    searched_frame: str = "as given"
+    searched_frame: str = GIVEN_FRAME
 
     def summary(self) -> dict:
         return {"fallback": self.fallback, "fallback_reason": self.fallback_reason, "base_verifier_psnr": self.base_verifier_psnr,
@@ -122,6 +122,13 @@ class AdaptResult:
                 "base_confirm_psnr": self.base_confirm_psnr, "confirm_psnr": self.confirm_psnr,
                 "frame": self.adapter.frame.name, "searched_frame": self.searched_frame, "augmentations": list(self.augmentations), "steps": self.steps,
                 "seconds": self.seconds, "adapter_values": self.adapter.num_values(), "frames": self.frames, "curve": self.curve}
+
+
+def unkept_frame_note(report: dict) -> str:
+    """" (the search chose frame 'X', not kept)" for an adaptation report (:meth:`AdaptResult.summary`
+    or a bench row) whose result renders in another frame than its search chose; else ""."""
+    searched = report.get("searched_frame", report["frame"])
+    return "" if searched == report["frame"] else f" (the search chose frame '{searched}', not kept)"
 
 
 def _psnr(pred: Tensor, target: Tensor) -> float:

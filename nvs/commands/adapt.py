@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nvs.adaptation.adapter import PARTS
 from nvs.commands import argtypes as T
-from nvs.adaptation.search import AdaptOptions, AdaptResult, adapt
+from nvs.adaptation.search import AdaptOptions, AdaptResult, adapt, unkept_frame_note
 from nvs.inference import RENDERER_HELP
 from nvs.progress import StageProgress
 
@@ -44,9 +44,7 @@ def describe(result: AdaptResult) -> str:
     head = (f"verifier PSNR {result.base_verifier_psnr:.2f} -> {result.best_verifier_psnr:.2f} dB after {result.steps} steps "
             f"in {result.seconds:.1f} s; ")
     if result.fallback:
-        head += f"{result.fallback_reason}: the unadapted model is kept"
-        if result.searched_frame != result.adapter.frame.name:
-            head += f" in the frame the scene came in (the search trained in frame '{result.searched_frame}')"
+        head += f"{result.fallback_reason}: the unadapted model is kept{unkept_frame_note(result.summary())}"
     else:
         head += (f"kept step {result.adapter.info.get('step', 0)}, frame '{result.adapter.frame.name}', "
                  f"augmentations {'+'.join(result.augmentations) or 'none'}, {result.adapter.num_values()} adapter values")

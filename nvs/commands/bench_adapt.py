@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from nvs.adaptation.search import AdaptOptions, adapt
+from nvs.adaptation.search import AdaptOptions, adapt, unkept_frame_note
 from nvs.cameras import Cameras
 from nvs.datasets.procedural import HELDOUT_SEED, object_scene, room_scene
 from nvs.datasets.views import spread_order
@@ -144,16 +144,10 @@ def bench_adapt(checkpoint, out: Path, sets=SETS, scenes: int = 2, budgets=(60.0
                 rows.append(row)
                 log(f"{set_name:15s} {name:24s} {path.stem:12s} budget {budget:5.0f} s: PSNR {before['psnr']:.2f} -> {after['psnr']:.2f} "
                     f"({row['gain_db']:+.2f} dB; verifier {row['verifier_gain_db']:+.2f}; {result.steps} steps, "
-                    f"{frame_account(row)}, {'fallback' if result.fallback else row['augmentations'] or 'no aug'}) {seconds:.0f} s")
+                    f"frame '{row['frame']}'{unkept_frame_note(row)}, {'fallback' if result.fallback else row['augmentations'] or 'no aug'}) {seconds:.0f} s")
     out.mkdir(parents=True, exist_ok=True)
     (out / "adapt.json").write_text(json.dumps(rows, indent=1))
     return rows
-
-
-def frame_account(row: dict) -> str:
-    """The frame a row's result renders in, and the one its search trained in where they differ."""
-    searched = row.get("searched_frame", row["frame"])
-    return f"frame '{row['frame']}'" + ("" if searched == row["frame"] else f" (searched '{searched}', not kept)")
 
 
 def renderer_names(rows: list[dict]) -> str:

@@ -175,8 +175,10 @@ def run(args: argparse.Namespace) -> int:
         if note:
             print(note)
     if "adaptation" in s:
+        from nvs.adaptation.search import unkept_frame_note
+
         a = s["adaptation"]
         confirmed = "" if a["confirm_psnr"] is None else f", confirmation view {a['base_confirm_psnr']:.2f} -> {a['confirm_psnr']:.2f} dB"
         print(f"adaptation: verifier PSNR {a['base_verifier_psnr']:.2f} -> {a['best_verifier_psnr']:.2f} dB{confirmed} in {a['seconds']:.1f} s"
-              + (f" ({a['fallback_reason']}: unadapted model used)" if a["fallback"] else ""))
+              + (f" ({a['fallback_reason']}: unadapted model used{unkept_frame_note(a)})" if a["fallback"] else ""))
     return 0

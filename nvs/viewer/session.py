@@ -336,22 +336,20 @@ def adaptation_hint() -> str:
     gate = AdaptOptions.min_gain_db
     return (f"Adapting trains a small adapter on the input views and keeps it only if held-out input views gain "
             f"at least {gate:g} dB; otherwise the renderer stays as it is. With the renderer `auto` picks for the capture, "
-            f"held-out scenes seldom kept an adapter; it can pay where the renderer is not of the capture's kind "
-            f"(BENCHMARKS.md, test-time adaptation).")
+            f"held-out scenes seldom kept an adapter; it can pay where the renderer is not of the capture's kind.")
 
 
 def adaptation_report(result, before: dict[str, float] | None, after: dict[str, float] | None) -> str:
     """Markdown: before/after on the held-out input views (the verifier, and the confirmation view when
     it was asked), and on the scene's held-out views with ground truth when it has them."""
+    from nvs.adaptation.search import unkept_frame_note
+
     lines = [f"**Adaptation** ({result.steps} steps, {result.seconds:.0f} s): held-out input view PSNR "
              f"{result.base_verifier_psnr:.2f} → {result.best_verifier_psnr:.2f} dB"]
     if result.confirm_psnr is not None:
         lines.append(f"second held-out input view (confirmation): {result.base_confirm_psnr:.2f} → {result.confirm_psnr:.2f} dB")
     if result.fallback:
-        kept = f"{result.fallback_reason}: the unadapted model is kept"
-        if result.searched_frame != result.adapter.frame.name:
-            kept += f" (the search trained in scene frame '{result.searched_frame}')"
-        lines.append(kept)
+        lines.append(f"{result.fallback_reason}: the unadapted model is kept{unkept_frame_note(result.summary())}")
     else:
         lines.append(f"kept: scene frame '{result.adapter.frame.name}', augmentations "
                      f"{'+'.join(result.augmentations) or 'none'}, {result.adapter.num_values()} adapter values")

@@ -123,11 +123,16 @@ def test_bench_sets_and_summary(tmp_path):
     assert plot_gain(rows, tmp_path / "gain.png").stat().st_size > 1000
 
 
-def test_bench_rows_name_a_fallbacks_searched_frame():
-    from nvs.commands.bench_adapt import frame_account
+def test_adapt_says_which_frame_a_fallbacks_search_chose():
+    from nvs.adaptation.search import AdaptResult
+    from nvs.commands.adapt import describe
 
-    assert frame_account({"frame": "as given", "searched_frame": "object"}) == "frame 'as given' (searched 'object', not kept)"
-    assert frame_account({"frame": "object", "searched_frame": "object"}) == "frame 'object'"
+    result = AdaptResult(None, Adapter.empty(0.0), True, 12.0, 11.5, fallback_reason="the verifier did not improve",
+                         searched_frame="object")
+    assert "the verifier did not improve: the unadapted model is kept (the search chose frame 'object', not kept)" \
+        in describe(result)
+    result.searched_frame = "as given"
+    assert "the unadapted model is kept\n" in describe(result)
 
 
 @pytest.mark.slow
@@ -152,11 +157,11 @@ def test_bench_adapts_each_scene_with_the_renderer_nvs_adapt_picks(tmp_path):
     tiny = save_renderer(LaCTRenderer(tiny_config(newton_schulz_dtype="float32")), tmp_path / "tiny.safetensors")
     rows = bench_adapt(tiny, tmp_path / "bench", ("objects",), 1, (2.0,), log=lambda line: None)
     assert rows[0]["renderer"] == "tiny.safetensors" and rows[0]["set"] == "objects" and rows[0]["curve"]
-    assert rows[0]["fallback"] or rows[0]["searched_frame"] == rows[0]["frame"]  # only a fallback leaves the searched frame
+    assert isinstance(rows[0]["searched_frame"], str)
     assert json.loads((tmp_path / "bench" / "adapt.json").read_text())[0]["psnr_base"] == rows[0]["psnr_base"]
     arm, = ablation_arms(["none"], [0.0])
     rows = bench_adapt_ablation(tiny, tmp_path / "ablation", ("objects",), 1, [arm], steps=1, log=lambda line: None)
-    assert rows[0]["renderer"] == "tiny.safetensors" and rows[0]["steps"] == 1
+    assert rows[0]["renderer"] == "tiny.safetensors" and rows[0]["steps"] == 1 and isinstance(rows[0]["searched_frame"], str)
     assert summarize_ablation(rows)[0]["renderer"] == "tiny.safetensors"
     with pytest.raises(ValueError, match="missing.safetensors: checkpoint file not found"):  # before any scene is made
         bench_adapt(tmp_path / "missing.safetensors", tmp_path / "bench", ("furniture",), 1, (2.0,))

@@ -176,9 +176,11 @@ def test_throughput_rows_count_views_and_time():
 
 @pytest.mark.slow
 def test_worker_processes_write_the_same_data_set(tmp_path):
-    one = write_asset_dataset(tmp_path / "one", "furniture", "val", 3, 3, 16, 16, seed=4, log=lambda m: None)
-    two = write_asset_dataset(tmp_path / "two", "furniture", "val", 3, 3, 16, 16, seed=4, log=lambda m: None, workers=2)
-    assert one["scenes_written"] == two["scenes_written"] == 3
+    # fitted into the cube: the fit travels with each worker's job (a sphere-fitted twin would differ)
+    one = write_asset_dataset(tmp_path / "one", "furniture", "val", 3, 3, 16, 16, seed=4, log=lambda m: None, fit="cube")
+    two = write_asset_dataset(tmp_path / "two", "furniture", "val", 3, 3, 16, 16, seed=4, log=lambda m: None, workers=2,
+                              fit="cube")
+    assert one["scenes_written"] == two["scenes_written"] == 3 and one["fit"] == two["fit"] == "cube"
     for scene in sorted((tmp_path / "one" / "scenes").iterdir()):
         twin = tmp_path / "two" / "scenes" / scene.name
         for name in ("opencv_cameras.json", "attribution.json"):
@@ -259,3 +261,9 @@ def test_a_furniture_model_fitted_into_the_cube_is_drawn_larger_and_the_data_set
     assert covered[1] > 1.1 * covered[0]
     summary = write_asset_dataset(tmp_path, "furniture", "val", 1, 2, 32, 32, seed=3, log=lambda m: None, fit="cube")
     assert summary["fit"] == "cube" and json.loads((tmp_path / "synth.json").read_text())["fit"] == "cube"
+    with pytest.raises(ValueError, match="fit: 'cube' -> 'sphere'"):
+        write_asset_dataset(tmp_path, "furniture", "val", 2, 2, 32, 32, seed=3, log=lambda m: None)
+    with pytest.raises(ValueError, match="an object fit applies to furniture scenes, not furnished-room"):
+        write_asset_dataset(tmp_path / "room", "furnished-room", "val", 1, 2, 18, 32, log=lambda m: None, fit="cube")
+    with pytest.raises(ValueError, match="unknown object fit 'box'"):
+        write_asset_dataset(tmp_path / "box", "furniture", "val", 1, 2, 32, 32, log=lambda m: None, fit="box")

@@ -199,17 +199,22 @@ def test_a_mesh_data_set_takes_the_lens_asked_for_and_resumes_only_at_it(tmp_pat
 def test_a_model_is_fitted_to_the_unit_sphere_or_into_the_cube(tmp_path):
     from nvs.datasets.asset_scenes import fit_transform
 
-    model = load_mesh(next(e for e in find_meshes(_mesh_folder(tmp_path)) if e.name == "cube"))
-    points = np.concatenate([p.positions for p in model.parts]).astype(np.float64)
+    box_vertices = "".join(f"v {x + 3} {y} {z}\n" for x in (-4, 4) for y in (-2, 2) for z in (-1, 1))  # 8 x 4 x 2, off-centre
+    (tmp_path / "box.obj").write_text(box_vertices + CUBE_OBJ[CUBE_OBJ.index("f "):])
+    models = {e.name: load_mesh(e) for e in find_meshes(_mesh_folder(tmp_path))}
 
-    def fitted(fit):
-        m = fit_transform(model, 0.0, fit)
+    def fitted(name, fit):
+        m = fit_transform(models[name], 0.0, fit)
+        points = np.concatenate([p.positions for p in models[name].parts]).astype(np.float64)
         return points @ m[:3, :3].T + m[:3, 3]
 
-    assert np.linalg.norm(fitted("sphere"), axis=1).max() == pytest.approx(1.0)
-    assert np.abs(fitted("cube")).max(axis=0) == pytest.approx([1.0, 1.0, 1.0])  # sqrt(3) times larger
+    assert np.linalg.norm(fitted("cube", "sphere"), axis=1).max() == pytest.approx(1.0)
+    assert np.abs(fitted("cube", "cube")).max(axis=0) == pytest.approx([1.0, 1.0, 1.0])  # sqrt(3) times larger
+    box = fitted("box", "cube")  # one scale for every axis: the longest side reaches the cube's faces
+    assert sorted(box.max(axis=0) - box.min(axis=0)) == pytest.approx([0.5, 1.0, 2.0])
+    assert (box.max(axis=0) + box.min(axis=0)) == pytest.approx([0.0, 0.0, 0.0], abs=1e-9)
     with pytest.raises(ValueError, match="unknown object fit 'box'"):
-        fit_transform(model, 0.0, "box")
+        fit_transform(models["cube"], 0.0, "box")
 
 
 @needs_gl

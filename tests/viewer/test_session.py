@@ -300,6 +300,17 @@ def test_viewer_renders_on_the_gpu():
     assert abs(scores["cpu"]["psnr"] - scores["cuda"]["psnr"]) < 0.05, scores
 
 
+def test_the_adaptation_report_says_which_frame_a_fallbacks_search_chose_and_the_hint_names_the_gate():
+    from nvs.adaptation.adapter import Adapter
+    from nvs.adaptation.search import AdaptOptions, AdaptResult
+
+    result = AdaptResult(None, Adapter.empty(0.0), True, 12.0, 11.5, fallback_reason="the verifier did not improve",
+                         searched_frame="object")
+    report = viewer.adaptation_report(result, None, None)
+    assert "the unadapted model is kept (the search chose frame 'object', not kept)" in report
+    assert f"gain at least {AdaptOptions.min_gain_db:g} dB" in viewer.adaptation_hint()
+
+
 @pytest.mark.slow
 def test_app_adapts_to_the_scene_and_reports_before_and_after():
     """The "Adapt to this scene" handler: adapts within the budget, re-memorises, scores before/after."""
