@@ -1,7 +1,7 @@
 """Scenes of a folder of the user's own textured meshes (scanned objects, Objaverse or GSO exports),
 rendered as the ``furniture`` kind renders the packaged models: one model normalised to the unit
-sphere (or fitted into the cube [-1, 1]^3), turned at random about up, lit at random, on white, from cameras on a sphere of radius 2.7
-(50 deg field of view) looking at its centre.
+sphere (or fitted into the cube [-1, 1]^3), turned at random about up, lit at random, on white,
+from cameras on a sphere of radius 2.7 (50 deg field of view) looking at its centre.
 
 The folder holds one model per sub-folder (one OBJ anywhere inside it, with its MTL and textures,
 as in Google Scanned Objects' ``meshes/model.obj`` and ``materials/textures/``; the sub-folder's
