@@ -169,8 +169,10 @@ def write_asset_dataset(root: str | Path, kind: str, split: str, scenes: int, vi
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if kind != "furniture" and fit != "sphere":
-        raise ValueError(f"an object fit applies to furniture scenes, not {kind}")
+    given = {"elevations": tuple(elevation_deg) != (0.0, 60.0), "backdrop": backdrop != 1.0, "fov": fov_deg != OBJECT_FOV_DEG,
+             "fit": fit != "sphere"}
+    if kind != "furniture" and any(given.values()):  # rooms would silently ignore them
+        raise ValueError(f"{kind} scenes take no {', '.join(k for k, v in given.items() if v)}: those set furniture scenes")
     check_fit(fit)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -67,11 +67,10 @@ def object_lights(rng: np.random.Generator):
     return lights, float(rng.uniform(0.15, 0.45))
 
 
-def check_fit(fit: str) -> str:
-    """``fit`` if it is one of :data:`FITS`, else a ValueError naming them."""
+def check_fit(fit: str) -> None:
+    """A ValueError naming :data:`FITS` unless ``fit`` is one of them."""
     if fit not in FITS:
         raise ValueError(f"unknown object fit {fit!r}; choose one of {tuple(FITS)}")
-    return fit
 
 
 def fit_transform(model: furniture.Model, yaw: float, fit: str = "sphere") -> np.ndarray:

@@ -120,15 +120,15 @@ class AdaptResult:
         return {"fallback": self.fallback, "fallback_reason": self.fallback_reason, "base_verifier_psnr": self.base_verifier_psnr,
                 "best_verifier_psnr": self.best_verifier_psnr, "verifier_gain_db": self.best_verifier_psnr - self.base_verifier_psnr,
                 "base_confirm_psnr": self.base_confirm_psnr, "confirm_psnr": self.confirm_psnr,
-                "frame": self.adapter.frame.name, "searched_frame": self.searched_frame, "augmentations": list(self.augmentations), "steps": self.steps,
+                "frame": self.adapter.frame.name, "searched_frame": self.searched_frame,
+                "augmentations": list(self.augmentations), "steps": self.steps,
                 "seconds": self.seconds, "adapter_values": self.adapter.num_values(), "frames": self.frames, "curve": self.curve}
 
 
-def unkept_frame_note(report: dict) -> str:
-    """" (the search chose frame 'X', not kept)" for an adaptation report (:meth:`AdaptResult.summary`
-    or a bench row) whose result renders in another frame than its search chose; else ""."""
-    searched = report.get("searched_frame", report["frame"])
-    return "" if searched == report["frame"] else f" (the search chose frame '{searched}', not kept)"
+def unkept_frame_note(frame: str, searched_frame: str) -> str:
+    """" (the search chose frame 'X', not kept)" where a result renders in ``frame`` although its
+    search chose ``searched_frame`` (a fallback); else ""."""
+    return "" if searched_frame == frame else f" (the search chose frame '{searched_frame}', not kept)"
 
 
 def _psnr(pred: Tensor, target: Tensor) -> float:

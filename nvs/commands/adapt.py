@@ -44,7 +44,8 @@ def describe(result: AdaptResult) -> str:
     head = (f"verifier PSNR {result.base_verifier_psnr:.2f} -> {result.best_verifier_psnr:.2f} dB after {result.steps} steps "
             f"in {result.seconds:.1f} s; ")
     if result.fallback:
-        head += f"{result.fallback_reason}: the unadapted model is kept{unkept_frame_note(result.summary())}"
+        note = unkept_frame_note(result.adapter.frame.name, result.searched_frame)
+        head += f"{result.fallback_reason}: the unadapted model is kept{note}"
     else:
         head += (f"kept step {result.adapter.info.get('step', 0)}, frame '{result.adapter.frame.name}', "
                  f"augmentations {'+'.join(result.augmentations) or 'none'}, {result.adapter.num_values()} adapter values")

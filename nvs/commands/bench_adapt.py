@@ -144,7 +144,7 @@ def bench_adapt(checkpoint, out: Path, sets=SETS, scenes: int = 2, budgets=(60.0
                 rows.append(row)
                 log(f"{set_name:15s} {name:24s} {path.stem:12s} budget {budget:5.0f} s: PSNR {before['psnr']:.2f} -> {after['psnr']:.2f} "
                     f"({row['gain_db']:+.2f} dB; verifier {row['verifier_gain_db']:+.2f}; {result.steps} steps, "
-                    f"frame '{row['frame']}'{unkept_frame_note(row)}, {'fallback' if result.fallback else row['augmentations'] or 'no aug'}) {seconds:.0f} s")
+                    f"frame '{row['frame']}'{unkept_frame_note(row['frame'], row['searched_frame'])}, {'fallback' if result.fallback else row['augmentations'] or 'no aug'}) {seconds:.0f} s")
     out.mkdir(parents=True, exist_ok=True)
     (out / "adapt.json").write_text(json.dumps(rows, indent=1))
     return rows

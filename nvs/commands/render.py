@@ -180,5 +180,5 @@ def run(args: argparse.Namespace) -> int:
         a = s["adaptation"]
         confirmed = "" if a["confirm_psnr"] is None else f", confirmation view {a['base_confirm_psnr']:.2f} -> {a['confirm_psnr']:.2f} dB"
         print(f"adaptation: verifier PSNR {a['base_verifier_psnr']:.2f} -> {a['best_verifier_psnr']:.2f} dB{confirmed} in {a['seconds']:.1f} s"
-              + (f" ({a['fallback_reason']}: unadapted model used{unkept_frame_note(a)})" if a["fallback"] else ""))
+              + (f" ({a['fallback_reason']}: unadapted model used{unkept_frame_note(a['frame'], a['searched_frame'])})" if a["fallback"] else ""))
     return 0

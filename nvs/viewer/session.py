@@ -349,7 +349,8 @@ def adaptation_report(result, before: dict[str, float] | None, after: dict[str, 
     if result.confirm_psnr is not None:
         lines.append(f"second held-out input view (confirmation): {result.base_confirm_psnr:.2f} → {result.confirm_psnr:.2f} dB")
     if result.fallback:
-        lines.append(f"{result.fallback_reason}: the unadapted model is kept{unkept_frame_note(result.summary())}")
+        note = unkept_frame_note(result.adapter.frame.name, result.searched_frame)
+        lines.append(f"{result.fallback_reason}: the unadapted model is kept{note}")
     else:
         lines.append(f"kept: scene frame '{result.adapter.frame.name}', augmentations "
                      f"{'+'.join(result.augmentations) or 'none'}, {result.adapter.num_values()} adapter values")

@@ -172,10 +172,10 @@ def test_a_fallback_renders_as_given_and_reports_the_frame_its_search_chose():
     assert result.fallback and result.adapter.frame.is_identity and result.searched_frame == searched
     summary = result.summary()
     assert (summary["frame"], summary["searched_frame"]) == ("as given", searched)
-    assert unkept_frame_note(summary) == f" (the search chose frame '{searched}', not kept)"
+    assert unkept_frame_note(summary["frame"], summary["searched_frame"]) == f" (the search chose frame '{searched}', not kept)"
     unsearched = adapt(model, images, cams, AdaptOptions(max_steps=2, budget_s=600, verify_every=1, min_gain_db=1e9,
                                                          search_frames=False))
-    assert unsearched.fallback and unsearched.searched_frame == "as given" and unkept_frame_note(unsearched.summary()) == ""
+    assert unsearched.fallback and unsearched.searched_frame == "as given" and unkept_frame_note(unsearched.adapter.frame.name, unsearched.searched_frame) == ""
 
 
 def test_confirmation_view_overrules_a_verifier_gain():

@@ -263,7 +263,9 @@ def test_a_furniture_model_fitted_into_the_cube_is_drawn_larger_and_the_data_set
     assert summary["fit"] == "cube" and json.loads((tmp_path / "synth.json").read_text())["fit"] == "cube"
     with pytest.raises(ValueError, match="fit: 'cube' -> 'sphere'"):
         write_asset_dataset(tmp_path, "furniture", "val", 2, 2, 32, 32, seed=3, log=lambda m: None)
-    with pytest.raises(ValueError, match="an object fit applies to furniture scenes, not furnished-room"):
-        write_asset_dataset(tmp_path / "room", "furnished-room", "val", 1, 2, 18, 32, log=lambda m: None, fit="cube")
+    with pytest.raises(ValueError, match="furnished-room scenes take no fov, fit: those set furniture scenes"):
+        write_asset_dataset(tmp_path / "room", "furnished-room", "val", 1, 2, 18, 32, log=lambda m: None, fov_deg=20.0,
+                            fit="cube")
+    assert not (tmp_path / "room").exists()
     with pytest.raises(ValueError, match="unknown object fit 'box'"):
         write_asset_dataset(tmp_path / "box", "furniture", "val", 1, 2, 32, 32, log=lambda m: None, fit="box")
