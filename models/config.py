@@ -21,7 +21,8 @@ SWEEP_RANGES = ("fixed", "inputs")
 READING_SETTINGS = {"sweep_range": "sweep", "sweep_zncc": "sweep", "sweep_zncc_views": "sweep", "sweep_coarse": "sweep",
                     "sweep_coarse_levels": "sweep", "sweep_max_step": "sweep", "sweep_refine": "sweep",
                     "sweep_depth_views": "sweep", "sweep_hull": "sweep", "sweep_front": "sweep", "sweep_head_prior": "sweep",
-                    "match_exposure": "inputs", "backdrop_white": "sweep", "photo_interpolation": "photos"}
+                    "match_exposure": "inputs", "backdrop_white": "sweep", "photo_interpolation": "photos",
+                    "frame_extent": "inputs"}
 
 
 @dataclass
@@ -121,6 +122,12 @@ class ModelConfig:
     # "bilinear", or "cubic", the Catmull-Rom spline, which keeps the photos' fine texture that
     # bilinear weights smooth away (models/photo_sampling); the depth refinement stays bilinear
     photo_interpolation: str = "bilinear"
+    # x in (0, 1), for objects on a plain bright backdrop: where the input photos' silhouettes reach
+    # farther from the image centre than x of the half-frame (the median over the photos), every
+    # camera, inputs and targets, is zoomed out about its image centre until they reach x, and the
+    # renders are resampled back to the cameras asked for (models/object_framing); x is how far the
+    # training objects reached. 0: the photos as given
+    frame_extent: float = 0.0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -188,6 +195,9 @@ class ModelConfig:
         if self.sweep_head_prior and not (self.sweep_views and self.view_blend):
             raise ValueError("model config: sweep_head_prior needs a plane sweep after a view-blending head (sweep_views, "
                              "view_blend), whose depth it reads")
+        extent = self.frame_extent
+        if isinstance(extent, bool) or not isinstance(extent, (int, float)) or not (extent == 0 or 0 < extent < 1):
+            raise ValueError(f"model config 'frame_extent' must be 0 (off) or a number in (0, 1), got {extent!r}")
         if self.photo_interpolation not in INTERPOLATIONS:
             raise ValueError(f"model config 'photo_interpolation' must be one of {INTERPOLATIONS}, got {self.photo_interpolation!r}")
         if self.sweep_range not in SWEEP_RANGES:

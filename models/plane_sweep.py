@@ -265,15 +265,17 @@ def background_colours(images: Tensor) -> Tensor:
     return torch.where(bright, median, torch.ones_like(median))
 
 
-def silhouettes(images: Tensor, background: Tensor | None = None) -> Tensor:
+def silhouettes(images: Tensor, background: Tensor | None = None, grow: int = SILHOUETTE_DILATION) -> Tensor:
     """images [B, V, 3, H, W] -> [B, V, 1, H, W]: 1.0 where a pixel is not background (all channels
     within WHITE_TOLERANCE of its photo's ``background`` [B, V, 3], by default its
-    :func:`background_colours`), grown by SILHOUETTE_DILATION pixels; else 0.0. Photos of one object
+    :func:`background_colours`), grown by ``grow`` pixels; else 0.0. Photos of one object
     on white metered one by one show the white at different levels; against pure white, those below
     it would carve nothing."""
     background = (background_colours(images) if background is None else background)[..., None, None]
     foreground = ((images - background).abs().amax(dim=2, keepdim=True) > WHITE_TOLERANCE).to(images.dtype)
-    grown = F.max_pool2d(foreground.flatten(0, 1), 2 * SILHOUETTE_DILATION + 1, 1, SILHOUETTE_DILATION)
+    if not grow:
+        return foreground
+    grown = F.max_pool2d(foreground.flatten(0, 1), 2 * grow + 1, 1, grow)
     return grown.unflatten(0, images.shape[:2])
 
 

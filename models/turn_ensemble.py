@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from nvs.cameras import Cameras
 from nvs.geometry.cameras import full_precision
 from nvs.models.fast_weight import FastWeights
+from nvs.models.wrapping import RendererWrapper
 
 
 def turn_about_z(cams: Cameras, angle: float) -> Cameras:
@@ -43,37 +44,20 @@ class TurnedStates:
     joined: object | None = None
 
 
-class TurnEnsemble(nn.Module):
+class TurnEnsemble(RendererWrapper):
     """``renderer`` run in ``turns`` copies of the world turned about +z by multiples of 360 / turns
     degrees; a rendered pixel is the (lower) median of its copies. Same memorize / render /
     forward interface as the renderer, inference only."""
 
     def __init__(self, renderer: nn.Module, turns: int):
-        super().__init__()
+        super().__init__(renderer)
         if turns < 2:
             raise ValueError(f"a turn ensemble needs at least 2 turns, got {turns}")
-        self.renderer, self.turns = renderer, turns
+        self.turns = turns
 
     @property
     def angles(self) -> list[float]:
         return [2 * math.pi * k / self.turns for k in range(self.turns)]
-
-    # what callers read off a renderer
-    @property
-    def config(self):
-        return self.renderer.config
-
-    @property
-    def normalization(self):
-        return getattr(self.renderer, "normalization", None)
-
-    @property
-    def source_format(self):
-        return getattr(self.renderer, "source_format", "")
-
-    def set_memory_budget(self, budget) -> None:
-        if hasattr(self.renderer, "set_memory_budget"):
-            self.renderer.set_memory_budget(budget)
 
     def memorize(self, images: Tensor, cams: Cameras) -> TurnedStates:
         """images [B, V, 3, H, W], cams [B, V] -> one state per turn (the first turn's sweep ranges,

@@ -230,9 +230,11 @@ def configure_inference(model: torch.nn.Module, memory_budget: str | int | None 
     """Set how ``model`` runs in :func:`memorize_views` / :func:`render_cameras`: the memory budget of
     renderers that can chunk (``auto``: 80% of the device's free memory now) and the autocast dtype;
     returns the renderer to run: ``model`` itself, or with ``turns`` (:func:`resolve_turns`) above 1
-    a turn ensemble of it. ValueError for an unknown dtype, bf16 on a CPU without native bfloat16,
+    a turn ensemble of it, either zoomed out to the object size trained on where the model config
+    sets ``frame_extent`` (models/object_framing). ValueError for an unknown dtype, bf16 on a CPU without native bfloat16,
     or a malformed size."""
     from nvs.models.fast_weight import cpu_has_native_bf16
+    from nvs.models.object_framing import ObjectFraming
     from nvs.models.turn_ensemble import TurnEnsemble
 
     if dtype not in INFERENCE_DTYPES:
@@ -247,11 +249,12 @@ def configure_inference(model: torch.nn.Module, memory_budget: str | int | None 
             memory_budget = int(0.8 * free_memory_bytes(device))
         model.set_memory_budget(memory_budget)
     count = resolve_turns(model, turns)
-    if count == 1:
-        return model
-    ensemble = TurnEnsemble(model, count)
-    _DTYPES[ensemble] = dtype
-    return ensemble
+    runner = model if count == 1 else TurnEnsemble(model, count)
+    extent = getattr(getattr(model, "config", None), "frame_extent", 0.0)
+    if extent:
+        runner = ObjectFraming(runner, extent)
+    _DTYPES[runner] = dtype
+    return runner
 
 
 def inference_autocast(model: torch.nn.Module):
@@ -278,12 +281,34 @@ def memorize_views(model: torch.nn.Module, images: Tensor, cams: Cameras):
     return state, time.perf_counter() - start
 
 
+def renderer_state(state):
+    """The renderer's own state in one memorised by :func:`configure_inference`'s runner: inside
+    object framing's, and a turn ensemble's first turn."""
+    state = getattr(state, "inner", state)
+    return getattr(state, "states", [state])[0]
+
+
+def framing_zoom(state) -> float:
+    """The zoom object framing (model config ``frame_extent``) memorised one scene at; 1.0 for
+    the cameras as given."""
+    scale = getattr(state, "scale", None)
+    return 1.0 if scale is None else float(scale[0])
+
+
+def framing_note(zoom: float) -> str | None:
+    """One line for a user on cameras object framing zoomed out (:func:`framing_zoom`), or None."""
+    if zoom == 1.0:
+        return None
+    return (f"the object fills more of the photos than the renderer's training objects did: every camera zoomed out "
+            f"to {zoom:.2f}x about its image centre before rendering (model config frame_extent), the views resampled back")
+
+
 def exposure_gains(state) -> Tensor | None:
     """The gains [V, 3] a renderer that matches exposures or backdrops (model config
     ``match_exposure``, ``backdrop_white``) divided one memorised scene's photos by (a turn
     ensemble's: those of its first turn), on the CPU; None for a renderer that reads its photos as
     given."""
-    first = getattr(state, "states", [state])[0]
+    first = renderer_state(state)
     gains = getattr(first, "exposure_gains", None)
     return None if gains is None else gains[0].float().cpu()
 
@@ -313,7 +338,7 @@ def exposure_note(gains, backdrop: bool = False) -> str | None:
 def scene_octave(state) -> int:
     """How many times the plane sweep halved one memorised scene's photos before matching them
     (model config ``sweep_max_step``; a turn ensemble's: its first turn's); 0 without a sweep."""
-    first = getattr(state, "states", [state])[0]
+    first = renderer_state(state)
     features = getattr(first, "sweep_features", None)
     return 0 if features is None else int(features.octave)
 

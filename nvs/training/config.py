@@ -141,6 +141,7 @@ class RenderConfig:
     match_exposure: bool | None = None
     backdrop_white: bool | None = None
     photo_interpolation: str | None = None
+    frame_extent: float | None = None
 
     def apply(self, model: ModelConfig) -> ModelConfig:
         """``model`` with these settings laid over it (checked as any model config is)."""

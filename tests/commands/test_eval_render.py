@@ -114,6 +114,24 @@ def test_a_renderer_that_matches_exposure_says_what_it_did_to_the_photos(workspa
             assert ("input exposures matched" in out.stdout) == bool((gains != 1).any())
 
 
+def test_a_renderer_that_frames_objects_says_how_far_it_zoomed_out_and_a_setting_turns_it_off(workspace):
+    """A renderer whose config sets frame_extent zooms a capture whose object reaches farther out
+    (the procedural objects on white, against an extent of 0.3) and says so; frame_extent=0 renders
+    the cameras as given."""
+    root, _ = workspace
+    torch.manual_seed(0)
+    framing = save_renderer(LaCTRenderer(tiny_config(frame_extent=0.3)), root / "framing.safetensors")
+    for settings, name in (([], "framed"), (["--setting", "frame_extent=0"], "as-given")):
+        out = run_nvs("render", "--checkpoint", framing, "--scene", root / "data", "--views", "3", "--size", "32", "32",
+                      "--frames", "2", *settings, "--out", root / f"{name}.mp4")
+        assert out.returncode == 0, out.stderr
+        summary = json.loads((root / f"{name}.mp4.json").read_text())
+        if name == "framed":
+            assert 0.3 <= summary["framing_zoom"] < 1 and f"zoomed out to {summary['framing_zoom']:.2f}x" in out.stdout
+        else:
+            assert summary["framing_zoom"] == 1.0 and "zoomed out" not in out.stdout
+
+
 def test_render_nerfstudio_path_file(workspace):
     root, ckpt = workspace
     cams = object_cameras(torch.Generator().manual_seed(0), 4, 32, 32)

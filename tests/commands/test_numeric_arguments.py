@@ -146,7 +146,7 @@ ZERO_OK_KEYS = {"data.seed", "data.val_scenes", "data.val_seed", "data.workers",
                 "loss.depth_weight", "optim.view_blend_hold_steps",
                 "model.pixel_decoder", "model.sweep_views", "model.sweep_zncc", "model.sweep_coarse", "model.sweep_hull",
                 "model.sweep_front", "model.sweep_max_step", "model.sweep_refine", "model.sweep_depth_views", "model.sweep_head_prior",
-                "optim.sweep_degrade"}
+                "optim.sweep_degrade", "model.frame_extent"}
 
 
 def _numeric_keys():

@@ -1,0 +1,128 @@
+"""Object framing: photos of an object that fills more of the frame than the object renderer's
+training objects did, zoomed out to their size before it memorises them.
+
+The object renderer saw every training object inside the unit sphere, seen from 2.7 away through
+a 50 deg lens: its silhouette never reached farther from the image centre than 0.85 of the
+half-frame (tan(asin(1 / 2.7)) / tan(25 deg)). An object framed tighter (a box fitted into
+[-1, 1]^3 instead of the unit sphere reaches the edge) renders worse. Zooming every camera out
+about its image centre by ``scale`` = trained extent / seen extent (focal lengths scaled, the photos
+resampled with their backdrop colour around them) shows the renderer the object at its trained
+size; the renders are resampled back to the cameras asked for. What it costs: the object is read
+and drawn with 1 / scale fewer pixels across.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nvs.cameras import Cameras
+from nvs.models.plane_sweep import background_colours, carving_views, silhouettes
+from nvs.models.wrapping import RendererWrapper
+
+
+def centred_grid(height: int, width: int, scale: Tensor) -> Tensor:
+    """The normalised sampling grid (grid_sample, align_corners=False) [B, H, W, 2] that reads each
+    pixel at ``scale`` [B] times its offset from the image centre."""
+    ys = (torch.arange(height, dtype=scale.dtype, device=scale.device) + 0.5) / height * 2 - 1
+    xs = (torch.arange(width, dtype=scale.dtype, device=scale.device) + 0.5) / width * 2 - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # [H, W, 2] as (x, y)
+    return grid[None] * scale[:, None, None, None]
+
+
+def silhouette_extent(images: Tensor) -> Tensor:
+    """images [B, V, 3, H, W] -> [B]: how far the object reaches from the image centre, as a share of
+    the half-frame (the larger of its horizontal and vertical reach: 1 touches an edge), the median
+    over the photos that show it on a plain bright backdrop (:func:`carving_views`); 0 for a scene
+    with none of those."""
+    masks = silhouettes(images, grow=0)[:, :, 0] > 0.5  # [B, V, H, W]
+    height, width = masks.shape[-2:]
+    # to the outer side of each pixel: an object in the edge pixels reaches 1
+    rows = (torch.arange(height, device=images.device) + 0.5 - height / 2).abs().add(0.5) / (height / 2)
+    cols = (torch.arange(width, device=images.device) + 0.5 - width / 2).abs().add(0.5) / (width / 2)
+    reach = torch.maximum(rows[:, None], cols[None, :])
+    per_view = torch.where(masks, reach, torch.zeros_like(reach)).flatten(2).amax(dim=2)  # [B, V]
+    carving = carving_views(masks[:, :, None].to(images.dtype))
+    extents = [view[keep].median() if bool(keep.any()) else view.new_zeros(()) for view, keep in zip(per_view, carving)]
+    return torch.stack(extents)
+
+
+def framing_scale(images: Tensor, extent: float) -> Tensor:
+    """images [B, V, 3, H, W] -> [B]: the zoom that brings each scene's object to ``extent`` of the
+    half-frame (:func:`silhouette_extent`), 1.0 where it reaches no farther already."""
+    seen = silhouette_extent(images).float()
+    return torch.where(seen > extent, extent / seen.clamp_min(extent), torch.ones_like(seen))
+
+
+def zoom_cameras(cams: Cameras, scale: Tensor) -> Cameras:
+    """cams [B, ...] zoomed out by scale [B] about their image centres: focal lengths times
+    ``scale``, principal points ``scale`` times nearer the centre; poses and image size kept."""
+    s = scale.to(cams.intrinsics).reshape(-1, *([1] * (cams.intrinsics.dim() - 1)))
+    centre = torch.tensor([0.0, 0.0, cams.width / 2, cams.height / 2], dtype=cams.intrinsics.dtype,
+                          device=cams.intrinsics.device)
+    return Cameras(centre + (cams.intrinsics - centre) * s, cams.c2w, cams.height, cams.width)
+
+
+def zoom_images(images: Tensor, scale: Tensor, background: Tensor) -> Tensor:
+    """images [B, V, 3, H, W] as :func:`zoom_cameras` sees them: each pixel reads the photo at
+    1 / scale [B] times its offset from the centre (bilinear), the rim outside the photo filled with
+    its ``background`` [B, V, 3]."""
+    b, v, c, h, w = images.shape
+    grid = centred_grid(h, w, 1.0 / scale.to(images)).repeat_interleave(v, dim=0)
+    ground = background[..., None, None].to(images)
+    zoomed = F.grid_sample((images - ground).flatten(0, 1), grid, mode="bilinear", padding_mode="zeros",
+                           align_corners=False)
+    return zoomed.unflatten(0, (b, v)) + ground
+
+
+def unzoom_images(renders: Tensor, scale: Tensor) -> Tensor:
+    """renders [B, T, 3, H, W] of :func:`zoom_cameras` -> the same views through the cameras as
+    given: each pixel reads the render at ``scale`` [B] times its offset from the centre (bicubic,
+    clipped to [0, 1])."""
+    b, t, c, h, w = renders.shape
+    grid = centred_grid(h, w, scale.to(renders)).repeat_interleave(t, dim=0)
+    out = F.grid_sample(renders.flatten(0, 1), grid, mode="bicubic", padding_mode="border", align_corners=False)
+    return out.unflatten(0, (b, t)).clamp(0.0, 1.0)
+
+
+@dataclass
+class FramedState:
+    """A memorised scene (``inner``, the wrapped renderer's) and the zoom [B] it was memorised at."""
+
+    inner: object
+    scale: Tensor
+
+
+class ObjectFraming(RendererWrapper):
+    """``renderer`` (or a turn ensemble of it) run on cameras zoomed out so that each scene's object
+    reaches no farther than ``extent`` of the half-frame (:func:`framing_scale`), its renders
+    resampled back. Same memorize / render / forward interface, inference only."""
+
+    def __init__(self, renderer: nn.Module, extent: float):
+        super().__init__(renderer)
+        if not 0.0 < extent < 1.0:
+            raise ValueError(f"object framing needs an extent in (0, 1), got {extent!r}")
+        self.extent = extent
+
+    def memorize(self, images: Tensor, cams: Cameras) -> FramedState:
+        """images [B, V, 3, H, W], cams [B, V] -> the wrapped renderer's state of the zoomed views."""
+        scale = framing_scale(images.detach(), self.extent).to(images.device)
+        if bool((scale == 1).all()):
+            return FramedState(self.renderer.memorize(images, cams), scale)
+        zoomed = zoom_images(images, scale, background_colours(images.detach()))
+        return FramedState(self.renderer.memorize(zoomed, zoom_cameras(cams, scale)), scale)
+
+    def render(self, state: FramedState, target_cams: Cameras) -> Tensor:
+        """target_cams [B, T] -> images [B, T, 3, H, W]."""
+        if not isinstance(state, FramedState):
+            raise ValueError("state must come from this object framing's memorize()")
+        if bool((state.scale == 1).all()):
+            return self.renderer.render(state.inner, target_cams)
+        renders = self.renderer.render(state.inner, zoom_cameras(target_cams, state.scale))
+        return unzoom_images(renders, state.scale)
+
+    def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras) -> Tensor:
+        return self.render(self.memorize(images, cams), target_cams)

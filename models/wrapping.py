@@ -1,0 +1,30 @@
+"""The base of the inference wrappers (turn ensembles, object framing): a module that runs a
+renderer and answers for it what callers read off a renderer."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class RendererWrapper(nn.Module):
+    """Runs ``renderer`` (a renderer or another wrapper); subclasses give memorize / render / forward."""
+
+    def __init__(self, renderer: nn.Module):
+        super().__init__()
+        self.renderer = renderer
+
+    @property
+    def config(self):
+        return self.renderer.config
+
+    @property
+    def normalization(self):
+        return getattr(self.renderer, "normalization", None)
+
+    @property
+    def source_format(self):
+        return getattr(self.renderer, "source_format", "")
+
+    def set_memory_budget(self, budget) -> None:
+        if hasattr(self.renderer, "set_memory_budget"):
+            self.renderer.set_memory_budget(budget)

@@ -1,0 +1,133 @@
+import pytest
+import torch
+from kornia.filters import gaussian_blur2d
+
+from nvs.cameras import Cameras
+from nvs.inference import configure_inference, framing_note, framing_zoom, memorize_views, renderer_state
+from nvs.models import LaCTRenderer
+from nvs.models.config import ModelConfig
+from nvs.models.lact import SceneState
+from nvs.models.object_framing import (ObjectFraming, framing_scale, silhouette_extent, unzoom_images, zoom_cameras,
+                                       zoom_images)
+from nvs.models.turn_ensemble import TurnEnsemble
+from nvs.models.wrapping import RendererWrapper
+
+from tests.helpers import ring_cameras, tiny_config
+
+
+def object_photos(half: int, size: int = 32, views: int = 3, backdrop: float = 1.0) -> torch.Tensor:
+    """[1, V, 3, H, W]: a dark square reaching ``half`` pixels from the centre on a plain backdrop."""
+    images = torch.full((1, views, 3, size, size), backdrop)
+    c = size // 2
+    images[..., c - half : c + half, c - half : c + half] = 0.2
+    return images
+
+
+def test_the_extent_is_how_far_the_object_reaches_from_the_centre_and_zero_without_a_plain_backdrop():
+    torch.testing.assert_close(silhouette_extent(object_photos(8)), torch.tensor([0.5]))
+    torch.testing.assert_close(silhouette_extent(object_photos(15)), torch.tensor([15 / 16]))
+    busy = torch.rand(1, 3, 3, 32, 32) * 0.5  # a dark, textured background: no view carves
+    assert silhouette_extent(busy).tolist() == [0.0]
+
+
+def test_the_scale_brings_a_large_object_to_the_extent_and_leaves_a_small_one():
+    both = torch.cat([object_photos(8), object_photos(15, backdrop=0.8)])
+    torch.testing.assert_close(framing_scale(both, 0.75), torch.tensor([1.0, 0.75 / (15 / 16)]))
+    # zoomed by that scale, the large object reaches the extent
+    zoomed = zoom_images(both, framing_scale(both, 0.75), torch.tensor([1.0, 0.8]).reshape(2, 1, 1).expand(2, 3, 3))
+    assert abs(float(silhouette_extent(zoomed[1:])) - 0.75) <= 1.5 / 16  # within a pixel and a half of 16
+
+
+def test_zoomed_cameras_see_a_ray_where_the_zoomed_photos_put_its_colour():
+    """zoom_cameras moves the pixel of every ray to centre + s (u - centre); zoom_images moves the
+    photo's colour at u to the same place (exact on a linear ramp, which bilinear sampling keeps)."""
+    size, scale = 32, torch.tensor([0.8])
+    cams = ring_cameras(1, 2, size=size)
+    zoomed = zoom_cameras(cams, scale)
+    rays = torch.randn(50, 2) * 0.3  # x / z, y / z in the camera
+    fx, fy, cx, cy = cams.intrinsics[0, 0]
+    zx, zy, zcx, zcy = zoomed.intrinsics[0, 0]
+    u, v = fx * rays[:, 0] + cx, fy * rays[:, 1] + cy
+    torch.testing.assert_close(zx * rays[:, 0] + zcx, size / 2 + 0.8 * (u - size / 2))
+    torch.testing.assert_close(zy * rays[:, 1] + zcy, size / 2 + 0.8 * (v - size / 2))
+    assert torch.equal(zoomed.c2w, cams.c2w) and (zoomed.height, zoomed.width) == (size, size)
+
+    cols = torch.arange(size, dtype=torch.float32) + 0.5
+    ramp = (0.2 + 0.02 * cols).expand(size, size)  # brightness grows with the column
+    photo = ramp.expand(1, 1, 3, size, size)
+    out = zoom_images(photo, scale, torch.ones(1, 1, 3))[0, 0, 0]
+    source = size / 2 + (cols - size / 2) / 0.8  # where each zoomed column reads
+    inside = (source > 0.5) & (source < size - 0.5)
+    expected = (0.2 + 0.02 * source[inside]).expand(int(inside.sum()), -1)  # rows read inside the photo too
+    torch.testing.assert_close(out[inside][:, inside], expected, atol=1e-5, rtol=0)
+    beyond = (source < -0.5) | (source > size + 0.5)  # wholly outside the photo: its backdrop
+    assert beyond.any() and torch.equal(out[:, beyond], torch.ones(size, int(beyond.sum())))
+
+
+def test_the_rim_the_zoom_uncovers_takes_each_photos_backdrop():
+    photos = object_photos(15, backdrop=0.8)
+    out = zoom_images(photos, torch.tensor([0.75]), torch.full((1, 3, 3), 0.8))
+    assert torch.allclose(out[..., :, :2], torch.tensor(0.8)) and torch.allclose(out[..., :2, :], torch.tensor(0.8))
+
+
+def test_unzooming_a_zoomed_photo_gives_it_back_inside():
+    size = 32
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    photo = torch.stack([0.5 + 0.3 * torch.sin(3 * xs), 0.5 + 0.3 * torch.cos(2 * ys), 0.4 + 0.2 * xs * ys])[None, None]
+    back = unzoom_images(zoom_images(photo, torch.tensor([0.85]), torch.ones(1, 1, 3)), torch.tensor([0.85]))
+    torch.testing.assert_close(back[..., 2:-2, 2:-2], photo[..., 2:-2, 2:-2], atol=5e-3, rtol=0)
+
+
+class PhotoLookup(torch.nn.Module):
+    """A stand-in renderer that renders a target at an input's camera as that input's photo: what a
+    perfect image-based renderer would draw there. Fails on a target whose camera no input has."""
+
+    def memorize(self, images, cams):
+        return images, cams
+
+    def render(self, state, target_cams):
+        images, cams = state
+        same = (target_cams.intrinsics[0, :, None] - cams.intrinsics[0, None]).abs().amax(-1) < 1e-5
+        same &= (target_cams.c2w[0, :, None] - cams.c2w[0, None]).flatten(2).abs().amax(-1) < 1e-5
+        assert same.any(dim=1).all(), "a target camera that no input has"
+        return images[:, same.int().argmax(dim=1)]
+
+
+def test_framing_renders_an_input_camera_as_its_photo_through_zoomed_cameras():
+    """Inputs and targets are zoomed alike (the stand-in finds each target among the inputs), and
+    the render comes back to the cameras asked for: the photo itself, within the resampling's blur."""
+    images = object_photos(24, size=64)
+    images[..., 24:40, 20:28] = 0.6  # detail inside the object
+    images = gaussian_blur2d(images[0], (7, 7), (1.5, 1.5), border_type="replicate")[None]  # resampled without loss
+    cams = ring_cameras(1, 3, size=64)
+    framing = ObjectFraming(PhotoLookup(), 0.75)
+    state = framing.memorize(images, cams)
+    assert float(silhouette_extent(images)) > 0.8
+    torch.testing.assert_close(state.scale, 0.75 / silhouette_extent(images))
+    out = framing.render(state, Cameras(cams.intrinsics[:, 1:], cams.c2w[:, 1:], 64, 64))
+    assert out.shape == (1, 2, 3, 64, 64)
+    error = (out - images[:, 1:]).abs()
+    assert float(error.max()) < 0.03, float(error.max())
+    small = object_photos(16, size=64)
+    assert framing.memorize(small, cams).scale.tolist() == [1.0]  # already at the extent: the photos as given
+    assert torch.equal(framing.render(framing.memorize(small, cams), cams), small)
+
+
+def test_configure_inference_frames_renderers_whose_config_sets_an_extent_outside_their_turns():
+    torch.manual_seed(0)
+    plain = LaCTRenderer(tiny_config()).eval()
+    framed = LaCTRenderer(tiny_config(frame_extent=0.85)).eval()
+    assert configure_inference(plain) is plain
+    runner = configure_inference(framed, turns=2)
+    assert isinstance(runner, ObjectFraming) and isinstance(runner.renderer, TurnEnsemble)
+    assert isinstance(runner, RendererWrapper) and runner.config is framed.config
+    state, _ = memorize_views(runner, object_photos(15)[0], ring_cameras(1, 3)[0])
+    assert framing_zoom(state) == pytest.approx(0.85 / (15 / 16), abs=1e-6)
+    assert isinstance(renderer_state(state), SceneState)  # through the framing and the turns
+    assert "zoomed out to 0.91x" in framing_note(framing_zoom(state)) and framing_note(1.0) is None
+
+
+@pytest.mark.parametrize("extent", [1.0, -0.1, True, "0.8"])
+def test_the_config_refuses_an_extent_outside_0_to_1(extent):
+    with pytest.raises(ValueError, match="frame_extent"):
+        ModelConfig(frame_extent=extent)
