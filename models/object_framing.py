@@ -6,8 +6,8 @@ a 50 deg lens: its silhouette never reached farther from the image centre than 0
 half-frame (tan(asin(1 / 2.7)) / tan(25 deg)). An object framed tighter (a box fitted into
 [-1, 1]^3 instead of the unit sphere reaches the edge) renders worse. Zooming every camera out
 about its image centre by ``scale`` = trained extent / seen extent (focal lengths scaled, the photos
-resampled with their backdrop colour around them) shows the renderer the object at its trained
-size; the renders are resampled back to the cameras asked for. What it costs: the object is read
+resampled, their edge pixels continued into the rim the zoom uncovers) shows the renderer the object
+at its trained size; the renders are resampled back to the cameras asked for. What it costs: the object is read
 and drawn with 1 / scale fewer pixels across.
 """
 
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nvs.cameras import Cameras
-from nvs.models.plane_sweep import background_colours, carving_views, silhouettes
+from nvs.models.plane_sweep import carving_views, silhouettes
 from nvs.models.wrapping import RendererWrapper
 
 
@@ -38,7 +38,9 @@ def silhouette_extent(images: Tensor) -> Tensor:
     the half-frame (the larger of its horizontal and vertical reach: 1 touches an edge), the median
     over the photos that show it on a plain bright backdrop (:func:`carving_views`); 0 for a scene
     with none of those."""
-    masks = silhouettes(images, grow=0)[:, :, 0] > 0.5  # [B, V, H, W]
+    foreground = silhouettes(images, grow=0)[:, :, 0]  # [B, V, H, W]
+    # opened (eroded, then grown back) by one pixel: a stray pixel or a speck of dust reaches nowhere
+    masks = F.max_pool2d(-F.max_pool2d(-foreground, 3, 1, 1), 3, 1, 1) > 0.5
     height, width = masks.shape[-2:]
     # to the outer side of each pixel: an object in the edge pixels reaches 1
     rows = (torch.arange(height, device=images.device) + 0.5 - height / 2).abs().add(0.5) / (height / 2)
@@ -66,26 +68,28 @@ def zoom_cameras(cams: Cameras, scale: Tensor) -> Cameras:
     return Cameras(centre + (cams.intrinsics - centre) * s, cams.c2w, cams.height, cams.width)
 
 
-def zoom_images(images: Tensor, scale: Tensor, background: Tensor) -> Tensor:
-    """images [B, V, 3, H, W] as :func:`zoom_cameras` sees them: each pixel reads the photo at
-    1 / scale [B] times its offset from the centre (bilinear), the rim outside the photo filled with
-    its ``background`` [B, V, 3]."""
-    b, v, c, h, w = images.shape
-    grid = centred_grid(h, w, 1.0 / scale.to(images)).repeat_interleave(v, dim=0)
-    ground = background[..., None, None].to(images)
-    zoomed = F.grid_sample((images - ground).flatten(0, 1), grid, mode="bilinear", padding_mode="zeros",
-                           align_corners=False)
-    return zoomed.unflatten(0, (b, v)) + ground
+def resample_about_centre(images: Tensor, scale: Tensor, mode: str) -> Tensor:
+    """images [B, N, C, H, W] -> the same, each pixel read (``mode``: grid_sample's) at ``scale``
+    [B] times its offset from the image centre; reads beyond the edge take the edge pixel."""
+    b, n, c, h, w = images.shape
+    grid = centred_grid(h, w, scale.to(images)).repeat_interleave(n, dim=0)
+    out = F.grid_sample(images.flatten(0, 1), grid, mode=mode, padding_mode="border", align_corners=False)
+    return out.unflatten(0, (b, n))
+
+
+def zoom_images(images: Tensor, scale: Tensor) -> Tensor:
+    """images [B, V, 3, H, W] as :func:`zoom_cameras` sees them (bilinear): each pixel reads the photo
+    at 1 / scale [B] times its offset from the centre. The rim beyond the photo continues its edge
+    pixels, so the rim of a photo on a plain backdrop is backdrop, and an object the photo's edge
+    cuts stays cut there, not ended: the silhouettes carve nothing the photo did not see."""
+    return resample_about_centre(images, 1.0 / scale, "bilinear")
 
 
 def unzoom_images(renders: Tensor, scale: Tensor) -> Tensor:
     """renders [B, T, 3, H, W] of :func:`zoom_cameras` -> the same views through the cameras as
     given: each pixel reads the render at ``scale`` [B] times its offset from the centre (bicubic,
-    clipped to [0, 1])."""
-    b, t, c, h, w = renders.shape
-    grid = centred_grid(h, w, scale.to(renders)).repeat_interleave(t, dim=0)
-    out = F.grid_sample(renders.flatten(0, 1), grid, mode="bicubic", padding_mode="border", align_corners=False)
-    return out.unflatten(0, (b, t)).clamp(0.0, 1.0)
+    its overshoot clipped to [0, 1])."""
+    return resample_about_centre(renders, scale, "bicubic").clamp(0.0, 1.0)
 
 
 @dataclass
@@ -112,8 +116,7 @@ class ObjectFraming(RendererWrapper):
         scale = framing_scale(images.detach(), self.extent).to(images.device)
         if bool((scale == 1).all()):
             return FramedState(self.renderer.memorize(images, cams), scale)
-        zoomed = zoom_images(images, scale, background_colours(images.detach()))
-        return FramedState(self.renderer.memorize(zoomed, zoom_cameras(cams, scale)), scale)
+        return FramedState(self.renderer.memorize(zoom_images(images, scale), zoom_cameras(cams, scale)), scale)
 
     def render(self, state: FramedState, target_cams: Cameras) -> Tensor:
         """target_cams [B, T] -> images [B, T, 3, H, W]."""
@@ -123,6 +126,3 @@ class ObjectFraming(RendererWrapper):
             return self.renderer.render(state.inner, target_cams)
         renders = self.renderer.render(state.inner, zoom_cameras(target_cams, state.scale))
         return unzoom_images(renders, state.scale)
-
-    def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras) -> Tensor:
-        return self.render(self.memorize(images, cams), target_cams)

@@ -107,6 +107,3 @@ class TurnEnsemble(RendererWrapper):
         out = sweep(median[:, :, :3], target_cams, *first.sources, first.sweep_ranges, features=first.sweep_features,
                     prior_depth=prior)
         return self.renderer.on_backdrop(out, first.exposure_gains)
-
-    def forward(self, images: Tensor, cams: Cameras, target_cams: Cameras) -> Tensor:
-        return self.render(self.memorize(images, cams), target_cams)

@@ -7,7 +7,7 @@ from torch import nn
 
 
 class RendererWrapper(nn.Module):
-    """Runs ``renderer`` (a renderer or another wrapper); subclasses give memorize / render / forward."""
+    """Runs ``renderer`` (a renderer or another wrapper); subclasses give memorize and render."""
 
     def __init__(self, renderer: nn.Module):
         super().__init__()
@@ -28,3 +28,7 @@ class RendererWrapper(nn.Module):
     def set_memory_budget(self, budget) -> None:
         if hasattr(self.renderer, "set_memory_budget"):
             self.renderer.set_memory_budget(budget)
+
+    def forward(self, images, cams, target_cams):
+        """images [B, V, 3, H, W], cams [B, V], target_cams [B, T] -> [B, T, 3, H, W]."""
+        return self.render(self.memorize(images, cams), target_cams)

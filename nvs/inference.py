@@ -230,8 +230,8 @@ def configure_inference(model: torch.nn.Module, memory_budget: str | int | None 
     """Set how ``model`` runs in :func:`memorize_views` / :func:`render_cameras`: the memory budget of
     renderers that can chunk (``auto``: 80% of the device's free memory now) and the autocast dtype;
     returns the renderer to run: ``model`` itself, or with ``turns`` (:func:`resolve_turns`) above 1
-    a turn ensemble of it, either zoomed out to the object size trained on where the model config
-    sets ``frame_extent`` (models/object_framing). ValueError for an unknown dtype, bf16 on a CPU without native bfloat16,
+    a turn ensemble of it; where the model config sets ``frame_extent``, that inside object
+    framing (models/object_framing). ValueError for an unknown dtype, bf16 on a CPU without native bfloat16,
     or a malformed size."""
     from nvs.models.fast_weight import cpu_has_native_bf16
     from nvs.models.object_framing import ObjectFraming
@@ -284,15 +284,20 @@ def memorize_views(model: torch.nn.Module, images: Tensor, cams: Cameras):
 def renderer_state(state):
     """The renderer's own state in one memorised by :func:`configure_inference`'s runner: inside
     object framing's, and a turn ensemble's first turn."""
-    state = getattr(state, "inner", state)
-    return getattr(state, "states", [state])[0]
+    from nvs.models.object_framing import FramedState
+    from nvs.models.turn_ensemble import TurnedStates
+
+    if isinstance(state, FramedState):
+        state = state.inner
+    return state.states[0] if isinstance(state, TurnedStates) else state
 
 
 def framing_zoom(state) -> float:
     """The zoom object framing (model config ``frame_extent``) memorised one scene at; 1.0 for
     the cameras as given."""
-    scale = getattr(state, "scale", None)
-    return 1.0 if scale is None else float(scale[0])
+    from nvs.models.object_framing import FramedState
+
+    return float(state.scale[0]) if isinstance(state, FramedState) else 1.0
 
 
 def framing_note(zoom: float) -> str | None:

@@ -172,6 +172,9 @@ def run(args: argparse.Namespace) -> int:
           f"(pooled per scene as the official script: {summary['psnr_pooled']['mean']:.2f}) "
           f"SSIM {summary['ssim']['mean']:.4f} LPIPS({args.lpips_net}) {summary['lpips']['mean']:.4f}; "
           f"memorise {summary['seconds_per_scene_memorize']:.3f} s/scene, render {summary['seconds_per_view_render']:.4f} s/view")
+    if summary["framed_scenes"]:
+        print(f"object framing (model config frame_extent) zoomed {summary['framed_scenes']} of {summary['scenes']} "
+              f"scenes out, down to {summary['least_framing_zoom']:.2f}x")
     if args.adapt:
         print(f"adaptation: {summary['adapt_seconds_per_scene']:.1f} s/scene")
     if args.sweep_oracle:

@@ -21,7 +21,7 @@ from kornia.geometry.conversions import axis_angle_to_rotation_matrix
 from tqdm import tqdm
 
 from nvs.cameras import Cameras
-from nvs.inference import memorize_views, render_cameras
+from nvs.inference import framing_zoom, memorize_views, render_cameras
 from nvs.io.media import image_grid, save_image
 from nvs.evaluation.metrics import all_metrics, psnr
 
@@ -89,7 +89,7 @@ def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_ne
     adapt_s = 0.0
     rows: list[dict] = []
     memorize_s, render_s, rendered = 0.0, 0.0, 0
-    scene_count = 0
+    scene_count, zooms = 0, []
     for scene in tqdm(scenes, total=total, desc="eval", unit="scene"):
         if scene.targets.shape[0] == 0:
             raise ValueError(f"scene {scene.name}: no target views to evaluate")
@@ -107,6 +107,7 @@ def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_ne
             raise ValueError(f"scene {scene.name}: {exc}") from None
         memorize_s += seconds
         render_s += render_seconds
+        zooms.append(framing_zoom(state))
         rendered += pred.shape[0]
         scene_count += 1
         scores = all_metrics(pred, scene.targets, lpips_net)
@@ -130,6 +131,9 @@ def evaluate(model, scenes: Iterator[EvalScene], out: Path, meta: dict, lpips_ne
         values = [r[key] for r in rows]
         summary[key] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values)}
     summary["psnr_pooled"] = pooled_psnr(rows)
+    # object framing (model config frame_extent): how many scenes it zoomed out, and how far at most
+    summary["framed_scenes"] = sum(zoom < 1.0 for zoom in zooms)
+    summary["least_framing_zoom"] = min(zooms)
     # reference: the input view whose camera is nearest each target, scored the same way
     summary["nearest_view"] = {key: statistics.fmean(r[f"nearest_{key}"] for r in rows) for key in ("psnr", "ssim", "lpips")}
     if oracle is not None:

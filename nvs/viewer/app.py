@@ -25,7 +25,7 @@ from nvs.assets import SHIPPED
 from nvs.geometry.capture import MIN_OBJECT_FOV_DEG
 from nvs.inference import (AUTO_VIEWS_PHOTOS, auto_input_views, capture_warning, choose_checkpoint, configure_inference,
                            exposure_gains, exposure_note, framing_note, framing_zoom, reads_backdrops, renderer_frame,
-                           scene_octave, sweep_note)
+                           resolve_turns, scene_octave, sweep_note)
 from nvs.io.media import to_uint8
 from nvs.io.untrusted import VIEWER_LIMITS, Limits, bounded_number, public_message
 from nvs.viewer.session_files import SESSION_TTL_S, SessionFolders, check_port
@@ -125,6 +125,7 @@ class ViewerApp:
             self.renderers[key] = model
             self.runners[key] = configure_inference(model, memory_budget, dtype, resolve_turns(model, turns))
         self.inference = (memory_budget, dtype)
+        self.turns = turns
         self.files = files
         self.size = size
         self.example_kinds = viewer.example_kinds()
@@ -264,6 +265,11 @@ class ViewerApp:
                                  _progress_callback(progress), frame=session.frame)
         return str(out)
 
+    def runner_of(self, key: str, model):
+        """``model`` (renderer ``key`` adapted to a scene) run as the shared renderer ``key`` runs:
+        the same memory budget, dtype and turns, and its config's framing."""
+        return configure_inference(model, *self.inference, resolve_turns(self.renderers[key], self.turns))
+
     @readable_errors
     def adapt(self, budget, session, progress=gr.Progress()):
         if session is None:
@@ -272,8 +278,7 @@ class ViewerApp:
         scene, frame = session.scene, session.frame
         _, before, _ = viewer.score_heldout(runner, viewer.memorize(runner, scene, frame), scene, frame=frame)
         model, result = viewer.adapt_to_scene(base, scene, float(budget), _progress_callback(progress), frame)
-        turns = getattr(runner, "turns", 1)  # the adapted renderer runs as the shared one does
-        session.model = None if result.fallback else configure_inference(model, *self.inference, turns)
+        session.model = None if result.fallback else self.runner_of(session.renderer, model)
         session.state = viewer.memorize(self._model(session), scene, frame)
         pred, after, note = viewer.score_heldout(self._model(session), session.state, scene, frame=frame)
         image, figure, timing = self._render(session, viewer.initial_pose(session.scene))

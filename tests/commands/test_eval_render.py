@@ -116,8 +116,8 @@ def test_a_renderer_that_matches_exposure_says_what_it_did_to_the_photos(workspa
 
 def test_a_renderer_that_frames_objects_says_how_far_it_zoomed_out_and_a_setting_turns_it_off(workspace):
     """A renderer whose config sets frame_extent zooms a capture whose object reaches farther out
-    (the procedural objects on white, against an extent of 0.3) and says so; frame_extent=0 renders
-    the cameras as given."""
+    (the procedural objects on white, against an extent of 0.3) and says so, in nvs render and in
+    nvs eval; frame_extent=0 renders the cameras as given."""
     root, _ = workspace
     torch.manual_seed(0)
     framing = save_renderer(LaCTRenderer(tiny_config(frame_extent=0.3)), root / "framing.safetensors")
@@ -126,10 +126,17 @@ def test_a_renderer_that_frames_objects_says_how_far_it_zoomed_out_and_a_setting
                       "--frames", "2", *settings, "--out", root / f"{name}.mp4")
         assert out.returncode == 0, out.stderr
         summary = json.loads((root / f"{name}.mp4.json").read_text())
+        scored = run_nvs("eval", "--checkpoint", framing, "--data", root / "data", "--views", "3", "--size", "32", "32",
+                         "--no-images", *settings, "--out", root / f"eval-{name}")
+        assert scored.returncode == 0, scored.stderr
+        scores = json.loads((root / f"eval-{name}" / "summary.json").read_text())
         if name == "framed":
             assert 0.3 <= summary["framing_zoom"] < 1 and f"zoomed out to {summary['framing_zoom']:.2f}x" in out.stdout
+            assert 1 <= scores["framed_scenes"] <= scores["scenes"] and 0.3 <= scores["least_framing_zoom"] < 1
+            assert f"zoomed {scores['framed_scenes']} of {scores['scenes']} scenes out" in scored.stdout
         else:
             assert summary["framing_zoom"] == 1.0 and "zoomed out" not in out.stdout
+            assert scores["framed_scenes"] == 0 and scores["least_framing_zoom"] == 1.0 and "framing" not in scored.stdout
 
 
 def test_render_nerfstudio_path_file(workspace):

@@ -9,6 +9,7 @@ from nvs.models.config import ModelConfig
 from nvs.models.lact import SceneState
 from nvs.models.object_framing import (ObjectFraming, framing_scale, silhouette_extent, unzoom_images, zoom_cameras,
                                        zoom_images)
+from nvs.models.plane_sweep import silhouettes
 from nvs.models.turn_ensemble import TurnEnsemble
 from nvs.models.wrapping import RendererWrapper
 
@@ -26,6 +27,9 @@ def object_photos(half: int, size: int = 32, views: int = 3, backdrop: float = 1
 def test_the_extent_is_how_far_the_object_reaches_from_the_centre_and_zero_without_a_plain_backdrop():
     torch.testing.assert_close(silhouette_extent(object_photos(8)), torch.tensor([0.5]))
     torch.testing.assert_close(silhouette_extent(object_photos(15)), torch.tensor([15 / 16]))
+    specked = object_photos(8)
+    specked[..., 1, 30] = 0.0  # a speck of dust near a corner reaches nowhere
+    torch.testing.assert_close(silhouette_extent(specked), torch.tensor([0.5]))
     busy = torch.rand(1, 3, 3, 32, 32) * 0.5  # a dark, textured background: no view carves
     assert silhouette_extent(busy).tolist() == [0.0]
 
@@ -34,47 +38,55 @@ def test_the_scale_brings_a_large_object_to_the_extent_and_leaves_a_small_one():
     both = torch.cat([object_photos(8), object_photos(15, backdrop=0.8)])
     torch.testing.assert_close(framing_scale(both, 0.75), torch.tensor([1.0, 0.75 / (15 / 16)]))
     # zoomed by that scale, the large object reaches the extent
-    zoomed = zoom_images(both, framing_scale(both, 0.75), torch.tensor([1.0, 0.8]).reshape(2, 1, 1).expand(2, 3, 3))
+    zoomed = zoom_images(both, framing_scale(both, 0.75))
     assert abs(float(silhouette_extent(zoomed[1:])) - 0.75) <= 1.5 / 16  # within a pixel and a half of 16
 
 
 def test_zoomed_cameras_see_a_ray_where_the_zoomed_photos_put_its_colour():
-    """zoom_cameras moves the pixel of every ray to centre + s (u - centre); zoom_images moves the
-    photo's colour at u to the same place (exact on a linear ramp, which bilinear sampling keeps)."""
-    size, scale = 32, torch.tensor([0.8])
-    cams = ring_cameras(1, 2, size=size)
+    """zoom_cameras moves the pixel of every ray to centre + s (u - centre), the centre of the
+    image, not its principal point; zoom_images moves the photo's colour at u to the same place
+    (exact on a linear ramp, which bilinear sampling keeps). A 24 x 40 photo, principal point off centre."""
+    height, width, scale = 24, 40, torch.tensor([0.8])
+    intrinsics = torch.tensor([[[30.0, 28.0, 17.5, 13.0]]])
+    cams = Cameras(intrinsics, torch.eye(4).expand(1, 1, 4, 4), height, width)
     zoomed = zoom_cameras(cams, scale)
     rays = torch.randn(50, 2) * 0.3  # x / z, y / z in the camera
-    fx, fy, cx, cy = cams.intrinsics[0, 0]
+    fx, fy, cx, cy = intrinsics[0, 0]
     zx, zy, zcx, zcy = zoomed.intrinsics[0, 0]
     u, v = fx * rays[:, 0] + cx, fy * rays[:, 1] + cy
-    torch.testing.assert_close(zx * rays[:, 0] + zcx, size / 2 + 0.8 * (u - size / 2))
-    torch.testing.assert_close(zy * rays[:, 1] + zcy, size / 2 + 0.8 * (v - size / 2))
-    assert torch.equal(zoomed.c2w, cams.c2w) and (zoomed.height, zoomed.width) == (size, size)
+    torch.testing.assert_close(zx * rays[:, 0] + zcx, width / 2 + 0.8 * (u - width / 2))
+    torch.testing.assert_close(zy * rays[:, 1] + zcy, height / 2 + 0.8 * (v - height / 2))
+    assert torch.equal(zoomed.c2w, cams.c2w) and (zoomed.height, zoomed.width) == (height, width)
 
-    cols = torch.arange(size, dtype=torch.float32) + 0.5
-    ramp = (0.2 + 0.02 * cols).expand(size, size)  # brightness grows with the column
-    photo = ramp.expand(1, 1, 3, size, size)
-    out = zoom_images(photo, scale, torch.ones(1, 1, 3))[0, 0, 0]
-    source = size / 2 + (cols - size / 2) / 0.8  # where each zoomed column reads
-    inside = (source > 0.5) & (source < size - 0.5)
-    expected = (0.2 + 0.02 * source[inside]).expand(int(inside.sum()), -1)  # rows read inside the photo too
-    torch.testing.assert_close(out[inside][:, inside], expected, atol=1e-5, rtol=0)
-    beyond = (source < -0.5) | (source > size + 0.5)  # wholly outside the photo: its backdrop
-    assert beyond.any() and torch.equal(out[:, beyond], torch.ones(size, int(beyond.sum())))
+    rows = torch.arange(height, dtype=torch.float32) + 0.5
+    cols = torch.arange(width, dtype=torch.float32) + 0.5
+    photo = (0.1 + 0.01 * cols[None, :] + 0.02 * rows[:, None]).expand(1, 1, 3, height, width)
+    out = zoom_images(photo, scale)[0, 0, 0]
+    from_row, from_col = height / 2 + (rows - height / 2) / 0.8, width / 2 + (cols - width / 2) / 0.8
+    inside_rows = (from_row > 0.5) & (from_row < height - 0.5)
+    inside_cols = (from_col > 0.5) & (from_col < width - 0.5)
+    expected = 0.1 + 0.01 * from_col[inside_cols][None, :] + 0.02 * from_row[inside_rows][:, None]
+    torch.testing.assert_close(out[inside_rows][:, inside_cols], expected, atol=1e-5, rtol=0)
 
 
-def test_the_rim_the_zoom_uncovers_takes_each_photos_backdrop():
-    photos = object_photos(15, backdrop=0.8)
-    out = zoom_images(photos, torch.tensor([0.75]), torch.full((1, 3, 3), 0.8))
-    assert torch.allclose(out[..., :, :2], torch.tensor(0.8)) and torch.allclose(out[..., :2, :], torch.tensor(0.8))
+def test_the_rim_the_zoom_uncovers_continues_the_photo_so_a_cut_object_stays_cut():
+    """Beyond a photo's edge the zoomed photo repeats its edge pixels: backdrop where the photo
+    shows backdrop there, object where the edge cuts the object, so its silhouette does not end
+    the object where the photo stopped seeing it."""
+    photos = object_photos(8, backdrop=0.8)
+    photos[..., 12:20, 20:] = 0.3  # a bar the right edge cuts
+    out = zoom_images(photos, torch.tensor([0.75]))
+    rim = out[..., :, -3:]  # beyond the photo's right edge
+    torch.testing.assert_close(rim[..., 14:18, :], torch.full_like(rim[..., 14:18, :], 0.3))
+    torch.testing.assert_close(rim[..., :8, :], torch.full_like(rim[..., :8, :], 0.8))
+    assert bool(silhouettes(out)[0, 0, 0, 14:18, -3:].all()) and not bool(silhouettes(out)[0, 0, 0, :8, -3:].any())
 
 
 def test_unzooming_a_zoomed_photo_gives_it_back_inside():
     size = 32
     ys, xs = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
     photo = torch.stack([0.5 + 0.3 * torch.sin(3 * xs), 0.5 + 0.3 * torch.cos(2 * ys), 0.4 + 0.2 * xs * ys])[None, None]
-    back = unzoom_images(zoom_images(photo, torch.tensor([0.85]), torch.ones(1, 1, 3)), torch.tensor([0.85]))
+    back = unzoom_images(zoom_images(photo, torch.tensor([0.85])), torch.tensor([0.85]))
     torch.testing.assert_close(back[..., 2:-2, 2:-2], photo[..., 2:-2, 2:-2], atol=5e-3, rtol=0)
 
 
@@ -111,6 +123,10 @@ def test_framing_renders_an_input_camera_as_its_photo_through_zoomed_cameras():
     small = object_photos(16, size=64)
     assert framing.memorize(small, cams).scale.tolist() == [1.0]  # already at the extent: the photos as given
     assert torch.equal(framing.render(framing.memorize(small, cams), cams), small)
+    # two scenes in one batch, one zoomed and one not: each comes back as its own photo
+    both = framing.render(framing.memorize(torch.cat([small, images]), Cameras.cat([cams, cams])), Cameras.cat([cams, cams]))
+    torch.testing.assert_close(both[0], small[0], atol=1e-5, rtol=0)
+    assert float((both[1] - images[0]).abs().max()) < 0.03
 
 
 def test_configure_inference_frames_renderers_whose_config_sets_an_extent_outside_their_turns():

@@ -1,5 +1,6 @@
 """The viewer's logic without the page: normalisation, the virtual camera, posed zips, videos."""
 
+import copy
 import dataclasses
 import math
 import re
@@ -330,6 +331,21 @@ def test_app_adapts_to_the_scene_and_reports_before_and_after():
     assert re.search(r"held-out views: PSNR [0-9.]+ → [0-9.]+", report), report
     assert ("unadapted model is kept" in report) == (session.model is None)
     assert session.scene.timings["adapt"] <= 5 * 1.5
+
+
+def test_an_adapted_renderer_runs_with_the_shared_renderers_turns_and_framing():
+    """The viewer runs a renderer adapted to a scene as it runs the shared one: its turns (read
+    from the shared renderer, not off a runner wrapped in object framing) and its config's framing."""
+    from nvs.models.object_framing import ObjectFraming
+    from nvs.models.turn_ensemble import TurnEnsemble
+    from nvs.viewer.app import ViewerApp
+
+    app = ViewerApp(FIXTURES / "two_heads.safetensors", size=64, turns=2, settings=[("frame_extent", 0.85)])
+    (key, shared), = app.runners.items()
+    adapted = app.runner_of(key, copy.deepcopy(app.renderers[key]))
+    for runner in (shared, adapted):
+        assert isinstance(runner, ObjectFraming) and isinstance(runner.renderer, TurnEnsemble)
+        assert runner.renderer.turns == 2
 
 
 def test_a_held_out_furniture_model_is_an_example_with_its_attribution():
