@@ -81,7 +81,8 @@ def zoom_images(images: Tensor, scale: Tensor) -> Tensor:
     """images [B, V, 3, H, W] as :func:`zoom_cameras` sees them (bilinear): each pixel reads the photo
     at 1 / scale [B] times its offset from the centre. The rim beyond the photo continues its edge
     pixels, so the rim of a photo on a plain backdrop is backdrop, and an object the photo's edge
-    cuts stays cut there, not ended: the silhouettes carve nothing the photo did not see."""
+    cuts is continued there, not ended: the silhouettes do not carve away what of it the photo
+    did not see."""
     return resample_about_centre(images, 1.0 / scale, "bilinear")
 
 

@@ -231,8 +231,8 @@ def configure_inference(model: torch.nn.Module, memory_budget: str | int | None 
     renderers that can chunk (``auto``: 80% of the device's free memory now) and the autocast dtype;
     returns the renderer to run: ``model`` itself, or with ``turns`` (:func:`resolve_turns`) above 1
     a turn ensemble of it; where the model config sets ``frame_extent``, that inside object
-    framing (models/object_framing). ValueError for an unknown dtype, bf16 on a CPU without native bfloat16,
-    or a malformed size."""
+    framing (models/object_framing). ValueError for an unknown dtype, bf16 on a CPU without native
+    bfloat16, or a malformed size."""
     from nvs.models.fast_weight import cpu_has_native_bf16
     from nvs.models.object_framing import ObjectFraming
     from nvs.models.turn_ensemble import TurnEnsemble
