@@ -126,7 +126,7 @@ class ModelConfig:
     # farther from the image centre than x of the half-frame (the median over the photos), every
     # camera, inputs and targets, is zoomed out about its image centre until they reach x, and the
     # renders are resampled back to the cameras asked for (models/object_framing); x is how far the
-    # training objects reached. 0: the photos as given
+    # renderer's training furniture reached. 0: the photos as given
     frame_extent: float = 0.0
 
     def __post_init__(self) -> None:

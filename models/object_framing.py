@@ -1,14 +1,15 @@
 """Object framing: photos of an object that fills more of the frame than the object renderer's
-training objects did, zoomed out to their size before it memorises them.
+training furniture did, zoomed out to that size before it memorises them.
 
-The object renderer saw every training object inside the unit sphere, seen from 2.7 away through
-a 50 deg lens: its silhouette never reached farther from the image centre than 0.85 of the
-half-frame (tan(asin(1 / 2.7)) / tan(25 deg)). An object framed tighter (a box fitted into
-[-1, 1]^3 instead of the unit sphere reaches the edge) renders worse. Zooming every camera out
-about its image centre by ``scale`` = trained extent / seen extent (focal lengths scaled, the photos
-resampled, their edge pixels continued into the rim the zoom uncovers) shows the renderer the object
-at its trained size; the renders are resampled back to the cameras asked for. What it costs: the object is read
-and drawn with 1 / scale fewer pixels across.
+The object renderer saw its furniture models inside the unit sphere, seen from 2.7 away through a
+50 deg lens: their silhouettes never reached farther from the image centre than 0.85 of the
+half-frame (tan(asin(1 / 2.7)) / tan(25 deg)); its procedural objects, 30% of its training,
+sometimes did. An object framed tighter (a box fitted into [-1, 1]^3 instead of the unit sphere
+reaches the edge) renders worse. Zooming every camera out about its image centre by ``scale`` =
+trained extent / seen extent (focal lengths scaled, the photos resampled, their edge pixels
+continued into the rim the zoom uncovers) shows the renderer the object at its trained size; the
+renders are resampled back to the cameras asked for. What it costs: the object is read and drawn
+``scale`` times as many pixels across.
 """
 
 from __future__ import annotations
@@ -59,15 +60,6 @@ def framing_scale(images: Tensor, extent: float) -> Tensor:
     return torch.where(seen > extent, extent / seen.clamp_min(extent), torch.ones_like(seen))
 
 
-def zoom_cameras(cams: Cameras, scale: Tensor) -> Cameras:
-    """cams [B, ...] zoomed out by scale [B] about their image centres: focal lengths times
-    ``scale``, principal points ``scale`` times nearer the centre; poses and image size kept."""
-    s = scale.to(cams.intrinsics).reshape(-1, *([1] * (cams.intrinsics.dim() - 1)))
-    centre = torch.tensor([0.0, 0.0, cams.width / 2, cams.height / 2], dtype=cams.intrinsics.dtype,
-                          device=cams.intrinsics.device)
-    return Cameras(centre + (cams.intrinsics - centre) * s, cams.c2w, cams.height, cams.width)
-
-
 def resample_about_centre(images: Tensor, scale: Tensor, mode: str) -> Tensor:
     """images [B, N, C, H, W] -> the same, each pixel read (``mode``: grid_sample's) at ``scale``
     [B] times its offset from the image centre; reads beyond the edge take the edge pixel."""
@@ -78,7 +70,7 @@ def resample_about_centre(images: Tensor, scale: Tensor, mode: str) -> Tensor:
 
 
 def zoom_images(images: Tensor, scale: Tensor) -> Tensor:
-    """images [B, V, 3, H, W] as :func:`zoom_cameras` sees them (bilinear): each pixel reads the photo
+    """images [B, V, 3, H, W] as ``Cameras.zoom`` sees them (bilinear): each pixel reads the photo
     at 1 / scale [B] times its offset from the centre. The rim beyond the photo continues its edge
     pixels, so the rim of a photo on a plain backdrop is backdrop, and an object the photo's edge
     cuts is continued there, not ended: the silhouettes do not carve away what of it the photo
@@ -87,7 +79,7 @@ def zoom_images(images: Tensor, scale: Tensor) -> Tensor:
 
 
 def unzoom_images(renders: Tensor, scale: Tensor) -> Tensor:
-    """renders [B, T, 3, H, W] of :func:`zoom_cameras` -> the same views through the cameras as
+    """renders [B, T, 3, H, W] of ``Cameras.zoom`` -> the same views through the cameras as
     given: each pixel reads the render at ``scale`` [B] times its offset from the centre (bicubic,
     its overshoot clipped to [0, 1])."""
     return resample_about_centre(renders, scale, "bicubic").clamp(0.0, 1.0)
@@ -117,7 +109,7 @@ class ObjectFraming(RendererWrapper):
         scale = framing_scale(images.detach(), self.extent).to(images.device)
         if bool((scale == 1).all()):
             return FramedState(self.renderer.memorize(images, cams), scale)
-        return FramedState(self.renderer.memorize(zoom_images(images, scale), zoom_cameras(cams, scale)), scale)
+        return FramedState(self.renderer.memorize(zoom_images(images, scale), cams.zoom(scale)), scale)
 
     def render(self, state: FramedState, target_cams: Cameras) -> Tensor:
         """target_cams [B, T] -> images [B, T, 3, H, W]."""
@@ -125,5 +117,5 @@ class ObjectFraming(RendererWrapper):
             raise ValueError("state must come from this object framing's memorize()")
         if bool((state.scale == 1).all()):
             return self.renderer.render(state.inner, target_cams)
-        renders = self.renderer.render(state.inner, zoom_cameras(target_cams, state.scale))
+        renders = self.renderer.render(state.inner, target_cams.zoom(state.scale))
         return unzoom_images(renders, state.scale)

@@ -304,7 +304,7 @@ def framing_note(zoom: float) -> str | None:
     """One line for a user on cameras object framing zoomed out (:func:`framing_zoom`), or None."""
     if zoom == 1.0:
         return None
-    return (f"the object fills more of the photos than the renderer's training objects did: every camera zoomed out "
+    return (f"the object fills more of the photos than the renderer's training objects usually did: every camera zoomed out "
             f"to {zoom:.2f}x about its image centre before rendering (model config frame_extent), the views resampled back")
 
 

@@ -252,6 +252,15 @@ class Cameras:
     def center_crop(self, height: int, width: int) -> "Cameras":
         return self.crop((self.height - height) // 2, (self.width - width) // 2, height, width)
 
+    def zoom(self, scale: Tensor) -> "Cameras":
+        """Cameras [B, ...] for the same images magnified by scale [B] about their centres (below 1:
+        zoomed out, the pixels' content drawn nearer the centre): focal lengths times ``scale``,
+        principal points ``scale`` times nearer the image centre; size and poses kept."""
+        s = scale.to(self.intrinsics).reshape(-1, *([1] * (self.intrinsics.dim() - 1)))
+        centre = torch.tensor([0.0, 0.0, self.width / 2, self.height / 2], dtype=self.intrinsics.dtype,
+                              device=self.device)
+        return Cameras(centre + (self.intrinsics - centre) * s, self.c2w, self.height, self.width)
+
     # ----- checks -------------------------------------------------------------------------
     def validate(self, name: str = "cameras") -> "Cameras":
         """Raise ValueError on non-finite values, bad focal lengths or non-rigid poses."""

@@ -7,8 +7,7 @@ from nvs.inference import configure_inference, framing_note, framing_zoom, memor
 from nvs.models import LaCTRenderer
 from nvs.models.config import ModelConfig
 from nvs.models.lact import SceneState
-from nvs.models.object_framing import (ObjectFraming, framing_scale, silhouette_extent, unzoom_images, zoom_cameras,
-                                       zoom_images)
+from nvs.models.object_framing import ObjectFraming, framing_scale, silhouette_extent, unzoom_images, zoom_images
 from nvs.models.plane_sweep import silhouettes
 from nvs.models.turn_ensemble import TurnEnsemble
 from nvs.models.wrapping import RendererWrapper
@@ -43,13 +42,13 @@ def test_the_scale_brings_a_large_object_to_the_extent_and_leaves_a_small_one():
 
 
 def test_zoomed_cameras_see_a_ray_where_the_zoomed_photos_put_its_colour():
-    """zoom_cameras moves the pixel of every ray to centre + s (u - centre), the centre of the
+    """Cameras.zoom moves the pixel of every ray to centre + s (u - centre), the centre of the
     image, not its principal point; zoom_images moves the photo's colour at u to the same place
     (exact on a linear ramp, which bilinear sampling keeps). A 24 x 40 photo, principal point off centre."""
     height, width, scale = 24, 40, torch.tensor([0.8])
     intrinsics = torch.tensor([[[30.0, 28.0, 17.5, 13.0]]])
     cams = Cameras(intrinsics, torch.eye(4).expand(1, 1, 4, 4), height, width)
-    zoomed = zoom_cameras(cams, scale)
+    zoomed = cams.zoom(scale)
     rays = torch.randn(50, 2) * 0.3  # x / z, y / z in the camera
     fx, fy, cx, cy = intrinsics[0, 0]
     zx, zy, zcx, zcy = zoomed.intrinsics[0, 0]
