@@ -22,7 +22,7 @@ READING_SETTINGS = {"sweep_range": "sweep", "sweep_zncc": "sweep", "sweep_zncc_v
                     "sweep_coarse_levels": "sweep", "sweep_max_step": "sweep", "sweep_refine": "sweep",
                     "sweep_depth_views": "sweep", "sweep_hull": "sweep", "sweep_front": "sweep", "sweep_head_prior": "sweep",
                     "match_exposure": "inputs", "backdrop_white": "sweep", "photo_interpolation": "photos",
-                    "frame_extent": "inputs"}
+                    "frame_extent": "inputs", "frame_canvas": "inputs"}
 
 
 @dataclass
@@ -128,6 +128,10 @@ class ModelConfig:
     # renders are resampled back to the cameras asked for (models/object_framing); x is how far the
     # renderer's training furniture reached. 0: the photos as given
     frame_extent: float = 0.0
+    # with frame_extent: each framed scene also memorised on a canvas wide enough for its object to
+    # reach frame_extent of it, the photos kept pixel for pixel, and the two renders averaged
+    # (models/object_framing); ignored where frame_extent is 0
+    frame_canvas: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -184,7 +188,7 @@ class ModelConfig:
         levels = self.sweep_coarse_levels
         if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 8:
             raise ValueError(f"model config 'sweep_coarse_levels' must be a whole number in [1, 8], got {levels!r}")
-        for name in ("match_exposure", "backdrop_white"):
+        for name in ("match_exposure", "backdrop_white", "frame_canvas"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"model config '{name}' must be true or false, got {getattr(self, name)!r}")
         if self.match_exposure and self.backdrop_white:

@@ -10,11 +10,19 @@ trained extent / seen extent (focal lengths scaled, the photos resampled, their 
 continued into the rim the zoom uncovers) shows the renderer the object at its trained size; the
 renders are resampled back to the cameras asked for. What it costs: the object is read and drawn
 ``scale`` times as many pixels across.
+
+With ``canvas``, each framed scene is also memorised on a wider canvas: its photos kept pixel for
+pixel, centred, their edge pixels continued into a rim wide enough that the object reaches no
+farther than the extent of the canvas (focal lengths kept, the field of view widened). That view of
+the object keeps its pixels but shows it larger than trained, the zoomed one the reverse; the
+renderer errs differently on each, and the two renders are averaged (for framed scenes, twice the
+compute and state, the canvas's larger).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -85,31 +93,69 @@ def unzoom_images(renders: Tensor, scale: Tensor) -> Tensor:
     return resample_about_centre(renders, scale, "bicubic").clamp(0.0, 1.0)
 
 
+def canvas_size(height: int, width: int, scale: float, multiple: int) -> tuple[int, int]:
+    """The smallest canvas, each side a multiple of ``multiple`` pixels, on which a ``height`` x
+    ``width`` photo spans at most ``scale`` of each side."""
+    def side(pixels: int) -> int:
+        return math.ceil(pixels / scale / multiple - 1e-6) * multiple
+    return side(height), side(width)
+
+
+def pad_images(images: Tensor, height: int, width: int) -> Tensor:
+    """images [B, N, C, h, w] centred on a ``height`` x ``width`` canvas as ``Cameras.center_pad``
+    places them, the rim continuing their edge pixels (as :func:`zoom_images`'s does)."""
+    b, n, c, h, w = images.shape
+    top, left = (height - h) // 2, (width - w) // 2
+    out = F.pad(images.flatten(0, 1), (left, width - w - left, top, height - h - top), mode="replicate")
+    return out.unflatten(0, (b, n))
+
+
+@dataclass
+class Canvas:
+    """One scene memorised on a wider canvas: the wrapped renderer's state and the canvas's size."""
+
+    inner: object
+    height: int
+    width: int
+
+
 @dataclass
 class FramedState:
-    """A memorised scene (``inner``, the wrapped renderer's) and the zoom [B] it was memorised at."""
+    """A memorised scene (``inner``, the wrapped renderer's) and the zoom [B] it was memorised at;
+    with a canvas, each scene's :class:`Canvas` (None for a scene not framed)."""
 
     inner: object
     scale: Tensor
+    canvases: list = field(default_factory=list)
 
 
 class ObjectFraming(RendererWrapper):
     """``renderer`` (or a turn ensemble of it) run on cameras zoomed out so that each scene's object
     reaches no farther than ``extent`` of the half-frame (:func:`framing_scale`), its renders
-    resampled back. Same memorize / render / forward interface, inference only."""
+    resampled back; with ``canvas``, averaged with its renders on a canvas that wide (module
+    docstring). Same memorize / render / forward interface, inference only."""
 
-    def __init__(self, renderer: nn.Module, extent: float):
+    def __init__(self, renderer: nn.Module, extent: float, canvas: bool = False):
         super().__init__(renderer)
         if not 0.0 < extent < 1.0:
             raise ValueError(f"object framing needs an extent in (0, 1), got {extent!r}")
         self.extent = extent
+        self.canvas = canvas
 
     def memorize(self, images: Tensor, cams: Cameras) -> FramedState:
         """images [B, V, 3, H, W], cams [B, V] -> the wrapped renderer's state of the zoomed views."""
         scale = framing_scale(images.detach(), self.extent).to(images.device)
         if bool((scale == 1).all()):
             return FramedState(self.renderer.memorize(images, cams), scale)
-        return FramedState(self.renderer.memorize(zoom_images(images, scale), cams.zoom(scale)), scale)
+        state = FramedState(self.renderer.memorize(zoom_images(images, scale), cams.zoom(scale)), scale)
+        if self.canvas:
+            state.canvases = [None if float(s) == 1.0 else self._memorize_on_canvas(images[b : b + 1], cams[b : b + 1], float(s))
+                              for b, s in enumerate(scale)]
+        return state
+
+    def _memorize_on_canvas(self, images: Tensor, cams: Cameras, scale: float) -> Canvas:
+        height, width = canvas_size(cams.height, cams.width, scale, self.config.patch_size)
+        return Canvas(self.renderer.memorize(pad_images(images, height, width), cams.center_pad(height, width)), height, width)
 
     def render(self, state: FramedState, target_cams: Cameras) -> Tensor:
         """target_cams [B, T] -> images [B, T, 3, H, W]."""
@@ -117,5 +163,10 @@ class ObjectFraming(RendererWrapper):
             raise ValueError("state must come from this object framing's memorize()")
         if bool((state.scale == 1).all()):
             return self.renderer.render(state.inner, target_cams)
-        renders = self.renderer.render(state.inner, target_cams.zoom(state.scale))
-        return unzoom_images(renders, state.scale)
+        renders = unzoom_images(self.renderer.render(state.inner, target_cams.zoom(state.scale)), state.scale)
+        for b, canvas in enumerate(state.canvases):
+            if canvas is not None:
+                wide = self.renderer.render(canvas.inner, target_cams[b : b + 1].center_pad(canvas.height, canvas.width))
+                top, left = (canvas.height - target_cams.height) // 2, (canvas.width - target_cams.width) // 2
+                renders[b] = (renders[b] + wide[0, ..., top : top + target_cams.height, left : left + target_cams.width]) / 2
+        return renders

@@ -250,9 +250,10 @@ def configure_inference(model: torch.nn.Module, memory_budget: str | int | None 
         model.set_memory_budget(memory_budget)
     count = resolve_turns(model, turns)
     runner = model if count == 1 else TurnEnsemble(model, count)
-    extent = getattr(getattr(model, "config", None), "frame_extent", 0.0)
+    config = getattr(model, "config", None)
+    extent = getattr(config, "frame_extent", 0.0)
     if extent:
-        runner = ObjectFraming(runner, extent)
+        runner = ObjectFraming(runner, extent, canvas=config.frame_canvas)
     _DTYPES[runner] = dtype
     return runner
 

@@ -252,6 +252,15 @@ class Cameras:
     def center_crop(self, height: int, width: int) -> "Cameras":
         return self.crop((self.height - height) // 2, (self.width - width) // 2, height, width)
 
+    def center_pad(self, height: int, width: int) -> "Cameras":
+        """Cameras for the images centred on a ``height`` x ``width`` canvas around them (the
+        inverse of :meth:`center_crop`: the same rays through the same pixels, more of them)."""
+        if height < self.height or width < self.width:
+            raise ValueError(f"a {height}x{width} canvas cannot hold the {self.height}x{self.width} image")
+        top, left = (height - self.height) // 2, (width - self.width) // 2
+        shift = torch.tensor([0.0, 0.0, left, top], dtype=self.intrinsics.dtype, device=self.device)
+        return Cameras(self.intrinsics + shift, self.c2w, height, width)
+
     def zoom(self, scale: Tensor) -> "Cameras":
         """Cameras [B, ...] for the same images magnified by scale [B] about their centres (below 1:
         zoomed out, the pixels' content drawn nearer the centre): focal lengths times ``scale``,

@@ -142,6 +142,7 @@ class RenderConfig:
     backdrop_white: bool | None = None
     photo_interpolation: str | None = None
     frame_extent: float | None = None
+    frame_canvas: bool | None = None
 
     def apply(self, model: ModelConfig) -> ModelConfig:
         """``model`` with these settings laid over it (checked as any model config is)."""

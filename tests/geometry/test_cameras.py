@@ -107,6 +107,18 @@ def test_crop_shifts_projection():
         cams.crop(50, 0, 40, 10)
 
 
+def test_center_pad_is_the_inverse_of_center_crop():
+    cams = camera_turned_90()  # 80 x 100
+    point = torch.tensor([[[0.3, -0.4, 1.0]]])
+    padded = cams.center_pad(97, 132)
+    assert (padded.height, padded.width) == (97, 132)
+    assert torch.allclose(padded.project(point)[0], cams.project(point)[0] + torch.tensor([16.0, 8.0]), atol=1e-5)
+    back = padded.center_crop(80, 100)
+    assert torch.allclose(back.intrinsics, cams.intrinsics) and torch.equal(back.c2w, cams.c2w)
+    with pytest.raises(ValueError, match="cannot hold"):
+        cams.center_pad(79, 120)
+
+
 def test_rays_pass_through_projected_points():
     cams = camera_turned_90()
     origins, dirs = pixel_rays(cams)  # [1, 3, 80, 100]

@@ -7,7 +7,8 @@ from nvs.inference import configure_inference, framing_note, framing_zoom, memor
 from nvs.models import LaCTRenderer
 from nvs.models.config import ModelConfig
 from nvs.models.lact import SceneState
-from nvs.models.object_framing import ObjectFraming, framing_scale, silhouette_extent, unzoom_images, zoom_images
+from nvs.models.object_framing import (ObjectFraming, canvas_size, framing_scale, pad_images, silhouette_extent, unzoom_images,
+                                       zoom_images)
 from nvs.models.plane_sweep import silhouettes
 from nvs.models.turn_ensemble import TurnEnsemble
 from nvs.models.wrapping import RendererWrapper
@@ -89,9 +90,30 @@ def test_unzooming_a_zoomed_photo_gives_it_back_inside():
     torch.testing.assert_close(back[..., 2:-2, 2:-2], photo[..., 2:-2, 2:-2], atol=5e-3, rtol=0)
 
 
+def test_the_canvas_is_the_smallest_patch_multiple_on_which_the_photo_spans_the_scale():
+    assert canvas_size(128, 128, 0.8, 16) == (160, 160)  # exactly 0.8: no patch more
+    assert canvas_size(128, 128, 0.85, 16) == (160, 160)
+    assert canvas_size(128, 224, 0.79, 16) == (176, 288)
+
+
+def test_a_padded_photo_keeps_its_pixels_and_continues_its_edges():
+    photos = object_photos(15, backdrop=0.8)
+    photos[..., 12:20, 20:] = 0.3  # a bar the right edge cuts
+    padded = pad_images(photos, 40, 48)  # 4 rows above, 8 columns left
+    assert torch.equal(padded[..., 4:36, 8:40], photos)
+    torch.testing.assert_close(padded[..., 16:24, 40:], torch.full_like(padded[..., 16:24, 40:], 0.3))
+    torch.testing.assert_close(padded[..., :4, :], torch.full_like(padded[..., :4, :], 0.8))
+    # on the canvas for the scale that frames it, the object reaches the extent
+    scale = float(framing_scale(object_photos(15), 0.75))
+    height, width = canvas_size(32, 32, scale, 8)
+    assert float(silhouette_extent(pad_images(object_photos(15), height, width))) == pytest.approx(0.75)
+
+
 class PhotoLookup(torch.nn.Module):
     """A stand-in renderer that renders a target at an input's camera as that input's photo: what a
     perfect image-based renderer would draw there. Fails on a target whose camera no input has."""
+
+    config = ModelConfig(patch_size=8)
 
     def memorize(self, images, cams):
         return images, cams
@@ -104,12 +126,17 @@ class PhotoLookup(torch.nn.Module):
         return images[:, same.int().argmax(dim=1)]
 
 
+def detailed_object() -> torch.Tensor:
+    """[1, 3, 3, 64, 64]: a large object with detail inside, smooth enough to resample without loss."""
+    images = object_photos(24, size=64)
+    images[..., 24:40, 20:28] = 0.6
+    return gaussian_blur2d(images[0], (7, 7), (1.5, 1.5), border_type="replicate")[None]
+
+
 def test_framing_renders_an_input_camera_as_its_photo_through_zoomed_cameras():
     """Inputs and targets are zoomed alike (the stand-in finds each target among the inputs), and
     the render comes back to the cameras asked for: the photo itself, within the resampling's blur."""
-    images = object_photos(24, size=64)
-    images[..., 24:40, 20:28] = 0.6  # detail inside the object
-    images = gaussian_blur2d(images[0], (7, 7), (1.5, 1.5), border_type="replicate")[None]  # resampled without loss
+    images = detailed_object()
     cams = ring_cameras(1, 3, size=64)
     framing = ObjectFraming(PhotoLookup(), 0.75)
     state = framing.memorize(images, cams)
@@ -128,13 +155,36 @@ def test_framing_renders_an_input_camera_as_its_photo_through_zoomed_cameras():
     assert float((both[1] - images[0]).abs().max()) < 0.03
 
 
+def test_a_canvas_renders_an_input_camera_as_its_photo_pixel_for_pixel_and_halves_the_zooms_error():
+    """On the canvas, inputs and targets are padded alike and the photo comes back exactly, so the
+    average with the zoomed render misses the photo by half of what the zoomed render alone does."""
+    images, cams = detailed_object(), ring_cameras(1, 3, size=64)
+    targets = Cameras(cams.intrinsics[:, 1:], cams.c2w[:, 1:], 64, 64)
+    zoomed = ObjectFraming(PhotoLookup(), 0.75)
+    both = ObjectFraming(PhotoLookup(), 0.75, canvas=True)
+    state = both.memorize(images, cams)
+    (canvas,) = state.canvases
+    assert (canvas.height, canvas.width) == canvas_size(64, 64, float(state.scale[0]), 8) and canvas.height > 64
+    alone = zoomed.render(zoomed.memorize(images, cams), targets) - images[:, 1:]
+    assert float(alone.abs().max()) > 0.01  # the zoom's resampling loses something to halve
+    torch.testing.assert_close(both.render(state, targets) - images[:, 1:], alone / 2, atol=1e-6, rtol=0)
+    # a scene not framed gets no canvas and comes back as it was, beside one that does
+    small = object_photos(16, size=64)
+    pair = both.memorize(torch.cat([small, images]), Cameras.cat([cams, cams]))
+    assert pair.canvases[0] is None and pair.canvases[1] is not None
+    out = both.render(pair, Cameras.cat([targets, targets]))
+    torch.testing.assert_close(out[0], small[0, 1:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[1] - images[0, 1:], alone[0] / 2, atol=1e-6, rtol=0)
+
+
 def test_configure_inference_frames_renderers_whose_config_sets_an_extent_outside_their_turns():
     torch.manual_seed(0)
     plain = LaCTRenderer(tiny_config()).eval()
     framed = LaCTRenderer(tiny_config(frame_extent=0.85)).eval()
     assert configure_inference(plain) is plain
     runner = configure_inference(framed, turns=2)
-    assert isinstance(runner, ObjectFraming) and isinstance(runner.renderer, TurnEnsemble)
+    assert isinstance(runner, ObjectFraming) and isinstance(runner.renderer, TurnEnsemble) and not runner.canvas
+    assert configure_inference(LaCTRenderer(tiny_config(frame_extent=0.85, frame_canvas=True))).canvas
     assert isinstance(runner, RendererWrapper) and runner.config is framed.config
     state, _ = memorize_views(runner, object_photos(15)[0], ring_cameras(1, 3)[0])
     assert framing_zoom(state) == pytest.approx(0.85 / (15 / 16), abs=1e-6)
@@ -146,3 +196,9 @@ def test_configure_inference_frames_renderers_whose_config_sets_an_extent_outsid
 def test_the_config_refuses_an_extent_outside_0_to_1(extent):
     with pytest.raises(ValueError, match="frame_extent"):
         ModelConfig(frame_extent=extent)
+
+
+@pytest.mark.parametrize("canvas", [1, "true", None])
+def test_the_config_refuses_a_canvas_that_is_not_true_or_false(canvas):
+    with pytest.raises(ValueError, match="frame_canvas"):
+        ModelConfig(frame_canvas=canvas)
