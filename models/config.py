@@ -22,7 +22,8 @@ READING_SETTINGS = {"sweep_range": "sweep", "sweep_zncc": "sweep", "sweep_zncc_v
                     "sweep_coarse_levels": "sweep", "sweep_max_step": "sweep", "sweep_refine": "sweep",
                     "sweep_depth_views": "sweep", "sweep_hull": "sweep", "sweep_front": "sweep", "sweep_head_prior": "sweep",
                     "match_exposure": "inputs", "backdrop_white": "sweep", "photo_interpolation": "photos",
-                    "frame_extent": "inputs", "frame_canvas": "inputs"}
+                    "frame_extent": "inputs", "frame_canvas": "inputs",
+                    "mirror": "inputs"}
 
 
 @dataclass
@@ -132,6 +133,10 @@ class ModelConfig:
     # reach frame_extent of it, the photos kept pixel for pixel, and the two renders averaged
     # (models/object_framing); ignored where frame_extent is 0
     frame_canvas: bool = False
+    # true: each capture also memorised and rendered as its mirror image (photos flipped left to
+    # right, the world reflected through y = 0), the two renders averaged (models/mirror_ensemble);
+    # `--turns auto` then runs half as many turns
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -188,7 +193,7 @@ class ModelConfig:
         levels = self.sweep_coarse_levels
         if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 8:
             raise ValueError(f"model config 'sweep_coarse_levels' must be a whole number in [1, 8], got {levels!r}")
-        for name in ("match_exposure", "backdrop_white", "frame_canvas"):
+        for name in ("match_exposure", "backdrop_white", "frame_canvas", "mirror"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"model config '{name}' must be true or false, got {getattr(self, name)!r}")
         if self.match_exposure and self.backdrop_white:

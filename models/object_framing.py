@@ -15,8 +15,8 @@ With ``canvas``, each framed scene is also memorised on a wider canvas: its phot
 pixel, centred, their edge pixels continued into a rim wide enough that the object reaches no
 farther than the extent of the canvas (focal lengths kept, the field of view widened). That view of
 the object keeps its pixels but shows it larger than trained, the zoomed one the reverse; the
-renderer errs differently on each, and the two renders are averaged (for framed scenes, twice the
-compute and state, the canvas's larger).
+renderer errs differently on each, and the two renders are averaged (for framed scenes, a second
+memorise and render, on the canvas's larger views).
 """
 
 from __future__ import annotations
@@ -101,22 +101,34 @@ def canvas_size(height: int, width: int, scale: float, multiple: int) -> tuple[i
     return side(height), side(width)
 
 
+def centred_window(height: int, width: int, inner_height: int, inner_width: int) -> tuple[int, int]:
+    """(top, left) of an ``inner_height`` x ``inner_width`` window centred in a ``height`` x
+    ``width`` canvas, where ``Cameras.center_pad`` and ``Cameras.center_crop`` put it."""
+    return (height - inner_height) // 2, (width - inner_width) // 2
+
+
 def pad_images(images: Tensor, height: int, width: int) -> Tensor:
     """images [B, N, C, h, w] centred on a ``height`` x ``width`` canvas as ``Cameras.center_pad``
     places them, the rim continuing their edge pixels (as :func:`zoom_images`'s does)."""
     b, n, c, h, w = images.shape
-    top, left = (height - h) // 2, (width - w) // 2
+    top, left = centred_window(height, width, h, w)
     out = F.pad(images.flatten(0, 1), (left, width - w - left, top, height - h - top), mode="replicate")
     return out.unflatten(0, (b, n))
 
 
+def crop_centre(images: Tensor, height: int, width: int) -> Tensor:
+    """images [..., H, W] -> their centred ``height`` x ``width`` window (undoes :func:`pad_images`)."""
+    top, left = centred_window(*images.shape[-2:], height, width)
+    return images[..., top : top + height, left : left + width]
+
+
 @dataclass
 class Canvas:
-    """One scene memorised on a wider canvas: the wrapped renderer's state and the canvas's size."""
+    """One scene memorised on a wider canvas (:func:`canvas_size` of its photos at ``scale``): the
+    wrapped renderer's state; its targets go on the canvas of their own size at that scale."""
 
     inner: object
-    height: int
-    width: int
+    scale: float
 
 
 @dataclass
@@ -126,7 +138,7 @@ class FramedState:
 
     inner: object
     scale: Tensor
-    canvases: list = field(default_factory=list)
+    canvases: list[Canvas | None] = field(default_factory=list)
 
 
 class ObjectFraming(RendererWrapper):
@@ -143,19 +155,25 @@ class ObjectFraming(RendererWrapper):
         self.canvas = canvas
 
     def memorize(self, images: Tensor, cams: Cameras) -> FramedState:
-        """images [B, V, 3, H, W], cams [B, V] -> the wrapped renderer's state of the zoomed views."""
+        """images [B, V, 3, H, W], cams [B, V] -> the wrapped renderer's state of the zoomed views
+        and, with a canvas, each framed scene's state on its canvas."""
         scale = framing_scale(images.detach(), self.extent).to(images.device)
         if bool((scale == 1).all()):
             return FramedState(self.renderer.memorize(images, cams), scale)
         state = FramedState(self.renderer.memorize(zoom_images(images, scale), cams.zoom(scale)), scale)
         if self.canvas:
-            state.canvases = [None if float(s) == 1.0 else self._memorize_on_canvas(images[b : b + 1], cams[b : b + 1], float(s))
+            state.canvases = [None if float(s) == 1.0 else
+                              self._memorize_on_canvas(images[b : b + 1], cams[b : b + 1], float(s))
                               for b, s in enumerate(scale)]
         return state
 
+    def _canvas(self, cams: Cameras, scale: float) -> tuple[int, int]:
+        return canvas_size(cams.height, cams.width, scale, self.config.patch_size)
+
     def _memorize_on_canvas(self, images: Tensor, cams: Cameras, scale: float) -> Canvas:
-        height, width = canvas_size(cams.height, cams.width, scale, self.config.patch_size)
-        return Canvas(self.renderer.memorize(pad_images(images, height, width), cams.center_pad(height, width)), height, width)
+        """One scene, images [1, V, 3, H, W] and cams [1, V], memorised on its canvas at ``scale``."""
+        height, width = self._canvas(cams, scale)
+        return Canvas(self.renderer.memorize(pad_images(images, height, width), cams.center_pad(height, width)), scale)
 
     def render(self, state: FramedState, target_cams: Cameras) -> Tensor:
         """target_cams [B, T] -> images [B, T, 3, H, W]."""
@@ -166,7 +184,7 @@ class ObjectFraming(RendererWrapper):
         renders = unzoom_images(self.renderer.render(state.inner, target_cams.zoom(state.scale)), state.scale)
         for b, canvas in enumerate(state.canvases):
             if canvas is not None:
-                wide = self.renderer.render(canvas.inner, target_cams[b : b + 1].center_pad(canvas.height, canvas.width))
-                top, left = (canvas.height - target_cams.height) // 2, (canvas.width - target_cams.width) // 2
-                renders[b] = (renders[b] + wide[0, ..., top : top + target_cams.height, left : left + target_cams.width]) / 2
+                wide_cams = target_cams[b : b + 1].center_pad(*self._canvas(target_cams, canvas.scale))
+                wide = self.renderer.render(canvas.inner, wide_cams)
+                renders[b] = (renders[b] + crop_centre(wide[0], target_cams.height, target_cams.width)) / 2
         return renders

@@ -92,9 +92,9 @@ AUTO_VIEWS_PHOTOS = 48  # a renderer that draws from its photos (view blending, 
 AUTO_VIEWS = 8  # any other (the published models, renderers that only decode): counts not measured
 MAX_VIEWS = 4096
 MAX_TURNS = 36
-TURNS_HELP = ("auto (the default: 4 for renderers trained in the object frame, such as the shipped object renderer; "
-              "1 otherwise) or N: memorise and render the scene in N copies of its world turned about the up axis "
-              "and keep each pixel's median (N times the compute)")
+TURNS_HELP = ("auto (the default: 4 for renderers trained in the object frame, 2 where the renderer also renders the "
+              "mirror image, as the shipped object renderer does; 1 otherwise) or N: memorise and render the scene in N "
+              "copies of its world turned about the up axis and keep each pixel's median (N times the compute)")
 DTYPE_HELP = ("fp32 (the default) or bf16: matrix products in bfloat16 autocast, on GPUs and on CPUs with "
               "native bfloat16 (AVX512-BF16 / AMX)")
 MEMORY_BUDGET_HELP = ("memory that memorising and rendering may use above the model and its inputs: auto (the "
@@ -176,9 +176,12 @@ def free_memory_bytes(device: torch.device) -> int:
 def resolve_turns(model: torch.nn.Module, turns: int | str = "auto") -> int:
     """How many turned copies of the world a renderer runs in (models/turn_ensemble.py): ``auto``
     is AUTO_TURNS for renderers trained in the object frame (their checkpoint names the ``object``
-    normalisation), else 1."""
+    normalisation), half that where their config also renders the mirror image (model config
+    ``mirror``: as many copies in all), else 1."""
     if turns == "auto":
-        return AUTO_TURNS if getattr(model, "normalization", None) == "object" else 1
+        if getattr(model, "normalization", None) != "object":
+            return 1
+        return AUTO_TURNS // 2 if getattr(getattr(model, "config", None), "mirror", False) else AUTO_TURNS
     if isinstance(turns, bool) or not isinstance(turns, int) or not 1 <= turns <= MAX_TURNS:
         raise ValueError(f"--turns must be auto or 1-{MAX_TURNS}, got {turns!r}")
     return turns
@@ -230,10 +233,12 @@ def configure_inference(model: torch.nn.Module, memory_budget: str | int | None 
     """Set how ``model`` runs in :func:`memorize_views` / :func:`render_cameras`: the memory budget of
     renderers that can chunk (``auto``: 80% of the device's free memory now) and the autocast dtype;
     returns the renderer to run: ``model`` itself, or with ``turns`` (:func:`resolve_turns`) above 1
-    a turn ensemble of it; where the model config sets ``frame_extent``, that inside object
+    a turn ensemble of it; where the model config sets ``mirror``, that inside a mirror ensemble
+    (models/mirror_ensemble); where it sets ``frame_extent``, that inside object
     framing (models/object_framing). ValueError for an unknown dtype, bf16 on a CPU without native
     bfloat16, or a malformed size."""
     from nvs.models.fast_weight import cpu_has_native_bf16
+    from nvs.models.mirror_ensemble import MirrorEnsemble
     from nvs.models.object_framing import ObjectFraming
     from nvs.models.turn_ensemble import TurnEnsemble
 
@@ -251,9 +256,11 @@ def configure_inference(model: torch.nn.Module, memory_budget: str | int | None 
     count = resolve_turns(model, turns)
     runner = model if count == 1 else TurnEnsemble(model, count)
     config = getattr(model, "config", None)
+    if getattr(config, "mirror", False):
+        runner = MirrorEnsemble(runner)
     extent = getattr(config, "frame_extent", 0.0)
     if extent:
-        runner = ObjectFraming(runner, extent, canvas=config.frame_canvas)
+        runner = ObjectFraming(runner, extent, canvas=getattr(config, "frame_canvas", False))
     _DTYPES[runner] = dtype
     return runner
 
@@ -284,12 +291,15 @@ def memorize_views(model: torch.nn.Module, images: Tensor, cams: Cameras):
 
 def renderer_state(state):
     """The renderer's own state in one memorised by :func:`configure_inference`'s runner: inside
-    object framing's, and a turn ensemble's first turn."""
+    object framing's, of the capture as given in a mirror ensemble's, and a turn ensemble's first turn."""
+    from nvs.models.mirror_ensemble import MirroredStates
     from nvs.models.object_framing import FramedState
     from nvs.models.turn_ensemble import TurnedStates
 
     if isinstance(state, FramedState):
         state = state.inner
+    if isinstance(state, MirroredStates):
+        state = state.as_given
     return state.states[0] if isinstance(state, TurnedStates) else state
 
 
@@ -301,12 +311,23 @@ def framing_zoom(state) -> float:
     return float(state.scale[0]) if isinstance(state, FramedState) else 1.0
 
 
-def framing_note(zoom: float) -> str | None:
-    """One line for a user on cameras object framing zoomed out (:func:`framing_zoom`), or None."""
+def framing_canvas(state) -> bool:
+    """Whether object framing also memorised one scene on a widened canvas (model config ``frame_canvas``)."""
+    from nvs.models.object_framing import FramedState
+
+    return isinstance(state, FramedState) and any(canvas is not None for canvas in state.canvases)
+
+
+def framing_note(zoom: float, canvas: bool = False) -> str | None:
+    """One line for a user on cameras object framing zoomed out (:func:`framing_zoom`) and, with
+    ``canvas`` (:func:`framing_canvas`), the photos also read on a widened canvas; or None."""
     if zoom == 1.0:
         return None
+    widened = (", and averaged with views of the photos as shot on a canvas widened to the same share (frame_canvas)"
+               if canvas else "")
     return (f"the object fills more of the photos than the renderer's training objects usually did: every camera zoomed out "
-            f"to {zoom:.2f}x about its image centre before rendering (model config frame_extent), the views resampled back")
+            f"to {zoom:.2f}x about its image centre before rendering (model config frame_extent), the views resampled back"
+            f"{widened}")
 
 
 def exposure_gains(state) -> Tensor | None:

@@ -204,7 +204,7 @@ def test_each_reading_setting_is_refused_only_by_a_renderer_without_the_part_it_
     assert set(READING_SETTINGS.values()) == set(has)
     assert {key: part for key, part in READING_SETTINGS.items() if not key.startswith("sweep_")} == {
         "match_exposure": "inputs", "backdrop_white": "sweep", "photo_interpolation": "photos", "frame_extent": "inputs",
-        "frame_canvas": "inputs"}
+        "frame_canvas": "inputs", "mirror": "inputs"}
     assert all(part == "sweep" for key, part in READING_SETTINGS.items() if key.startswith("sweep_"))
     for key, part in READING_SETTINGS.items():
         value = getattr(model.config, key)  # its own value: refused or not, for the part alone

@@ -14,9 +14,9 @@ from nvs.datasets.formats import load_views, read_any_scene
 from nvs.datasets.views import FileViews, OfficialSampler, kmeans_views, read_eval_index, spread_order
 from nvs.inference import (AUTO_VIEWS, AUTO_VIEWS_PHOTOS, DEVICE_HELP, RENDERER_HELP,
                            add_inference_arguments, apply_reading_settings, auto_input_views, capture_warning,
-                           choose_checkpoint, configure_inference, exposure_gains, exposure_note, framing_note,
-                           framing_zoom, memorize_views, reads_backdrops, render_cameras, resolve_device, resolve_turns,
-                           scene_octave, sweep_note, views_argument)
+                           choose_checkpoint, configure_inference, exposure_gains, exposure_note, framing_canvas,
+                           framing_note, framing_zoom, memorize_views, reads_backdrops, render_cameras, resolve_device,
+                           resolve_turns, scene_octave, sweep_note, views_argument)
 from nvs.assets import SHIPPED
 from nvs.io.media import save_video
 from nvs.models import load_renderer
@@ -125,7 +125,7 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
                "warnings": [warning] if warning else [],
                "exposure_gains": None if gains is None else [[round(g, 4) for g in row] for row in gains.tolist()],
                "backdrop_white": reads_backdrops(model), "sweep_octave": scene_octave(state),
-               "framing_zoom": framing_zoom(state)}
+               "framing_zoom": framing_zoom(state), "framing_canvas": framing_canvas(state)}
     if applied:
         summary["reading_settings"] = applied
     if adapted is not None:
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"rendered {s['frames']} frames of scene {s['scene']} at {s['fps']} fps to {args.out} "
           f"(memorise {s['memorize_s']:.2f} s, {s['render_s_per_frame'] * 1000:.1f} ms/frame); summary {args.out}.json")
     for note in (exposure_note(s["exposure_gains"], s["backdrop_white"]), sweep_note(s["sweep_octave"]),
-                 framing_note(s["framing_zoom"])):
+                 framing_note(s["framing_zoom"], s["framing_canvas"])):
         if note:
             print(note)
     if "adaptation" in s:

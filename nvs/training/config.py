@@ -143,6 +143,7 @@ class RenderConfig:
     photo_interpolation: str | None = None
     frame_extent: float | None = None
     frame_canvas: bool | None = None
+    mirror: bool | None = None
 
     def apply(self, model: ModelConfig) -> ModelConfig:
         """``model`` with these settings laid over it (checked as any model config is)."""

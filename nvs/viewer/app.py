@@ -24,8 +24,8 @@ from nvs.viewer.camera_plot import camera_figure
 from nvs.assets import SHIPPED
 from nvs.geometry.capture import MIN_OBJECT_FOV_DEG
 from nvs.inference import (AUTO_VIEWS_PHOTOS, auto_input_views, capture_warning, choose_checkpoint, configure_inference,
-                           exposure_gains, exposure_note, framing_note, framing_zoom, reads_backdrops, renderer_frame,
-                           resolve_turns, scene_octave, sweep_note)
+                           exposure_gains, exposure_note, framing_canvas, framing_note, framing_zoom, reads_backdrops,
+                           renderer_frame, resolve_turns, scene_octave, sweep_note)
 from nvs.io.media import to_uint8
 from nvs.io.untrusted import VIEWER_LIMITS, Limits, bounded_number, public_message
 from nvs.viewer.session_files import SESSION_TTL_S, SessionFolders, check_port
@@ -191,7 +191,8 @@ class ViewerApp:
                   f"{timing}\n\nrenderer `{Path(self.files[key]).name}` ({why})")
         notes = [*scene.notes, *filter(None, [capture_warning(model, scene.cameras, scene.images),
                                               exposure_note(exposure_gains(state), reads_backdrops(model)),
-                                              sweep_note(scene_octave(state)), framing_note(framing_zoom(state))])]
+                                              sweep_note(scene_octave(state)),
+                                              framing_note(framing_zoom(state), framing_canvas(state))])]
         if notes:
             status += "\n\n" + "\n".join(f"- {n}" for n in notes)
         gallery = [(img, f"input {i}") for i, img in enumerate(to_uint8(scene.images))]

@@ -115,12 +115,13 @@ def test_a_renderer_that_matches_exposure_says_what_it_did_to_the_photos(workspa
 
 
 def test_a_renderer_that_frames_objects_says_how_far_it_zoomed_out_and_a_setting_turns_it_off(workspace):
-    """A renderer whose config sets frame_extent zooms a capture whose object reaches farther out
-    (the procedural objects on white, against an extent of 0.3) and says so, in nvs render and in
-    nvs eval; frame_extent=0 renders the cameras as given."""
+    """A renderer whose config sets frame_extent (and frame_canvas) zooms a capture whose object
+    reaches farther out (the procedural objects on white, against an extent of 0.3), reads it on a
+    widened canvas too, and says so, in nvs render and in nvs eval; frame_extent=0 renders the
+    cameras as given."""
     root, _ = workspace
     torch.manual_seed(0)
-    framing = save_renderer(LaCTRenderer(tiny_config(frame_extent=0.3)), root / "framing.safetensors")
+    framing = save_renderer(LaCTRenderer(tiny_config(frame_extent=0.3, frame_canvas=True)), root / "framing.safetensors")
     for settings, name in (([], "framed"), (["--setting", "frame_extent=0"], "as-given")):
         out = run_nvs("render", "--checkpoint", framing, "--scene", root / "data", "--views", "3", "--size", "32", "32",
                       "--frames", "2", *settings, "--out", root / f"{name}.mp4")
@@ -132,10 +133,11 @@ def test_a_renderer_that_frames_objects_says_how_far_it_zoomed_out_and_a_setting
         scores = json.loads((root / f"eval-{name}" / "summary.json").read_text())
         if name == "framed":
             assert 0.3 <= summary["framing_zoom"] < 1 and f"zoomed out to {summary['framing_zoom']:.2f}x" in out.stdout
+            assert summary["framing_canvas"] and "canvas widened" in out.stdout
             assert 1 <= scores["framed_scenes"] <= scores["scenes"] and 0.3 <= scores["least_framing_zoom"] < 1
             assert f"zoomed {scores['framed_scenes']} of {scores['scenes']} scenes out" in scored.stdout
         else:
-            assert summary["framing_zoom"] == 1.0 and "zoomed out" not in out.stdout
+            assert summary["framing_zoom"] == 1.0 and "zoomed out" not in out.stdout and not summary["framing_canvas"]
             assert scores["framed_scenes"] == 0 and scores["least_framing_zoom"] == 1.0 and "framing" not in scored.stdout
 
 

@@ -1,9 +1,11 @@
+import dataclasses
+
 import pytest
 import torch
 from kornia.filters import gaussian_blur2d
 
 from nvs.cameras import Cameras
-from nvs.inference import configure_inference, framing_note, framing_zoom, memorize_views, renderer_state
+from nvs.inference import configure_inference, framing_canvas, framing_note, framing_zoom, memorize_views, renderer_state
 from nvs.models import LaCTRenderer
 from nvs.models.config import ModelConfig
 from nvs.models.lact import SceneState
@@ -13,7 +15,7 @@ from nvs.models.plane_sweep import silhouettes
 from nvs.models.turn_ensemble import TurnEnsemble
 from nvs.models.wrapping import RendererWrapper
 
-from tests.helpers import ring_cameras, tiny_config
+from tests.helpers import PhotoLookup, ring_cameras, tiny_config
 
 
 def object_photos(half: int, size: int = 32, views: int = 3, backdrop: float = 1.0) -> torch.Tensor:
@@ -109,23 +111,6 @@ def test_a_padded_photo_keeps_its_pixels_and_continues_its_edges():
     assert float(silhouette_extent(pad_images(object_photos(15), height, width))) == pytest.approx(0.75)
 
 
-class PhotoLookup(torch.nn.Module):
-    """A stand-in renderer that renders a target at an input's camera as that input's photo: what a
-    perfect image-based renderer would draw there. Fails on a target whose camera no input has."""
-
-    config = ModelConfig(patch_size=8)
-
-    def memorize(self, images, cams):
-        return images, cams
-
-    def render(self, state, target_cams):
-        images, cams = state
-        same = (target_cams.intrinsics[0, :, None] - cams.intrinsics[0, None]).abs().amax(-1) < 1e-5
-        same &= (target_cams.c2w[0, :, None] - cams.c2w[0, None]).flatten(2).abs().amax(-1) < 1e-5
-        assert same.any(dim=1).all(), "a target camera that no input has"
-        return images[:, same.int().argmax(dim=1)]
-
-
 def detailed_object() -> torch.Tensor:
     """[1, 3, 3, 64, 64]: a large object with detail inside, smooth enough to resample without loss."""
     images = object_photos(24, size=64)
@@ -164,7 +149,13 @@ def test_a_canvas_renders_an_input_camera_as_its_photo_pixel_for_pixel_and_halve
     both = ObjectFraming(PhotoLookup(), 0.75, canvas=True)
     state = both.memorize(images, cams)
     (canvas,) = state.canvases
-    assert (canvas.height, canvas.width) == canvas_size(64, 64, float(state.scale[0]), 8) and canvas.height > 64
+    photos, canvas_cams = canvas.inner  # what the stand-in memorised: the photos on the canvas
+    assert canvas.scale == pytest.approx(float(state.scale[0]))
+    assert (canvas_cams.height, canvas_cams.width) == canvas_size(64, 64, canvas.scale, 8) and canvas_cams.height > 64
+    # a point lands on the same content through the canvas's cameras as through the photos'
+    point = torch.tensor([[[0.3, -0.2, 0.25]]])
+    (u, v), (cu, cv) = cams[:, :1].project(point)[0][0, 0, 0], canvas_cams[:, :1].project(point)[0][0, 0, 0]
+    assert torch.equal(photos[0, 0, :, int(cv), int(cu)], images[0, 0, :, int(v), int(u)])
     alone = zoomed.render(zoomed.memorize(images, cams), targets) - images[:, 1:]
     assert float(alone.abs().max()) > 0.01  # the zoom's resampling loses something to halve
     torch.testing.assert_close(both.render(state, targets) - images[:, 1:], alone / 2, atol=1e-6, rtol=0)
@@ -175,6 +166,27 @@ def test_a_canvas_renders_an_input_camera_as_its_photo_pixel_for_pixel_and_halve
     out = both.render(pair, Cameras.cat([targets, targets]))
     torch.testing.assert_close(out[0], small[0, 1:], atol=1e-5, rtol=0)
     torch.testing.assert_close(out[1] - images[0, 1:], alone[0] / 2, atol=1e-6, rtol=0)
+
+
+def test_a_lact_renderer_frames_on_a_canvas_in_a_batch_of_two_through_its_turns():
+    """Non-square photos, one scene framed and one not, targets larger than the inputs: each
+    scene's renders come back at the targets' size, the framed one averaged with its canvas's."""
+    torch.manual_seed(0)
+    model = LaCTRenderer(tiny_config(frame_extent=0.85, frame_canvas=True)).eval()
+    runner = configure_inference(model, turns=2)
+    images = torch.ones(2, 3, 3, 24, 32)  # 24 x 32 photos on white
+    images[0, ..., 4:20, 1:31] = 0.2  # reaches 15 / 16 of the half-width: framed
+    images[1, ..., 8:16, 10:22] = 0.2  # within the extent: as given
+    cams = Cameras.cat([ring_cameras(1, 3)] * 2).center_crop(24, 32)
+    targets = Cameras.cat([ring_cameras(1, 2, offset=0.3)] * 2).center_pad(40, 48)
+    with torch.no_grad():
+        state = runner.memorize(images, cams)
+        assert state.canvases[0] is not None and state.canvases[1] is None
+        out = runner.render(state, targets)
+        zoomed = runner.render(dataclasses.replace(state, canvases=[]), targets)  # the same state, its canvas unread
+    assert out.shape == (2, 2, 3, 40, 48) and bool(torch.isfinite(out).all())
+    torch.testing.assert_close(out[1], zoomed[1])
+    assert float((out[0] - zoomed[0]).abs().max()) > 1e-4
 
 
 def test_configure_inference_frames_renderers_whose_config_sets_an_extent_outside_their_turns():
@@ -190,6 +202,8 @@ def test_configure_inference_frames_renderers_whose_config_sets_an_extent_outsid
     assert framing_zoom(state) == pytest.approx(0.85 / (15 / 16), abs=1e-6)
     assert isinstance(renderer_state(state), SceneState)  # through the framing and the turns
     assert "zoomed out to 0.91x" in framing_note(framing_zoom(state)) and framing_note(1.0) is None
+    assert not framing_canvas(state) and "canvas" not in framing_note(framing_zoom(state))
+    assert "canvas widened" in framing_note(0.9, canvas=True)
 
 
 @pytest.mark.parametrize("extent", [1.0, -0.1, True, "0.8"])
