@@ -84,7 +84,8 @@ def synchronize(device: torch.device) -> None:
 
 
 INFERENCE_DTYPES = ("fp32", "bf16")
-AUTO_TURNS = 4  # copies of the world an object renderer runs in by default (models/turn_ensemble.py)
+AUTO_TURNS = 4  # copies of the world an object renderer runs in by default (models/turn_ensemble.py; half
+# as many turns where it also renders the mirror image, models/mirror_ensemble.py)
 # Input views `nvs render --views auto` memorises at most (README, "Your own photos"). On 12 held-out scenes of 48
 # frames, 4 of them the targets, both shipped renderers scored best at the largest count tried, 44: the object
 # renderer (8: 23.9 dB, 16: 26.0, 32: 27.5, 44: 27.8) and the scene renderer (8: 32.4, 16: 33.5, 32: 33.5, 44: 34.6).
@@ -94,7 +95,8 @@ MAX_VIEWS = 4096
 MAX_TURNS = 36
 TURNS_HELP = ("auto (the default: 4 for renderers trained in the object frame, 2 where the renderer also renders the "
               "mirror image, as the shipped object renderer does; 1 otherwise) or N: memorise and render the scene in N "
-              "copies of its world turned about the up axis and keep each pixel's median (N times the compute)")
+              "copies of its world turned about the up axis and keep each pixel's median (N times the compute, twice that "
+              "with the mirror image)")
 DTYPE_HELP = ("fp32 (the default) or bf16: matrix products in bfloat16 autocast, on GPUs and on CPUs with "
               "native bfloat16 (AVX512-BF16 / AMX)")
 MEMORY_BUDGET_HELP = ("memory that memorising and rendering may use above the model and its inputs: auto (the "

@@ -4,9 +4,8 @@ Each augmentation maps (images [V, 3, H, W], cameras [V]) to a scene that a perf
 render exactly as the augmented images, and maps a rendering back (``invert_output``):
 
 - ``mirror``: every image flipped left-right, the world reflected in the plane x = 0 and each
-  camera reflected with it. For a reflection M (world) and F = diag(-1, 1, 1) (camera x axis),
-  c2w' = M c2w F is again a rotation, and with cx' = W - cx the ray through the flipped pixel
-  W - 1 - u is exactly M applied to the ray through pixel u. The output is flipped back.
+  camera reflected with it (``Cameras.mirror``): the ray through the flipped pixel W - 1 - u is
+  the reflection of the ray through pixel u. The output is flipped back.
 - ``rotate``: the whole world turned about its z axis by an angle; images unchanged.
 - ``reorder``: the input views permuted (the renderer sums over views, so this checks invariance).
 - ``colour``: the colour channels permuted; the output is permuted back.
@@ -23,8 +22,6 @@ from torch import Tensor
 from nvs.cameras import Cameras
 
 AUGMENTATION_KINDS = ("mirror", "rotate", "reorder", "colour")
-_CAMERA_FLIP = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=torch.float64))
-_WORLD_MIRROR = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=torch.float64))
 
 
 def rotation_about_z(angle: float) -> Tensor:
@@ -35,11 +32,8 @@ def rotation_about_z(angle: float) -> Tensor:
     return out
 
 
-def _transform_c2w(c2w: Tensor, world: Tensor, camera: Tensor | None = None) -> Tensor:
-    out = world.to(c2w.device) @ c2w.double()
-    if camera is not None:
-        out = out @ camera.to(c2w.device)
-    return out.to(c2w.dtype)
+def _transform_c2w(c2w: Tensor, world: Tensor) -> Tensor:
+    return (world.to(c2w.device) @ c2w.double()).to(c2w.dtype)
 
 
 @dataclass(frozen=True)
@@ -57,18 +51,15 @@ class Augmentation:
         return not self.mirror and self.angle == 0.0 and self.channels == (0, 1, 2) and self.order is None
 
     def world(self) -> Tensor:
-        """The 4x4 world map (rotation, then reflection), float64."""
+        """The 4x4 world map (rotation, then the reflection through x = 0), float64."""
         rot = rotation_about_z(self.angle)
-        return _WORLD_MIRROR @ rot if self.mirror else rot
+        return torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=torch.float64)) @ rot if self.mirror else rot
 
     def cameras(self, cams: Cameras) -> Cameras:
-        """Cameras [N] of the augmented world (no re-ordering: targets use this too)."""
-        c2w = _transform_c2w(cams.c2w, self.world(), _CAMERA_FLIP if self.mirror else None)
-        intr = cams.intrinsics
-        if self.mirror:
-            intr = intr.clone()
-            intr[..., 2] = cams.width - intr[..., 2]
-        return Cameras(intr, c2w, cams.height, cams.width)
+        """Cameras [N] of the augmented world, turned and then mirrored (no re-ordering: targets use
+        this too)."""
+        turned = Cameras(cams.intrinsics, _transform_c2w(cams.c2w, rotation_about_z(self.angle)), cams.height, cams.width)
+        return turned.mirror() if self.mirror else turned
 
     def images(self, images: Tensor) -> Tensor:
         """Images [..., 3, H, W] as the augmented world shows them."""

@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     if args.input_pose_noise:
         protocol["input_pose_noise_deg"] = args.input_pose_noise
     meta = {"checkpoint": str(checkpoint), "data": str(args.data), "index": args.index, "protocol": protocol,
-            "device": str(device), "dtype": args.dtype, "turns": turns}
+            "device": str(device), "dtype": args.dtype, "turns": turns,
+            "mirror": bool(getattr(model.config, "mirror", False))}
     if settings:
         meta["reading_settings"] = settings
     adapt_scene = None

@@ -120,7 +120,7 @@ def render_path(checkpoint: Path | str, scene: Path, path: str, frames: int, fps
     summary = {"checkpoint": str(checkpoint), "renderer_choice": why, "scene": record.name, "input_views": chosen, "selection": selection,
                "normalize": normalize, "resize": resize, "path": path,
                "frames": int(video.shape[0]), "fps": fps, "size": list(size), "output": str(out),
-               "device": str(device), "dtype": dtype, "turns": turns,
+               "device": str(device), "dtype": dtype, "turns": turns, "mirror": bool(getattr(model.config, "mirror", False)),
                "memorize_s": memorize_s, "render_s_per_frame": render_s / video.shape[0],
                "warnings": [warning] if warning else [],
                "exposure_gains": None if gains is None else [[round(g, 4) for g in row] for row in gains.tolist()],

@@ -270,6 +270,18 @@ class Cameras:
                               device=self.device)
         return Cameras(centre + (self.intrinsics - centre) * s, self.c2w, self.height, self.width)
 
+    def mirror(self) -> "Cameras":
+        """Cameras of the world reflected through the plane x = 0 that see each image flipped left to
+        right: c2w -> M c2w F with M = diag(-1, 1, 1) in the world and F = diag(-1, 1, 1) in the
+        camera (two reflections: still a rotation), the principal point's x -> width - x. A point p
+        seen at pixel (u, v) is seen, reflected, at (width - u, v). The plane holds the y and z axes:
+        the up axis of the object frame (+z) and of the scene frames (-y). Its own inverse."""
+        reflect = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=self.c2w.dtype, device=self.device))
+        intrinsics = self.intrinsics.clone()
+        intrinsics[..., 2] = self.width - intrinsics[..., 2]
+        with full_precision(self.device):
+            return Cameras(intrinsics, reflect @ self.c2w @ reflect, self.height, self.width)
+
     # ----- checks -------------------------------------------------------------------------
     def validate(self, name: str = "cameras") -> "Cameras":
         """Raise ValueError on non-finite values, bad focal lengths or non-rigid poses."""

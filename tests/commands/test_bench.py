@@ -120,12 +120,10 @@ def test_a_benchmark_child_runs_torch_after_its_parent_did():
 
 @pytest.mark.slow
 def test_render_bench_times_both_shipped_renderers_as_the_viewer_runs_them(tmp_path):
-    from nvs.inference import AUTO_TURNS
-
     stdout = _bench(tmp_path, "render", "--sizes", "32", "--views", "3", "--batch", "2", "--repeats", "1")
     rows = json.loads((tmp_path / "render.json").read_text())
     assert [(r["renderer"], r["example"], r["height"], r["width"], r["turns"]) for r in rows] == [
-        ("scene", "procedural room", 32, 64, 1), ("object", "procedural object", 32, 32, AUTO_TURNS)]
+        ("scene", "procedural room", 32, 64, 1), ("object", "procedural object", 32, 32, 2)]  # two turns, each mirrored
     for r in rows:
         assert r["input_views"] == 3 and r["device"] == "cpu" and r["dtype"] == "fp32"
         assert r["memorize_s"] > 0 and r["render_s_one_view"] > 0 and r["render_s_per_view_2_per_call"] > 0

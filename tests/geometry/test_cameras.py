@@ -119,6 +119,22 @@ def test_center_pad_is_the_inverse_of_center_crop():
         cams.center_pad(79, 120)
 
 
+def test_a_mirrored_camera_sees_the_reflected_point_at_the_mirrored_pixel():
+    """Principal point off centre: p at (u, v) -> (-x, y, z) at (width - u, v)."""
+    cams = camera_turned_90()  # 80 x 100
+    cams = Cameras(cams.intrinsics + torch.tensor([0.0, 0.0, 1.5, -2.0]), cams.c2w, 80, 100)
+    points = torch.randn(1, 20, 3) * 0.4
+    mirrored = cams.mirror()
+    pixels, depth = cams.project(points)
+    pixels_m, depth_m = mirrored.project(points * torch.tensor([-1.0, 1.0, 1.0]))
+    torch.testing.assert_close(pixels_m[..., 0], 100 - pixels[..., 0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(pixels_m[..., 1], pixels[..., 1], atol=1e-4, rtol=0)
+    torch.testing.assert_close(depth_m, depth, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.linalg.det(mirrored.c2w[..., :3, :3]), torch.ones(1))  # still a rotation
+    twice = mirrored.mirror()
+    assert torch.equal(twice.intrinsics, cams.intrinsics) and torch.equal(twice.c2w, cams.c2w)
+
+
 def test_rays_pass_through_projected_points():
     cams = camera_turned_90()
     origins, dirs = pixel_rays(cams)  # [1, 3, 80, 100]
