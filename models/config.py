@@ -134,7 +134,7 @@ class ModelConfig:
     # (models/object_framing); ignored where frame_extent is 0
     frame_canvas: bool = False
     # true: each capture also memorised and rendered as its mirror image (photos flipped left to
-    # right, the world reflected through y = 0), the two renders averaged (models/mirror_ensemble);
+    # right, the world reflected through x = 0), the two renders averaged (models/mirror_ensemble);
     # `--turns auto` then runs half as many turns
     mirror: bool = False
 
