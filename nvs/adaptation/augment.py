@@ -20,20 +20,9 @@ import torch
 from torch import Tensor
 
 from nvs.cameras import Cameras
+from nvs.models.turn_ensemble import turn_about_z
 
 AUGMENTATION_KINDS = ("mirror", "rotate", "reorder", "colour")
-
-
-def rotation_about_z(angle: float) -> Tensor:
-    """A 4x4 world rotation about +z by ``angle`` radians (float64)."""
-    c, s = math.cos(angle), math.sin(angle)
-    out = torch.eye(4, dtype=torch.float64)
-    out[0, 0], out[0, 1], out[1, 0], out[1, 1] = c, -s, s, c
-    return out
-
-
-def _transform_c2w(c2w: Tensor, world: Tensor) -> Tensor:
-    return (world.to(c2w.device) @ c2w.double()).to(c2w.dtype)
 
 
 @dataclass(frozen=True)
@@ -50,15 +39,10 @@ class Augmentation:
     def is_identity(self) -> bool:
         return not self.mirror and self.angle == 0.0 and self.channels == (0, 1, 2) and self.order is None
 
-    def world(self) -> Tensor:
-        """The 4x4 world map (rotation, then the reflection through x = 0), float64."""
-        rot = rotation_about_z(self.angle)
-        return torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=torch.float64)) @ rot if self.mirror else rot
-
     def cameras(self, cams: Cameras) -> Cameras:
-        """Cameras [N] of the augmented world, turned and then mirrored (no re-ordering: targets use
-        this too)."""
-        turned = Cameras(cams.intrinsics, _transform_c2w(cams.c2w, rotation_about_z(self.angle)), cams.height, cams.width)
+        """Cameras [N] of the augmented world, turned about z and then mirrored (no re-ordering:
+        targets use this too)."""
+        turned = turn_about_z(cams, self.angle)
         return turned.mirror() if self.mirror else turned
 
     def images(self, images: Tensor) -> Tensor:

@@ -17,9 +17,17 @@ def _world(seed: int):
     return prims, light, object_cameras(_rng(seed + 1), 3, 48, 64)
 
 
+def _world_map(aug: Augmentation) -> torch.Tensor:
+    """The augmentation's map of the world [3, 3], written out here: a turn about z by its angle,
+    then, if it mirrors, the reflection through x = 0."""
+    c, s = math.cos(aug.angle), math.sin(aug.angle)
+    turn = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return torch.diag(torch.tensor([-1.0, 1.0, 1.0])) @ turn if aug.mirror else turn
+
+
 def _augmented_world(prims, light, aug: Augmentation):
     """The primitives moved by the augmentation's world map, their colours permuted as it permutes channels."""
-    world = aug.world().float()[:3, :3]
+    world = _world_map(aug)
     out = []
     for prim in prims:
         p = copy.deepcopy(prim)
